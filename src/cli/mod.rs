@@ -1,0 +1,1 @@
+//! The `callflow` command line: one file per command, thin.

@@ -1,0 +1,1 @@
+//! Flow diagrams (Mermaid and Graphviz dot): a node per step, an edge per outcome.

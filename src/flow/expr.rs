@@ -1,0 +1,394 @@
+//! rhai expressions: one sandboxed engine, compiled once, evaluated purely.
+//!
+//! [`engine()`] is the one factory of rhai engines; it sets every limit
+//! explicitly. [`compile`] turns a `when` condition or a `${…}` into an
+//! [`Expr`] holding its AST, at load time. [`Expr::eval`] evaluates it
+//! against an [`EvalInput`] that carries everything an expression may read,
+//! the clock included: nothing here reads a wall clock, a file or a socket.
+
+use std::cell::RefCell;
+use std::sync::{Arc, OnceLock};
+
+use chrono::{DateTime, Datelike, Timelike};
+use chrono_tz::Tz;
+use indexmap::IndexMap;
+use rhai::{AST, Dynamic, Engine, Map, Scope};
+
+use super::calendar::Calendar;
+use super::span::Span;
+
+/// The names an expression may start from.
+pub const ROOTS: &[&str] = &["call", "vars", "step", "digits", "event", "params"];
+
+/// The name under which `call` is held in rhai's scope.
+const CALL_VAR: &str = "__call";
+
+/// The functions callflow adds to rhai, for "did you mean".
+pub const HELPERS: &[&str] = &["now", "today", "hour", "minute", "weekday", "open"];
+
+/// Limits of the sandbox, set explicitly in [`engine()`].
+pub mod limits {
+    /// Operations one evaluation may perform.
+    pub const OPERATIONS: u64 = 20_000;
+    /// Longest string, in bytes.
+    pub const STRING_SIZE: usize = 8_192;
+    /// Largest array.
+    pub const ARRAY_SIZE: usize = 1_024;
+    /// Largest map.
+    pub const MAP_SIZE: usize = 1_024;
+    /// Deepest function call nesting.
+    pub const CALL_LEVELS: usize = 16;
+    /// Deepest expression nesting (global, in functions).
+    pub const EXPR_DEPTH: (usize, usize) = (32, 16);
+    /// Modules one script may import.
+    pub const MODULES: usize = 0;
+    /// Variables one script may define.
+    pub const VARIABLES: usize = 32;
+    /// Functions one script may define.
+    pub const FUNCTIONS: usize = 0;
+}
+
+/// Builds a sandboxed rhai engine with every limit set explicitly.
+pub fn build_engine() -> Engine {
+    let mut e = Engine::new();
+    e.set_max_operations(limits::OPERATIONS)
+        .set_max_string_size(limits::STRING_SIZE)
+        .set_max_array_size(limits::ARRAY_SIZE)
+        .set_max_map_size(limits::MAP_SIZE)
+        .set_max_call_levels(limits::CALL_LEVELS)
+        .set_max_expr_depths(limits::EXPR_DEPTH.0, limits::EXPR_DEPTH.1)
+        .set_max_modules(limits::MODULES)
+        .set_max_variables(limits::VARIABLES)
+        .set_max_functions(limits::FUNCTIONS)
+        .set_allow_looping(false)
+        .set_allow_anonymous_fn(false)
+        .set_strict_variables(true)
+        .set_fail_on_invalid_map_property(false);
+    e.disable_symbol("eval");
+    // `call` is a reserved word in rhai; flows read the call as `call`.
+    // The token mapper is marked volatile (not deprecated) by rhai; the
+    // version is pinned in Cargo.lock and a test covers it.
+    #[allow(deprecated)]
+    e.on_parse_token(|token, _, _| match &token {
+        rhai::Token::Identifier(s) | rhai::Token::Reserved(s) if s.as_str() == "call" => {
+            rhai::Token::Identifier(Box::new(CALL_VAR.into()))
+        }
+        _ => token,
+    });
+    e.on_print(|_| {});
+    e.on_debug(|_, _, _| {});
+    e.register_fn("now", || with_clock(|c| c.now.to_rfc3339()));
+    e.register_fn("today", || {
+        with_clock(|c| c.now.format("%Y-%m-%d").to_string())
+    });
+    e.register_fn("hour", || with_clock(|c| i64::from(c.now.hour())));
+    e.register_fn("minute", || with_clock(|c| i64::from(c.now.minute())));
+    e.register_fn("weekday", || {
+        with_clock(|c| weekday_name(c.now.weekday()).to_string())
+    });
+    e.register_fn("open", |name: &str| {
+        with_clock(|c| {
+            c.calendars
+                .get(name)
+                .is_some_and(|cal| cal.is_open(c.now.naive_local()))
+        })
+    });
+    e
+}
+
+/// The shared engine.
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(build_engine)
+}
+
+/// `mon` … `sun`.
+pub fn weekday_name(d: chrono::Weekday) -> &'static str {
+    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][d.num_days_from_monday() as usize]
+}
+
+struct Clock {
+    now: DateTime<Tz>,
+    calendars: Arc<IndexMap<String, Calendar>>,
+}
+
+thread_local! {
+    static CLOCK: RefCell<Option<Clock>> = const { RefCell::new(None) };
+}
+
+fn with_clock<T: Default>(f: impl FnOnce(&Clock) -> T) -> T {
+    CLOCK.with(|c| c.borrow().as_ref().map(f).unwrap_or_default())
+}
+
+/// A compiled expression and where it stands in the flow file.
+#[derive(Clone, Debug)]
+pub struct Expr {
+    /// The expression's text.
+    pub source: String,
+    /// Where the text stands in the file.
+    pub span: Span,
+    /// The compiled AST.
+    pub ast: Arc<AST>,
+}
+
+/// Everything an expression can read.
+#[derive(Clone, Debug, Default)]
+pub struct EvalInput {
+    /// `call`: id, state, direction, from, to, result.
+    pub call: Map,
+    /// `vars`.
+    pub vars: Map,
+    /// `step`: the current step's name.
+    pub step: String,
+    /// `digits`: the keys pressed in the current menu.
+    pub digits: String,
+    /// `event`: the last notification's resourceData.
+    pub event: Dynamic,
+    /// `params`: an api flow's parameters.
+    pub params: Map,
+}
+
+/// Why an evaluation failed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("`{expr}` failed: {message}")]
+pub struct EvalError {
+    /// The expression.
+    pub expr: String,
+    /// rhai's message.
+    pub message: String,
+}
+
+impl Expr {
+    /// Evaluates the expression at `now` (in the flow's time zone).
+    pub fn eval(
+        &self,
+        input: &EvalInput,
+        now: DateTime<Tz>,
+        calendars: &Arc<IndexMap<String, Calendar>>,
+    ) -> Result<Dynamic, EvalError> {
+        let mut scope = Scope::new();
+        scope.push_constant(CALL_VAR, input.call.clone());
+        scope.push_constant("vars", input.vars.clone());
+        scope.push_constant("step", input.step.clone());
+        scope.push_constant("digits", input.digits.clone());
+        scope.push_constant("event", input.event.clone());
+        scope.push_constant("params", input.params.clone());
+        CLOCK.with(|c| {
+            *c.borrow_mut() = Some(Clock {
+                now,
+                calendars: Arc::clone(calendars),
+            })
+        });
+        let out = engine().eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast);
+        CLOCK.with(|c| *c.borrow_mut() = None);
+        out.map_err(|e| EvalError {
+            expr: self.source.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Evaluates a condition; anything but a bool is an error.
+    pub fn eval_bool(
+        &self,
+        input: &EvalInput,
+        now: DateTime<Tz>,
+        calendars: &Arc<IndexMap<String, Calendar>>,
+    ) -> Result<bool, EvalError> {
+        let v = self.eval(input, now, calendars)?;
+        v.as_bool().map_err(|t| EvalError {
+            expr: self.source.clone(),
+            message: format!("a condition must give true or false, this gave a {t}"),
+        })
+    }
+}
+
+/// A problem found while compiling an expression.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompileProblem {
+    /// Byte offset in the expression text.
+    pub offset: usize,
+    /// Length in bytes of the text concerned.
+    pub len: usize,
+    /// What is wrong.
+    pub kind: CompileProblemKind,
+}
+
+/// The kinds of [`CompileProblem`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum CompileProblemKind {
+    /// rhai could not parse it.
+    Syntax(String),
+    /// It names a root variable that does not exist.
+    UnknownVariable(String),
+    /// It calls a function that neither rhai nor callflow has.
+    UnknownFunction(String),
+    /// It calls `open` with a calendar the flow does not define.
+    UnknownCalendar(String),
+}
+
+fn scope_for_compile() -> Scope<'static> {
+    let mut scope = Scope::new();
+    for r in ROOTS {
+        let name = if *r == "call" { CALL_VAR } else { r };
+        scope.push_constant(name, Dynamic::UNIT);
+    }
+    scope
+}
+
+/// Compiles `source`, checking root variables, function names and the
+/// calendars named in `open("…")` against `calendars`.
+pub fn compile(source: &str, calendars: &[&str]) -> Result<Arc<AST>, Vec<CompileProblem>> {
+    let scope = scope_for_compile();
+    let ast = engine()
+        .compile_expression_with_scope(&scope, source)
+        .map_err(|e| {
+            let (offset, len) = locate(source, e.position());
+            let kind = match e.err_type() {
+                rhai::ParseErrorType::VariableUndefined(name) => {
+                    CompileProblemKind::UnknownVariable(name.to_string())
+                }
+                other => CompileProblemKind::Syntax(other.to_string()),
+            };
+            vec![CompileProblem { offset, len, kind }]
+        })?;
+    let mut problems = Vec::new();
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        let found = match path.last() {
+            Some(rhai::ASTNode::Expr(rhai::Expr::FnCall(call, pos))) => Some((&**call, *pos)),
+            Some(rhai::ASTNode::Stmt(rhai::Stmt::FnCall(call, pos))) => Some((&**call, *pos)),
+            _ => None,
+        };
+        if let Some((call, pos)) = found {
+            let name = call.name.as_str();
+            let (offset, _) = locate(source, pos);
+            if name == "open" {
+                if let Some(rhai::Expr::StringConstant(cal, _)) = call.args.first()
+                    && !calendars.contains(&cal.as_str())
+                {
+                    problems.push(CompileProblem {
+                        offset,
+                        len: 4,
+                        kind: CompileProblemKind::UnknownCalendar(cal.to_string()),
+                    });
+                }
+            } else if !call.is_qualified()
+                && !name.starts_with(|c: char| !c.is_alphabetic())
+                && !is_known_function(name, call.args.len())
+            {
+                problems.push(CompileProblem {
+                    offset,
+                    len: name.len(),
+                    kind: CompileProblemKind::UnknownFunction(name.to_string()),
+                });
+            }
+        }
+        true
+    });
+    if problems.is_empty() {
+        Ok(Arc::new(ast))
+    } else {
+        Err(problems)
+    }
+}
+
+fn is_known_function(name: &str, _arity: usize) -> bool {
+    static NAMES: OnceLock<Vec<String>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        let mut v: Vec<String> = engine()
+            .gen_fn_signatures(true)
+            .into_iter()
+            .filter_map(|s| {
+                let s = s.trim_start_matches("pub ").trim_start_matches("fn ");
+                s.split('(').next().map(|n| n.trim().to_string())
+            })
+            .collect();
+        v.extend(HELPERS.iter().map(|s| s.to_string()));
+        v.extend(
+            [
+                "type_of",
+                "print",
+                "debug",
+                "is_def_var",
+                "is_def_fn",
+                "Fn",
+                "call",
+                "curry",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        v.sort();
+        v.dedup();
+        v
+    });
+    names.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
+}
+
+/// Every function name known to expressions (for suggestions).
+pub fn known_function_names() -> Vec<&'static str> {
+    HELPERS.to_vec()
+}
+
+/// Byte offset and length in `source` of a rhai position (1-based line and column).
+fn locate(source: &str, pos: rhai::Position) -> (usize, usize) {
+    let (Some(line), Some(col)) = (pos.line(), pos.position()) else {
+        return (0, source.len());
+    };
+    let mut offset = 0;
+    for (i, l) in source.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            let within = l
+                .char_indices()
+                .nth(col.saturating_sub(1))
+                .map_or(l.len(), |(b, _)| b);
+            offset += within;
+            let len = source[offset..].chars().next().map_or(0, char::len_utf8);
+            return (offset, len);
+        }
+        offset += l.len();
+    }
+    (source.len(), 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_and_reports_unknown_roots_and_functions() {
+        assert!(compile("call.from.phone != \"\"", &[]).is_ok());
+        let e = compile("caller.phone == \"x\"", &[]).expect_err("unknown root");
+        assert_eq!(
+            e[0].kind,
+            CompileProblemKind::UnknownVariable("caller".into())
+        );
+        assert_eq!(e[0].offset, 0);
+        let e = compile("hour() > 8 && opne(\"office\")", &["office"]).expect_err("unknown fn");
+        assert_eq!(
+            e[0].kind,
+            CompileProblemKind::UnknownFunction("opne".into())
+        );
+        assert_eq!(e[0].offset, 14);
+        let e = compile("open(\"ofice\")", &["office"]).expect_err("unknown calendar");
+        assert_eq!(
+            e[0].kind,
+            CompileProblemKind::UnknownCalendar("ofice".into())
+        );
+        assert!(compile("call.state ==", &[]).is_err());
+    }
+
+    #[test]
+    fn eval_is_bounded() {
+        let ast = compile("\"x\".pad(100000, \"y\")", &[]).expect("compiles");
+        let expr = Expr {
+            source: "pad".into(),
+            span: Span::default(),
+            ast,
+        };
+        let now = chrono::Utc::now().with_timezone(&Tz::UTC);
+        assert!(
+            expr.eval(&EvalInput::default(), now, &Arc::default())
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,358 @@
+//! Reading flow files and folders, and checking a set of flows together.
+//!
+//! [`load_str`] checks one text; [`load_file`] reads one file (bounded
+//! size, UTF-8 checked); [`load_paths`] reads files and folders, skips
+//! scenario files, and adds the checks that need every flow at once
+//! (duplicate names, overlapping `incoming_call` triggers). A [`FlowSet`] is
+//! the result of a clean load: it is swapped whole, never edited.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use super::check;
+use super::compiled::{Flow, Pattern, Trigger};
+use super::diagnostic::{Diagnostic, SourceFile};
+use super::span::Span;
+use super::yaml::Budget;
+
+/// One file's result: the flow when it has no error, and every diagnostic.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The compiled flow, when the file has no error.
+    pub flow: Option<Flow>,
+    /// Every problem found, errors and warnings.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// The result of loading several files.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Flows without errors.
+    pub flows: Vec<Arc<Flow>>,
+    /// Every problem found, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The flow files read.
+    pub files: Vec<PathBuf>,
+}
+
+impl LoadReport {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// The flows as a set, when nothing is wrong.
+    pub fn into_flow_set(self, version: u64) -> Result<FlowSet, Vec<Diagnostic>> {
+        if self.has_errors() {
+            return Err(self.diagnostics);
+        }
+        let flows = self
+            .flows
+            .into_iter()
+            .map(|f| (f.name.clone(), f))
+            .collect();
+        Ok(FlowSet { version, flows })
+    }
+}
+
+/// A checked, complete set of flows, swapped whole on reload.
+#[derive(Debug, Default, Clone)]
+pub struct FlowSet {
+    /// Increases by one on each successful load.
+    pub version: u64,
+    /// The flows by name.
+    pub flows: IndexMap<String, Arc<Flow>>,
+}
+
+impl FlowSet {
+    /// The flow named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Flow>> {
+        self.flows.get(name)
+    }
+}
+
+/// Checks the text of one flow file.
+pub fn load_str(path: impl Into<PathBuf>, text: &str) -> Loaded {
+    let file = Arc::new(SourceFile::new(path, text));
+    let (flow, diagnostics) = check::check(&file, Budget::default());
+    Loaded { flow, diagnostics }
+}
+
+/// Reads and checks one flow file.
+pub fn load_file(path: &Path) -> Loaded {
+    match read_source(path, Budget::default().max_bytes) {
+        Ok(file) => {
+            let (flow, diagnostics) = check::check(&file, Budget::default());
+            Loaded { flow, diagnostics }
+        }
+        Err(d) => Loaded {
+            flow: None,
+            diagnostics: vec![*d],
+        },
+    }
+}
+
+/// Reads a file within `max_bytes`, as UTF-8; a failure is a diagnostic.
+pub fn read_source(path: &Path, max_bytes: usize) -> Result<Arc<SourceFile>, Box<Diagnostic>> {
+    use std::io::Read;
+    let empty = || Arc::new(SourceFile::new(path, ""));
+    let f = std::fs::File::open(path).map_err(|e| {
+        Box::new(Diagnostic::error(
+            "callflow::input::read",
+            &empty(),
+            Span::default(),
+            format!("cannot read the file: {e}"),
+        ))
+    })?;
+    let mut bytes = Vec::new();
+    f.take(max_bytes as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            Box::new(Diagnostic::error(
+                "callflow::input::read",
+                &empty(),
+                Span::default(),
+                format!("cannot read the file: {e}"),
+            ))
+        })?;
+    if bytes.len() > max_bytes {
+        return Err(Box::new(
+            Diagnostic::error(
+                "callflow::input::too_large",
+                &empty(),
+                Span::default(),
+                format!("the file is larger than {max_bytes} bytes, the most a flow file may hold"),
+            )
+            .help("split it into several flows"),
+        ));
+    }
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => Ok(Arc::new(SourceFile::from_bytes(path, &bytes, text))),
+        Err(e) => {
+            let good = e.valid_up_to();
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let file = Arc::new(SourceFile::from_bytes(path, &bytes, &text));
+            let span = Span::new(good, good + 1);
+            Err(Box::new(
+                Diagnostic::error(
+                    "callflow::input::utf8",
+                    &file,
+                    span,
+                    format!("the file is not valid UTF-8 (at byte {good})"),
+                )
+                .label("this byte")
+                .help("save the file as UTF-8"),
+            ))
+        }
+    }
+}
+
+/// Whether a YAML file is a scenario (its text has a top-level `scenario:` key).
+pub fn is_scenario_text(text: &str) -> bool {
+    text.lines().any(|l| l.starts_with("scenario:"))
+}
+
+/// Lists the YAML files under `paths` (files as given, folders recursively, sorted).
+pub fn yaml_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found = Vec::new();
+            walk(p, &mut found, 0);
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
+    if depth > 16 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if p.is_dir() {
+            walk(&p, out, depth + 1);
+        } else if matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")) {
+            out.push(p);
+        }
+    }
+}
+
+/// Reads every flow file under `paths` (scenario files are skipped) and
+/// checks them as one set.
+pub fn load_paths(paths: &[PathBuf]) -> LoadReport {
+    let mut report = LoadReport::default();
+    for path in yaml_files(paths) {
+        let shown = super::diagnostic::display_path(&path);
+        let file = match read_source(&path, Budget::default().max_bytes) {
+            Ok(f) => Arc::new(SourceFile::from_bytes(&shown, f.text.as_bytes(), &f.text)),
+            Err(d) => {
+                report.files.push(shown);
+                report.diagnostics.push(*d);
+                continue;
+            }
+        };
+        if is_scenario_text(&file.text) {
+            continue;
+        }
+        report.files.push(shown);
+        let (flow, diagnostics) = check::check(&file, Budget::default());
+        report.diagnostics.extend(diagnostics);
+        if let Some(flow) = flow {
+            report.flows.push(Arc::new(flow));
+        }
+    }
+    let set_problems = check_set(&report.flows);
+    report.diagnostics.extend(set_problems);
+    report
+}
+
+/// Checks that need every flow: unique names, no ambiguous incoming-call triggers.
+pub fn check_set(flows: &[Arc<Flow>]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (i, a) in flows.iter().enumerate() {
+        for b in &flows[..i] {
+            if a.name == b.name {
+                out.push(
+                    Diagnostic::error(
+                        "callflow::flow::duplicate",
+                        &a.source,
+                        name_span(a),
+                        format!("two flows are named `{}`", a.name),
+                    )
+                    .label("this name")
+                    .help(format!("the other is in {}; rename one", b.source.name())),
+                );
+            } else if let Some(why) = ambiguous(a, b) {
+                out.push(
+                    Diagnostic::error(
+                        "callflow::trigger::overlap",
+                        &a.source,
+                        trigger_span(a),
+                        format!(
+                            "flows `{}` and `{}` both take {why}, and neither is more specific",
+                            b.name, a.name
+                        ),
+                    )
+                    .label("this trigger")
+                    .help(format!(
+                        "narrow one of them (`to`, `from` or `when`); `{}` is in {}",
+                        b.name,
+                        b.source.name()
+                    )),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn name_span(f: &Flow) -> Span {
+    find_key(&f.source.text, "flow:")
+}
+
+fn trigger_span(f: &Flow) -> Span {
+    find_key(&f.source.text, "trigger:")
+}
+
+fn find_key(text: &str, key: &str) -> Span {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.starts_with(key) {
+            return Span::new(offset, offset + key.len() - 1);
+        }
+        offset += line.len();
+    }
+    Span::default()
+}
+
+/// How specific a trigger is: more exact filters win.
+pub fn specificity(t: &Trigger) -> (u8, u8, u8) {
+    match t {
+        Trigger::IncomingCall { to, from, when } => (
+            pattern_rank(to),
+            pattern_rank(from),
+            u8::from(when.is_some()),
+        ),
+        _ => (0, 0, 0),
+    }
+}
+
+fn pattern_rank(p: &[Pattern]) -> u8 {
+    if p.is_empty() {
+        0
+    } else if p.iter().any(Pattern::is_glob) {
+        1
+    } else {
+        2
+    }
+}
+
+fn ambiguous(a: &Flow, b: &Flow) -> Option<String> {
+    let (
+        Trigger::IncomingCall {
+            to: to_a,
+            from: from_a,
+            ..
+        },
+        Trigger::IncomingCall {
+            to: to_b,
+            from: from_b,
+            ..
+        },
+    ) = (&a.trigger, &b.trigger)
+    else {
+        return None;
+    };
+    if specificity(&a.trigger) != specificity(&b.trigger) {
+        return None;
+    }
+    let to = overlap(to_a, to_b)?;
+    let from = overlap(from_a, from_b)?;
+    Some(match (to, from) {
+        (Some(t), Some(f)) => format!("calls from {f} to {t}"),
+        (Some(t), None) => format!("calls to {t}"),
+        (None, Some(f)) => format!("calls from {f}"),
+        (None, None) => "every incoming call".into(),
+    })
+}
+
+/// Whether two filters can both hold: `None` when they cannot, else the
+/// value (or pattern) they share, if any.
+fn overlap(a: &[Pattern], b: &[Pattern]) -> Option<Option<String>> {
+    if a.is_empty() || b.is_empty() {
+        let any = a.iter().chain(b).next().map(|p| p.text.clone());
+        return Some(any);
+    }
+    for x in a {
+        for y in b {
+            let shared = match (x.is_glob(), y.is_glob()) {
+                (false, false) => x.text == y.text,
+                (true, false) => x.matches(&y.text),
+                (false, true) => y.matches(&x.text),
+                (true, true) => {
+                    let px = x.text.split(['*', '?']).next().unwrap_or_default();
+                    let py = y.text.split(['*', '?']).next().unwrap_or_default();
+                    px.starts_with(py) || py.starts_with(px)
+                }
+            };
+            if shared {
+                return Some(Some(x.text.clone()));
+            }
+        }
+    }
+    None
+}

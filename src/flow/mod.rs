@@ -1,0 +1,29 @@
+//! Flow files: the language IVR designers write.
+//!
+//! Loading goes text → [`yaml`] tree (budgeted) → [`model`] types (through
+//! the span-keeping [`de`]serializer) → [`check`] (every semantic rule,
+//! every diagnostic collected) → a compiled [`Flow`]. [`load`] reads files
+//! and folders and checks a set of flows together. This module knows
+//! nothing of Graph's JSON, HTTP or tokio; it returns every diagnostic, not
+//! the first.
+
+pub mod calendar;
+pub mod check;
+pub mod compiled;
+pub mod de;
+pub mod diagnostic;
+pub mod diagram;
+pub mod expr;
+pub mod load;
+pub mod model;
+pub mod schema;
+pub mod span;
+pub mod suggest;
+pub mod yaml;
+
+pub use compiled::{
+    Action, Flow, HandlerOp, Meeting, Param, Pattern, Step, StepId, Target, Template, TemplatePart,
+    Transferee, Trigger,
+};
+pub use diagnostic::{Diagnostic, Severity, SourceFile};
+pub use load::{FlowSet, LoadReport, Loaded, load_file, load_paths, load_str};
