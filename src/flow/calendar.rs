@@ -101,7 +101,14 @@ fn day_index(name: &str) -> Result<u32, String> {
     DAYS.iter()
         .position(|d| *d == short && (n.len() == 3 || full_day(d).starts_with(&n)))
         .map(|i| i as u32)
-        .ok_or_else(|| format!("`{name}` is not a day; use mon, tue, wed, thu, fri, sat, sun"))
+        .ok_or_else(|| {
+            let name = name.trim();
+            let full = DAYS.map(full_day);
+            match super::suggest::closest(name, DAYS.iter().chain(full.iter()).copied()) {
+                Some(day) => format!("`{name}` is not a day; did you mean `{}`?", &day[..3]),
+                None => format!("`{name}` is not a day; use mon, tue, wed, thu, fri, sat, sun"),
+            }
+        })
 }
 
 fn full_day(short: &str) -> &'static str {
@@ -117,8 +124,29 @@ fn full_day(short: &str) -> &'static str {
 }
 
 fn parse_time(t: &str) -> Result<NaiveTime, String> {
-    NaiveTime::parse_from_str(t.trim(), "%H:%M")
-        .map_err(|_| format!("`{}` is not a time; write HH:MM, e.g. 09:30", t.trim()))
+    let t = t.trim();
+    NaiveTime::parse_from_str(t, "%H:%M").map_err(|_| match hour_shorthand(t) {
+        Some(fixed) => format!("`{t}` is not a time; write `{fixed}`"),
+        None => format!("`{t}` is not a time; write HH:MM, e.g. `09:30`"),
+    })
+}
+
+/// `09:00` for `9h`, `9`, `9am`, `17h30`: the HH:MM a designer meant.
+fn hour_shorthand(t: &str) -> Option<String> {
+    let lower = t.to_ascii_lowercase();
+    let (h, m, pm) = if let Some(h) = lower.strip_suffix("pm") {
+        (h, "00", true)
+    } else if let Some(h) = lower.strip_suffix("am") {
+        (h, "00", false)
+    } else if let Some((h, m)) = lower.split_once(['h', '.']) {
+        (h, if m.is_empty() { "00" } else { m }, false)
+    } else {
+        (lower.as_str(), "00", false)
+    };
+    let h: u32 = h.trim().parse().ok()?;
+    let m: u32 = m.trim().parse().ok()?;
+    let h = if pm && h < 12 { h + 12 } else { h };
+    (h < 24 && m < 60).then(|| format!("{h:02}:{m:02}"))
 }
 
 /// Parses a closed day `2026-12-25` or a range `2026-12-24..2026-12-26`.
@@ -126,11 +154,11 @@ pub fn parse_closed(spec: &str) -> Result<(NaiveDate, NaiveDate), String> {
     let spec = spec.trim();
     let (a, b) = spec.split_once("..").unwrap_or((spec, spec));
     let date = |s: &str| {
-        NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
-            format!(
-                "`{}` is not a date; write YYYY-MM-DD, e.g. 2026-12-25",
-                s.trim()
-            )
+        let s = s.trim();
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+            no_such_day(s).unwrap_or_else(|| {
+                format!("`{s}` is not a date; write YYYY-MM-DD, e.g. `2026-12-25`")
+            })
         })
     };
     let (a, b) = (date(a)?, date(b)?);
@@ -138,6 +166,31 @@ pub fn parse_closed(spec: &str) -> Result<(NaiveDate, NaiveDate), String> {
         return Err(format!("the range ends ({b}) before it starts ({a})"));
     }
     Ok((a, b))
+}
+
+/// Why a well-formed `YYYY-MM-DD` is still not a date (`2026-02-30`).
+fn no_such_day(s: &str) -> Option<String> {
+    let mut parts = s.splitn(3, '-');
+    let y: i32 = parts.next()?.parse().ok()?;
+    let m: u32 = parts.next()?.parse().ok()?;
+    let d: u32 = parts.next()?.parse().ok()?;
+    let first = NaiveDate::from_ymd_opt(y, m, 1);
+    let Some(first) = first else {
+        return Some(format!("`{s}` is not a date; there is no month {m}"));
+    };
+    let next = if m == 12 {
+        NaiveDate::from_ymd_opt(y + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(y, m + 1, 1)
+    }?;
+    let days = next.signed_duration_since(first).num_days();
+    if (1..=days).contains(&i64::from(d)) {
+        return None;
+    }
+    let month = first.format("%B %Y");
+    Some(format!(
+        "`{s}` is not a date; {month} has {days} days, not {d}"
+    ))
 }
 
 #[cfg(test)]
@@ -175,5 +228,17 @@ mod tests {
         assert!(parse_period("mon-fri 9h-17h").is_err());
         assert!(parse_period("mon-fri 17:00-09:00").is_err());
         assert!(parse_closed("2026-02-30").is_err());
+        assert_eq!(
+            parse_period("mon-fry 09:00-17:00").unwrap_err(),
+            "`fry` is not a day; did you mean `fri`?"
+        );
+        assert_eq!(
+            parse_period("mon-fri 9h-17h").unwrap_err(),
+            "`9h` is not a time; write `09:00`"
+        );
+        assert_eq!(
+            parse_closed("2026-02-30").unwrap_err(),
+            "`2026-02-30` is not a date; February 2026 has 28 days, not 30"
+        );
     }
 }

@@ -17,6 +17,16 @@ use serde::de::{
 use super::span::{SPANNED_END, SPANNED_NAME, SPANNED_START, SPANNED_VALUE, Span};
 use super::yaml::{Node, NodeKind, is_null_text};
 
+/// The enum name by which [`OneOrMany`](super::model::OneOrMany) asks for
+/// the shape of a node: variant `many` for a list, `one` for anything else,
+/// with the node itself as the content.
+pub const ONE_OR_MANY_NAME: &str = "$__callflow_one_or_many";
+
+/// Whether `D` is this module's deserializer (which answers [`ONE_OR_MANY_NAME`]).
+pub fn is_node_deserializer<D>() -> bool {
+    std::any::type_name::<D>() == std::any::type_name::<NodeDe<'static>>()
+}
+
 /// Why a node could not become the requested type.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeError {
@@ -126,7 +136,11 @@ impl de::Error for DeError {
 
 fn describe(unexp: de::Unexpected<'_>) -> String {
     match unexp {
-        de::Unexpected::Str(s) => format!("the text \"{s}\""),
+        de::Unexpected::Str(s) if s.chars().count() > 40 => {
+            let head: String = s.chars().take(37).collect();
+            format!("`{head}...`")
+        }
+        de::Unexpected::Str(s) => format!("`{s}`"),
         de::Unexpected::Map => "a mapping".into(),
         de::Unexpected::Seq => "a list".into(),
         de::Unexpected::Unit => "nothing (null)".into(),
@@ -351,11 +365,24 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
 
     fn deserialize_enum<V: Visitor<'a>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
         let span = self.0.span;
+        if name == ONE_OR_MANY_NAME {
+            let shape = if matches!(self.0.kind, NodeKind::Seq(_)) {
+                "many"
+            } else {
+                "one"
+            };
+            return visitor
+                .visit_enum(Shape {
+                    shape,
+                    node: self.0,
+                })
+                .map_err(|e| e.at(span));
+        }
         let access = match &self.0.kind {
             NodeKind::Scalar { .. } => Enum {
                 tag: self.0,
@@ -566,5 +593,79 @@ impl<'a> VariantAccess<'a> for Enum<'a> {
     ) -> Result<V::Value, DeError> {
         let node = self.content.unwrap_or(self.tag);
         NodeDe(node).deserialize_map(visitor)
+    }
+}
+
+/// The shape of a node, for [`ONE_OR_MANY_NAME`].
+struct Shape<'a> {
+    shape: &'static str,
+    node: &'a Node,
+}
+
+impl<'a> EnumAccess<'a> for Shape<'a> {
+    type Error = DeError;
+    type Variant = Self;
+
+    fn variant_seed<V: DeserializeSeed<'a>>(self, seed: V) -> Result<(V::Value, Self), DeError> {
+        let v = seed.deserialize(de::value::BorrowedStrDeserializer::new(self.shape))?;
+        Ok((v, self))
+    }
+}
+
+impl<'a> VariantAccess<'a> for Shape<'a> {
+    type Error = DeError;
+
+    fn unit_variant(self) -> Result<(), DeError> {
+        Ok(())
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'a>>(self, seed: T) -> Result<T::Value, DeError> {
+        seed.deserialize(NodeDe(self.node))
+            .map_err(|e| e.at(self.node.span))
+    }
+
+    fn tuple_variant<V: Visitor<'a>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+        NodeDe(self.node).deserialize_seq(visitor)
+    }
+
+    fn struct_variant<V: Visitor<'a>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        NodeDe(self.node).deserialize_map(visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::model::{OneOrMany, TargetDef, Text};
+    use crate::flow::span::Spanned;
+    use crate::flow::yaml::{Budget, parse};
+
+    #[test]
+    fn one_or_many_keeps_spans_in_every_shape() {
+        let src = "a: \"+14255550100\"\nb: [x, y]\nc: { phone: \"+1\" }\n";
+        let doc = parse(src, Budget::default()).expect("parses");
+        let a: OneOrMany<Text> = from_node(doc.root.get("a").expect("a")).expect("one");
+        let t = &a.as_slice()[0];
+        assert_eq!(&src[t.span.start..t.span.end], "\"+14255550100\"");
+        let b: OneOrMany<Text> = from_node(doc.root.get("b").expect("b")).expect("many");
+        let spans: Vec<&str> = b
+            .as_slice()
+            .iter()
+            .map(|t| &src[t.span.start..t.span.end])
+            .collect();
+        assert_eq!(spans, ["x", "y"]);
+        let c: OneOrMany<Spanned<TargetDef>> =
+            from_node(doc.root.get("c").expect("c")).expect("map");
+        let phone = c.as_slice()[0].value.phone.as_ref().expect("phone");
+        assert_eq!(&src[phone.span.start..phone.span.end], "\"+1\"");
+        // Other deserializers read it as it comes.
+        let j: OneOrMany<String> = serde_json::from_str("\"x\"").expect("json one");
+        assert_eq!(j.as_slice(), ["x"]);
+        let j: OneOrMany<String> = serde_json::from_str("[\"x\", \"y\"]").expect("json many");
+        assert_eq!(j.as_slice(), ["x", "y"]);
     }
 }

@@ -187,7 +187,50 @@ impl Diagnostic {
     }
 
     /// Renders the diagnostic as miette draws it, without colour, at `width` columns.
+    ///
+    /// A span on a very long line is shown in an excerpt of that line (miette
+    /// would print the whole line, and cannot draw a label past column 65,535).
     pub fn render(&self, width: usize) -> String {
+        if let Some(out) = self.render_excerpt(width) {
+            return out;
+        }
+        let text = &*self.file.text;
+        let on_long_line = |s: &Span| {
+            let start = floor(text, s.start.min(text.len()));
+            let from = text[..start].rfind('\n').map_or(0, |i| i + 1);
+            let to = text[start..].find('\n').map_or(text.len(), |i| start + i);
+            to - from > LONG_LINE
+        };
+        if self.related.iter().any(|r| on_long_line(&r.span)) {
+            let mut copy = self.clone();
+            copy.related.retain(|r| !on_long_line(&r.span));
+            return copy.render_whole(width);
+        }
+        self.render_whole(width)
+    }
+
+    /// miette's rendering, with the header's column counted in characters
+    /// (miette counts bytes) so that it matches [`Diagnostic::location`].
+    fn render_whole(&self, width: usize) -> String {
+        let out = self.render_miette(width);
+        let Some(span) = self.span else {
+            return out;
+        };
+        let text = &*self.file.text;
+        let (line, col) = line_col(text, span.start);
+        let bytes = byte_col(text, span.start);
+        if bytes == col {
+            return out;
+        }
+        let name = self.file.name();
+        out.replacen(
+            &format!("{name}:{line}:{bytes}]"),
+            &format!("{name}:{line}:{col}]"),
+            1,
+        )
+    }
+
+    fn render_miette(&self, width: usize) -> String {
         let handler =
             miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
                 .with_width(width)
@@ -198,6 +241,79 @@ impl Diagnostic {
         }
         out
     }
+}
+
+/// Lines longer than this are shown as an excerpt around the span.
+const LONG_LINE: usize = 400;
+/// Characters of context kept either side of a span in an excerpt.
+const EXCERPT_CONTEXT: usize = 40;
+
+impl Diagnostic {
+    /// The rendering of a diagnostic whose span stands on a long line: the
+    /// same report over a text that holds only an excerpt of that line, at
+    /// the same line number, with the header's column put back.
+    fn render_excerpt(&self, width: usize) -> Option<String> {
+        let text = &*self.file.text;
+        let span = self.span?;
+        let start = floor(text, span.start.min(text.len()));
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        if line_end - line_start <= LONG_LINE {
+            return None;
+        }
+        let from = floor(text, start.saturating_sub(EXCERPT_CONTEXT).max(line_start));
+        let span_end = floor(text, span.end.clamp(start, line_end));
+        let to = floor(
+            text,
+            (span_end.min(start + LONG_LINE / 2) + EXCERPT_CONTEXT).min(line_end),
+        );
+        let newlines = text[..line_start].matches('\n').count();
+        let mut excerpt = "\n".repeat(newlines);
+        if from > line_start {
+            excerpt.push('…');
+        }
+        let offset = excerpt.len();
+        excerpt.push_str(&text[from..to]);
+        if to < line_end {
+            excerpt.push('…');
+        }
+        let shown = SourceFile {
+            path: self.file.path.clone(),
+            text: Arc::from(excerpt.as_str()),
+            sha256: self.file.sha256.clone(),
+        };
+        let inner = Span::new(
+            offset + start - from,
+            offset + span_end.min(to).max(start) - from,
+        );
+        let copy = Diagnostic {
+            file: Arc::new(shown),
+            span: Some(inner),
+            related: Vec::new(),
+            ..self.clone()
+        };
+        let (line, col) = line_col(text, span.start);
+        let shown_col = byte_col(&copy.file.text, inner.start);
+        let name = self.file.name();
+        Some(copy.render_miette(width).replacen(
+            &format!("{name}:{line}:{shown_col}]"),
+            &format!("{name}:{line}:{col}]"),
+            1,
+        ))
+    }
+}
+
+/// The 1-based column of `offset` counted in bytes, as miette counts it.
+fn byte_col(text: &str, offset: usize) -> usize {
+    let offset = floor(text, offset.min(text.len()));
+    offset - text[..offset].rfind('\n').map_or(0, |i| i + 1) + 1
+}
+
+fn floor(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 /// A diagnostic as JSON (`callflow validate --format json`).

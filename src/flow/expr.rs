@@ -230,7 +230,9 @@ fn scope_for_compile() -> Scope<'static> {
     let mut scope = Scope::new();
     for r in ROOTS {
         let name = if *r == "call" { CALL_VAR } else { r };
-        scope.push_constant(name, Dynamic::UNIT);
+        // Not `push_constant`: rhai would fold a constant `()` into the AST,
+        // and `${step}` would always render empty.
+        scope.push(name, Dynamic::UNIT);
     }
     scope
 }
@@ -375,6 +377,108 @@ mod tests {
             CompileProblemKind::UnknownCalendar("ofice".into())
         );
         assert!(compile("call.state ==", &[]).is_err());
+    }
+
+    fn eval_with(source: &str, vars: Map) -> Result<Dynamic, EvalError> {
+        let ast = compile(source, &[]).expect("compiles");
+        let expr = Expr {
+            source: source.into(),
+            span: Span::default(),
+            ast,
+        };
+        let input = EvalInput {
+            vars,
+            ..EvalInput::default()
+        };
+        let now = chrono::Utc::now().with_timezone(&Tz::UTC);
+        expr.eval(&input, now, &Arc::default())
+    }
+
+    fn syntax_error(source: &str) -> String {
+        match compile(source, &[]).expect_err(source).remove(0).kind {
+            CompileProblemKind::Syntax(msg) => msg,
+            other => panic!("{source}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sandbox_has_no_eval_loops_statements_or_functions() {
+        assert!(syntax_error("eval(\"1 + 1\")").contains("eval"));
+        for source in [
+            "loop { }",
+            "while true { }",
+            "do { } while true",
+            "for x in [1, 2] { }",
+            "{ let x = 1; x }",
+            "fn f() { 1 }",
+            "import \"os\" as os",
+            "|| 1",
+            "call.id = \"x\"",
+        ] {
+            syntax_error(source);
+        }
+    }
+
+    #[test]
+    fn sandbox_bounds_nesting_at_compile_time() {
+        let deep = format!("{}true{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(syntax_error(&deep).contains("complexity"));
+        let calls = format!("{}1{}", "hour(".repeat(1_000), ")".repeat(1_000));
+        assert!(syntax_error(&calls).contains("complexity"));
+        let literal = format!("\"{}\"", "a".repeat(limits::STRING_SIZE + 1));
+        assert!(
+            syntax_error(&literal)
+                .to_lowercase()
+                .contains("length of string")
+        );
+        let array = format!("[{}].len()", vec!["0"; limits::ARRAY_SIZE + 1].join(","));
+        assert!(
+            syntax_error(&array)
+                .to_lowercase()
+                .contains("size of array")
+        );
+    }
+
+    #[test]
+    fn sandbox_limits_are_set_and_hold_at_run_time() {
+        // Every limit is set explicitly on the one engine.
+        let e = engine();
+        assert_eq!(e.max_operations(), limits::OPERATIONS);
+        assert_eq!(e.max_string_size(), limits::STRING_SIZE);
+        assert_eq!(e.max_array_size(), limits::ARRAY_SIZE);
+        assert_eq!(e.max_map_size(), limits::MAP_SIZE);
+        assert_eq!(e.max_call_levels(), limits::CALL_LEVELS);
+        assert_eq!(e.max_expr_depth(), limits::EXPR_DEPTH.0);
+        assert_eq!(e.max_modules(), limits::MODULES);
+        assert!(!e.allow_looping());
+        // Strings grow only to STRING_SIZE.
+        let mut vars = Map::new();
+        vars.insert("s".into(), "x".repeat(limits::STRING_SIZE / 2 + 1).into());
+        let err = eval_with("vars.s + vars.s", vars).expect_err("string too long");
+        assert!(
+            err.message.to_lowercase().contains("length of string"),
+            "{}",
+            err.message
+        );
+        // Arrays grow only to ARRAY_SIZE.
+        let err = eval_with(
+            &format!("[].pad({}, 0)", limits::ARRAY_SIZE + 1),
+            Map::new(),
+        )
+        .expect_err("array too large");
+        assert!(
+            err.message.to_lowercase().contains("size of array"),
+            "{}",
+            err.message
+        );
+        // Within the limits, the same expressions work.
+        assert_eq!(
+            eval_with("[0, 0, 0].len()", Map::new())
+                .expect("small")
+                .as_int()
+                .expect("int"),
+            3
+        );
     }
 
     #[test]

@@ -134,16 +134,19 @@ pub fn read_source(path: &Path, max_bytes: usize) -> Result<Arc<SourceFile>, Box
             let good = e.valid_up_to();
             let text = String::from_utf8_lossy(&bytes).into_owned();
             let file = Arc::new(SourceFile::from_bytes(path, &bytes, &text));
-            let span = Span::new(good, good + 1);
+            // The lossy text holds U+FFFD where the bad byte was.
+            let width = text[good..].chars().next().map_or(0, char::len_utf8);
+            let span = Span::new(good, good + width);
+            let (line, col) = super::span::line_col(&text, good);
             Err(Box::new(
                 Diagnostic::error(
                     "callflow::input::utf8",
                     &file,
                     span,
-                    format!("the file is not valid UTF-8 (at byte {good})"),
+                    format!("the file is not valid UTF-8: byte {good} (line {line}, column {col}) is not text"),
                 )
-                .label("this byte")
-                .help("save the file as UTF-8"),
+                .label("not UTF-8")
+                .help("save the file as UTF-8 (it may have been saved as Latin-1 or Windows-1252)"),
             ))
         }
     }
@@ -234,24 +237,35 @@ pub fn check_set(flows: &[Arc<Flow>]) -> Vec<Diagnostic> {
                         format!("two flows are named `{}`", a.name),
                     )
                     .label("this name")
-                    .help(format!("the other is in {}; rename one", b.source.name())),
+                    .help(format!(
+                        "the other is {}; rename one",
+                        location(b, name_span(b))
+                    )),
                 );
-            } else if let Some(why) = ambiguous(a, b) {
+            } else if let Some((why, shared)) = ambiguous(a, b) {
+                let here = shared
+                    .as_deref()
+                    .and_then(|s| pattern_span(a, s))
+                    .unwrap_or_else(|| trigger_span(a));
+                let there = shared
+                    .as_deref()
+                    .and_then(|s| pattern_span(b, s))
+                    .unwrap_or_else(|| trigger_span(b));
                 out.push(
                     Diagnostic::error(
                         "callflow::trigger::overlap",
                         &a.source,
-                        trigger_span(a),
+                        here,
                         format!(
                             "flows `{}` and `{}` both take {why}, and neither is more specific",
                             b.name, a.name
                         ),
                     )
-                    .label("this trigger")
+                    .label("also taken by another flow")
                     .help(format!(
-                        "narrow one of them (`to`, `from` or `when`); `{}` is in {}",
+                        "narrow one of them with `to`, `from` or `when`; `{}` is {}",
                         b.name,
-                        b.source.name()
+                        location(b, there)
                     )),
                 );
             }
@@ -260,8 +274,47 @@ pub fn check_set(flows: &[Arc<Flow>]) -> Vec<Diagnostic> {
     out
 }
 
+/// The span of the flow's name (after `flow:`), or of the key.
 fn name_span(f: &Flow) -> Span {
-    find_key(&f.source.text, "flow:")
+    let key = find_key(&f.source.text, "flow:");
+    let text = &f.source.text;
+    if key.is_empty() {
+        return key;
+    }
+    let rest = text.get(key.end + 1..).unwrap_or_default();
+    let line = rest.split('\n').next().unwrap_or_default();
+    let value = line.split(" #").next().unwrap_or_default().trim();
+    let value = value.trim_matches(['"', '\'']);
+    match line.find(value) {
+        Some(i) if !value.is_empty() => Span::new(key.end + 1 + i, key.end + 1 + i + value.len()),
+        _ => key,
+    }
+}
+
+/// The span of the `incoming_call` pattern `text` in `f`.
+fn pattern_span(f: &Flow, text: &str) -> Option<Span> {
+    let Trigger::IncomingCall { to, from, .. } = &f.trigger else {
+        return None;
+    };
+    to.iter()
+        .chain(from)
+        .find(|p| p.text == text)
+        .map(|p| unquoted(&f.source.text, p.span))
+}
+
+fn unquoted(text: &str, span: Span) -> Span {
+    let raw = text.get(span.start..span.end).unwrap_or_default();
+    if raw.len() >= 2 && (raw.starts_with('"') || raw.starts_with('\'')) {
+        Span::new(span.start + 1, span.end - 1)
+    } else {
+        span
+    }
+}
+
+/// `in FILE:LINE:COL`, for a help that names another file.
+fn location(f: &Flow, span: Span) -> String {
+    let (line, col) = super::span::line_col(&f.source.text, span.start);
+    format!("in {}:{line}:{col}", f.source.name())
 }
 
 fn trigger_span(f: &Flow) -> Span {
@@ -301,7 +354,8 @@ fn pattern_rank(p: &[Pattern]) -> u8 {
     }
 }
 
-fn ambiguous(a: &Flow, b: &Flow) -> Option<String> {
+/// What two triggers both take, and the pattern of `a` they share, if any.
+fn ambiguous(a: &Flow, b: &Flow) -> Option<(String, Option<String>)> {
     let (
         Trigger::IncomingCall {
             to: to_a,
@@ -322,12 +376,14 @@ fn ambiguous(a: &Flow, b: &Flow) -> Option<String> {
     }
     let to = overlap(to_a, to_b)?;
     let from = overlap(from_a, from_b)?;
-    Some(match (to, from) {
-        (Some(t), Some(f)) => format!("calls from {f} to {t}"),
-        (Some(t), None) => format!("calls to {t}"),
-        (None, Some(f)) => format!("calls from {f}"),
+    let shared = to.clone().or_else(|| from.clone());
+    let why = match (to, from) {
+        (Some(t), Some(f)) => format!("calls from `{f}` to `{t}`"),
+        (Some(t), None) => format!("calls to `{t}`"),
+        (None, Some(f)) => format!("calls from `{f}`"),
         (None, None) => "every incoming call".into(),
-    })
+    };
+    Some((why, shared))
 }
 
 /// Whether two filters can both hold: `None` when they cannot, else the

@@ -162,6 +162,9 @@ impl<T> OneOrMany<T> {
 }
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    /// Asks [`crate::flow::de`] which shape the node has (a list is `many`),
+    /// then reads the node itself as `T` or `Vec<T>`, so that values inside
+    /// keep their spans.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V<T>(std::marker::PhantomData<T>);
         impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
@@ -169,6 +172,19 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a value or a list of values")
             }
+            fn visit_enum<A: serde::de::EnumAccess<'de>>(
+                self,
+                data: A,
+            ) -> Result<Self::Value, A::Error> {
+                use serde::de::VariantAccess;
+                let (shape, value) = data.variant::<String>()?;
+                if shape == "many" {
+                    value.newtype_variant::<Vec<T>>().map(OneOrMany::Many)
+                } else {
+                    value.newtype_variant::<T>().map(OneOrMany::One)
+                }
+            }
+            // Other deserializers (JSON, …): the value as it comes.
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 seq: A,
@@ -196,7 +212,15 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
                 self.visit_str(&v.to_string())
             }
         }
-        deserializer.deserialize_any(V(std::marker::PhantomData))
+        if crate::flow::de::is_node_deserializer::<D>() {
+            deserializer.deserialize_enum(
+                crate::flow::de::ONE_OR_MANY_NAME,
+                &["one", "many"],
+                V(std::marker::PhantomData),
+            )
+        } else {
+            deserializer.deserialize_any(V(std::marker::PhantomData))
+        }
     }
 }
 

@@ -124,10 +124,14 @@ pub enum YamlErrorKind {
     TooDeep,
     /// Aliases expand to more nodes than the budget (an alias bomb).
     TooManyNodes,
+    /// The document holds more nodes than the budget, without aliases.
+    TooManyEntries,
     /// The file holds several YAML documents.
     MultipleDocuments,
     /// The file holds no document.
     Empty,
+    /// A flow list `[` or mapping `{` is never closed.
+    Unclosed,
 }
 
 /// A problem that does not stop reading: a key given twice in one mapping.
@@ -152,7 +156,15 @@ pub struct Document {
 
 enum Frame {
     Seq(Span, Vec<Node>, usize),
-    Map(Span, Vec<(Node, Node)>, Option<Node>, usize),
+    /// Its span, entries, a key awaiting its value, anchor, and the index
+    /// of each scalar key (so that a duplicate is found in constant time).
+    Map(
+        Span,
+        Vec<(Node, Node)>,
+        Option<Node>,
+        usize,
+        std::collections::HashMap<String, usize>,
+    ),
 }
 
 /// Parses `source` into one [`Document`] within `budget`.
@@ -175,9 +187,10 @@ pub fn parse(source: &str, budget: Budget) -> Result<Document, YamlError> {
     let mut nodes = 0usize;
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
+    let mut aliased = false;
 
     for item in parser.by_ref() {
-        let (event, span) = item.map_err(|e| scan_error(source, &e))?;
+        let (event, span) = item.map_err(|e| unclosed(source, &stack, &e))?;
         let here = to_span(source, &span);
         let finished: Option<(Node, usize)> = match event {
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => None,
@@ -204,6 +217,7 @@ pub fn parse(source: &str, budget: Budget) -> Result<Document, YamlError> {
                         message: "this alias names no anchor defined before it".into(),
                     })?;
                 nodes += target.weight();
+                aliased = true;
                 if nodes > budget.max_nodes {
                     return Err(too_many_nodes(budget, here));
                 }
@@ -240,7 +254,7 @@ pub fn parse(source: &str, budget: Budget) -> Result<Document, YamlError> {
                 nodes += 1;
                 push_frame(
                     &mut stack,
-                    Frame::Map(here, Vec::new(), None, anchor),
+                    Frame::Map(here, Vec::new(), None, anchor, Default::default()),
                     budget,
                     here,
                 )?;
@@ -249,7 +263,12 @@ pub fn parse(source: &str, budget: Budget) -> Result<Document, YamlError> {
             Event::SequenceEnd => match stack.pop() {
                 Some(Frame::Seq(start, items, anchor)) => Some((
                     Node {
-                        span: Span::new(start.start, here.end.max(start.end)),
+                        span: collection_span(
+                            source,
+                            start,
+                            here,
+                            items.last().map(|n| n.span.end),
+                        ),
                         kind: NodeKind::Seq(items),
                     },
                     anchor,
@@ -257,9 +276,14 @@ pub fn parse(source: &str, budget: Budget) -> Result<Document, YamlError> {
                 _ => return Err(internal(here)),
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map(start, entries, _, anchor)) => Some((
+                Some(Frame::Map(start, entries, _, anchor, _)) => Some((
                     Node {
-                        span: Span::new(start.start, here.end.max(start.end)),
+                        span: collection_span(
+                            source,
+                            start,
+                            here,
+                            entries.last().map(|(_, v)| v.span.end),
+                        ),
                         kind: NodeKind::Map(entries),
                     },
                     anchor,
@@ -269,7 +293,17 @@ pub fn parse(source: &str, budget: Budget) -> Result<Document, YamlError> {
             _ => None,
         };
         if nodes > budget.max_nodes {
-            return Err(too_many_nodes(budget, here));
+            if aliased {
+                return Err(too_many_nodes(budget, here));
+            }
+            return Err(YamlError {
+                kind: YamlErrorKind::TooManyEntries,
+                span: here,
+                message: format!(
+                    "the file holds more than {} values; a flow file is never this large",
+                    budget.max_nodes
+                ),
+            });
         }
         let Some((node, anchor)) = finished else {
             continue;
@@ -280,15 +314,19 @@ pub fn parse(source: &str, budget: Budget) -> Result<Document, YamlError> {
         match stack.last_mut() {
             None => root = Some(node),
             Some(Frame::Seq(_, items, _)) => items.push(node),
-            Some(Frame::Map(_, entries, pending, _)) => match pending.take() {
+            Some(Frame::Map(_, entries, pending, _, index)) => match pending.take() {
                 None => *pending = Some(node),
                 Some(key) => {
-                    let first = key.as_str().and_then(|k| {
-                        entries
-                            .iter()
-                            .find(|(e, _)| e.as_str() == Some(k))
-                            .map(|(e, _)| e.span)
-                    });
+                    let first = match key.as_str() {
+                        Some(k) => match index.get(k) {
+                            Some(&i) => Some(entries[i].0.span),
+                            None => {
+                                index.insert(k.to_owned(), entries.len());
+                                None
+                            }
+                        },
+                        None => None,
+                    };
                     match first {
                         Some(first) => duplicates.push(DuplicateKey {
                             key: key.as_str().unwrap_or_default().to_owned(),
@@ -307,6 +345,18 @@ pub fn parse(source: &str, budget: Budget) -> Result<Document, YamlError> {
         message: "the file holds no YAML document".into(),
     })?;
     Ok(Document { root, duplicates })
+}
+
+/// The span of a collection from its start to its end event. A flow
+/// collection ends with its bracket; a block collection ends with its last
+/// value (its end event stands at the next token, lines further on).
+fn collection_span(source: &str, start: Span, end: Span, last: Option<usize>) -> Span {
+    let flow = source[start.start..].starts_with(['[', '{']);
+    let stop = match last {
+        Some(last) if !flow => last,
+        _ => end.end,
+    };
+    Span::new(start.start, stop.max(start.end))
 }
 
 fn push_frame(
@@ -367,6 +417,37 @@ fn char_to_byte(source: &str, chars: usize) -> usize {
         .map_or(source.len(), |(i, _)| i)
 }
 
+/// A scan error inside a flow collection opened on an earlier line is
+/// most likely that collection left open: say so, at its opening bracket.
+fn unclosed(source: &str, stack: &[Frame], e: &ScanError) -> YamlError {
+    let err = scan_error(source, e);
+    if err.kind != YamlErrorKind::Syntax {
+        return err;
+    }
+    let open = stack.iter().rev().find_map(|f| {
+        let start = match f {
+            Frame::Seq(s, ..) | Frame::Map(s, ..) => s.start,
+        };
+        let c = source.get(start..)?.chars().next()?;
+        matches!(c, '[' | '{').then_some((start, c))
+    });
+    let Some((start, c)) = open else {
+        return err;
+    };
+    let line_of = |o: usize| source[..o.min(source.len())].matches('\n').count() + 1;
+    if line_of(start) >= line_of(err.span.start) {
+        return err;
+    }
+    YamlError {
+        kind: YamlErrorKind::Unclosed,
+        span: Span::new(start, start + 1),
+        message: format!(
+            "this `{c}` is never closed (reading stopped at line {})",
+            line_of(err.span.start)
+        ),
+    }
+}
+
 fn scan_error(source: &str, e: &ScanError) -> YamlError {
     let m = e.marker();
     let at = m
@@ -385,11 +466,38 @@ fn scan_error(source: &str, e: &ScanError) -> YamlError {
             message: "mappings and sequences nest too deep here".into(),
         };
     }
+    let message = plain_message(&info);
+    let mut span = Span::new(at, end);
+    if message.starts_with("a tab") {
+        // Point at the tab itself, not at the token after it.
+        let line_start = source[..at].rfind('\n').map_or(0, |i| i + 1);
+        if let Some(i) = source[line_start..at].find('\t') {
+            span = Span::new(line_start + i, line_start + i + 1);
+        }
+    }
     YamlError {
         kind: YamlErrorKind::Syntax,
-        span: Span::new(at, end),
-        message: info.to_string(),
+        span,
+        message,
     }
+}
+
+/// The scanner's message in a designer's words, when it is a common one.
+fn plain_message(info: &str) -> String {
+    let plain = if info.contains("did not find expected key") {
+        "this line is not indented like the keys above it"
+    } else if info.contains("mapping values are not allowed") {
+        "a `: ` cannot appear here; check the indentation, or put the value in quotes"
+    } else if info.contains("tab") && (info.contains("indent") || info.contains("token")) {
+        "a tab cannot indent YAML; use spaces"
+    } else if info.contains("unknown anchor") {
+        "this alias names no anchor (`&name`) defined before it"
+    } else if info.contains("quoted scalar") && info.contains("end of stream") {
+        "this quote is never closed"
+    } else {
+        return info.to_string();
+    };
+    plain.to_owned()
 }
 
 #[cfg(test)]

@@ -1,0 +1,199 @@
+//! Checking values: targets, phone numbers, durations and prompts.
+
+use super::*;
+
+impl Cx {
+    pub(super) fn target(&mut self, t: &Spanned<TargetDef>, cals: &[&str]) -> Option<Target> {
+        let d = &t.value;
+        let display_name = d.display_name.as_ref().and_then(|n| self.template(n, cals));
+        match (&d.user, &d.phone) {
+            (Some(user), None) => {
+                let id = self.template(user, cals)?;
+                let tenant = d.tenant.as_ref().and_then(|x| self.template(x, cals));
+                Some(Target::User {
+                    id,
+                    tenant,
+                    display_name,
+                })
+            }
+            (None, Some(phone)) => {
+                if d.tenant.is_some() {
+                    let tenant = d.tenant.as_ref().map_or(t.span, |x| {
+                        key_before(&self.file.text.clone(), x.span, "tenant")
+                    });
+                    self.warning(
+                        "callflow::target::tenant",
+                        tenant,
+                        "`tenant` is ignored for a phone number",
+                    )
+                    .label("ignored")
+                    .help("remove `tenant`, or call the user by `user` instead");
+                }
+                self.phone(phone);
+                let number = self.template(phone, cals)?;
+                Some(Target::Phone {
+                    number,
+                    display_name,
+                })
+            }
+            (Some(_), Some(phone)) => {
+                self.error(
+                    "callflow::target::both",
+                    phone.span,
+                    "a target is a `user` or a `phone`, not both",
+                )
+                .label("second identity")
+                .help("make two steps, one per target, linked by `on_failure`");
+                None
+            }
+            (None, None) => {
+                self.error("callflow::target::none", t.span, "the target names no one")
+                    .label("empty target")
+                    .help("write `{user: \"<object id>\"}` or `{phone: \"+14255550100\"}`");
+                None
+            }
+        }
+    }
+
+    pub(super) fn phone(&mut self, t: &Text) {
+        if t.value.contains("${") {
+            return;
+        }
+        if let Some(help) = e164_problem(&t.value) {
+            let (span, label) = match t.value.find(['O', 'o']) {
+                Some(i) => {
+                    let map = ValueMap::new(&self.file.text, t.span, &t.value);
+                    (Span::new(map.at(i), map.at(i + 1)), "letter O")
+                }
+                None => (t.span, "not E.164"),
+            };
+            self.error(
+                "callflow::phone::e164",
+                span,
+                format!("`{}` is not an E.164 phone number", t.value),
+            )
+            .label(label)
+            .help(help);
+        }
+    }
+
+    pub(super) fn duration_in(
+        &mut self,
+        t: Option<&Text>,
+        default_secs: u64,
+        range: Option<(u64, u64)>,
+    ) -> Option<Duration> {
+        match t {
+            None => Some(Duration::from_secs(default_secs)),
+            Some(t) => self.duration(t, range),
+        }
+    }
+
+    pub(super) fn duration(&mut self, t: &Text, range: Option<(u64, u64)>) -> Option<Duration> {
+        let text = t.value.trim();
+        let parsed = humantime::parse_duration(text)
+            .ok()
+            .filter(|d| !d.is_zero());
+        match parsed {
+            Some(d) => {
+                if let Some((lo, hi)) = range
+                    && (d < Duration::from_secs(lo) || d > Duration::from_secs(hi))
+                {
+                    self.error(
+                        "callflow::duration::range",
+                        t.span,
+                        format!("`{text}` is not between {lo}s and {hi}s"),
+                    )
+                    .label("out of range")
+                    .help(format!(
+                        "Graph accepts {lo}s to {hi}s here, e.g. `{}s`",
+                        30.clamp(lo, hi)
+                    ));
+                    return None;
+                }
+                Some(d)
+            }
+            None => {
+                let help = if text.chars().all(|c| c.is_ascii_digit()) && !text.is_empty() {
+                    format!("add a unit: `{text}s`")
+                } else {
+                    "write a number and a unit: `500ms`, `10s`, `2m`, `1m30s`".into()
+                };
+                let label = if help.starts_with("add a unit") {
+                    "no unit"
+                } else {
+                    "not a duration"
+                };
+                self.error(
+                    "callflow::duration",
+                    t.span,
+                    format!("`{text}` is not a duration"),
+                )
+                .label(label)
+                .help(help);
+                None
+            }
+        }
+    }
+
+    pub(super) fn prompt(&mut self, t: &Text, cals: &[&str]) -> Option<Template> {
+        let tpl = self.template(t, cals)?;
+        if let Some(lit) = tpl.as_literal()
+            && !(lit.starts_with("https://") || lit.starts_with("http://"))
+        {
+            self.error(
+                "callflow::prompt::url",
+                t.span,
+                format!("`{lit}` is not a URL"),
+            )
+            .label("prompt")
+            .help("a prompt is the https:// URL of a WAV file Graph can fetch");
+            return None;
+        }
+        Some(tpl)
+    }
+
+    /// The part of `t` that a calendar error message names in backticks.
+    pub(super) fn culprit(&self, t: &Text, msg: &str) -> Span {
+        let named = msg.split('`').nth(1).filter(|n| !n.is_empty());
+        match named.and_then(|n| t.value.find(n).map(|i| (i, n.len()))) {
+            Some((i, len)) if len < t.value.trim().len() => {
+                let map = ValueMap::new(&self.file.text, t.span, &t.value);
+                Span::new(map.at(i), map.at(i + len))
+            }
+            _ => t.span,
+        }
+    }
+}
+
+/// `not a day` from "`fry` is not a day; …", or `fallback`.
+pub(super) fn culprit_label(msg: &str, fallback: &str) -> String {
+    msg.split_once("` is ")
+        .and_then(|(_, rest)| rest.split(';').next())
+        .map_or_else(|| fallback.to_owned(), str::to_owned)
+}
+
+/// Why `s` is not an E.164 number, as a hint; `None` when it is one.
+pub fn e164_problem(s: &str) -> Option<String> {
+    let digits = s.strip_prefix('+');
+    let ok = digits.is_some_and(|d| {
+        (7..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    });
+    if ok {
+        return None;
+    }
+    let fixed: String = s
+        .chars()
+        .map(|c| if c == 'O' || c == 'o' { '0' } else { c })
+        .filter(|c| c.is_ascii_digit() || *c == '+')
+        .collect();
+    Some(if s.contains(['O', 'o']) {
+        format!("the letter O is not the digit 0: did you mean `{fixed}`?")
+    } else if s.contains([' ', '-', '(', ')', '.']) {
+        format!("write it without spaces or punctuation: `{fixed}`")
+    } else if !s.starts_with('+') {
+        "start with `+` and the country code, e.g. `+14255550100`".into()
+    } else {
+        "E.164 is `+`, a country code, then the number: 7 to 15 digits, e.g. `+14255550100`".into()
+    })
+}

@@ -1,0 +1,239 @@
+//! What a designer reads when a flow is wrong: one fixture per diagnostic.
+//!
+//! Each `tests/diagnostics/NAME.yaml` holds one small, realistic mistake
+//! (`five_mistakes.yaml` holds five). The test loads it, checks that the
+//! expected code is reported at the expected `line:col`, that every span lies
+//! inside the text on character boundaries, and snapshots every diagnostic
+//! as miette draws it at 100 columns without colour, under a one-line
+//! summary that names the exact text each span covers. Cross-flow checks
+//! load the folders `set_*/` together.
+
+use std::path::PathBuf;
+
+use callflow::flow::{Diagnostic, load_file, load_paths, load_str};
+
+const DIR: &str = "tests/diagnostics";
+
+/// The summary line and the miette rendering of each diagnostic.
+fn report(diags: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for d in diags {
+        let j = d.to_json();
+        let covered = d
+            .span
+            .and_then(|s| d.file.text.get(s.start..s.end))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{} {} at {}:{}..{}:{} {:?}\n",
+            serde_json::to_value(j.severity)
+                .expect("severity")
+                .as_str()
+                .unwrap_or_default(),
+            j.code,
+            j.line.unwrap_or(0),
+            j.column.unwrap_or(0),
+            j.end_line.unwrap_or(0),
+            j.end_column.unwrap_or(0),
+            covered,
+        ));
+    }
+    for d in diags {
+        out.push('\n');
+        out.push_str(&d.render(100));
+    }
+    out
+}
+
+/// Every span lies within its file's text, on character boundaries.
+fn assert_spans_valid(diags: &[Diagnostic]) {
+    for d in diags {
+        let text = &d.file.text;
+        let spans = d.span.into_iter().chain(d.related.iter().map(|r| r.span));
+        for s in spans {
+            assert!(
+                s.start <= s.end && s.end <= text.len(),
+                "{} span {s:?} out of the text",
+                d.code
+            );
+            assert!(
+                text.is_char_boundary(s.start) && text.is_char_boundary(s.end),
+                "{} span {s:?} not on a char boundary",
+                d.code
+            );
+        }
+    }
+}
+
+/// Loads `tests/diagnostics/NAME.yaml`, checks where `code` points, snapshots.
+fn fixture(name: &str, code: &str, at: (usize, usize)) {
+    let path = format!("{DIR}/{name}.yaml");
+    let text = std::fs::read_to_string(&path).expect("fixture");
+    let loaded = load_str(&path, &text);
+    let diags = loaded.diagnostics;
+    insta::assert_snapshot!(name, report(&diags));
+    assert_spans_valid(&diags);
+    let found = diags.iter().find(|d| d.code == code).unwrap_or_else(|| {
+        panic!("{name}: no `{code}` among\n{}", report(&diags));
+    });
+    let j = found.to_json();
+    assert_eq!(
+        (j.line.unwrap_or(0), j.column.unwrap_or(0)),
+        at,
+        "{name}: `{code}` points elsewhere\n{}",
+        report(&diags)
+    );
+    if diags.iter().any(Diagnostic::is_error) {
+        assert!(
+            loaded.flow.is_none(),
+            "{name}: a flow with errors must not load"
+        );
+    }
+}
+
+macro_rules! fixtures {
+    ($($name:ident => $code:literal at $line:literal : $col:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                fixture(stringify!($name), $code, ($line, $col));
+            }
+        )*
+        /// Every single-file fixture with a test.
+        const FIXTURES: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+
+fixtures! {
+    yaml_syntax => "callflow::yaml::syntax" at 9:4,
+    yaml_unclosed => "callflow::yaml::unclosed" at 4:9,
+    yaml_tab => "callflow::yaml::syntax" at 7:1,
+    yaml_not_a_mapping => "callflow::field::type" at 1:1,
+    yaml_empty => "callflow::yaml::empty" at 1:1,
+    unknown_field_step => "callflow::field::unknown" at 9:5,
+    unknown_field_top => "callflow::field::unknown" at 2:1,
+    wrong_type => "callflow::field::type" at 11:16,
+    missing_field => "callflow::field::missing" at 8:5,
+    missing_field_top => "callflow::field::missing" at 1:1,
+    duplicate_key => "callflow::yaml::duplicate_key" at 12:3,
+    flow_name => "callflow::flow::name" at 1:7,
+    start_missing => "callflow::start::missing" at 1:7,
+    start_unknown => "callflow::step::unknown" at 5:8,
+    step_unknown => "callflow::step::unknown" at 9:11,
+    step_unreachable => "callflow::step::unreachable" at 12:3,
+    step_no_action => "callflow::step::no_action" at 10:3,
+    step_two_actions => "callflow::step::two_actions" at 9:5,
+    outcome_impossible => "callflow::outcome::impossible" at 13:5,
+    phone_letter_o => "callflow::phone::e164" at 11:39,
+    phone_spaces => "callflow::phone::e164" at 13:16,
+    duration_no_unit => "callflow::duration" at 11:16,
+    duration_words => "callflow::duration" at 11:41,
+    duration_range => "callflow::duration::range" at 10:16,
+    calendar_spec_day => "callflow::calendar::spec" at 7:18,
+    calendar_spec_time => "callflow::calendar::spec" at 8:17,
+    calendar_holiday => "callflow::calendar::spec" at 8:15,
+    calendar_unknown => "callflow::calendar::unknown" at 12:22,
+    timezone_unknown => "callflow::timezone" at 2:11,
+    expr_syntax_when => "callflow::expr::syntax" at 9:50,
+    expr_syntax_template => "callflow::expr::syntax" at 8:54,
+    expr_unknown_var_when => "callflow::expr::unknown_var" at 9:15,
+    expr_unknown_var_template => "callflow::expr::unknown_var" at 8:32,
+    expr_unknown_fn => "callflow::expr::unknown_fn" at 12:30,
+    expr_after_accents => "callflow::expr::unknown_var" at 8:39,
+    expr_block_scalar => "callflow::expr::unknown_fn" at 14:14,
+    expr_escaped_quotes => "callflow::expr::unknown_var" at 9:55,
+    expr_multiline_plain => "callflow::expr::unknown_fn" at 9:30,
+    expr_assign => "callflow::expr::syntax" at 9:31,
+    template_empty => "callflow::expr::syntax" at 8:16,
+    template_unclosed => "callflow::expr::syntax" at 8:16,
+    prompt_url => "callflow::prompt::url" at 8:21,
+    menu_key => "callflow::menu::key" at 10:29,
+    switch_no_default => "callflow::switch::no_default" at 11:15,
+    switch_unreachable_case => "callflow::switch::unreachable_case" at 9:9,
+    state_unknown_wait => "callflow::state::unknown" at 11:20,
+    state_unknown_trigger => "callflow::state::unknown" at 4:26,
+    handler_unknown => "callflow::handler::unknown" at 10:3,
+    target_both => "callflow::target::both" at 12:67,
+    meeting_none => "callflow::meeting::incomplete" at 7:5,
+    trigger_unknown => "callflow::field::unknown" at 3:3,
+    reject_reason => "callflow::field::unknown" at 8:23,
+    wrong_type_list => "callflow::field::type" at 6:1,
+    hangup_value => "callflow::field::type" at 11:13,
+    target_tenant => "callflow::target::tenant" at 12:36,
+    meeting_both => "callflow::meeting::both" at 9:7,
+    menu_empty => "callflow::menu::empty" at 8:5,
+    set_name => "callflow::set::name" at 9:7,
+    call_too_many => "callflow::target::too_many" at 7:5,
+    five_mistakes => "callflow::step::unknown" at 32:35,
+}
+
+#[test]
+fn every_fixture_file_has_a_test() {
+    let mut files: Vec<String> = std::fs::read_dir(DIR)
+        .expect("fixtures")
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            let stem = p.file_stem()?.to_string_lossy().into_owned();
+            (p.extension()? == "yaml").then_some(stem)
+        })
+        .collect();
+    files.sort();
+    let mut listed: Vec<String> = FIXTURES.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    assert_eq!(files, listed);
+}
+
+#[test]
+fn five_mistakes_all_at_their_place() {
+    let path = format!("{DIR}/five_mistakes.yaml");
+    let text = std::fs::read_to_string(&path).expect("fixture");
+    let diags = load_str(&path, &text).diagnostics;
+    let json: Vec<_> = diags.iter().map(Diagnostic::to_json).collect();
+    let at: Vec<_> = json
+        .iter()
+        .map(|j| (j.code, j.line.unwrap_or(0), j.column.unwrap_or(0)))
+        .collect();
+    assert_eq!(
+        at,
+        [
+            ("callflow::calendar::unknown", 26, 22),
+            ("callflow::step::unknown", 32, 35),
+            ("callflow::duration", 33, 16),
+            ("callflow::field::unknown", 37, 5),
+            ("callflow::phone::e164", 50, 39),
+        ]
+    );
+    insta::assert_json_snapshot!("five_mistakes_json", json);
+}
+
+/// Loads a folder of flows together.
+fn load_set(dir: &str) -> Vec<Diagnostic> {
+    let report = load_paths(&[PathBuf::from(DIR).join(dir)]);
+    assert_spans_valid(&report.diagnostics);
+    report.diagnostics
+}
+
+#[test]
+fn set_trigger_overlap() {
+    let diags = load_set("set_trigger_overlap");
+    assert!(diags.iter().any(|d| d.code == "callflow::trigger::overlap"));
+    insta::assert_snapshot!("set_trigger_overlap", report(&diags));
+}
+
+#[test]
+fn set_duplicate_name() {
+    let diags = load_set("set_duplicate_name");
+    assert!(diags.iter().any(|d| d.code == "callflow::flow::duplicate"));
+    insta::assert_snapshot!("set_duplicate_name", report(&diags));
+}
+
+#[test]
+fn invalid_utf8() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("latin1.yaml");
+    std::fs::write(&path, b"flow: r\xe9ception\ntrigger: { api: {} }\n").expect("write");
+    let diags = load_file(&path).diagnostics;
+    assert_spans_valid(&diags);
+    assert_eq!(diags.len(), 1);
+    let shown = report(&diags).replace(&dir.path().display().to_string(), "$TMP");
+    insta::assert_snapshot!("invalid_utf8", shown);
+}
