@@ -10,5 +10,7 @@
 //! See `ARCHITECTURE.md` for the invariants each part keeps.
 
 pub mod cli;
+pub mod engine;
 pub mod flow;
 pub mod graph;
+pub mod sim;

@@ -129,6 +129,9 @@ pub struct Expr {
     pub span: Span,
     /// The compiled AST.
     pub ast: Arc<AST>,
+    /// Which of [`ROOTS`] it reads (bit `i` for `ROOTS[i]`), so that an
+    /// evaluation copies only those into rhai's scope.
+    roots: u8,
 }
 
 /// Everything an expression can read.
@@ -159,6 +162,34 @@ pub struct EvalError {
 }
 
 impl Expr {
+    /// An expression compiled by [`compile`], from `source` at `span`.
+    pub fn new(source: impl Into<String>, span: Span, ast: Arc<AST>) -> Self {
+        let mut roots = 0u8;
+        ast.walk(&mut |path: &[rhai::ASTNode]| {
+            if let Some(rhai::ASTNode::Expr(rhai::Expr::Variable(v, ..))) = path.last() {
+                let name = v.1.as_str();
+                let name = if name == CALL_VAR { "call" } else { name };
+                if let Some(i) = ROOTS.iter().position(|r| *r == name) {
+                    roots |= 1 << i;
+                }
+            }
+            true
+        });
+        Expr {
+            source: source.into(),
+            span,
+            ast,
+            roots,
+        }
+    }
+
+    fn reads(&self, root: &str) -> bool {
+        ROOTS
+            .iter()
+            .position(|r| *r == root)
+            .is_some_and(|i| self.roots & (1 << i) != 0)
+    }
+
     /// Evaluates the expression at `now` (in the flow's time zone).
     pub fn eval(
         &self,
@@ -167,12 +198,24 @@ impl Expr {
         calendars: &Arc<IndexMap<String, Calendar>>,
     ) -> Result<Dynamic, EvalError> {
         let mut scope = Scope::new();
-        scope.push_constant(CALL_VAR, input.call.clone());
-        scope.push_constant("vars", input.vars.clone());
-        scope.push_constant("step", input.step.clone());
-        scope.push_constant("digits", input.digits.clone());
-        scope.push_constant("event", input.event.clone());
-        scope.push_constant("params", input.params.clone());
+        if self.reads("call") {
+            scope.push_constant(CALL_VAR, input.call.clone());
+        }
+        if self.reads("vars") {
+            scope.push_constant("vars", input.vars.clone());
+        }
+        if self.reads("step") {
+            scope.push_constant("step", input.step.clone());
+        }
+        if self.reads("digits") {
+            scope.push_constant("digits", input.digits.clone());
+        }
+        if self.reads("event") {
+            scope.push_constant("event", input.event.clone());
+        }
+        if self.reads("params") {
+            scope.push_constant("params", input.params.clone());
+        }
         CLOCK.with(|c| {
             *c.borrow_mut() = Some(Clock {
                 now,
@@ -381,11 +424,7 @@ mod tests {
 
     fn eval_with(source: &str, vars: Map) -> Result<Dynamic, EvalError> {
         let ast = compile(source, &[]).expect("compiles");
-        let expr = Expr {
-            source: source.into(),
-            span: Span::default(),
-            ast,
-        };
+        let expr = Expr::new(source, Span::default(), ast);
         let input = EvalInput {
             vars,
             ..EvalInput::default()
@@ -484,11 +523,7 @@ mod tests {
     #[test]
     fn eval_is_bounded() {
         let ast = compile("\"x\".pad(100000, \"y\")", &[]).expect("compiles");
-        let expr = Expr {
-            source: "pad".into(),
-            span: Span::default(),
-            ast,
-        };
+        let expr = Expr::new("pad", Span::default(), ast);
         let now = chrono::Utc::now().with_timezone(&Tz::UTC);
         assert!(
             expr.eval(&EvalInput::default(), now, &Arc::default())

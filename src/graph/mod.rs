@@ -16,6 +16,7 @@
 //! - [`notification`]: a tolerant reader for the callbacks Graph posts to the
 //!   bot ([`parse_batch`]).
 
+pub mod client;
 pub mod notification;
 pub mod wire;
 

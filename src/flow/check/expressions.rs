@@ -44,11 +44,11 @@ impl Cx {
             return None;
         }
         match expr::compile(source, cals) {
-            Ok(ast) => Some(Expr {
-                source: source.to_owned(),
-                span: Span::new(map.at(offset), map.at(offset + source.len())),
+            Ok(ast) => Some(Expr::new(
+                source.to_owned(),
+                Span::new(map.at(offset), map.at(offset + source.len())),
                 ast,
-            }),
+            )),
             Err(problems) => {
                 for p in problems {
                     match p.kind {

@@ -496,4 +496,12 @@ mod tests {
             "{diags:#?}"
         );
     }
+
+    #[test]
+    fn a_broken_link_does_not_also_report_the_steps_behind_it_unreachable() {
+        let text = "flow: x\ntrigger: { api: {} }\nstart: a\nsteps:\n  a:\n    log: hi\n    next: bb\n  b:\n    log: there\n    next: c\n  c:\n    hangup: {}\n";
+        let (_, diags) = load(text);
+        let codes: Vec<&str> = diags.iter().map(|d| d.code).collect();
+        assert_eq!(codes, ["callflow::step::unknown"], "{diags:#?}");
+    }
 }

@@ -673,6 +673,15 @@ impl Cx {
         ids: &IndexMap<&str, StepId>,
         start: StepId,
     ) {
+        // A link to a step that does not exist leaves the graph broken:
+        // which steps it would reach is unknown, so say nothing about them.
+        if self
+            .diags
+            .iter()
+            .any(|d| d.code == "callflow::step::unknown")
+        {
+            return;
+        }
         let names: Vec<&str> = ids.keys().copied().collect();
         let mut edges: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
         let idx = |t: &Text| ids.get(t.value.as_str()).map(|i| i.index());

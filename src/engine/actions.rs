@@ -1,0 +1,609 @@
+//! Starting each action of the flow language.
+//!
+//! [`Run::start_action`] turns the current step's action into Graph
+//! requests (with their exact wire bodies), sets what the step waits for and
+//! its timer, or finishes at once (`switch`, `set`, `log`). How a waiting
+//! step reacts to events is in [`reactions`](super::reactions). Nothing here
+//! sends anything: requests go out as commands.
+
+use std::time::Duration;
+
+use crate::flow::{Action, Meeting, Step, Target, Template};
+use crate::graph::wire::{
+    AnswerRequest, Call, CallState, ChatInfo, EndpointType, Identity, IdentitySet, MediaConfig,
+    MediaInfo, MediaPrompt, MeetingInfo, ParticipantInfo, PlayPromptRequest, RedirectRequest,
+    RejectReason, RejectRequest, SubscribeToToneRequest, TransferRequest,
+};
+
+use super::run::{Body, Progress, Run, Transition};
+use super::scope;
+use super::session::{LegRole, Outcome, TransferProgress, Waiting};
+use super::timeline::Entry;
+
+/// How long a prompt may take to play before the step fails.
+pub const PROMPT_GUARD: Duration = Duration::from_secs(300);
+
+/// How long a consultative transfer may take once the target answered.
+pub const CONSULT_TRANSFER_GUARD: Duration = Duration::from_secs(60);
+
+impl Run<'_> {
+    /// Starts the action of `step`, which is the current step.
+    pub(crate) fn start_action(&mut self, step: &Step) -> Progress {
+        match &step.action {
+            Action::Answer { prefetch } => self.answer(prefetch),
+            Action::Reject { reason } => self.reject(*reason),
+            Action::Redirect { targets, timeout } => self.redirect(targets, *timeout),
+            Action::Transfer {
+                to,
+                transferee,
+                client_context,
+                timeout,
+            } => self.transfer(to, transferee.as_ref(), client_context.as_ref(), *timeout),
+            Action::ConsultativeTransfer { to, timeout, .. } => self.consult(to, *timeout),
+            Action::JoinMeeting {
+                meeting,
+                tenant,
+                timeout,
+            } => self.join(meeting, tenant.as_ref(), *timeout),
+            Action::Call {
+                targets,
+                subject,
+                timeout,
+            } => self.call(targets, subject.as_ref(), *timeout),
+            Action::Play { prompt } => self.play(prompt),
+            Action::Menu { prompt, .. } => {
+                self.s.digits.clear();
+                self.menu_prompt(step, prompt, None, 0)
+            }
+            Action::Switch { cases } => {
+                let input = scope::Inputs::new(self.flow, self.s);
+                for (when, goto) in cases {
+                    let Some(expr) = when else {
+                        return Progress::Then(Transition::Goto(*goto, "otherwise".into()));
+                    };
+                    match scope::eval_bool(self.flow, expr, input.get(), self.now) {
+                        Ok(true) => {
+                            return Progress::Then(Transition::Goto(
+                                *goto,
+                                format!("when {}", expr.source),
+                            ));
+                        }
+                        Ok(false) => {}
+                        Err(e) => return Progress::Then(Transition::Failure(e.to_string())),
+                    }
+                }
+                Progress::Then(Transition::Failure(format!(
+                    "no case of switch `{}` holds",
+                    step.name
+                )))
+            }
+            Action::Set { assignments } => match self.assign(assignments) {
+                Ok(()) => Progress::Then(Transition::Next),
+                Err(e) => Progress::Then(Transition::Failure(e)),
+            },
+            Action::Log { text } => {
+                let input = scope::Inputs::new(self.flow, self.s);
+                match scope::render(self.flow, text, &input, self.now) {
+                    Ok(text) => {
+                        self.entry(Entry::Log(text));
+                        Progress::Then(Transition::Next)
+                    }
+                    Err(e) => Progress::Then(Transition::Failure(e.to_string())),
+                }
+            }
+            Action::Hangup => {
+                let rejected = self.hang_up_all();
+                let outcome = if rejected {
+                    Outcome::Rejected
+                } else {
+                    Outcome::HungUp
+                };
+                self.end(outcome, None);
+                Progress::Ended
+            }
+            Action::Wait { state, timeout } => match state {
+                Some(name) => {
+                    let state = CallState::from_wire(name);
+                    if self.s.main().and_then(|m| m.state.as_ref()) == Some(&state) {
+                        return Progress::Then(Transition::Next);
+                    }
+                    self.s.waiting = Waiting::State { state };
+                    self.set_timer(*timeout);
+                    Progress::Wait
+                }
+                None => {
+                    self.s.waiting = Waiting::Timer;
+                    self.set_timer(*timeout);
+                    Progress::Wait
+                }
+            },
+        }
+    }
+
+    /// The main call, if a request may be sent on it, else why not.
+    fn live_main(&self, what: &str) -> Result<usize, Transition> {
+        match self.s.main_index() {
+            Some(i) if self.s.legs[i].is_live() => Ok(i),
+            Some(i) => Err(Transition::Failure(format!(
+                "cannot {what}: the call is {}",
+                self.s.legs[i]
+                    .state
+                    .as_ref()
+                    .map_or("not established", |s| s.as_str())
+            ))),
+            None => Err(Transition::Failure(format!(
+                "cannot {what}: there is no call"
+            ))),
+        }
+    }
+
+    /// The main call, live and answered (established, on hold or mid-transfer).
+    fn answered_main(&self, what: &str) -> Result<usize, Transition> {
+        let i = self.live_main(what)?;
+        let rank = self.s.legs[i].state.as_ref().and_then(CallState::rank);
+        if rank.is_some_and(|r| r >= 3) {
+            Ok(i)
+        } else {
+            Err(Transition::Failure(format!(
+                "cannot {what}: the call is {}, not established",
+                self.s.legs[i]
+                    .state
+                    .as_ref()
+                    .map_or("unknown", |s| s.as_str())
+            )))
+        }
+    }
+
+    fn answer(&mut self, prefetch: &[Template]) -> Progress {
+        let i = match self.live_main("answer") {
+            Ok(i) => i,
+            Err(t) => return Progress::Then(t),
+        };
+        match self.s.legs[i].state {
+            Some(CallState::Incoming) => {}
+            Some(CallState::Establishing | CallState::Ringing) => {
+                self.s.waiting = Waiting::Established { leg: i };
+                return Progress::Wait;
+            }
+            Some(CallState::Established | CallState::Hold) => {
+                return Progress::Then(Transition::Next);
+            }
+            ref other => {
+                return Progress::Then(Transition::Failure(format!(
+                    "cannot answer: the call is {}",
+                    other.as_ref().map_or("unknown", |s| s.as_str())
+                )));
+            }
+        }
+        let input = scope::Inputs::new(self.flow, self.s);
+        let mut media = Vec::new();
+        for p in prefetch {
+            match scope::render(self.flow, p, &input, self.now) {
+                Ok(uri) => media.push(MediaInfo::new(uri)),
+                Err(e) => return Progress::Then(Transition::Failure(e.to_string())),
+            }
+        }
+        let config = if media.is_empty() {
+            MediaConfig::service_hosted()
+        } else {
+            MediaConfig::service_hosted_with_prefetch(media)
+        };
+        let body = AnswerRequest::new(self.s.bot.callback_uri.clone(), config);
+        self.send(i, Body::Answer(body), None);
+        self.s.waiting = Waiting::Established { leg: i };
+        Progress::Wait
+    }
+
+    fn reject(&mut self, reason: crate::flow::model::RejectReason) -> Progress {
+        let i = match self.live_main("reject") {
+            Ok(i) => i,
+            Err(t) => return Progress::Then(t),
+        };
+        if self.s.legs[i].state != Some(CallState::Incoming) {
+            return Progress::Then(Transition::Failure(
+                "cannot reject: the call was already answered".into(),
+            ));
+        }
+        let reason = match reason {
+            crate::flow::model::RejectReason::None => RejectReason::None,
+            crate::flow::model::RejectReason::Busy => RejectReason::Busy,
+            crate::flow::model::RejectReason::Forbidden => RejectReason::Forbidden,
+        };
+        self.send(i, Body::Reject(RejectRequest::new(reason)), None);
+        self.end(Outcome::Rejected, None);
+        Progress::Ended
+    }
+
+    fn redirect(&mut self, targets: &[Target], timeout: Duration) -> Progress {
+        let i = match self.live_main("redirect") {
+            Ok(i) => i,
+            Err(t) => return Progress::Then(t),
+        };
+        if self.s.legs[i].state != Some(CallState::Incoming) {
+            return Progress::Then(Transition::Failure(
+                "cannot redirect: the call was already answered".into(),
+            ));
+        }
+        let input = scope::Inputs::new(self.flow, self.s);
+        let mut list = Vec::new();
+        for t in targets {
+            match scope::invitation(self.flow, t, &input, self.now) {
+                Ok(t) => list.push(t),
+                Err(e) => return Progress::Then(Transition::Failure(e)),
+            }
+        }
+        let seconds = u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX);
+        let body = RedirectRequest::new(list).with_timeout(seconds);
+        if let Err(e) = body.validate() {
+            return Progress::Then(Transition::Failure(e.to_string()));
+        }
+        match self.send(i, Body::Redirect(body), None) {
+            Some(command) => {
+                self.s.waiting = Waiting::Redirect { command };
+                Progress::Wait
+            }
+            None => Progress::Then(Transition::Failure("the redirect could not be sent".into())),
+        }
+    }
+
+    fn transfer(
+        &mut self,
+        to: &Target,
+        transferee: Option<&crate::flow::Transferee>,
+        client_context: Option<&Template>,
+        timeout: Duration,
+    ) -> Progress {
+        let i = match self.answered_main("transfer") {
+            Ok(i) => i,
+            Err(t) => return Progress::Then(t),
+        };
+        let input = scope::Inputs::new(self.flow, self.s);
+        let target = match scope::invitation(self.flow, to, &input, self.now) {
+            Ok(t) => t.with_endpoint_type(EndpointType::Default),
+            Err(e) => return Progress::Then(Transition::Failure(e)),
+        };
+        let mut body = TransferRequest::new(target);
+        if let Err(e) = body.validate() {
+            return Progress::Then(Transition::Failure(e.to_string()));
+        }
+        if let Some(t) = transferee {
+            let id = match scope::render(self.flow, &t.participant_id, &input, self.now) {
+                Ok(id) => id,
+                Err(e) => return Progress::Then(Transition::Failure(e.to_string())),
+            };
+            let identity = match &t.identity {
+                Some(who) => match scope::identity(self.flow, who, &input, self.now) {
+                    Ok(who) => who,
+                    Err(e) => return Progress::Then(Transition::Failure(e)),
+                },
+                None => IdentitySet::default(),
+            };
+            body = body.with_transferee(ParticipantInfo::new(identity).with_participant_id(id));
+        }
+        if let Some(c) = client_context {
+            match scope::render(self.flow, c, &input, self.now) {
+                Ok(c) => body = body.with_client_context(c),
+                Err(e) => return Progress::Then(Transition::Failure(e.to_string())),
+            }
+        }
+        let context = body.client_context.clone();
+        if self.send(i, Body::Transfer(Box::new(body)), None).is_none() {
+            return Progress::Then(Transition::Failure("the transfer could not be sent".into()));
+        }
+        self.s.legs[i].transfer = Some(TransferProgress {
+            consultative: false,
+            client_context: context,
+            ..TransferProgress::default()
+        });
+        self.s.waiting = Waiting::Transfer { leg: i };
+        self.set_timer(timeout);
+        Progress::Wait
+    }
+
+    fn new_call_body(&self, targets: Vec<crate::graph::wire::InvitationParticipantInfo>) -> Call {
+        let mut body = Call::outgoing(
+            self.s.bot.callback_uri.clone(),
+            targets,
+            MediaConfig::service_hosted(),
+        );
+        body.source = scope::bot_source(&self.s.bot);
+        body.tenant_id = self.s.bot.tenant_id.clone();
+        body
+    }
+
+    fn consult(&mut self, to: &Target, timeout: Duration) -> Progress {
+        if let Err(t) = self.answered_main("consult a transfer target") {
+            return Progress::Then(t);
+        }
+        let input = scope::Inputs::new(self.flow, self.s);
+        let target = match scope::invitation(self.flow, to, &input, self.now) {
+            Ok(t) => t,
+            Err(e) => return Progress::Then(Transition::Failure(e)),
+        };
+        let body = self.new_call_body(vec![target]);
+        let consult = self.create_call(LegRole::Consultation, body, false);
+        self.s.waiting = Waiting::ConsultAnswer { consult };
+        self.set_timer(timeout);
+        Progress::Wait
+    }
+
+    /// The consultation call was answered: announce, or transfer at once.
+    pub(crate) fn consult_answered(&mut self, consult: usize) -> Option<Transition> {
+        let step = self.current()?;
+        let Action::ConsultativeTransfer { announce, .. } = &step.action else {
+            return None;
+        };
+        if let Some(prompt) = announce {
+            let input = scope::Inputs::new(self.flow, self.s);
+            let uri = match scope::render(self.flow, prompt, &input, self.now) {
+                Ok(u) => u,
+                Err(e) => {
+                    self.hang_up(consult);
+                    return Some(Transition::Failure(e.to_string()));
+                }
+            };
+            let context = self.client_context();
+            let body = PlayPromptRequest::new(vec![MediaPrompt::new(MediaInfo::new(uri))])
+                .with_client_context(context.clone());
+            if self
+                .send(consult, Body::PlayPrompt(body), Some(context.clone()))
+                .is_some()
+            {
+                self.s.waiting = Waiting::ConsultAnnounce { consult, context };
+                self.set_timer(PROMPT_GUARD);
+                return None;
+            }
+        }
+        self.consult_transfer(consult)
+    }
+
+    /// Transfers the main call to the consultation call's target, replacing it.
+    pub(crate) fn consult_transfer(&mut self, consult: usize) -> Option<Transition> {
+        let step = self.current()?;
+        let Action::ConsultativeTransfer { to, .. } = &step.action else {
+            return None;
+        };
+        let main = match self.answered_main("transfer") {
+            Ok(i) => i,
+            Err(t) => {
+                self.hang_up(consult);
+                return Some(t);
+            }
+        };
+        let Some(replaces) = self.s.legs.get(consult).and_then(|l| l.call_id.clone()) else {
+            return Some(Transition::Failure(
+                "the consultation call has no id".into(),
+            ));
+        };
+        let input = scope::Inputs::new(self.flow, self.s);
+        let target = match scope::invitation(self.flow, to, &input, self.now) {
+            Ok(t) => t.with_endpoint_type(EndpointType::Default),
+            Err(e) => {
+                self.hang_up(consult);
+                return Some(Transition::Failure(e));
+            }
+        };
+        let body = TransferRequest::consultative(target, replaces);
+        if self
+            .send(main, Body::Transfer(Box::new(body)), None)
+            .is_none()
+        {
+            self.hang_up(consult);
+            return Some(Transition::Failure("the transfer could not be sent".into()));
+        }
+        self.s.legs[main].transfer = Some(TransferProgress {
+            consultative: true,
+            ..TransferProgress::default()
+        });
+        self.s.waiting = Waiting::ConsultTransfer { consult };
+        self.set_timer(CONSULT_TRANSFER_GUARD);
+        None
+    }
+
+    fn join(
+        &mut self,
+        meeting: &Meeting,
+        tenant: Option<&Template>,
+        timeout: Duration,
+    ) -> Progress {
+        let input = scope::Inputs::new(self.flow, self.s);
+        let text = |t: &Template| scope::render(self.flow, t, &input, self.now);
+        let tenant = match tenant.map(text).transpose() {
+            Ok(t) => t.or_else(|| self.s.bot.tenant_id.clone()),
+            Err(e) => return Progress::Then(Transition::Failure(e.to_string())),
+        };
+        let built = match meeting {
+            Meeting::JoinId {
+                join_meeting_id,
+                passcode,
+            } => text(join_meeting_id).and_then(|id| {
+                let pass = passcode.as_ref().map(text).transpose()?;
+                let pass = pass.filter(|p| !p.is_empty());
+                Ok((MeetingInfo::join_meeting_id(id, pass.as_deref()), None))
+            }),
+            Meeting::Thread {
+                thread_id,
+                message_id,
+                organizer,
+            } => text(thread_id).and_then(|thread| {
+                let message = text(message_id)?;
+                let mut who = Identity::new(text(organizer)?);
+                who.tenant_id = tenant.clone();
+                Ok((
+                    MeetingInfo::organizer(IdentitySet::user(who), true),
+                    Some(ChatInfo::new(thread, message)),
+                ))
+            }),
+        };
+        let (info, chat) = match built {
+            Ok(b) => b,
+            Err(e) => return Progress::Then(Transition::Failure(e.to_string())),
+        };
+        let mut body = Call::join_meeting(
+            self.s.bot.callback_uri.clone(),
+            info,
+            MediaConfig::service_hosted(),
+        );
+        body.chat_info = chat;
+        body.tenant_id = tenant;
+        let role = self.role_for_new_call();
+        let leg = self.create_call(role, body, true);
+        self.s.waiting = Waiting::Established { leg };
+        self.set_timer(timeout);
+        Progress::Wait
+    }
+
+    fn call(
+        &mut self,
+        targets: &[Target],
+        subject: Option<&Template>,
+        timeout: Duration,
+    ) -> Progress {
+        let input = scope::Inputs::new(self.flow, self.s);
+        let mut list = Vec::new();
+        for t in targets {
+            match scope::invitation(self.flow, t, &input, self.now) {
+                Ok(t) => list.push(t),
+                Err(e) => return Progress::Then(Transition::Failure(e)),
+            }
+        }
+        let mut body = self.new_call_body(list);
+        if let Some(s) = subject {
+            match scope::render(self.flow, s, &input, self.now) {
+                Ok(s) => body.subject = Some(s),
+                Err(e) => return Progress::Then(Transition::Failure(e.to_string())),
+            }
+        }
+        let role = self.role_for_new_call();
+        let leg = self.create_call(role, body, false);
+        self.s.waiting = Waiting::Established { leg };
+        self.set_timer(timeout);
+        Progress::Wait
+    }
+
+    /// A call the flow places is its main call when it has none, or when
+    /// the main call is gone (a redial after a missed call); otherwise it
+    /// is another, outgoing call.
+    fn role_for_new_call(&mut self) -> LegRole {
+        match self.s.main_index() {
+            None => LegRole::Main,
+            Some(i) => {
+                let m = &mut self.s.legs[i];
+                if m.is_terminated() || m.hangup_sent || m.abandoned {
+                    m.role = LegRole::Outgoing;
+                    LegRole::Main
+                } else {
+                    LegRole::Outgoing
+                }
+            }
+        }
+    }
+
+    fn play(&mut self, prompt: &Template) -> Progress {
+        let i = match self.answered_main("play a prompt") {
+            Ok(i) => i,
+            Err(t) => return Progress::Then(t),
+        };
+        let input = scope::Inputs::new(self.flow, self.s);
+        let uri = match scope::render(self.flow, prompt, &input, self.now) {
+            Ok(u) => u,
+            Err(e) => return Progress::Then(Transition::Failure(e.to_string())),
+        };
+        let context = self.client_context();
+        let body = PlayPromptRequest::new(vec![MediaPrompt::new(MediaInfo::new(uri))])
+            .with_client_context(context.clone());
+        if self
+            .send(i, Body::PlayPrompt(body), Some(context.clone()))
+            .is_none()
+        {
+            return Progress::Then(Transition::Failure("the prompt could not be sent".into()));
+        }
+        self.s.waiting = Waiting::Prompt { context };
+        self.set_timer(PROMPT_GUARD);
+        Progress::Wait
+    }
+
+    /// Plays a menu's prompt (after `before`, the invalid-key prompt), subscribing
+    /// to tones first if needed. `attempt` counts the prompts played after the first.
+    pub(crate) fn menu_prompt(
+        &mut self,
+        step: &Step,
+        prompt: &Template,
+        before: Option<&Template>,
+        attempt: u32,
+    ) -> Progress {
+        let i = match self.answered_main(&format!("play menu `{}`", step.name)) {
+            Ok(i) => i,
+            Err(t) => return Progress::Then(t),
+        };
+        if !self.s.legs[i].tones_subscribed {
+            let context = self.client_context();
+            let body = SubscribeToToneRequest {
+                client_context: Some(context.clone()),
+            };
+            if self
+                .send(i, Body::SubscribeToTone(body), Some(context))
+                .is_some()
+            {
+                self.s.legs[i].tones_subscribed = true;
+            }
+        }
+        let input = scope::Inputs::new(self.flow, self.s);
+        let mut prompts = Vec::new();
+        for t in before.into_iter().chain([prompt]) {
+            match scope::render(self.flow, t, &input, self.now) {
+                Ok(uri) => prompts.push(MediaPrompt::new(MediaInfo::new(uri))),
+                Err(e) => return Progress::Then(Transition::Failure(e.to_string())),
+            }
+        }
+        let context = self.client_context();
+        let body = PlayPromptRequest::new(prompts).with_client_context(context.clone());
+        if self
+            .send(i, Body::PlayPrompt(body), Some(context.clone()))
+            .is_none()
+        {
+            return Progress::Then(Transition::Failure(
+                "the menu prompt could not be sent".into(),
+            ));
+        }
+        self.s.waiting = Waiting::Menu {
+            attempt,
+            context,
+            prompt_done: false,
+        };
+        self.set_timer(PROMPT_GUARD);
+        Progress::Wait
+    }
+
+    /// Plays the current menu again after a timeout or a wrong key, or gives
+    /// the transition when its retries are used up.
+    pub(crate) fn menu_retry(&mut self, attempt: u32, invalid: bool) -> Option<Transition> {
+        let step = self.current()?;
+        let Action::Menu {
+            prompt,
+            retries,
+            invalid_prompt,
+            ..
+        } = &step.action
+        else {
+            return None;
+        };
+        let attempt = attempt + 1;
+        if attempt > *retries {
+            return Some(if invalid {
+                Transition::Invalid
+            } else {
+                Transition::Timeout
+            });
+        }
+        let before = if invalid {
+            invalid_prompt.as_ref()
+        } else {
+            None
+        };
+        match self.menu_prompt(step, prompt, before, attempt) {
+            Progress::Then(t) => Some(t),
+            Progress::Wait | Progress::Ended => None,
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! How a run ends: the [`Outcome`] every run records, and its [`RunEnd`].
+//!
+//! Plain data; only the interpreter decides an outcome.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// How a run ended. Every run ends with one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A transfer completed (7015 or `AppTransferred`).
+    Transferred,
+    /// The incoming call was redirected.
+    Redirected,
+    /// The incoming call was rejected.
+    Rejected,
+    /// The bot hung up (a `hangup` step, or the flow ended on a live call).
+    HungUp,
+    /// The caller (or the far end of an outgoing call) hung up.
+    CallerHungUp,
+    /// The bot joined a meeting and the flow ended there; the bot stays.
+    Joined,
+    /// A failure no step routed, or the step limit; the bot hung up.
+    Error,
+}
+
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Transferred,
+        Outcome::Redirected,
+        Outcome::Rejected,
+        Outcome::HungUp,
+        Outcome::CallerHungUp,
+        Outcome::Joined,
+        Outcome::Error,
+    ];
+
+    /// The snake_case name used in scenarios and timelines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Transferred => "transferred",
+            Outcome::Redirected => "redirected",
+            Outcome::Rejected => "rejected",
+            Outcome::HungUp => "hung_up",
+            Outcome::CallerHungUp => "caller_hung_up",
+            Outcome::Joined => "joined",
+            Outcome::Error => "error",
+        }
+    }
+
+    /// The outcome named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == name)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The recorded end of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunEnd {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The step it ended in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// Why, for errors and unexpected ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}

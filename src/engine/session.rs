@@ -1,0 +1,343 @@
+//! One run of a flow for one call: plain, serialisable data.
+//!
+//! A [`Session`] holds everything the interpreter needs between two events:
+//! the flow it runs (name and version), the current step and what it waits
+//! for, the calls it owns ([`Leg`]s: the main call, a consultation call, an
+//! outgoing call), variables, digits, pending requests and timer, the
+//! timeline, and the recorded [`RunEnd`]. It holds no flow, no closure, no
+//! handle: a store may keep it across restarts. Only [`step`](super::step)
+//! changes it.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::flow::{Flow, StepId};
+use crate::graph::wire::CallState;
+
+use super::command::{Command, CommandId, RequestKind, TimerId};
+pub use super::leg::{Leg, LegRole, TransferProgress};
+pub use super::outcome::{Outcome, RunEnd};
+use super::timeline::Timeline;
+
+/// How long Graph gives the bot to answer, reject or redirect an incoming call.
+pub const ANSWER_WITHIN: Duration = Duration::seconds(15);
+
+/// How often the runtime should send `keepAlive` on a live call (Graph ends
+/// calls without one for 45 minutes).
+pub const KEEP_ALIVE_EVERY: Duration = Duration::minutes(15);
+
+/// Who the bot is, for the requests that need it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bot {
+    /// Where Graph posts this session's notifications (`answer`, `create call`).
+    pub callback_uri: String,
+    /// The bot's application id (the `source` of the calls it places).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_id: Option<String>,
+    /// The application instance (a resource account with a phone number),
+    /// needed to call or transfer to PSTN numbers; preferred over `application_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_instance_id: Option<String>,
+    /// The bot's display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The tenant the bot places calls in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+}
+
+impl Bot {
+    /// A bot reached at `callback_uri`, with no identity set.
+    pub fn new(callback_uri: impl Into<String>) -> Self {
+        Bot {
+            callback_uri: callback_uri.into(),
+            ..Bot::default()
+        }
+    }
+}
+
+/// What a request the session sent is for, until its result comes back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingRequest {
+    /// The command.
+    pub command: CommandId,
+    /// Its kind.
+    pub kind: RequestKind,
+    /// The leg it targets (an index into [`Session::legs`]).
+    pub leg: usize,
+    /// The `clientContext` sent (prompts, tones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_context: Option<String>,
+    /// Graph's operation id, once returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_id: Option<String>,
+    /// Whether the request was answered (`2xx`): only operation updates remain.
+    #[serde(default)]
+    pub accepted: bool,
+}
+
+/// What the current step waits for.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Waiting {
+    /// Nothing: the run has not started, is between steps, or has ended.
+    #[default]
+    Nothing,
+    /// A call to reach `established` (`answer`, `call`, `join_meeting`).
+    Established {
+        /// The leg.
+        leg: usize,
+    },
+    /// A redirect to be accepted.
+    Redirect {
+        /// The command.
+        command: CommandId,
+    },
+    /// A blind transfer of the main call to complete or fail.
+    Transfer {
+        /// The leg transferred.
+        leg: usize,
+    },
+    /// The consultation call to be answered.
+    ConsultAnswer {
+        /// The consultation leg.
+        consult: usize,
+    },
+    /// The announcement to the target to finish playing.
+    ConsultAnnounce {
+        /// The consultation leg.
+        consult: usize,
+        /// The prompt's client context.
+        context: String,
+    },
+    /// The transfer replacing the consultation call to complete or fail.
+    ConsultTransfer {
+        /// The consultation leg.
+        consult: usize,
+    },
+    /// A prompt to finish playing.
+    Prompt {
+        /// The prompt's client context.
+        context: String,
+    },
+    /// A key press in a menu.
+    Menu {
+        /// Prompts played after the first (retries used).
+        attempt: u32,
+        /// The current prompt's client context.
+        context: String,
+        /// Whether the current prompt has finished (the timeout runs from then).
+        prompt_done: bool,
+    },
+    /// The main call to reach a state.
+    State {
+        /// The state.
+        state: CallState,
+    },
+    /// A timer to fire.
+    Timer,
+}
+
+/// The timer the current step set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepTimer {
+    /// Its id.
+    pub id: TimerId,
+    /// When it fires.
+    pub at: DateTime<Utc>,
+}
+
+/// One call's run of one flow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// The session's id (the main call's id, or a run id for `api` flows).
+    pub id: String,
+    /// The flow's name.
+    pub flow: String,
+    /// The flow file's SHA-256: the version this run is pinned to.
+    pub flow_version: String,
+    /// Who the bot is.
+    pub bot: Bot,
+    /// When the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// The current step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepId>,
+    /// What the current step waits for.
+    #[serde(default)]
+    pub waiting: Waiting,
+    /// The calls the session owns; index 0 is the main call once there is one.
+    #[serde(default)]
+    pub legs: Vec<Leg>,
+    /// Variables (`vars`): the flow's defaults, changed by `set`.
+    #[serde(default)]
+    pub vars: Map<String, Value>,
+    /// Parameters of an `api` start (`params`).
+    #[serde(default)]
+    pub params: Map<String, Value>,
+    /// Keys pressed in the current menu (`digits`).
+    #[serde(default)]
+    pub digits: String,
+    /// The last notification's `resourceData` (`event`).
+    #[serde(default)]
+    pub last_event: Value,
+    /// The current step's timer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer: Option<StepTimer>,
+    /// Requests sent whose result or operation is still awaited.
+    #[serde(default)]
+    pub pending: Vec<PendingRequest>,
+    /// Call ids Graph reported terminated before the session knew them.
+    #[serde(default)]
+    pub early_terminated: Vec<String>,
+    /// The next id for commands, timers and client contexts.
+    #[serde(default)]
+    pub next_id: u64,
+    /// Steps entered so far (the step limit counts these).
+    #[serde(default)]
+    pub steps_taken: u32,
+    /// What happened, in order.
+    #[serde(default)]
+    pub timeline: Timeline,
+    /// How the run ended, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<RunEnd>,
+    /// When the incoming call arrived (for the 15-second answer rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incoming_at: Option<DateTime<Utc>>,
+}
+
+impl Session {
+    /// A session for `flow`, not started yet, with the flow's variable defaults.
+    pub fn new(flow: &Flow, id: impl Into<String>, bot: Bot) -> Self {
+        Session {
+            id: id.into(),
+            flow: flow.name.clone(),
+            flow_version: flow.source.sha256.clone(),
+            bot,
+            started_at: None,
+            step: None,
+            waiting: Waiting::Nothing,
+            legs: Vec::new(),
+            vars: flow
+                .vars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            params: Map::new(),
+            digits: String::new(),
+            last_event: Value::Null,
+            timer: None,
+            pending: Vec::new(),
+            early_terminated: Vec::new(),
+            next_id: 1,
+            steps_taken: 0,
+            timeline: Timeline::default(),
+            end: None,
+            incoming_at: None,
+        }
+    }
+
+    /// Whether the run has started.
+    pub fn is_started(&self) -> bool {
+        self.started_at.is_some()
+    }
+
+    /// Whether the run has ended (then [`Session::end`] says how).
+    pub fn is_ended(&self) -> bool {
+        self.end.is_some()
+    }
+
+    /// The outcome, once the run has ended.
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.end.as_ref().map(|e| e.outcome)
+    }
+
+    /// The main call, if there is one.
+    pub fn main(&self) -> Option<&Leg> {
+        self.legs.iter().find(|l| l.role == LegRole::Main)
+    }
+
+    /// The index of the main call in [`Session::legs`].
+    pub fn main_index(&self) -> Option<usize> {
+        self.legs.iter().position(|l| l.role == LegRole::Main)
+    }
+
+    /// The index of the leg with Graph id `call_id`.
+    pub fn leg_index(&self, call_id: &str) -> Option<usize> {
+        self.legs
+            .iter()
+            .position(|l| l.call_id.as_deref() == Some(call_id))
+    }
+
+    /// The current step's name.
+    pub fn step_name<'f>(&self, flow: &'f Flow) -> Option<&'f str> {
+        self.step
+            .filter(|s| s.index() < flow.steps.len())
+            .map(|s| flow.step(s).name.as_str())
+    }
+
+    /// Ids of the calls a request may still be sent for.
+    pub fn live_call_ids(&self) -> Vec<&str> {
+        self.legs
+            .iter()
+            .filter(|l| l.is_live())
+            .filter_map(|l| l.call_id.as_deref())
+            .collect()
+    }
+
+    /// When the runtime must have answered, rejected or redirected the
+    /// incoming call (15 s after it arrived), while that is still owed.
+    pub fn answer_deadline(&self) -> Option<DateTime<Utc>> {
+        let main = self.main()?;
+        let owed = main.state == Some(CallState::Incoming)
+            && !self.pending.iter().any(|p| {
+                matches!(
+                    p.kind,
+                    RequestKind::Answer | RequestKind::Reject | RequestKind::Redirect
+                )
+            })
+            && !self.timeline.has_request_for(
+                &main.tag,
+                &[
+                    RequestKind::Answer,
+                    RequestKind::Reject,
+                    RequestKind::Redirect,
+                ],
+            );
+        owed.then_some(self.incoming_at? + ANSWER_WITHIN)
+    }
+
+    /// `keepAlive` commands for every established call, recorded in the
+    /// timeline; the runtime calls this every [`KEEP_ALIVE_EVERY`].
+    pub fn keep_alive(&mut self, now: DateTime<Utc>) -> Vec<Command> {
+        let mut out = Vec::new();
+        for i in 0..self.legs.len() {
+            let leg = &self.legs[i];
+            let established = matches!(leg.state, Some(CallState::Established | CallState::Hold));
+            if !leg.is_live() || !established {
+                continue;
+            }
+            let Some(call_id) = leg.call_id.clone() else {
+                continue;
+            };
+            let tag = leg.tag.clone();
+            let id = self.next_command_id();
+            let cmd = Command::KeepAlive { id, call_id };
+            if let Some(line) = cmd.line(&tag) {
+                self.timeline.push_request(now, None, line);
+            }
+            out.push(cmd);
+        }
+        out
+    }
+
+    /// A fresh command id.
+    pub(crate) fn next_command_id(&mut self) -> CommandId {
+        let id = self.next_id;
+        self.next_id += 1;
+        CommandId(id)
+    }
+}

@@ -1,0 +1,372 @@
+//! The engine driven by hand, one event at a time: Graph's quirks and races.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+
+use super::*;
+use crate::flow::{Flow, load_str};
+use crate::graph::wire::{CallState, CommsOperation, OperationStatus, ResultInfo};
+
+const FLOW: &str = r#"
+flow: t
+trigger:
+  incoming_call:
+    to: ["+14255550100"]
+    from: "+33*"
+    when: 'call.from.phone != "+33600000000"'
+start: greet
+steps:
+  greet:
+    answer: {}
+    next: menu
+  menu:
+    menu:
+      prompt: https://cdn/menu.wav
+      choices: { "1": sales, "2": support }
+      timeout: 5s
+    on_timeout: sales
+  sales:
+    transfer: { to: { phone: "+14255550123" } }
+    on_failure: sorry
+  support:
+    consultative_transfer:
+      to: { phone: "+12345678901" }
+      timeout: 10s
+    on_failure: sorry
+  sorry:
+    play: { prompt: https://cdn/sorry.wav }
+"#;
+
+struct Harness {
+    flow: Flow,
+    s: Session,
+    now: DateTime<Utc>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let flow = load_str("t.yaml", FLOW).flow.expect("the test flow loads");
+        let s = Session::new(&flow, "c1", Bot::new("https://bot/cb"));
+        let now = DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z")
+            .expect("a date")
+            .with_timezone(&Utc);
+        Harness { flow, s, now }
+    }
+
+    fn feed(&mut self, e: Event) -> Vec<Command> {
+        self.now += Duration::milliseconds(100);
+        step(&self.flow, &mut self.s, e, self.now)
+    }
+
+    fn requests(&mut self, e: Event) -> Vec<Command> {
+        self.feed(e)
+            .into_iter()
+            .filter(Command::is_request)
+            .collect()
+    }
+
+    fn state(&mut self, call: &str, state: CallState) -> Vec<Command> {
+        self.requests(Event::CallState(StateChange::new(call, state)))
+    }
+
+    fn incoming(&mut self) -> Vec<Command> {
+        self.requests(Event::IncomingCall(IncomingCall {
+            call_id: "c1".into(),
+            from: Party::phone("+33612345678"),
+            to: Party::phone("+14255550100"),
+            raw: Value::Null,
+        }))
+    }
+
+    /// Answered and in the menu, its prompt playing; returns the prompt's context.
+    fn in_menu(&mut self) -> String {
+        self.incoming();
+        let sent = self.state("c1", CallState::Established);
+        let Some(Command::PlayPrompt { body, .. }) = sent.last() else {
+            panic!("the menu plays its prompt: {sent:?}");
+        };
+        body.client_context.clone().expect("a client context")
+    }
+
+    fn prompt_done(&mut self, context: &str) -> Vec<Command> {
+        self.feed(Event::Operation(OperationUpdate {
+            call_id: "c1".into(),
+            operation_id: Some("op".into()),
+            status: Some(OperationStatus::Completed),
+            client_context: Some(context.into()),
+            result: None,
+        }))
+    }
+
+    fn key(&mut self, key: char, seq: i64) -> Vec<Command> {
+        self.requests(Event::Tone {
+            call_id: "c1".into(),
+            key: Some(key),
+            sequence_id: Some(seq),
+        })
+    }
+
+    fn step_name(&self) -> Option<&str> {
+        self.s.step_name(&self.flow)
+    }
+}
+
+#[test]
+fn duplicates_and_stale_states_change_nothing() {
+    let mut h = Harness::new();
+    assert!(matches!(h.incoming().as_slice(), [Command::Answer { .. }]));
+    assert!(
+        h.incoming().is_empty(),
+        "a duplicate incoming call is ignored"
+    );
+    assert_eq!(
+        h.state("c1", CallState::Established).len(),
+        2,
+        "subscribe + prompt"
+    );
+    assert!(
+        h.state("c1", CallState::Established).is_empty(),
+        "duplicate"
+    );
+    assert!(h.state("c1", CallState::Establishing).is_empty(), "stale");
+    assert_eq!(
+        h.s.main().and_then(|m| m.state.clone()),
+        Some(CallState::Established)
+    );
+    assert_eq!(h.step_name(), Some("menu"));
+}
+
+#[test]
+fn a_key_during_the_prompt_is_taken_and_repeats_are_dropped() {
+    let mut h = Harness::new();
+    h.in_menu();
+    let sent = h.key('1', 1);
+    assert!(
+        matches!(sent.as_slice(), [Command::Transfer { .. }]),
+        "{sent:?}"
+    );
+    assert!(h.key('1', 1).is_empty(), "the same sequence id again");
+    assert_eq!(h.s.digits, "1");
+}
+
+#[test]
+fn the_menu_timeout_runs_from_the_end_of_the_prompt_and_stale_timers_are_ignored() {
+    let mut h = Harness::new();
+    let context = h.in_menu();
+    let guard =
+        h.s.timer
+            .map(|t| t.id)
+            .expect("a guard timer while the prompt plays");
+    let out = h.prompt_done(&context);
+    let timer = out
+        .iter()
+        .find_map(|c| match c {
+            Command::SetTimer { timer, .. } => Some(*timer),
+            _ => None,
+        })
+        .expect("the menu timer starts when the prompt ends");
+    assert!(out.contains(&Command::CancelTimer { timer: guard }));
+    assert!(
+        h.feed(Event::TimerFired { timer: guard }).is_empty(),
+        "stale"
+    );
+    let sent = h.requests(Event::TimerFired { timer });
+    assert!(
+        matches!(sent.as_slice(), [Command::Transfer { .. }]),
+        "on_timeout: {sent:?}"
+    );
+}
+
+#[test]
+fn a_prompt_done_before_its_200_still_counts_and_the_late_200_is_ignored() {
+    let mut h = Harness::new();
+    let context = h.in_menu();
+    let prompt_command =
+        h.s.pending
+            .iter()
+            .find(|p| p.kind == RequestKind::PlayPrompt)
+            .map(|p| p.command)
+            .expect("the prompt is awaited");
+    h.prompt_done(&context);
+    assert!(matches!(
+        h.s.waiting,
+        Waiting::Menu {
+            prompt_done: true,
+            ..
+        }
+    ));
+    let late = h.feed(Event::Accepted {
+        command: prompt_command,
+        operation: Some(CommsOperation {
+            id: "op".into(),
+            status: Some(OperationStatus::Running),
+            ..CommsOperation::default()
+        }),
+    });
+    assert!(late.is_empty());
+    assert!(matches!(
+        h.s.waiting,
+        Waiting::Menu {
+            prompt_done: true,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn transfer_accepted_before_transferring_still_completes() {
+    let mut h = Harness::new();
+    h.in_menu();
+    h.key('1', 1);
+    h.state("c1", CallState::TransferAccepted);
+    assert!(
+        h.state("c1", CallState::Transferring).is_empty(),
+        "late transferring"
+    );
+    let end = h.requests(Event::CallState(
+        StateChange::new("c1", CallState::Terminated).with_result(ResultInfo::new(0, 7015)),
+    ));
+    assert!(end.is_empty(), "nothing is sent for a terminated call");
+    assert_eq!(h.s.outcome(), Some(Outcome::Transferred));
+}
+
+#[test]
+fn nothing_is_sent_once_the_call_terminated() {
+    let mut h = Harness::new();
+    let context = h.in_menu();
+    let sent = h.requests(Event::CallerHungUp {
+        call_id: "c1".into(),
+    });
+    assert!(sent.is_empty());
+    assert_eq!(h.s.outcome(), Some(Outcome::CallerHungUp));
+    assert!(h.prompt_done(&context).is_empty());
+    assert!(h.key('1', 2).is_empty());
+    assert!(h.state("c1", CallState::Established).is_empty());
+    for n in 0..20 {
+        assert!(h.feed(Event::TimerFired { timer: TimerId(n) }).is_empty());
+    }
+}
+
+#[test]
+fn a_consultation_call_reported_ended_before_its_201_is_never_used() {
+    let mut h = Harness::new();
+    h.in_menu();
+    let sent = h.key('2', 1);
+    let Some(Command::CreateCall { tag, .. }) = sent.first() else {
+        panic!("support first calls the target: {sent:?}");
+    };
+    let tag = tag.clone();
+    // Graph's terminated notification races ahead of the 201.
+    assert!(h.state("c2", CallState::Terminated).is_empty());
+    let sent = h.requests(Event::CallCreated {
+        tag,
+        call_id: "c2".into(),
+    });
+    assert!(
+        sent.iter().all(|c| c.call_id() != Some("c2")),
+        "nothing for the dead consultation call: {sent:?}"
+    );
+    assert_eq!(
+        h.step_name(),
+        Some("sorry"),
+        "the target did not take the call: on_failure"
+    );
+}
+
+#[test]
+fn a_consultation_target_that_never_answers_is_hung_up_once_named() {
+    let mut h = Harness::new();
+    h.in_menu();
+    let sent = h.key('2', 1);
+    let Some(Command::CreateCall { tag, .. }) = sent.first() else {
+        panic!("{sent:?}");
+    };
+    let tag = tag.clone();
+    let timer = h.s.timer.map(|t| t.id).expect("the answer timeout");
+    h.feed(Event::TimerFired { timer });
+    assert_eq!(h.step_name(), Some("sorry"));
+    let sent = h.requests(Event::CallCreated {
+        tag,
+        call_id: "c2".into(),
+    });
+    assert!(
+        matches!(sent.as_slice(), [Command::Hangup { call_id, .. }] if call_id == "c2"),
+        "the late consultation call is hung up: {sent:?}"
+    );
+}
+
+#[test]
+fn a_refused_request_routes_on_failure() {
+    let mut h = Harness::new();
+    h.in_menu();
+    let sent = h.key('1', 1);
+    let id = sent[0].id().expect("a request");
+    let sent = h.requests(Event::RequestFailed {
+        command: id,
+        status: 403,
+        code: "Forbidden".into(),
+        message: "no".into(),
+    });
+    assert!(
+        matches!(sent.as_slice(), [Command::PlayPrompt { .. }]),
+        "sorry plays: {sent:?}"
+    );
+    assert!(
+        h.s.timeline
+            .entries
+            .iter()
+            .any(|e| matches!(&e.what, Entry::Error(t) if t.contains("403 Forbidden"))),
+        "{}",
+        h.s.timeline
+    );
+}
+
+#[test]
+fn the_runtime_learns_its_deadlines_and_keep_alives() {
+    let mut h = Harness::new();
+    h.incoming();
+    assert_eq!(h.s.answer_deadline(), None, "the answer is on its way");
+    h.state("c1", CallState::Established);
+    let now = h.now;
+    let keep = h.s.keep_alive(now);
+    assert!(matches!(keep.as_slice(), [Command::KeepAlive { call_id, .. }] if call_id == "c1"));
+    assert_eq!(h.s.live_call_ids(), vec!["c1"]);
+
+    let mut fresh = Harness::new();
+    fresh.s.legs.push(Leg::new("main", LegRole::Main));
+    fresh.s.legs[0].call_id = Some("c9".into());
+    fresh.s.legs[0].state = Some(CallState::Incoming);
+    fresh.s.incoming_at = Some(fresh.now);
+    assert_eq!(fresh.s.answer_deadline(), Some(fresh.now + ANSWER_WITHIN));
+}
+
+#[test]
+fn sessions_are_data() {
+    let mut h = Harness::new();
+    h.in_menu();
+    h.key('2', 1);
+    let json = serde_json::to_string(&h.s).expect("serialises");
+    let back: Session = serde_json::from_str(&json).expect("reads back");
+    assert_eq!(back, h.s);
+    assert!(
+        json.len() < 16_000,
+        "a session stays small: {} bytes",
+        json.len()
+    );
+}
+
+#[test]
+fn incoming_triggers_filter_on_to_from_and_when() {
+    let h = Harness::new();
+    let call = |from: &str, to: &str| IncomingCall {
+        call_id: "x".into(),
+        from: Party::phone(from),
+        to: Party::phone(to),
+        raw: Value::Null,
+    };
+    let yes = |c: &IncomingCall| matches_incoming(&h.flow, c, h.now).expect("evaluates");
+    assert!(yes(&call("+33612345678", "+14255550100")));
+    assert!(!yes(&call("+44712345678", "+14255550100")), "from is +33*");
+    assert!(!yes(&call("+33612345678", "+14255550999")), "to");
+    assert!(!yes(&call("+33600000000", "+14255550100")), "when");
+}

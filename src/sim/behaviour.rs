@@ -1,0 +1,302 @@
+//! How the simulated Graph behaves: the `graph:` block of a scenario.
+//!
+//! A [`GraphBehaviour`] says how the far ends and Graph answer (a transfer
+//! is accepted, fails, or the target never answers; which keys the caller
+//! presses; when the caller hangs up) and which faults to inject (reorder,
+//! duplicate, delay, refused requests). It is plain data, read from YAML or
+//! from `key=value` pairs; it never runs anything.
+
+use std::fmt;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::engine::RequestKind;
+
+/// A duration written as `25s`, `1m30s`, `500ms`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SimDuration(pub Duration);
+
+impl SimDuration {
+    /// `secs` seconds.
+    pub const fn secs(secs: u64) -> Self {
+        SimDuration(Duration::from_secs(secs))
+    }
+
+    /// Reads `25s`, `1m30s`, `500ms`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        humantime::parse_duration(text.trim())
+            .map(SimDuration)
+            .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. `25s` or `1m30s`"))
+    }
+
+    /// As a chrono duration (saturating).
+    pub fn chrono(self) -> chrono::Duration {
+        chrono::Duration::from_std(self.0).unwrap_or(chrono::Duration::days(365))
+    }
+}
+
+impl fmt::Display for SimDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for SimDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for SimDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Seconds(u64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(t) => SimDuration::parse(&t).map_err(serde::de::Error::custom),
+            Raw::Seconds(s) => Ok(SimDuration::secs(s)),
+        }
+    }
+}
+
+/// How a transfer (blind or consultative) goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferMode {
+    /// `transferring`, `transferAccepted`, then `terminated` (0/7015, or
+    /// `AppTransferred` for a consultative transfer).
+    #[default]
+    Accept,
+    /// `transferring`, then back to `established` with 500/7000 (500/7700
+    /// and a `replacesContext` for a consultative transfer).
+    Fail,
+    /// The target never answers: `transferring` and nothing more (the
+    /// consultation call rings forever).
+    NoAnswer,
+    /// The target answers the consultation call, but the transfer never
+    /// completes: `transferring` and nothing more.
+    Stall,
+}
+
+/// How the callee of an outgoing call answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallMode {
+    /// `establishing`, then `established`.
+    #[default]
+    Answer,
+    /// `establishing`, then nothing: it rings.
+    NoAnswer,
+    /// `establishing`, then `terminated` with 480/10037 (no callee endpoint).
+    Unreachable,
+}
+
+/// How joining a meeting goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinMode {
+    /// `establishing`, `established`, then a roster.
+    #[default]
+    Accept,
+    /// `establishing`, then `terminated` with an error.
+    Fail,
+}
+
+/// One mode, or one per attempt (the last one repeats).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PerAttempt<T> {
+    /// The same every time.
+    One(T),
+    /// Attempt by attempt; the last repeats.
+    Each(Vec<T>),
+}
+
+impl<T: Copy + Default> PerAttempt<T> {
+    /// The mode of attempt `n` (from 0).
+    pub fn nth(&self, n: usize) -> T {
+        match self {
+            PerAttempt::One(t) => *t,
+            PerAttempt::Each(list) => list
+                .get(n)
+                .or_else(|| list.last())
+                .copied()
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl<T: Default> Default for PerAttempt<T> {
+    fn default() -> Self {
+        PerAttempt::One(T::default())
+    }
+}
+
+/// How the simulated Graph and the people on the calls behave.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphBehaviour {
+    /// Transfers: `accept` (default), `fail`, `no_answer`, or a list, one per transfer.
+    pub transfer: PerAttempt<TransferMode>,
+    /// Outgoing calls (`call`): `answer` (default), `no_answer`, `unreachable`, or a list.
+    pub call: PerAttempt<CallMode>,
+    /// Joining meetings: `accept` (default) or `fail`, or a list.
+    pub join: PerAttempt<JoinMode>,
+    /// Keys the caller presses, one entry per prompt played while tones are
+    /// subscribed, a second after it ends; `""` presses nothing (a timeout).
+    pub dtmf: Vec<String>,
+    /// When the caller (the far end of the main call, or the meeting) hangs
+    /// up, counted from the start; never by default.
+    pub hangup: Option<SimDuration>,
+    /// How long each prompt plays. Default 3s.
+    pub prompt: Option<SimDuration>,
+    /// Swap the first two notifications Graph sends after each request
+    /// (`established` before `establishing`, `transferAccepted` before `transferring`).
+    pub reorder: bool,
+    /// Send every notification twice.
+    pub duplicate: bool,
+    /// Extra latency on every notification.
+    pub delay: Option<SimDuration>,
+    /// Requests Graph refuses, by name, with the HTTP status: `{transfer: 500}`.
+    pub fail: IndexMap<String, u16>,
+    /// Send `mediaState: inactive` before `transferAccepted` (after it by default).
+    pub media_first: bool,
+    /// Speak the old beta: `/app/calls` paths, `resource`, `subCode`, codes
+    /// as strings, transfers reported as operations.
+    pub legacy: bool,
+}
+
+impl GraphBehaviour {
+    /// How long each prompt plays.
+    pub fn prompt_length(&self) -> SimDuration {
+        self.prompt.unwrap_or(SimDuration::secs(3))
+    }
+
+    /// The HTTP status Graph refuses `kind` with, if any.
+    pub fn refusal(&self, kind: RequestKind) -> Option<u16> {
+        self.fail.get(kind.as_str()).copied()
+    }
+
+    /// Checks names that serde cannot: the requests of `fail`.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, status) in &self.fail {
+            if RequestKind::from_name(name).is_none() {
+                let names: Vec<&str> = RequestKind::ALL.iter().map(|k| k.as_str()).collect();
+                return Err(format!(
+                    "`fail: {{{name}: …}}` names no request; use one of {}",
+                    names.join(", ")
+                ));
+            }
+            if !(400..=599).contains(status) {
+                return Err(format!(
+                    "`fail: {{{name}: {status}}}` must be an HTTP error status, 400 to 599"
+                ));
+            }
+        }
+        for key in &self.dtmf {
+            if key.chars().count() > 1
+                || key
+                    .chars()
+                    .any(|c| !c.is_ascii_digit() && !"*#ABCD".contains(c))
+            {
+                return Err(format!(
+                    "`dtmf: {key:?}` is not one key: use 0-9, *, # or \"\" for none"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets one field from `key=value` text (for `callflow simulate --graph`):
+    /// `transfer=fail`, `transfer=fail,accept`, `dtmf=1,2`, `hangup=20s`,
+    /// `reorder=true`, `fail.transfer=500`, ...
+    pub fn set(&mut self, pair: &str) -> Result<(), String> {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("`{pair}` is not key=value, e.g. transfer=fail"))?;
+        let (key, value) = (key.trim(), value.trim());
+        let list = |v: &str| -> Vec<String> { v.split(',').map(|s| s.trim().to_owned()).collect() };
+        let modes = |v: &str| -> String {
+            let items = list(v);
+            if items.len() == 1 {
+                items[0].clone()
+            } else {
+                format!("[{}]", items.join(", "))
+            }
+        };
+        let flag = |v: &str| match v {
+            "true" | "yes" | "1" | "" => Ok(true),
+            "false" | "no" | "0" => Ok(false),
+            other => Err(format!("`{other}` is not true or false")),
+        };
+        match key {
+            "transfer" => self.transfer = from_yaml(&modes(value))?,
+            "call" => self.call = from_yaml(&modes(value))?,
+            "join" => self.join = from_yaml(&modes(value))?,
+            "dtmf" => self.dtmf = list(value),
+            "hangup" => self.hangup = Some(SimDuration::parse(value)?),
+            "prompt" => self.prompt = Some(SimDuration::parse(value)?),
+            "delay" => self.delay = Some(SimDuration::parse(value)?),
+            "reorder" => self.reorder = flag(value)?,
+            "duplicate" => self.duplicate = flag(value)?,
+            "media_first" => self.media_first = flag(value)?,
+            "legacy" => self.legacy = flag(value)?,
+            other => match other.strip_prefix("fail.") {
+                Some(request) => {
+                    if RequestKind::from_name(request).is_none() {
+                        return Err(format!("`{request}` names no request"));
+                    }
+                    let status = value
+                        .parse()
+                        .map_err(|_| format!("`{value}` is not an HTTP status"))?;
+                    self.fail.insert(request.to_owned(), status);
+                }
+                None => {
+                    return Err(format!(
+                        "`{other}` is not a graph setting; use transfer, call, join, dtmf, hangup, \
+                         prompt, delay, reorder, duplicate, media_first, legacy or fail.REQUEST"
+                    ));
+                }
+            },
+        }
+        self.validate()
+    }
+}
+
+fn from_yaml<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, String> {
+    serde_saphyr::from_str(text).map_err(|e| format!("`{text}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_yaml_and_pairs() {
+        let b: GraphBehaviour = serde_saphyr::from_str(
+            "transfer: [fail, accept]\ndtmf: [\"1\", \"\"]\nhangup: 25s\nfail: {answer: 503}\n",
+        )
+        .expect("valid behaviour");
+        assert_eq!(b.transfer.nth(0), TransferMode::Fail);
+        assert_eq!(b.transfer.nth(5), TransferMode::Accept);
+        assert_eq!(b.hangup, Some(SimDuration::secs(25)));
+        assert_eq!(b.refusal(RequestKind::Answer), Some(503));
+        assert!(b.validate().is_ok());
+
+        let mut c = GraphBehaviour::default();
+        c.set("transfer=no_answer").expect("a mode");
+        c.set("call=answer,unreachable").expect("modes");
+        c.set("dtmf=1,#").expect("keys");
+        assert_eq!(c.transfer.nth(0), TransferMode::NoAnswer);
+        assert_eq!(c.call.nth(1), CallMode::Unreachable);
+        assert_eq!(c.dtmf, vec!["1".to_owned(), "#".to_owned()]);
+        assert!(c.set("fail.tranfer=500").is_err());
+        assert!(c.set("colour=blue").is_err());
+        assert!(serde_saphyr::from_str::<GraphBehaviour>("transfer: maybe\n").is_err());
+    }
+}

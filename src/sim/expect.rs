@@ -1,0 +1,249 @@
+//! Scenario `expect` lines and how they match what a run did.
+//!
+//! An expectation names one Graph request in the flow file's words
+//! (`transfer: {to: {phone: …}}`) or the run's `end`. A request matches when
+//! every field the line gives is equal to the request's (fields it leaves
+//! out are not compared; nested maps compare the same way). Lines match in
+//! order, as a subsequence of what happened, or one for one when `strict`.
+//! Pure: compares data, runs nothing.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::engine::{Outcome, RequestKind, RequestLine, Timeline, command::write_flow};
+
+/// One `expect` line.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expectation {
+    /// A Graph request, with the fields to compare.
+    Request {
+        /// The request.
+        kind: RequestKind,
+        /// Fields that must be equal (`call` names the call: `main`, `consultation`, …).
+        fields: Map<String, Value>,
+    },
+    /// The run's end.
+    End(Outcome),
+}
+
+impl Expectation {
+    /// Reads one line: `answer`, `{transfer: {to: …}}`, `{end: transferred}`.
+    pub fn parse(v: &Value) -> Result<Self, String> {
+        let (name, fields) = match v {
+            Value::String(s) => (s.as_str(), Value::Null),
+            Value::Object(m) if m.len() == 1 => {
+                let (k, v) = m.iter().next().ok_or("an empty line")?;
+                (k.as_str(), v.clone())
+            }
+            other => {
+                let mut text = String::new();
+                let _ = write_flow(&mut text, other);
+                return Err(format!(
+                    "`{text}` is not an expect line; write a request name (`answer`), \
+                     `request: {{field: value}}` or `end: OUTCOME`"
+                ));
+            }
+        };
+        if name == "end" {
+            let outcome = fields
+                .as_str()
+                .and_then(Outcome::from_name)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+                    format!("`end` takes one of {}", names.join(", "))
+                })?;
+            return Ok(Expectation::End(outcome));
+        }
+        let kind = RequestKind::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = RequestKind::ALL.iter().map(|k| k.as_str()).collect();
+            let hint = crate::flow::suggest::did_you_mean(name, names.iter().copied())
+                .unwrap_or_else(|| format!("use one of {}, or end", names.join(", ")));
+            format!("`{name}` is not a Graph request; {hint}")
+        })?;
+        let fields = match fields {
+            Value::Null => Map::new(),
+            Value::Object(m) => m,
+            other => {
+                return Err(format!(
+                    "`{name}` takes a map of fields, not `{other}`; write e.g. `{name}: {{to: {{phone: \"+14255550123\"}}}}`"
+                ));
+            }
+        };
+        Ok(Expectation::Request { kind, fields })
+    }
+
+    /// Whether `actual` satisfies this line.
+    pub fn matches(&self, actual: &Actual) -> bool {
+        match (self, actual) {
+            (Expectation::End(a), Actual::End(b)) => a == b,
+            (Expectation::Request { kind, fields }, Actual::Request(line)) => {
+                *kind == line.request
+                    && fields.iter().all(|(k, v)| {
+                        if k == "call" {
+                            return v.as_str() == Some(line.call.as_str());
+                        }
+                        line.fields.get(k).is_some_and(|a| subset(v, a))
+                    })
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Expectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expectation::End(o) => write!(f, "end {o}"),
+            Expectation::Request { kind, fields } => {
+                f.write_str(kind.as_str())?;
+                if !fields.is_empty() {
+                    f.write_str(" ")?;
+                    write_flow(f, &Value::Object(fields.clone()))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What a run did, as `expect` sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Actual {
+    /// A Graph request.
+    Request(RequestLine),
+    /// The run's end.
+    End(Outcome),
+}
+
+impl fmt::Display for Actual {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actual::Request(line) => write!(f, "{line}"),
+            Actual::End(o) => write!(f, "end {o}"),
+        }
+    }
+}
+
+/// The requests and the end of a timeline, in order.
+pub fn actual_lines(timeline: &Timeline) -> Vec<Actual> {
+    timeline
+        .entries
+        .iter()
+        .filter_map(|e| match &e.what {
+            crate::engine::Entry::Request(line) => Some(Actual::Request(line.clone())),
+            crate::engine::Entry::End { outcome, .. } => Some(Actual::End(*outcome)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether the expected value's fields are all in the actual one.
+pub fn subset(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => e
+            .iter()
+            .all(|(k, v)| a.get(k).is_some_and(|x| subset(v, x))),
+        (Value::Object(_), Value::Array(a)) if a.len() == 1 => subset(expected, &a[0]),
+        (Value::Array(e), Value::Array(a)) => {
+            e.len() == a.len() && e.iter().zip(a).all(|(x, y)| subset(x, y))
+        }
+        (Value::Array(e), other) if e.len() == 1 => subset(&e[0], other),
+        (Value::Number(n), Value::String(s)) | (Value::String(s), Value::Number(n)) => {
+            let n = n.to_string();
+            *s == n || s.strip_prefix('+') == Some(n.as_str())
+        }
+        (e, a) => e == a,
+    }
+}
+
+/// For each expectation, the index of the actual line it matched (in
+/// order, each after the previous one), or `None` from the first that
+/// could not be matched on.
+pub fn match_lines(
+    expected: &[Expectation],
+    actual: &[Actual],
+    strict: bool,
+) -> Vec<Option<usize>> {
+    let mut out = Vec::with_capacity(expected.len());
+    let mut from = 0;
+    let mut lost = false;
+    for (i, e) in expected.iter().enumerate() {
+        if lost {
+            out.push(None);
+            continue;
+        }
+        let found = if strict {
+            actual.get(i).filter(|a| e.matches(a)).map(|_| i)
+        } else {
+            actual[from.min(actual.len())..]
+                .iter()
+                .position(|a| e.matches(a))
+                .map(|p| from + p)
+        };
+        match found {
+            Some(j) => {
+                from = j + 1;
+                out.push(Some(j));
+            }
+            None => {
+                lost = true;
+                out.push(None);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn line(kind: RequestKind, fields: Value) -> Actual {
+        let Value::Object(fields) = fields else {
+            panic!("fields are a map")
+        };
+        Actual::Request(RequestLine {
+            request: kind,
+            call: "main".into(),
+            fields,
+        })
+    }
+
+    #[test]
+    fn lines_match_as_a_subsequence_with_partial_fields() {
+        let expected: Vec<Expectation> = [
+            json!("answer"),
+            json!({"transfer": {"to": {"phone": 14255550199_i64}}}),
+            json!({"end": "transferred"}),
+        ]
+        .iter()
+        .map(|v| Expectation::parse(v).expect("a line"))
+        .collect();
+        let actual = vec![
+            line(RequestKind::Answer, json!({})),
+            line(RequestKind::PlayPrompt, json!({"prompt": "x.wav"})),
+            line(
+                RequestKind::Transfer,
+                json!({"to": {"phone": "+14255550199", "display_name": "Night"}}),
+            ),
+            Actual::End(Outcome::Transferred),
+        ];
+        assert_eq!(
+            match_lines(&expected, &actual, false),
+            vec![Some(0), Some(2), Some(3)]
+        );
+        assert_eq!(match_lines(&expected, &actual, true)[1], None);
+        let wrong = Expectation::parse(&json!({"end": "rejected"})).expect("a line");
+        assert_eq!(match_lines(&[wrong], &actual, false), vec![None]);
+    }
+
+    #[test]
+    fn bad_lines_say_what_to_write() {
+        let e = Expectation::parse(&json!("tranfser")).expect_err("unknown");
+        assert!(e.contains("transfer"), "{e}");
+        assert!(Expectation::parse(&json!({"end": "finished"})).is_err());
+        assert!(Expectation::parse(&json!(3)).is_err());
+    }
+}

@@ -1,0 +1,311 @@
+//! The simulated Graph: the seeds' state machines under a simulated clock.
+//!
+//! [`SimGraph`] implements [`CallControl`]: each request is checked like
+//! Graph would (a call must exist and be live; bodies must pass Graph's
+//! limits), answered at once, and schedules what Graph and the people on the
+//! call do next (`establishing`/`established`, `transferring`,
+//! `transferAccepted`, `terminated` with 7015 or `AppTransferred`, a failure
+//! back to `established` with 500/7000 or 7700, prompts completing as
+//! operations, key presses, the caller hanging up, a roster after joining a
+//! meeting). Everything is ordered by simulated time in one queue;
+//! [`runner`](super::runner) pops it and feeds `engine::step`. Faults come
+//! from [`GraphBehaviour`]. Deterministic: no wall clock, no randomness. A
+//! request for a terminated call is refused and recorded as a violation.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+
+use crate::engine::{CallControl, ControlError, Party, RequestKind, TimerId};
+use crate::graph::wire::{
+    AnswerRequest, Call, CallState, CommsOperation, InviteParticipantsRequest, OperationStatus,
+    PlayPromptRequest, RedirectRequest, RejectRequest, SubscribeToToneRequest, TransferRequest,
+};
+
+use super::behaviour::GraphBehaviour;
+pub use super::happening::{Happening, Scheduled};
+use super::notify::{Notifier, SimResult};
+use super::world::{Kind, SimCall, World, refused};
+
+/// The simulated Graph's id for the bot's application.
+pub const BOT_APP_ID: &str = "2891555a-92ff-42e6-80fa-6e1300c6b5c6";
+
+/// The simulated Graph. Shared by reference; its state sits behind a mutex.
+pub struct SimGraph {
+    world: Mutex<World>,
+}
+
+impl SimGraph {
+    /// A simulated Graph at time `now`, posting to `callback_uri`.
+    pub fn new(
+        behaviour: GraphBehaviour,
+        callback_uri: impl Into<String>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let notifier = Notifier {
+            callback_uri: callback_uri.into(),
+            legacy: behaviour.legacy,
+        };
+        SimGraph {
+            world: Mutex::new(World {
+                now,
+                queue: BTreeMap::new(),
+                seq: 0,
+                calls: Vec::new(),
+                dtmf: behaviour.dtmf.iter().cloned().collect(),
+                behaviour,
+                notifier,
+                transfers: 0,
+                outgoing: 0,
+                joins: 0,
+                next_op: 1,
+                violations: Vec::new(),
+                passive: false,
+                parties: Vec::new(),
+            }),
+        }
+    }
+
+    /// A Graph that accepts every request and does nothing on its own: for
+    /// replaying recorded notifications.
+    pub fn passive(callback_uri: impl Into<String>, now: DateTime<Utc>) -> Self {
+        let g = SimGraph::new(GraphBehaviour::default(), callback_uri, now);
+        g.lock().passive = true;
+        g
+    }
+
+    fn lock(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The simulated time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.lock().now
+    }
+
+    /// Places an incoming call from `from` to `to` now; returns its body and id.
+    pub fn incoming_call(&self, from: &Party, to: &Party) -> (String, Value) {
+        let mut w = self.lock();
+        let id = w.new_call_id();
+        w.calls.push(SimCall {
+            id: id.clone(),
+            kind: Kind::Incoming,
+            state: CallState::Incoming,
+            decided: false,
+            subscribed: false,
+            tone_seq: 0,
+        });
+        w.parties.push(from.clone());
+        let body = w.notifier.incoming(&id, from, to);
+        let now = w.now;
+        w.schedule(
+            now + Duration::seconds(15),
+            Happening::AnswerDeadline { call: id.clone() },
+        );
+        if let Some(after) = w.behaviour.hangup {
+            w.schedule(
+                now + after.chrono(),
+                Happening::CallerHangsUp { call: id.clone() },
+            );
+        }
+        (id, body)
+    }
+
+    /// A call that already exists, in `state` (a group call the bot placed
+    /// elsewhere, for `state_change` flows); returns its body and id.
+    pub fn existing_call(&self, state: &CallState, direction: &str) -> (String, Value) {
+        let mut w = self.lock();
+        let id = w.new_call_id();
+        w.calls.push(SimCall {
+            id: id.clone(),
+            kind: Kind::Outgoing,
+            state: state.clone(),
+            decided: true,
+            subscribed: false,
+            tone_seq: 0,
+        });
+        let mut body = w.notifier.state(&id, state, None, None, None);
+        if let Some(data) = body.pointer_mut("/value/0/resourceData") {
+            data["direction"] = Value::String(direction.to_owned());
+            data["id"] = Value::String(id.clone());
+        }
+        if let Some(after) = w.behaviour.hangup {
+            let now = w.now;
+            w.schedule(
+                now + after.chrono(),
+                Happening::CallerHangsUp { call: id.clone() },
+            );
+        }
+        (id, body)
+    }
+
+    /// Queues a recorded body for delivery at `at`.
+    pub fn schedule_recorded(&self, at: DateTime<Utc>, body: Value) {
+        self.lock().schedule(at, Happening::Recorded(body));
+    }
+
+    /// Queues a timer of the engine.
+    pub fn set_timer(&self, at: DateTime<Utc>, timer: TimerId) {
+        let mut w = self.lock();
+        let key = w.key(at);
+        w.queue.insert(key, Scheduled::Timer(timer));
+    }
+
+    /// Drops a timer of the engine.
+    pub fn cancel_timer(&self, timer: TimerId) {
+        self.lock()
+            .queue
+            .retain(|_, s| *s != Scheduled::Timer(timer));
+    }
+
+    /// Takes the next item, moving the clock to its time.
+    pub fn pop(&self) -> Option<(DateTime<Utc>, Scheduled)> {
+        let mut w = self.lock();
+        let (key, item) = w.queue.pop_first()?;
+        w.now = w.now.max(key.0);
+        Some((key.0, item))
+    }
+
+    /// Whether anything is queued other than the engine's timers.
+    pub fn has_pending_happenings(&self) -> bool {
+        self.lock()
+            .queue
+            .values()
+            .any(|s| matches!(s, Scheduled::Graph(_)))
+    }
+
+    /// Makes a happening happen now; returns the bodies Graph posts.
+    pub fn happen(&self, h: Happening) -> Vec<Value> {
+        let mut w = self.lock();
+        let bodies = w.happen(h);
+        if w.behaviour.duplicate {
+            bodies.iter().flat_map(|b| [b.clone(), b.clone()]).collect()
+        } else {
+            bodies
+        }
+    }
+
+    /// Requests Graph refused because their call had ended or never existed.
+    pub fn violations(&self) -> Vec<String> {
+        self.lock().violations.clone()
+    }
+}
+
+impl CallControl for SimGraph {
+    async fn answer(&self, call_id: &str, body: &AnswerRequest) -> Result<(), ControlError> {
+        let mut w = self.lock();
+        w.decide(RequestKind::Answer, call_id)?;
+        if body.callback_uri.is_empty() {
+            return Err(refused(400, "BadRequest", "answer needs a callbackUri"));
+        }
+        w.burst(vec![
+            (500, World::state(call_id, CallState::Establishing)),
+            (1000, World::state(call_id, CallState::Established)),
+        ]);
+        Ok(())
+    }
+
+    async fn reject(&self, call_id: &str, _body: &RejectRequest) -> Result<(), ControlError> {
+        let mut w = self.lock();
+        w.decide(RequestKind::Reject, call_id)?;
+        w.burst(vec![(200, World::ended(call_id, None, None))]);
+        Ok(())
+    }
+
+    async fn redirect(&self, call_id: &str, body: &RedirectRequest) -> Result<(), ControlError> {
+        let mut w = self.lock();
+        w.decide(RequestKind::Redirect, call_id)?;
+        body.validate()
+            .map_err(|e| refused(400, "BadRequest", e.to_string()))?;
+        w.burst(vec![(500, World::ended(call_id, None, None))]);
+        Ok(())
+    }
+
+    async fn transfer(&self, call_id: &str, body: &TransferRequest) -> Result<(), ControlError> {
+        self.lock().transfer(call_id, body)
+    }
+
+    async fn create_call(&self, body: &Call) -> Result<Call, ControlError> {
+        let mut w = self.lock();
+        if w.passive {
+            let id = format!("replay-call-{}", w.calls.len() + 1);
+            w.calls.push(SimCall {
+                id: id.clone(),
+                kind: Kind::Outgoing,
+                state: CallState::Establishing,
+                decided: true,
+                subscribed: false,
+                tone_seq: 0,
+            });
+            let mut created = body.clone();
+            created.id = Some(id);
+            return Ok(created);
+        }
+        w.create_call(body)
+    }
+
+    async fn play_prompt(
+        &self,
+        call_id: &str,
+        body: &PlayPromptRequest,
+    ) -> Result<CommsOperation, ControlError> {
+        self.lock().play_prompt(call_id, body)
+    }
+
+    async fn subscribe_to_tone(
+        &self,
+        call_id: &str,
+        body: &SubscribeToToneRequest,
+    ) -> Result<CommsOperation, ControlError> {
+        let mut w = self.lock();
+        w.established(RequestKind::SubscribeToTone, call_id)?;
+        if let Some(c) = w.call_mut(call_id) {
+            c.subscribed = true;
+        }
+        let id = w.new_op_id();
+        Ok(CommsOperation {
+            id,
+            status: Some(OperationStatus::Completed),
+            client_context: body.client_context.clone(),
+            ..CommsOperation::default()
+        })
+    }
+
+    async fn invite(
+        &self,
+        call_id: &str,
+        body: &InviteParticipantsRequest,
+    ) -> Result<CommsOperation, ControlError> {
+        let mut w = self.lock();
+        w.established(RequestKind::Invite, call_id)?;
+        body.validate()
+            .map_err(|e| refused(400, "BadRequest", e.to_string()))?;
+        let id = w.new_op_id();
+        Ok(CommsOperation {
+            id,
+            status: Some(OperationStatus::Completed),
+            client_context: body.client_context.clone(),
+            ..CommsOperation::default()
+        })
+    }
+
+    async fn hangup(&self, call_id: &str) -> Result<(), ControlError> {
+        let mut w = self.lock();
+        w.live(RequestKind::Hangup, call_id)?;
+        w.burst(vec![(
+            200,
+            World::ended(
+                call_id,
+                Some(SimResult::new(200, 7000, "The bot ended the call")),
+                None,
+            ),
+        )]);
+        Ok(())
+    }
+
+    async fn keep_alive(&self, call_id: &str) -> Result<(), ControlError> {
+        self.lock().live(RequestKind::KeepAlive, call_id)
+    }
+}

@@ -1,0 +1,331 @@
+//! The control API under `/sim/…`: what a tester does to the simulated world.
+//!
+//! The routes and their bodies are listed in the [module docs](super).
+//! The control API needs no token: it is the tester's, not the bot's.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::engine::Party;
+use crate::graph::wire::{
+    Call, CallDirection, CallState, IdentitySet, InvitationParticipantInfo, ParticipantInfo,
+};
+use crate::sim::behaviour::SimDuration;
+use crate::sim::happening::Happening;
+use crate::sim::notify::identity_json;
+
+use super::Shared;
+use super::error::RequestIds;
+use super::faults::Faults;
+use super::world::{CallRecord, Core};
+
+type S = Arc<Shared>;
+
+/// The routes of this module.
+pub(crate) fn routes() -> Router<S> {
+    Router::new()
+        .route("/sim/calls", get(calls).post(incoming))
+        .route("/sim/calls/{id}", get(call))
+        .route("/sim/calls/{id}/requests", get(requests))
+        .route("/sim/calls/{id}/notifications", get(notifications))
+        .route("/sim/calls/{id}/press", post(press))
+        .route("/sim/calls/{id}/hangup", post(hangup))
+        .route(
+            "/sim/calls/{id}/faults",
+            get(call_faults)
+                .put(set_call_faults)
+                .delete(drop_call_faults),
+        )
+        .route("/sim/faults", get(faults).put(set_faults))
+        .route("/sim/clock", get(clock))
+        .route("/sim/clock/advance", post(advance))
+        .route("/sim/requests", get(unassigned))
+}
+
+/// `GET /sim/calls` as JSON.
+pub(crate) fn list_calls(core: &Core) -> Value {
+    let list: Vec<Value> = core
+        .calls
+        .iter()
+        .map(|(id, r)| {
+            json!({
+                "id": id,
+                "state": r.call.state.as_ref().map(CallState::as_str),
+                "direction": r.call.direction,
+                "callbackUri": r.callback_uri,
+                "requests": r.requests.len(),
+                "notifications": r.delivered().len(),
+            })
+        })
+        .collect();
+    json!({ "value": list })
+}
+
+fn ok(body: Value) -> Response {
+    RequestIds::from_headers(&HeaderMap::new()).answer(200, Vec::new(), Some(&body))
+}
+
+fn refuse(status: u16, code: &str, message: &str) -> Response {
+    RequestIds::from_headers(&HeaderMap::new()).error(status, code, message)
+}
+
+fn no_call(id: &str) -> Response {
+    refuse(404, "NotFound", &format!("call {id} does not exist"))
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(refuse(
+            400,
+            "BadRequest",
+            &format!("the body is not valid: {e}"),
+        ))
+    })
+}
+
+async fn calls(State(s): State<S>) -> Response {
+    let mut core = s.core.lock().await;
+    core.tick(&s);
+    ok(list_calls(&core))
+}
+
+/// An incoming call to place.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct IncomingCall {
+    from: Party,
+    #[serde(default)]
+    to: Option<Party>,
+    callback_uri: String,
+}
+
+async fn incoming(State(s): State<S>, body: Bytes) -> Response {
+    let request: IncomingCall = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    if !url::Url::parse(&request.callback_uri).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+    {
+        return refuse(400, "BadRequest", "callbackUri must be an http(s) URL");
+    }
+    let from = request.from;
+    if from.phone.is_none() && from.user.is_none() && from.application.is_none() {
+        return refuse(
+            400,
+            "BadRequest",
+            "from needs a phone, a user or an application",
+        );
+    }
+    let to = request.to.unwrap_or_else(|| Party {
+        application: Some(s.config.bot_app_id.clone()),
+        ..Party::default()
+    });
+    let identity =
+        |p: &Party| -> IdentitySet { serde_json::from_value(identity_json(p)).unwrap_or_default() };
+    let mut core = s.core.lock().await;
+    core.tick(&s);
+    let (id, notification) = core.graph.incoming_call(&from, &to);
+    let call = Call {
+        id: Some(id.clone()),
+        state: Some(CallState::Incoming),
+        direction: Some(CallDirection::Incoming),
+        callback_uri: Some(request.callback_uri.clone()),
+        source: Some(ParticipantInfo::new(identity(&from))),
+        targets: Some(vec![InvitationParticipantInfo::new(identity(&to))]),
+        tenant_id: Some(s.config.tenant_id.clone()),
+        ..Call::default()
+    };
+    core.calls.insert(
+        id.clone(),
+        CallRecord::new(call.clone(), request.callback_uri),
+    );
+    core.dispatch(&s, vec![notification]);
+    RequestIds::from_headers(&HeaderMap::new()).answer(
+        201,
+        Vec::new(),
+        Some(&serde_json::to_value(&call).unwrap_or(Value::Null)),
+    )
+}
+
+async fn call(State(s): State<S>, Path(id): Path<String>) -> Response {
+    let mut core = s.core.lock().await;
+    core.tick(&s);
+    match core.calls.get(&id) {
+        Some(r) => ok(json!({"call": r.call, "callbackUri": r.callback_uri, "faults": r.faults})),
+        None => no_call(&id),
+    }
+}
+
+async fn requests(State(s): State<S>, Path(id): Path<String>) -> Response {
+    let mut core = s.core.lock().await;
+    core.tick(&s);
+    match core.calls.get(&id) {
+        Some(r) => ok(json!({ "value": r.requests })),
+        None => no_call(&id),
+    }
+}
+
+async fn notifications(State(s): State<S>, Path(id): Path<String>) -> Response {
+    let core = s.core.lock().await;
+    match core.calls.get(&id) {
+        Some(r) => ok(json!({ "value": r.delivered() })),
+        None => no_call(&id),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Press {
+    digits: String,
+}
+
+async fn press(State(s): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
+    let request: Press = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    if request.digits.is_empty()
+        || !request
+            .digits
+            .chars()
+            .all(|c| c.is_ascii_digit() || "*#ABCD".contains(c))
+    {
+        return refuse(
+            400,
+            "BadRequest",
+            "digits must be keys 0-9, *, #, A-D, at least one",
+        );
+    }
+    let mut core = s.core.lock().await;
+    core.tick(&s);
+    if !core.calls.contains_key(&id) {
+        return no_call(&id);
+    }
+    let mut sent = 0;
+    for key in request.digits.chars() {
+        let bodies = core.graph.happen(Happening::Press {
+            call: id.clone(),
+            key,
+        });
+        if bodies.is_empty() {
+            break;
+        }
+        sent += 1;
+        core.dispatch(&s, bodies);
+    }
+    if sent == 0 {
+        return refuse(
+            409,
+            "Conflict",
+            &format!("call {id} is not established with tones subscribed: no key was pressed"),
+        );
+    }
+    ok(json!({ "pressed": sent }))
+}
+
+async fn hangup(State(s): State<S>, Path(id): Path<String>) -> Response {
+    let mut core = s.core.lock().await;
+    core.tick(&s);
+    if !core.calls.contains_key(&id) {
+        return no_call(&id);
+    }
+    let bodies = core
+        .graph
+        .happen(Happening::CallerHangsUp { call: id.clone() });
+    if bodies.is_empty() {
+        return refuse(409, "Conflict", &format!("call {id} has already ended"));
+    }
+    core.dispatch(&s, bodies);
+    RequestIds::from_headers(&HeaderMap::new()).answer(202, Vec::new(), None)
+}
+
+async fn call_faults(State(s): State<S>, Path(id): Path<String>) -> Response {
+    let core = s.core.lock().await;
+    match core.calls.get(&id) {
+        Some(_) => ok(serde_json::to_value(core.faults_for(&id)).unwrap_or(Value::Null)),
+        None => no_call(&id),
+    }
+}
+
+async fn set_call_faults(State(s): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
+    let faults: Faults = match parse(&body) {
+        Ok(f) => f,
+        Err(e) => return *e,
+    };
+    let mut core = s.core.lock().await;
+    match core.calls.get_mut(&id) {
+        Some(r) => {
+            if faults.never_answer {
+                r.never_answers = true;
+            }
+            r.faults = Some(faults.clone());
+            ok(serde_json::to_value(faults).unwrap_or(Value::Null))
+        }
+        None => no_call(&id),
+    }
+}
+
+async fn drop_call_faults(State(s): State<S>, Path(id): Path<String>) -> Response {
+    let mut core = s.core.lock().await;
+    match core.calls.get_mut(&id) {
+        Some(r) => {
+            r.faults = None;
+            RequestIds::from_headers(&HeaderMap::new()).answer(204, Vec::new(), None)
+        }
+        None => no_call(&id),
+    }
+}
+
+async fn faults(State(s): State<S>) -> Response {
+    let core = s.core.lock().await;
+    ok(serde_json::to_value(&core.faults).unwrap_or(Value::Null))
+}
+
+async fn set_faults(State(s): State<S>, body: Bytes) -> Response {
+    let faults: Faults = match parse(&body) {
+        Ok(f) => f,
+        Err(e) => return *e,
+    };
+    s.core.lock().await.faults = faults.clone();
+    ok(serde_json::to_value(faults).unwrap_or(Value::Null))
+}
+
+async fn clock(State(s): State<S>) -> Response {
+    let mut core = s.core.lock().await;
+    core.tick(&s);
+    let mode = match s.clock.mode {
+        super::SimClock::RealTime { speed } => json!({"realTime": {"speed": speed}}),
+        super::SimClock::Manual => json!("manual"),
+    };
+    ok(json!({"now": core.now(&s), "mode": mode}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    by: SimDuration,
+}
+
+async fn advance(State(s): State<S>, body: Bytes) -> Response {
+    let request: Advance = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    let mut core = s.core.lock().await;
+    core.offset += request.by.chrono();
+    core.tick(&s);
+    ok(json!({"now": core.now(&s)}))
+}
+
+async fn unassigned(State(s): State<S>) -> Response {
+    let core = s.core.lock().await;
+    ok(json!({ "value": core.unassigned }))
+}

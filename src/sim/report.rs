@@ -1,0 +1,122 @@
+//! What running scenarios gives: a [`ScenarioReport`] each (expected and
+//! actual lines side by side when it fails) and the [`TestReport`] of a run
+//! of many. Plain data and text; runs nothing.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+
+use crate::engine::{Outcome, Timeline};
+use crate::flow::Flow;
+
+use super::scenario::Scenario;
+
+/// The outcome of one scenario.
+#[derive(Clone, Debug)]
+pub struct ScenarioReport {
+    /// The scenario's name.
+    pub name: String,
+    /// Its file.
+    pub path: PathBuf,
+    /// The flow it ran.
+    pub flow: String,
+    /// Whether everything expected happened and nothing went wrong.
+    pub passed: bool,
+    /// Why it failed, one reason a line.
+    pub failures: Vec<String>,
+    /// The `expect` lines, as text.
+    pub expected: Vec<String>,
+    /// What the run did (requests and end), as text.
+    pub actual: Vec<String>,
+    /// For each expected line, the actual line it matched.
+    pub matched: Vec<Option<usize>>,
+    /// The run's timeline.
+    pub timeline: Timeline,
+    /// The flow's time zone, for rendering.
+    pub timezone: Tz,
+    /// How the run ended.
+    pub outcome: Option<Outcome>,
+}
+
+impl ScenarioReport {
+    pub(super) fn failed(scenario: &Scenario, flow: &str, reason: String) -> Self {
+        ScenarioReport {
+            name: scenario.name.clone(),
+            path: scenario.path.clone(),
+            flow: flow.to_owned(),
+            passed: false,
+            failures: vec![reason],
+            expected: scenario.expect.iter().map(ToString::to_string).collect(),
+            actual: Vec::new(),
+            matched: vec![None; scenario.expect.len()],
+            timeline: Timeline::default(),
+            timezone: Tz::UTC,
+            outcome: None,
+        }
+    }
+
+    /// Expected and actual lines side by side (`✗` marks what is missing),
+    /// then the reasons and the whole timeline.
+    pub fn render_failure(&self) -> String {
+        let mut out = String::new();
+        let width = self
+            .expected
+            .iter()
+            .map(|l| l.chars().count())
+            .max()
+            .unwrap_or(0)
+            .clamp(8, 60);
+        let _ = writeln!(out, "  {:<width$}   actual", "expected");
+        let _ = writeln!(out, "  {:<width$}   ------", "--------");
+        let mut by_actual = vec![None; self.actual.len()];
+        for (i, m) in self.matched.iter().enumerate() {
+            if let Some(j) = m
+                && let Some(slot) = by_actual.get_mut(*j)
+            {
+                *slot = Some(i);
+            }
+        }
+        for (j, line) in self.actual.iter().enumerate() {
+            let left = by_actual[j].map_or("", |i| self.expected[i].as_str());
+            let _ = writeln!(out, "  {left:<width$}   {line}");
+        }
+        for (i, m) in self.matched.iter().enumerate() {
+            if m.is_none() {
+                let _ = writeln!(out, "✗ {:<width$}   (not found)", self.expected[i]);
+            }
+        }
+        for f in &self.failures {
+            let _ = writeln!(out, "  reason: {f}");
+        }
+        if !self.timeline.entries.is_empty() {
+            let _ = writeln!(out, "  timeline:");
+            for l in self.timeline.render(self.timezone).lines() {
+                let _ = writeln!(out, "    {l}");
+            }
+        }
+        out
+    }
+}
+
+/// The result of running every scenario under some paths.
+#[derive(Debug, Default)]
+pub struct TestReport {
+    /// One report per scenario, in path order.
+    pub reports: Vec<ScenarioReport>,
+    /// The flows the scenarios ran.
+    pub flows: Vec<Arc<Flow>>,
+}
+
+impl TestReport {
+    /// Whether every scenario passed.
+    pub fn passed(&self) -> bool {
+        self.reports.iter().all(|r| r.passed)
+    }
+
+    /// How many failed.
+    pub fn failures(&self) -> usize {
+        self.reports.iter().filter(|r| !r.passed).count()
+    }
+}

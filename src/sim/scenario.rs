@@ -1,0 +1,425 @@
+//! Scenario files: dry-run tests of a flow (`callflow test`).
+//!
+//! A scenario names a flow, a simulated clock, a call (or a recorded
+//! notification stream to replay), how Graph behaves, and the requests and
+//! end it expects (see `docs/flow-language.md`). [`load`] reads one with
+//! serde-saphyr, [`run`] plays it through the simulator and compares, and
+//! [`run_paths`] does both for every scenario under some paths, finding the
+//! flows they name. A failure carries the expected and actual lines side by
+//! side and the whole timeline. [`coverage`] lists the steps and links no
+//! scenario reached. Nothing here runs a flow other than through
+//! [`crate::sim::runner`], i.e. through `engine::step`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::engine::{Party, Timeline};
+use crate::flow::Flow;
+
+use super::behaviour::GraphBehaviour;
+use super::expect::{Actual, Expectation, actual_lines, match_lines};
+pub use super::report::{ScenarioReport, TestReport};
+use super::runner::{self, SimRun, SimulateOptions, default_bot};
+
+pub use super::coverage::{Coverage, coverage};
+
+/// A party in a scenario: `{phone}` or `{user, tenant?}`, with a display name.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartyDef {
+    /// A phone number (E.164).
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// A Teams user id.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// An application instance id.
+    #[serde(default)]
+    pub application: Option<String>,
+    /// The user's tenant.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// The name shown.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+impl From<PartyDef> for Party {
+    fn from(p: PartyDef) -> Self {
+        Party {
+            phone: p.phone,
+            user: p.user,
+            application: p.application,
+            display_name: p.display_name,
+            tenant: p.tenant,
+        }
+    }
+}
+
+/// `call: {from, to}`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallDef {
+    /// The caller.
+    #[serde(default)]
+    pub from: Option<PartyDef>,
+    /// Who is called.
+    #[serde(default)]
+    pub to: Option<PartyDef>,
+}
+
+/// A scenario file, as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// What the scenario shows, in a sentence.
+    pub scenario: String,
+    /// The flow's name (or a path to its file, relative to the scenario).
+    pub flow: String,
+    /// More words about it.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The simulated start time, RFC 3339. Default: Monday 2026-01-05 10:00 in the flow's zone.
+    #[serde(default)]
+    pub clock: Option<String>,
+    /// Who calls whom.
+    #[serde(default)]
+    pub call: Option<CallDef>,
+    /// Parameters, for `api` flows.
+    #[serde(default)]
+    pub params: Map<String, Value>,
+    /// How Graph behaves.
+    #[serde(default)]
+    pub graph: GraphBehaviour,
+    /// The requests and end expected, in order.
+    #[serde(default)]
+    pub expect: Vec<Value>,
+    /// Whether `expect` lists every request (no others may happen).
+    #[serde(default)]
+    pub strict: bool,
+    /// A recorded stream to replay instead of `call`/`graph`: JSON lines of
+    /// notification bodies, or of `{"at": TIME, "body": BODY}`.
+    #[serde(default)]
+    pub replay: Option<String>,
+}
+
+/// A scenario ready to run.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Where it was read.
+    pub path: PathBuf,
+    /// Its name (`scenario:`).
+    pub name: String,
+    /// The flow it tests (a name, or a path ending in `.yaml`).
+    pub flow: String,
+    /// The simulated start, if given.
+    pub clock: Option<DateTime<chrono::FixedOffset>>,
+    /// The caller.
+    pub from: Option<Party>,
+    /// Who is called.
+    pub to: Option<Party>,
+    /// Parameters of an `api` start.
+    pub params: Map<String, Value>,
+    /// How Graph behaves.
+    pub graph: GraphBehaviour,
+    /// The lines expected.
+    pub expect: Vec<Expectation>,
+    /// Whether `expect` is exhaustive.
+    pub strict: bool,
+    /// The recording to replay, resolved against the scenario's folder.
+    pub replay: Option<PathBuf>,
+}
+
+/// Why a scenario file could not be read.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ScenarioError {
+    /// The file.
+    pub path: String,
+    /// What is wrong, and what to write instead.
+    pub message: String,
+}
+
+fn bad(path: &Path, message: impl Into<String>) -> ScenarioError {
+    ScenarioError {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// The most bytes a scenario or recording file may hold.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+fn read_text(path: &Path) -> Result<String, ScenarioError> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| bad(path, format!("cannot read the file: {e}")))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(bad(
+            path,
+            format!("the file is larger than {MAX_FILE_BYTES} bytes"),
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| bad(path, format!("cannot read the file: {e}")))
+}
+
+/// Reads a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    parse(path, &read_text(path)?)
+}
+
+/// Reads a scenario from its text (`path` names it and anchors `replay`).
+pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    let file: ScenarioFile = serde_saphyr::from_str(text).map_err(|e| bad(path, e.to_string()))?;
+    let clock = file
+        .clock
+        .as_deref()
+        .map(|c| {
+            DateTime::parse_from_rfc3339(c.trim()).map_err(|e| {
+                bad(
+                    path,
+                    format!("clock `{c}` is not an RFC 3339 time ({e}); write e.g. \"2026-11-21T22:15:00+01:00\""),
+                )
+            })
+        })
+        .transpose()?;
+    file.graph
+        .validate()
+        .map_err(|e| bad(path, format!("graph: {e}")))?;
+    let mut expect = Vec::new();
+    for (i, line) in file.expect.iter().enumerate() {
+        expect.push(
+            Expectation::parse(line)
+                .map_err(|e| bad(path, format!("expect line {}: {e}", i + 1)))?,
+        );
+    }
+    if file.replay.is_some() && (file.call.is_some() || file.graph != GraphBehaviour::default()) {
+        return Err(bad(
+            path,
+            "`replay` plays a recorded stream: it takes no `call` or `graph`; remove them, or remove `replay`",
+        ));
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let call = file.call.unwrap_or_default();
+    Ok(Scenario {
+        path: path.to_path_buf(),
+        name: file.scenario,
+        flow: file.flow,
+        clock,
+        from: call.from.map(Party::from),
+        to: call.to.map(Party::from),
+        params: file.params,
+        graph: file.graph,
+        expect,
+        strict: file.strict,
+        replay: file.replay.map(|r| base.join(r)),
+    })
+}
+
+/// The default simulated start: Monday 2026-01-05 10:00 in the flow's zone.
+pub fn default_clock(flow: &Flow) -> DateTime<Utc> {
+    let naive = NaiveDate::from_ymd_opt(2026, 1, 5)
+        .and_then(|d| d.and_hms_opt(10, 0, 0))
+        .unwrap_or_default();
+    flow.timezone
+        .from_local_datetime(&naive)
+        .earliest()
+        .map_or_else(|| Utc.from_utc_datetime(&naive), |t| t.with_timezone(&Utc))
+}
+
+/// Reads a recording: one JSON body a line, or `{"at": TIME, "body": BODY}`
+/// lines; bodies without a time come a second after the previous one.
+pub fn read_recording(
+    path: &Path,
+    start: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, Value)>, ScenarioError> {
+    let text = read_text(path)?;
+    let mut out = Vec::new();
+    let mut at = start;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with("//") {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| bad(path, format!("line {}: not JSON: {e}", n + 1)))?;
+        let (time, body) = match (v.get("at"), v.get("body")) {
+            (Some(Value::String(t)), Some(body)) => {
+                let t = DateTime::parse_from_rfc3339(t)
+                    .map_err(|e| bad(path, format!("line {}: `at` is not RFC 3339: {e}", n + 1)))?;
+                (t.with_timezone(&Utc), body.clone())
+            }
+            _ => (at + chrono::Duration::seconds(1), v),
+        };
+        at = time;
+        out.push((time, body));
+    }
+    Ok(out)
+}
+
+/// Runs a scenario against its flow and compares.
+pub fn run(scenario: &Scenario, flow: &Flow) -> ScenarioReport {
+    let clock = scenario
+        .clock
+        .map_or_else(|| default_clock(flow), |c| c.with_timezone(&Utc));
+    let sim: SimRun = match &scenario.replay {
+        Some(path) => match read_recording(path, clock) {
+            Ok(recording) => runner::replay(flow, &recording, &default_bot()),
+            Err(e) => return ScenarioReport::failed(scenario, &flow.name, e.to_string()),
+        },
+        None => {
+            let mut options = SimulateOptions::for_flow(flow, clock);
+            if let Some(from) = &scenario.from {
+                options.from = from.clone();
+            }
+            if let Some(to) = &scenario.to {
+                options.to = to.clone();
+            }
+            options.params = scenario.params.clone();
+            options.graph = scenario.graph.clone();
+            runner::run(flow, &options)
+        }
+    };
+    let actual = actual_lines(&sim.session.timeline);
+    let matched = match_lines(&scenario.expect, &actual, scenario.strict);
+    let mut failures: Vec<String> = sim.problems.clone();
+    if let Some(i) = matched.iter().position(Option::is_none) {
+        failures.push(format!(
+            "expect line {} (`{}`) did not happen{}",
+            i + 1,
+            scenario.expect[i],
+            if i > 0 {
+                " after the lines before it"
+            } else {
+                ""
+            }
+        ));
+    }
+    if scenario.strict && actual.len() != scenario.expect.len() {
+        failures.push(format!(
+            "strict: {} lines expected, {} happened",
+            scenario.expect.len(),
+            actual.len()
+        ));
+    }
+    if scenario.expect.is_empty() {
+        failures.push(
+            "the scenario expects nothing; add `expect:` lines, at least `- end: OUTCOME`".into(),
+        );
+    }
+    ScenarioReport {
+        name: scenario.name.clone(),
+        path: scenario.path.clone(),
+        flow: flow.name.clone(),
+        passed: failures.is_empty(),
+        failures,
+        expected: scenario.expect.iter().map(ToString::to_string).collect(),
+        actual: actual.iter().map(Actual::to_string).collect(),
+        matched,
+        outcome: sim.session.outcome(),
+        timeline: sim.session.timeline,
+        timezone: flow.timezone,
+    }
+}
+
+/// Every scenario file under `paths` (files as given, folders recursively).
+pub fn discover(paths: &[PathBuf]) -> Vec<PathBuf> {
+    crate::flow::load::yaml_files(paths)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .map(|t| crate::flow::load::is_scenario_text(&t))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Finds the flow a scenario names: among `flows`, else a file named after
+/// it in the scenario's folder or up to three folders above.
+fn find_flow(scenario: &Scenario, flows: &mut Vec<Arc<Flow>>) -> Result<Arc<Flow>, String> {
+    let base = scenario.path.parent().unwrap_or(Path::new("."));
+    if scenario.flow.ends_with(".yaml") || scenario.flow.ends_with(".yml") {
+        let path = base.join(&scenario.flow);
+        return load_flow_file(&path);
+    }
+    if let Some(f) = flows.iter().find(|f| f.name == scenario.flow) {
+        return Ok(Arc::clone(f));
+    }
+    let mut dir = Some(base);
+    for _ in 0..4 {
+        let Some(d) = dir else { break };
+        for ext in ["yaml", "yml"] {
+            let candidate = d.join(format!("{}.{ext}", scenario.flow));
+            if candidate.is_file() {
+                let flow = load_flow_file(&candidate)?;
+                if flow.name == scenario.flow {
+                    flows.push(Arc::clone(&flow));
+                    return Ok(flow);
+                }
+            }
+        }
+        dir = d.parent();
+    }
+    let known: Vec<&str> = flows.iter().map(|f| f.name.as_str()).collect();
+    let hint = crate::flow::suggest::did_you_mean(&scenario.flow, known.iter().copied())
+        .unwrap_or_else(|| {
+            "put the flow file next to the scenario's folder, or pass its folder too".into()
+        });
+    Err(format!(
+        "no flow named `{}` was found; {hint}",
+        scenario.flow
+    ))
+}
+
+fn load_flow_file(path: &Path) -> Result<Arc<Flow>, String> {
+    let loaded = crate::flow::load_file(path);
+    match loaded.flow {
+        Some(f) => Ok(Arc::new(f)),
+        None => {
+            let first = loaded
+                .diagnostics
+                .iter()
+                .find(|d| d.is_error())
+                .map_or_else(|| "it does not load".to_owned(), |d| d.message.clone());
+            Err(format!(
+                "the flow file {} has errors: {first}",
+                path.display()
+            ))
+        }
+    }
+}
+
+/// Runs every scenario under `paths`, finding the flows they name among the
+/// flow files under `paths` and next to the scenarios.
+pub fn run_paths(paths: &[PathBuf]) -> TestReport {
+    let mut flows = crate::flow::load_paths(paths).flows;
+    let mut report = TestReport::default();
+    for path in discover(paths) {
+        let r = match load(&path) {
+            Ok(scenario) => match find_flow(&scenario, &mut flows) {
+                Ok(flow) => run(&scenario, &flow),
+                Err(e) => ScenarioReport::failed(&scenario, &scenario.flow, e),
+            },
+            Err(e) => ScenarioReport {
+                name: path.display().to_string(),
+                path: path.clone(),
+                flow: String::new(),
+                passed: false,
+                failures: vec![e.message],
+                expected: Vec::new(),
+                actual: Vec::new(),
+                matched: Vec::new(),
+                timeline: Timeline::default(),
+                timezone: Tz::UTC,
+                outcome: None,
+            },
+        };
+        report.reports.push(r);
+    }
+    report.flows = flows;
+    report
+}

@@ -1,0 +1,631 @@
+//! Graph's truth under the simulated clock: calls, their states, the queue.
+//!
+//! The [`World`] holds what Graph knows (each call's real state, whether
+//! tones are subscribed, the attempts so far) and the queue of what happens
+//! next. It answers requests the way the seed pages describe and schedules
+//! the notifications that follow, with the faults of
+//! [`GraphBehaviour`]; [`super::graph::SimGraph`] wraps it behind a mutex.
+//! Deterministic: no wall clock, no randomness.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+
+use crate::engine::{ControlError, Party, RequestKind};
+use crate::graph::wire::{
+    Call, CallDirection, CallState, CommsOperation, OperationStatus, PlayPromptRequest,
+    TransferRequest,
+};
+
+use super::behaviour::{CallMode, GraphBehaviour, JoinMode, TransferMode};
+use super::graph::BOT_APP_ID;
+use super::happening::{Happening, Scheduled};
+use super::notify::{Notifier, SimResult};
+
+/// What a simulated call is.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Kind {
+    Incoming,
+    Outgoing,
+    Consultation(TransferMode),
+    Meeting,
+}
+
+/// Graph's truth about one call.
+#[derive(Clone, Debug)]
+pub(super) struct SimCall {
+    pub(super) id: String,
+    pub(super) kind: Kind,
+    pub(super) state: CallState,
+    pub(super) decided: bool,
+    pub(super) subscribed: bool,
+    pub(super) tone_seq: i64,
+}
+
+pub(super) struct World {
+    pub(super) now: DateTime<Utc>,
+    pub(super) queue: BTreeMap<(DateTime<Utc>, u64), Scheduled>,
+    pub(super) seq: u64,
+    pub(super) calls: Vec<SimCall>,
+    pub(super) behaviour: GraphBehaviour,
+    pub(super) notifier: Notifier,
+    pub(super) transfers: usize,
+    pub(super) outgoing: usize,
+    pub(super) joins: usize,
+    pub(super) next_op: u64,
+    pub(super) dtmf: VecDeque<String>,
+    pub(super) violations: Vec<String>,
+    pub(super) passive: bool,
+    pub(super) parties: Vec<Party>,
+}
+
+pub(super) fn refused(status: u16, code: &str, message: impl Into<String>) -> ControlError {
+    ControlError::new(status, code, message)
+}
+
+impl World {
+    pub(super) fn key(&mut self, at: DateTime<Utc>) -> (DateTime<Utc>, u64) {
+        self.seq += 1;
+        (at, self.seq)
+    }
+
+    pub(super) fn schedule(&mut self, at: DateTime<Utc>, h: Happening) {
+        let key = self.key(at);
+        self.queue.insert(key, Scheduled::Graph(h));
+    }
+
+    /// Schedules what follows a request: offsets in milliseconds from now,
+    /// plus the delay fault; the first two swapped with the reorder fault.
+    pub(super) fn burst(&mut self, mut items: Vec<(i64, Happening)>) {
+        if self.passive {
+            return;
+        }
+        if self.behaviour.reorder && items.len() >= 2 {
+            let (a, b) = (items[0].0, items[1].0);
+            items[0].0 = b;
+            items[1].0 = a;
+        }
+        let base = self.now
+            + self
+                .behaviour
+                .delay
+                .map_or(Duration::zero(), |d| d.chrono());
+        for (ms, h) in items {
+            self.schedule(base + Duration::milliseconds(ms), h);
+        }
+    }
+
+    pub(super) fn new_call_id(&mut self) -> String {
+        format!("call-{}", self.calls.len() + 1)
+    }
+
+    pub(super) fn new_op_id(&mut self) -> String {
+        let id = format!("op-{}", self.next_op);
+        self.next_op += 1;
+        id
+    }
+
+    pub(super) fn call_mut(&mut self, id: &str) -> Option<&mut SimCall> {
+        self.calls.iter_mut().find(|c| c.id == id)
+    }
+
+    /// Checks that a request may be sent on `call_id`: the call exists and
+    /// has not terminated. A breach is a violation of the engine's promise.
+    pub(super) fn live(&mut self, kind: RequestKind, call_id: &str) -> Result<(), ControlError> {
+        if let Some(status) = self.behaviour.refusal(kind) {
+            return Err(refused(
+                status,
+                "SimulatedFailure",
+                format!("the simulated Graph refuses {kind}"),
+            ));
+        }
+        if self.passive {
+            return Ok(());
+        }
+        match self.calls.iter().find(|c| c.id == call_id) {
+            None => {
+                self.violations.push(format!(
+                    "{kind} sent for call {call_id}, which does not exist"
+                ));
+                Err(refused(
+                    404,
+                    "NotFound",
+                    format!("call {call_id} does not exist"),
+                ))
+            }
+            Some(c) if c.state == CallState::Terminated => {
+                self.violations.push(format!(
+                    "{kind} sent for call {call_id}, which has terminated"
+                ));
+                Err(refused(
+                    404,
+                    "NotFound",
+                    format!("call {call_id} has terminated"),
+                ))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    pub(super) fn state_of(&self, id: &str) -> Option<CallState> {
+        self.calls
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.state.clone())
+    }
+
+    pub(super) fn happen(&mut self, h: Happening) -> Vec<Value> {
+        match h {
+            Happening::Recorded(body) => vec![body],
+            Happening::State {
+                call,
+                state,
+                result,
+                termination_reason,
+                replaces_context,
+            } => {
+                let Some(c) = self.call_mut(&call) else {
+                    return Vec::new();
+                };
+                if c.state == CallState::Terminated {
+                    return Vec::new();
+                }
+                let forward = match (c.state.rank(), state.rank()) {
+                    (Some(a), Some(b)) => b >= a || state == CallState::Established,
+                    _ => true,
+                };
+                if forward {
+                    c.state = state.clone();
+                }
+                vec![self.notifier.state(
+                    &call,
+                    &state,
+                    result.as_ref(),
+                    termination_reason.as_deref(),
+                    replaces_context.as_deref(),
+                )]
+            }
+            Happening::MediaInactive { call } => match self.state_of(&call) {
+                Some(s) if s != CallState::Terminated => {
+                    vec![self.notifier.media(&call, "inactive")]
+                }
+                _ => Vec::new(),
+            },
+            Happening::PromptDone {
+                call,
+                operation,
+                context,
+            } => match self.state_of(&call) {
+                Some(s) if s != CallState::Terminated => vec![self.notifier.operation(
+                    &call,
+                    "playPromptOperation",
+                    &operation,
+                    "completed",
+                    context.as_deref(),
+                    Some(&SimResult::new(
+                        200,
+                        0,
+                        "Action completed, prompt finished playing",
+                    )),
+                )],
+                _ => Vec::new(),
+            },
+            Happening::Press { call, key } => {
+                let Some(c) = self.call_mut(&call) else {
+                    return Vec::new();
+                };
+                if c.state != CallState::Established || !c.subscribed {
+                    return Vec::new();
+                }
+                c.tone_seq += 1;
+                let seq = c.tone_seq;
+                vec![self.notifier.tone(&call, key, seq)]
+            }
+            Happening::CallerHangsUp { call } => {
+                let Some(c) = self.call_mut(&call) else {
+                    return Vec::new();
+                };
+                if c.state == CallState::Terminated {
+                    return Vec::new();
+                }
+                c.state = CallState::Terminated;
+                vec![self.notifier.state(
+                    &call,
+                    &CallState::Terminated,
+                    Some(&SimResult::new(200, 4097, "The conversation ended")),
+                    None,
+                    None,
+                )]
+            }
+            Happening::AnswerDeadline { call } => {
+                let Some(c) = self.call_mut(&call) else {
+                    return Vec::new();
+                };
+                if c.decided || c.state != CallState::Incoming {
+                    return Vec::new();
+                }
+                c.state = CallState::Terminated;
+                vec![self.notifier.state(
+                    &call,
+                    &CallState::Terminated,
+                    Some(&SimResult::new(
+                        408,
+                        1106,
+                        "The call was not answered in time",
+                    )),
+                    None,
+                    None,
+                )]
+            }
+            Happening::Roster { call } => match self.state_of(&call) {
+                Some(CallState::Established) => {
+                    let others = self.parties.clone();
+                    let others = if others.is_empty() {
+                        vec![Party::user("112f7296-5fa4-42ca-bae8-6a692b15d4b8")]
+                    } else {
+                        others
+                    };
+                    vec![self.notifier.roster(&call, BOT_APP_ID, &others)]
+                }
+                _ => Vec::new(),
+            },
+            Happening::LegacyTransfer {
+                call,
+                operation,
+                stage,
+                status,
+            } => match self.state_of(&call) {
+                Some(s) if s != CallState::Terminated => {
+                    if let Some(c) = self.call_mut(&call) {
+                        c.state = CallState::from_wire(&stage);
+                    }
+                    vec![
+                        self.notifier
+                            .legacy_transfer(&call, &operation, &stage, &status),
+                    ]
+                }
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    pub(super) fn state(call: &str, state: CallState) -> Happening {
+        Happening::State {
+            call: call.to_owned(),
+            state,
+            result: None,
+            termination_reason: None,
+            replaces_context: None,
+        }
+    }
+
+    pub(super) fn ended(call: &str, result: Option<SimResult>, reason: Option<&str>) -> Happening {
+        Happening::State {
+            call: call.to_owned(),
+            state: CallState::Terminated,
+            result,
+            termination_reason: reason.map(str::to_owned),
+            replaces_context: None,
+        }
+    }
+
+    pub(super) fn decide(&mut self, kind: RequestKind, call_id: &str) -> Result<(), ControlError> {
+        self.live(kind, call_id)?;
+        if self.passive {
+            return Ok(());
+        }
+        let Some(c) = self.call_mut(call_id) else {
+            return Err(refused(404, "NotFound", "no such call"));
+        };
+        if c.state != CallState::Incoming || c.decided {
+            return Err(refused(
+                400,
+                "BadRequest",
+                format!(
+                    "{kind}: call {call_id} is {}, not an unanswered incoming call",
+                    c.state
+                ),
+            ));
+        }
+        c.decided = true;
+        Ok(())
+    }
+
+    pub(super) fn established(
+        &mut self,
+        kind: RequestKind,
+        call_id: &str,
+    ) -> Result<(), ControlError> {
+        self.live(kind, call_id)?;
+        if self.passive {
+            return Ok(());
+        }
+        match self.state_of(call_id) {
+            // A transfer nobody answers leaves the call `transferring`; the
+            // bot may still play to it or transfer it elsewhere.
+            Some(CallState::Established | CallState::Hold | CallState::Transferring) => Ok(()),
+            Some(s) => Err(refused(
+                400,
+                "BadRequest",
+                format!("{kind}: call {call_id} is {s}, not established"),
+            )),
+            None => Err(refused(404, "NotFound", "no such call")),
+        }
+    }
+
+    pub(super) fn transfer(
+        &mut self,
+        call_id: &str,
+        body: &TransferRequest,
+    ) -> Result<(), ControlError> {
+        self.established(RequestKind::Transfer, call_id)?;
+        body.validate()
+            .map_err(|e| refused(400, "BadRequest", e.to_string()))?;
+        let replaces = body.transfer_target.replaces_call_id.clone();
+        let mode = match &replaces {
+            Some(consult) => match self.calls.iter().find(|c| c.id == *consult) {
+                Some(SimCall {
+                    kind: Kind::Consultation(mode),
+                    state: CallState::Established,
+                    ..
+                }) => *mode,
+                _ => {
+                    return Err(refused(
+                        400,
+                        "BadRequest",
+                        format!("replacesCallId {consult} is not an established consultation call"),
+                    ));
+                }
+            },
+            None => {
+                let mode = self.behaviour.transfer.nth(self.transfers);
+                self.transfers += 1;
+                mode
+            }
+        };
+        let consultative = replaces.is_some();
+        let call = call_id.to_owned();
+        let mut items = Vec::new();
+        if self.behaviour.legacy {
+            let op = self.new_op_id();
+            let stage = |stage: &str, status: &str| Happening::LegacyTransfer {
+                call: call.clone(),
+                operation: op.clone(),
+                stage: stage.into(),
+                status: status.into(),
+            };
+            items.push((1000, stage("transferring", "running")));
+            match mode {
+                TransferMode::Accept => {
+                    items.push((2000, stage("transferAccepted", "completed")));
+                    items.push((3000, Self::ended(&call, None, Some("AppTransferred"))));
+                }
+                TransferMode::Fail => items.push((
+                    2000,
+                    Happening::State {
+                        call: call.clone(),
+                        state: CallState::Established,
+                        result: Some(SimResult::new(500, 7000, "<message>")),
+                        termination_reason: None,
+                        replaces_context: None,
+                    },
+                )),
+                TransferMode::NoAnswer | TransferMode::Stall => {}
+            }
+        } else {
+            items.push((1000, Self::state(&call, CallState::Transferring)));
+            match mode {
+                TransferMode::Accept => {
+                    let (accepted, media) = if self.behaviour.media_first {
+                        (2000, 1500)
+                    } else {
+                        (2000, 2500)
+                    };
+                    items.push((accepted, Self::state(&call, CallState::TransferAccepted)));
+                    items.push((media, Happening::MediaInactive { call: call.clone() }));
+                    items.sort_by_key(|(ms, _)| *ms);
+                    if consultative {
+                        items.push((3000, Self::ended(&call, None, Some("AppTransferred"))));
+                    } else {
+                        items.push((
+                            3000,
+                            Self::ended(
+                                &call,
+                                Some(SimResult::new(0, 7015, "GracefulTransferCompleted")),
+                                None,
+                            ),
+                        ));
+                    }
+                }
+                TransferMode::Fail => items.push((
+                    2000,
+                    Happening::State {
+                        call: call.clone(),
+                        state: CallState::Established,
+                        result: Some(SimResult::new(
+                            500,
+                            if consultative { 7700 } else { 7000 },
+                            "<message>",
+                        )),
+                        termination_reason: None,
+                        replaces_context: consultative.then(|| "<replacesContext>".to_owned()),
+                    },
+                )),
+                TransferMode::NoAnswer | TransferMode::Stall => {}
+            }
+        }
+        if let (Some(consult), TransferMode::Accept) = (&replaces, mode) {
+            items.push((3000, Self::ended(consult, None, Some("AppTransferred"))));
+        }
+        self.burst(items);
+        Ok(())
+    }
+
+    pub(super) fn create_call(&mut self, body: &Call) -> Result<Call, ControlError> {
+        if let Some(status) = self.behaviour.refusal(RequestKind::CreateCall) {
+            return Err(refused(
+                status,
+                "SimulatedFailure",
+                "the simulated Graph refuses create_call",
+            ));
+        }
+        let meeting = body.meeting_info.is_some();
+        let targets = body.targets.as_deref().unwrap_or_default();
+        if !meeting && targets.is_empty() {
+            return Err(refused(
+                400,
+                "BadRequest",
+                "a call needs targets or a meeting",
+            ));
+        }
+        if targets.iter().any(|t| t.identity.is_empty()) {
+            return Err(refused(400, "BadRequest", "a target has an empty identity"));
+        }
+        let id = self.new_call_id();
+        let first = self.calls.is_empty();
+        let live_main = self
+            .calls
+            .iter()
+            .any(|c| c.kind == Kind::Incoming && c.state != CallState::Terminated);
+        let kind = if meeting {
+            Kind::Meeting
+        } else if live_main {
+            let mode = self.behaviour.transfer.nth(self.transfers);
+            self.transfers += 1;
+            Kind::Consultation(mode)
+        } else {
+            Kind::Outgoing
+        };
+        self.calls.push(SimCall {
+            id: id.clone(),
+            kind: kind.clone(),
+            state: CallState::Establishing,
+            decided: true,
+            subscribed: false,
+            tone_seq: 0,
+        });
+        let mut items = vec![(500, Self::state(&id, CallState::Establishing))];
+        let answers = match &kind {
+            Kind::Meeting => {
+                let mode = self.behaviour.join.nth(self.joins);
+                self.joins += 1;
+                match mode {
+                    JoinMode::Accept => {
+                        items.push((2500, Happening::Roster { call: id.clone() }));
+                        true
+                    }
+                    JoinMode::Fail => {
+                        items.push((
+                            2000,
+                            Self::ended(
+                                &id,
+                                Some(SimResult::new(
+                                    403,
+                                    2507,
+                                    "The bot may not join this meeting",
+                                )),
+                                None,
+                            ),
+                        ));
+                        false
+                    }
+                }
+            }
+            Kind::Consultation(TransferMode::NoAnswer) => false,
+            Kind::Consultation(_) => true,
+            Kind::Outgoing | Kind::Incoming => {
+                let mode = self.behaviour.call.nth(self.outgoing);
+                self.outgoing += 1;
+                match mode {
+                    CallMode::Answer => true,
+                    CallMode::NoAnswer => false,
+                    CallMode::Unreachable => {
+                        items.push((
+                            2000,
+                            Self::ended(
+                                &id,
+                                Some(SimResult::new(480, 10037, "No callee endpoint found")),
+                                None,
+                            ),
+                        ));
+                        false
+                    }
+                }
+            }
+        };
+        if answers {
+            items.push((2000, Self::state(&id, CallState::Established)));
+            items.sort_by_key(|(ms, _)| *ms);
+        }
+        self.burst(items);
+        if first && let Some(after) = self.behaviour.hangup {
+            // The far end of the bot's first call hangs up (or the meeting ends).
+            let at = self.now + after.chrono();
+            self.schedule(at, Happening::CallerHangsUp { call: id.clone() });
+        }
+        let mut created = body.clone();
+        created.id = Some(id);
+        created.state = Some(CallState::Establishing);
+        created.direction = Some(CallDirection::Outgoing);
+        Ok(created)
+    }
+
+    pub(super) fn play_prompt(
+        &mut self,
+        call_id: &str,
+        body: &PlayPromptRequest,
+    ) -> Result<CommsOperation, ControlError> {
+        self.established(RequestKind::PlayPrompt, call_id)?;
+        body.validate()
+            .map_err(|e| refused(400, "BadRequest", e.to_string()))?;
+        let op = self.new_op_id();
+        let length = self.behaviour.prompt_length().chrono()
+            * i32::try_from(body.prompts.len()).unwrap_or(1);
+        let ms = length.num_milliseconds();
+        let mut items = vec![(
+            ms,
+            Happening::PromptDone {
+                call: call_id.to_owned(),
+                operation: op.clone(),
+                context: body.client_context.clone(),
+            },
+        )];
+        let subscribed = self.calls.iter().any(|c| c.id == call_id && c.subscribed);
+        if subscribed
+            && !self.passive
+            && let Some(key) = self.dtmf.pop_front()
+            && let Some(key) = key.chars().next()
+        {
+            items.push((
+                ms + 1000,
+                Happening::Press {
+                    call: call_id.to_owned(),
+                    key,
+                },
+            ));
+        }
+        // Prompt ends and key presses are people, not notifications: never reordered.
+        if !self.passive {
+            let base = self.now
+                + self
+                    .behaviour
+                    .delay
+                    .map_or(Duration::zero(), |d| d.chrono());
+            for (ms, h) in items {
+                self.schedule(base + Duration::milliseconds(ms), h);
+            }
+        }
+        let status = if self.passive {
+            OperationStatus::Completed
+        } else {
+            OperationStatus::Running
+        };
+        Ok(CommsOperation {
+            id: op,
+            status: Some(status),
+            client_context: body.client_context.clone(),
+            ..CommsOperation::default()
+        })
+    }
+}
