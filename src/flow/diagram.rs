@@ -198,6 +198,8 @@ pub fn mermaid_escape(text: &str) -> String {
             '&' => out.push_str("#amp;"),
             '|' => out.push_str("#124;"),
             '`' => out.push_str("#96;"),
+            // `%%{` anywhere would start a Mermaid directive.
+            '%' => out.push_str("#37;"),
             '\n' | '\r' | '\t' => out.push(' '),
             c => out.push(c),
         }
@@ -205,9 +207,14 @@ pub fn mermaid_escape(text: &str) -> String {
     out
 }
 
-/// Text on one line, for a `%%` comment.
+/// Text on one line, for a `%%` comment or the title; `%%` (which could
+/// start a Mermaid directive) is split.
 fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    while line.contains("%%") {
+        line = line.replace("%%", "% %");
+    }
+    line
 }
 
 fn mermaid_id(node: Node) -> String {
@@ -220,12 +227,15 @@ fn mermaid_id(node: Node) -> String {
 /// The flow as a Mermaid flowchart.
 pub fn mermaid(flow: &Flow) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "%% flow {}", one_line(&flow.name));
-    if let Some(d) = &flow.description {
-        let _ = writeln!(out, "%% {}", one_line(d));
-    }
+    // A JSON string is a valid YAML double-quoted scalar: the title cannot
+    // break the front matter.
+    let title = serde_json::to_string(&one_line(&flow.name)).unwrap_or_default();
+    let _ = writeln!(out, "---\ntitle: {title}\n---");
     out.push_str("flowchart TD\n");
-    let _ = writeln!(out, "    start([\"{}\"])", mermaid_escape(&flow.name));
+    if let Some(d) = &flow.description {
+        let _ = writeln!(out, "    %% {}", one_line(d));
+    }
+    out.push_str("    start((\"start\"))\n");
     for (i, step) in flow.steps.iter().enumerate() {
         let id = mermaid_id(Node::Step(StepId(i as u32)));
         let label = mermaid_escape(&format!("{}: {}", step.name, step.action.kind()));
@@ -367,8 +377,8 @@ mod tests {
     #[test]
     fn mermaid_labels_cannot_break_out() {
         assert_eq!(
-            mermaid_escape(r#"a "b" #1 <x> | `y`"#),
-            "a #quot;b#quot; #35;1 #lt;x#gt; #124; #96;y#96;"
+            mermaid_escape(r#"a "b" #1 <x> | `y` %%{init}%%"#),
+            "a #quot;b#quot; #35;1 #lt;x#gt; #124; #96;y#96; #37;#37;{init}#37;#37;"
         );
     }
 
@@ -382,5 +392,6 @@ mod tests {
         let long = "x".repeat(100);
         assert_eq!(shorten(&long).chars().count(), MAX_LABEL);
         assert_eq!(shorten("a\n  b"), "a b");
+        assert_eq!(one_line("x %%{init: {}}%%"), "x % %{init: {}}% %");
     }
 }
