@@ -563,3 +563,38 @@ fn five_mistakes_in_reception_are_all_shown() {
     assert_eq!(out.status.code(), Some(1));
     insta::assert_snapshot!("five_mistakes", stdout(&out));
 }
+
+/// Every diagnostic code the checker can emit is explained in the language reference.
+#[test]
+fn every_diagnostic_code_is_documented() {
+    let docs = std::fs::read_to_string(root().join("docs/flow-language.md")).expect("the docs");
+    let mut codes = Vec::new();
+    let mut stack = vec![root().join("src/flow")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("src/flow").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("a source file");
+            for piece in text.split("\"callflow::").skip(1) {
+                let code: String = piece
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_' || *c == ':')
+                    .collect();
+                if piece[code.len()..].starts_with('"') {
+                    codes.push(format!("callflow::{code}"));
+                }
+            }
+        }
+    }
+    codes.sort();
+    codes.dedup();
+    assert!(codes.len() > 40, "found only {} codes", codes.len());
+    let missing: Vec<&String> = codes
+        .iter()
+        .filter(|c| !docs.contains(&format!("`{c}`")))
+        .collect();
+    assert!(missing.is_empty(), "not in docs/flow-language.md: {missing:?}");
+}
