@@ -596,5 +596,8 @@ fn every_diagnostic_code_is_documented() {
         .iter()
         .filter(|c| !docs.contains(&format!("`{c}`")))
         .collect();
-    assert!(missing.is_empty(), "not in docs/flow-language.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not in docs/flow-language.md: {missing:?}"
+    );
 }
