@@ -11,10 +11,19 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         })
         .filter(|(d, c)| {
             let limit = (c.chars().count().max(name.chars().count()) / 3).max(1);
-            *d <= limit
+            *d <= limit || shares_stem(&lower, &c.to_lowercase())
         })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
+}
+
+/// Whether two names start alike for most of the shorter one
+/// (`retry` and `retries`, `prompt` and `prompts`): a typo of a plural or
+/// of a tense that edit distance alone finds too far.
+fn shares_stem(a: &str, b: &str) -> bool {
+    let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    let shorter = a.chars().count().min(b.chars().count());
+    common >= 4 && common * 3 >= shorter * 2
 }
 
 /// `did you mean `x`?` when there is a close candidate.
@@ -35,5 +44,6 @@ mod tests {
         assert_eq!(closest("suport", ["sales", "support"]), Some("support"));
         assert_eq!(closest("nxt", ["next", "on_failure"]), Some("next"));
         assert_eq!(closest("zebra", ["sales", "support"]), None);
+        assert_eq!(closest("retry", ["prompt", "retries", "timeout"]), Some("retries"));
     }
 }
