@@ -8,6 +8,20 @@
 //! - [`cli`]: the `callflow` commands.
 //!
 //! See `ARCHITECTURE.md` for the invariants each part keeps.
+//!
+//! # Example
+//!
+//! Load a flow and see what is wrong with it, before any caller does:
+//!
+//! ```
+//! let text = "flow: hello\ntrigger: { api: {} }\nstart: greet\nsteps:\n  greet:\n    log: hi\n    next: by\n  bye:\n    hangup: {}\n";
+//! let loaded = callflow::flow::load_str("hello.yaml", text);
+//! assert!(loaded.flow.is_none());
+//! let problem = &loaded.diagnostics[0];
+//! assert_eq!(problem.code, "callflow::step::unknown");
+//! assert_eq!(problem.location(), "hello.yaml:7:11");
+//! assert_eq!(problem.help.as_deref(), Some("did you mean `bye`?"));
+//! ```
 
 pub mod cli;
 pub mod engine;
