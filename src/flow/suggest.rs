@@ -44,6 +44,9 @@ mod tests {
         assert_eq!(closest("suport", ["sales", "support"]), Some("support"));
         assert_eq!(closest("nxt", ["next", "on_failure"]), Some("next"));
         assert_eq!(closest("zebra", ["sales", "support"]), None);
-        assert_eq!(closest("retry", ["prompt", "retries", "timeout"]), Some("retries"));
+        assert_eq!(
+            closest("retry", ["prompt", "retries", "timeout"]),
+            Some("retries")
+        );
     }
 }
