@@ -27,4 +27,6 @@ pub mod cli;
 pub mod engine;
 pub mod flow;
 pub mod graph;
+pub mod runtime;
+pub mod server;
 pub mod sim;

@@ -331,6 +331,7 @@ fn help_texts() {
         ("help_test", vec!["test", "--help"]),
         ("help_simulate", vec!["simulate", "--help"]),
         ("help_sim_graph", vec!["sim-graph", "--help"]),
+        ("help_serve", vec!["serve", "--help"]),
     ] {
         let out = callflow(&args);
         assert!(out.status.success(), "{name}");

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 pub mod graph;
 pub mod output;
 pub mod schema;
+pub mod serve;
 pub mod sim_graph;
 pub mod simulate;
 pub mod test;
@@ -43,6 +44,8 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Serve a simulated Microsoft Graph over HTTP (calls, tokens, signed notifications, faults).
     SimGraph(sim_graph::SimGraphArgs),
+    /// Run flows against Graph's webhooks (--simulate: a demo on a local sim-graph).
+    Serve(serve::ServeArgs),
 }
 
 impl Cli {
@@ -55,6 +58,7 @@ impl Cli {
             Command::Test(args) => test::run(&args),
             Command::Simulate(args) => simulate::run(&args),
             Command::SimGraph(args) => sim_graph::run(&args),
+            Command::Serve(args) => serve::run(&args),
         }
     }
 }

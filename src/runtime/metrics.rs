@@ -1,0 +1,211 @@
+//! The runtime's counters, gauges and histograms, as plain atomics.
+//!
+//! The server renders them as Prometheus text; nothing here formats or
+//! knows HTTP. Every field is public and monotonic unless it says gauge.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::engine::{Outcome, RequestKind};
+
+/// A fixed-bucket histogram of durations (cumulative buckets are computed
+/// when rendered: each count here is for its own bucket only).
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+/// Bucket upper bounds in seconds, for latencies from microseconds to seconds.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Histogram {
+    /// An empty histogram with upper bounds `bounds` (seconds, ascending).
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The upper bounds, in seconds (the last bucket, `+Inf`, is implied).
+    pub fn bounds(&self) -> &'static [f64] {
+        self.bounds
+    }
+
+    /// Cumulative counts, one per bound, then the `+Inf` bucket (= count).
+    pub fn cumulative(&self) -> Vec<u64> {
+        let mut total = 0;
+        self.counts
+            .iter()
+            .map(|c| {
+                total += c.load(Ordering::Relaxed);
+                total
+            })
+            .collect()
+    }
+
+    /// The sum of observations, in seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
+    /// How many observations.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// An estimate of quantile `q` (0..=1): the upper bound of the bucket it falls in.
+    pub fn quantile_upper_bound(&self, q: f64) -> Option<f64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = (q * n as f64).ceil().max(1.0) as u64;
+        let cumulative = self.cumulative();
+        let i = cumulative.iter().position(|c| *c >= rank)?;
+        Some(self.bounds.get(i).copied().unwrap_or(f64::INFINITY))
+    }
+}
+
+/// Notification kinds counted by [`Metrics::notifications`].
+pub const NOTIFICATION_KINDS: [&str; 4] = ["call", "operation", "participants", "other"];
+
+/// Everything the runtime counts.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Notifications received, by kind ([`NOTIFICATION_KINDS`] order).
+    pub notifications: [AtomicU64; 4],
+    /// Events about a call no session owned when they came (logged; held a
+    /// few seconds in case a session claims the call, then dropped).
+    pub unknown_call_events: AtomicU64,
+    /// Of those, events a session claimed soon after (the first notifications
+    /// of a call it created, overtaking Graph's answer to the create request).
+    pub orphans_claimed: AtomicU64,
+    /// Events dropped because a call's queue was full, or the runtime was overloaded.
+    pub overloaded: AtomicU64,
+    /// Incoming calls no flow takes (left to ring out).
+    pub unmatched_incoming: AtomicU64,
+    /// Sessions started.
+    pub sessions_started: AtomicU64,
+    /// Gauge: sessions alive now.
+    pub sessions_live: AtomicU64,
+    /// Sessions ended, by outcome ([`Outcome::ALL`] order).
+    pub sessions_ended: [AtomicU64; 7],
+    /// Sessions reaped because nothing happened for `idle_reap_after`.
+    pub sessions_reaped: AtomicU64,
+    /// Graph requests, by kind ([`RequestKind::ALL`] order), that succeeded.
+    pub requests_ok: [AtomicU64; 10],
+    /// Graph requests, by kind ([`RequestKind::ALL`] order), that failed.
+    pub requests_failed: [AtomicU64; 10],
+    /// Time each Graph request took.
+    pub graph_latency: Histogram,
+    /// From a notification handed to `submit` to the first request it caused being sent.
+    pub dispatch_latency: Histogram,
+    /// Timers fired.
+    pub timers_fired: AtomicU64,
+    /// Incoming calls not answered, rejected or redirected within 15 s (rejected by the runtime).
+    pub answer_deadline_missed: AtomicU64,
+    /// Reloads that swapped in a new set.
+    pub reloads_ok: AtomicU64,
+    /// Reloads refused (the old set kept serving).
+    pub reloads_failed: AtomicU64,
+}
+
+fn zeros<const N: usize>() -> [AtomicU64; N] {
+    std::array::from_fn(|_| AtomicU64::new(0))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            notifications: zeros(),
+            unknown_call_events: AtomicU64::new(0),
+            orphans_claimed: AtomicU64::new(0),
+            overloaded: AtomicU64::new(0),
+            unmatched_incoming: AtomicU64::new(0),
+            sessions_started: AtomicU64::new(0),
+            sessions_live: AtomicU64::new(0),
+            sessions_ended: zeros(),
+            sessions_reaped: AtomicU64::new(0),
+            requests_ok: zeros(),
+            requests_failed: zeros(),
+            graph_latency: Histogram::new(LATENCY_BUCKETS),
+            dispatch_latency: Histogram::new(LATENCY_BUCKETS),
+            timers_fired: AtomicU64::new(0),
+            answer_deadline_missed: AtomicU64::new(0),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    /// Reads one counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Sessions ended with `outcome`.
+    pub fn ended(&self, outcome: Outcome) -> u64 {
+        let i = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
+        Self::get(&self.sessions_ended[i])
+    }
+
+    /// Requests of `kind` that succeeded (`ok`) or failed.
+    pub fn requests(&self, kind: RequestKind, ok: bool) -> u64 {
+        let i = kind_index(kind);
+        Self::get(if ok {
+            &self.requests_ok[i]
+        } else {
+            &self.requests_failed[i]
+        })
+    }
+
+    pub(crate) fn count_request(&self, kind: RequestKind, ok: bool, took: Duration) {
+        let i = kind_index(kind);
+        let c = if ok {
+            &self.requests_ok[i]
+        } else {
+            &self.requests_failed[i]
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        self.graph_latency.observe(took);
+    }
+
+    pub(crate) fn count_end(&self, outcome: Outcome) {
+        let i = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
+        self.sessions_ended[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn kind_index(kind: RequestKind) -> usize {
+    RequestKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(0)
+}
+
+pub(crate) fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}

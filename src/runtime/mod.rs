@@ -1,0 +1,510 @@
+//! The runtime: runs flows against a Graph, many calls at once.
+//!
+//! [`Runtime`] owns the live [`FlowSet`] (swapped whole on reload, with
+//! `arc-swap`), the session table (sessions by id, and every call id a
+//! session owns), and one tokio task per live session. Each task is fed by a
+//! bounded queue, so the events of one call are applied in arrival order by
+//! one worker at a time while calls run in parallel. A task carries out the
+//! [`Command`](crate::engine::Command)s that [`engine::step`](crate::engine::step)
+//! returns through [`CallControl`], in order, and feeds each result
+//! (`Accepted`, `CallCreated`, `RequestFailed`) back to the same session; it
+//! also keeps the session's timers, sends `keepAlive` every
+//! [`KEEP_ALIVE_EVERY`](crate::engine::KEEP_ALIVE_EVERY), enforces the
+//! 15-second answer rule and reaps a session nothing has happened to for
+//! [`RuntimeConfig::idle_reap_after`].
+//!
+//! This is the only part of callflow that spawns tasks. It never knows HTTP
+//! or axum (the server feeds it [`Notification`]s), never interprets a flow
+//! itself (only `engine::step` does), and never lets a notification for an
+//! unknown call be an error: it is logged and counted.
+//!
+//! - [`metrics`]: counters, gauges and histograms as plain atomics.
+//! - `worker`: one session's task.
+//! - `params`: checking an `api` start's parameters.
+//! - `reload`: loading, checking and swapping the flow set; the folder watcher.
+//! - `table`: live sessions, the calls they own, events held for unknown calls.
+//! - `trigger`: which flow takes a call nobody owns.
+//! - `status` and `error`: what the runtime shows and why it refuses.
+
+mod error;
+pub mod metrics;
+mod params;
+mod reload;
+mod status;
+mod table;
+mod trigger;
+mod worker;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde_json::{Map, Value};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::engine::{Bot, CallControl, Event, Session};
+use crate::flow::{Diagnostic, Flow, FlowSet};
+use crate::graph::notification::{Notification, NotificationPayload};
+use crate::graph::wire::CallState;
+
+pub use error::{Overloaded, StartError};
+pub use metrics::Metrics;
+pub use status::{FlowStatus, FlowsStatus, ReloadOutcome, SessionDetail, SessionSummary};
+use table::{Orphans, Route, Table};
+use trigger::{pick_flow, pick_state_flow};
+use worker::{Input, SessionCell};
+
+/// How the runtime is set up.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// The folder of flow files (scenario files in it are skipped).
+    pub flows_dir: PathBuf,
+    /// Where Graph posts the notifications of the calls the bot answers or creates.
+    pub callback_uri: String,
+    /// How long the flows folder must be quiet before a change is reloaded.
+    pub reload_debounce: Duration,
+    /// A session nothing has happened to for this long is ended and removed
+    /// (its live calls hung up), in case Graph never says its call ended.
+    pub idle_reap_after: Duration,
+    /// At most this many live sessions; a new call beyond it is refused
+    /// ([`Overloaded`]) and left to Graph's answer timeout.
+    pub max_sessions: usize,
+    /// The queue of events waiting for one call's worker; a full queue makes
+    /// [`Runtime::submit`] answer [`Overloaded`].
+    pub queue_per_call: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            flows_dir: PathBuf::from("flows"),
+            callback_uri: "https://localhost/api/calls".into(),
+            reload_debounce: Duration::from_millis(300),
+            idle_reap_after: Duration::from_secs(2 * 60 * 60),
+            max_sessions: 100_000,
+            queue_per_call: 64,
+        }
+    }
+}
+
+/// The runtime. Cheap to clone (an `Arc` inside); every clone is the same runtime.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+/// Finished sessions kept for `GET /api/sessions/{id}`.
+const KEEP_FINISHED: usize = 1000;
+
+struct Inner {
+    config: RuntimeConfig,
+    bot: Bot,
+    flows: ArcSwap<FlowSet>,
+    reload: Mutex<reload::ReloadState>,
+    control: Arc<dyn worker::DynControl>,
+    metrics: Metrics,
+    table: Mutex<Table>,
+    finished: Mutex<VecDeque<Arc<SessionCell>>>,
+    clock: worker::Clock,
+    closing: AtomicBool,
+    tasks: AtomicUsize,
+    tasks_done: Notify,
+    /// `POST /communications/calls` requests not answered yet.
+    creates_in_flight: AtomicUsize,
+    /// Becomes `true` when the runtime shuts down (stops the watcher).
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Runtime {
+    /// Loads and checks every flow in `config.flows_dir` and starts a
+    /// runtime that sends its requests through `control`. Refuses to start
+    /// (every diagnostic returned) when any flow file has an error.
+    ///
+    /// Must be called inside a tokio runtime.
+    pub async fn start<C: CallControl + Send + Sync + 'static>(
+        config: RuntimeConfig,
+        control: Arc<C>,
+    ) -> Result<Runtime, Vec<Diagnostic>> {
+        let (set, state) = reload::initial(&config.flows_dir)?;
+        let bot = Bot::new(config.callback_uri.clone());
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                bot,
+                flows: ArcSwap::from_pointee(set),
+                reload: Mutex::new(state),
+                control: Arc::new(worker::Control(control)),
+                metrics: Metrics::default(),
+                table: Mutex::new(Table::default()),
+                finished: Mutex::new(VecDeque::new()),
+                clock: worker::Clock::start(),
+                stopping: tokio::sync::watch::Sender::new(false),
+                closing: AtomicBool::new(false),
+                tasks: AtomicUsize::new(0),
+                tasks_done: Notify::new(),
+                creates_in_flight: AtomicUsize::new(0),
+                config,
+            }),
+        })
+    }
+
+    /// The configuration the runtime started with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// The live flow set (a snapshot: a reload does not change it).
+    pub fn flow_set(&self) -> Arc<FlowSet> {
+        self.inner.flows.load_full()
+    }
+
+    /// Queues a batch of notifications, in order; never blocks. Each
+    /// event goes to the session that owns its call; an incoming call no
+    /// session owns starts one with the most specific flow that takes it;
+    /// anything else about an unknown call is logged and counted
+    /// ([`Metrics::unknown_call_events`]). A full queue or the session limit
+    /// refuses the rest of the batch ([`Overloaded`]).
+    pub fn submit(&self, batch: Vec<Notification>) -> Result<(), Overloaded> {
+        let inner = &self.inner;
+        let received = tokio::time::Instant::now();
+        let mut events = Vec::with_capacity(batch.len());
+        for n in &batch {
+            let kind = match n.payload {
+                NotificationPayload::Call(_) => 0,
+                NotificationPayload::Operation(_) => 1,
+                NotificationPayload::Participants(_) => 2,
+                NotificationPayload::Other(_) => 3,
+            };
+            metrics::inc(&inner.metrics.notifications[kind]);
+            events.extend(Event::from_notification(n));
+        }
+        if inner.closing.load(Ordering::Acquire) {
+            metrics::inc(&inner.metrics.overloaded);
+            return Err(Overloaded {
+                reason: "shutting down",
+                queued: 0,
+                refused: events.len(),
+            });
+        }
+        let total = events.len();
+        for (queued, event) in events.into_iter().enumerate() {
+            if let Err(reason) = inner.route(event, received) {
+                metrics::inc(&inner.metrics.overloaded);
+                return Err(Overloaded {
+                    reason,
+                    queued,
+                    refused: total - queued,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a run of the `api` flow `flow` with `params`, checked against
+    /// the flow's declaration (types, required, defaults filled in); returns
+    /// the new session's id.
+    pub async fn start_api_flow(
+        &self,
+        flow: &str,
+        params: Map<String, Value>,
+    ) -> Result<String, StartError> {
+        let inner = &self.inner;
+        if inner.closing.load(Ordering::Acquire) {
+            return Err(StartError::ShuttingDown);
+        }
+        let set = inner.flows.load();
+        let Some(flow) = set.get(flow).cloned() else {
+            return Err(StartError::UnknownFlow { flow: flow.into() });
+        };
+        let params = params::check(&flow, params)?;
+        let id = format!("run-{}", uuid::Uuid::new_v4());
+        let received = tokio::time::Instant::now();
+        inner
+            .spawn_session(flow, &id, None, Event::ApiStart { params }, received)
+            .map_err(|_| StartError::Overloaded {
+                max: inner.config.max_sessions,
+            })?;
+        Ok(id)
+    }
+
+    /// Loads and checks the whole folder again; swaps the new set in
+    /// (atomically) only when it has no error. Running sessions keep the
+    /// flow they started with. Every diagnostic is logged; a refused reload
+    /// shows in [`Runtime::flows`]. What SIGHUP and the watcher call.
+    pub fn reload(&self) -> ReloadOutcome {
+        reload::reload(&self.inner)
+    }
+
+    /// The live flows and the last reload.
+    pub fn flows(&self) -> FlowsStatus {
+        reload::status(&self.inner)
+    }
+
+    /// Live sessions, then recently finished ones (the last thousand).
+    pub fn sessions(&self) -> Vec<SessionSummary> {
+        let live: Vec<Arc<SessionCell>> = lock(&self.inner.table)
+            .sessions
+            .values()
+            .map(|r| r.cell.clone())
+            .collect();
+        let finished: Vec<Arc<SessionCell>> =
+            lock(&self.inner.finished).iter().rev().cloned().collect();
+        live.iter()
+            .chain(finished.iter())
+            .map(|c| c.summary())
+            .collect()
+    }
+
+    /// One session, live or recently finished, with its timeline.
+    pub fn session(&self, id: &str) -> Option<SessionDetail> {
+        let cell = lock(&self.inner.table)
+            .sessions
+            .get(id)
+            .map(|r| r.cell.clone())
+            .or_else(|| {
+                lock(&self.inner.finished)
+                    .iter()
+                    .find(|c| &*c.id == id)
+                    .cloned()
+            })?;
+        Some(cell.detail())
+    }
+
+    /// The runtime's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Live sessions now.
+    pub fn live_sessions(&self) -> usize {
+        lock(&self.inner.table).sessions.len()
+    }
+
+    /// Watches `flows_dir`; once changes have been quiet for
+    /// `reload_debounce`, reloads. The task ends when the runtime shuts
+    /// down (or abort the handle).
+    pub fn watch(&self) -> JoinHandle<()> {
+        reload::watch(self.clone())
+    }
+
+    /// Waits until every queued event has been handled and no request is in
+    /// flight (for tests and graceful stops; sessions stay alive).
+    pub async fn settle(&self) {
+        loop {
+            let busy = lock(&self.inner.table)
+                .sessions
+                .values()
+                .any(|r| r.tx.capacity() < r.tx.max_capacity() || r.cell.is_busy());
+            if !busy {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Stops intake (`submit` and `start_api_flow` refuse), lets every
+    /// session handle what is already queued (and the requests that causes),
+    /// then stops every session task. Calls still up in Graph are left as
+    /// they are.
+    pub async fn shutdown(self) {
+        let inner = &self.inner;
+        inner.closing.store(true, Ordering::Release);
+        inner.stopping.send_replace(true);
+        // Dropping every queue's sender lets each task drain its queue and stop.
+        let routes: Vec<Route> = {
+            let mut table = lock(&inner.table);
+            table.calls.clear();
+            table.orphans = Orphans::default();
+            table.sessions.drain().map(|(_, r)| r).collect()
+        };
+        drop(routes);
+        loop {
+            let done = inner.tasks_done.notified();
+            if inner.tasks.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            done.await;
+        }
+    }
+}
+
+impl Inner {
+    /// Sends `event` to the session owning its call, or starts one.
+    fn route(
+        self: &Arc<Self>,
+        event: Event,
+        received: tokio::time::Instant,
+    ) -> Result<(), &'static str> {
+        let Some(call_id) = event.call_id() else {
+            tracing::debug!(?event, "an event without a call id was ignored");
+            return Ok(());
+        };
+        // Sends happen under the table's lock, so that the events of a call
+        // created by a session keep their order with those held for it.
+        let mut table = lock(&self.table);
+        if let Some(route) = table.route(call_id) {
+            return self.send(route, Box::new(Input::Event(event, received)));
+        }
+        if table.ended.contains(call_id) {
+            metrics::inc(&self.metrics.unknown_call_events);
+            tracing::debug!(
+                call = call_id,
+                "a late notification for a call whose session has ended"
+            );
+            return Ok(());
+        }
+        if let Event::IncomingCall(call) = &event {
+            drop(table);
+            let now = self.clock.now();
+            let set = self.flows.load();
+            let Some(flow) = pick_flow(&set, call, now) else {
+                metrics::inc(&self.metrics.unmatched_incoming);
+                tracing::warn!(call = %call.call_id, from = call.from.label(), to = call.to.label(),
+                    "no flow takes this incoming call; it is left to ring out");
+                return Ok(());
+            };
+            let id = call.call_id.clone();
+            return self.spawn_session(flow, &id, Some(&id), event, received);
+        }
+        // A state change on a call nobody owns starts a `state_change` flow,
+        // unless a session may be about to claim it (a create in flight).
+        if let Event::CallState(change) = &event
+            && self.creates_in_flight.load(Ordering::Acquire) == 0
+            && change.state != CallState::Terminated
+        {
+            drop(table);
+            let set = self.flows.load();
+            if let Some(flow) = pick_state_flow(&set, change, self.clock.now()) {
+                let id = change.call_id.clone();
+                return self.spawn_session(flow, &id, Some(&id), event, received);
+            }
+            table = lock(&self.table);
+            // The call may have been claimed while the lock was free.
+            if let Some(route) = table.route(call_id) {
+                return self.send(route, Box::new(Input::Event(event, received)));
+            }
+        }
+        metrics::inc(&self.metrics.unknown_call_events);
+        tracing::debug!(
+            call = call_id,
+            "a notification for an unknown call: held briefly in case a session just created it"
+        );
+        let call_id: Box<str> = call_id.into();
+        table
+            .orphans
+            .hold(call_id, Box::new(Input::Event(event, received)), received);
+        Ok(())
+    }
+
+    fn send(&self, route: &Route, input: Box<Input>) -> Result<(), &'static str> {
+        match route.tx.try_send(input) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err("a call's queue is full"),
+            // The session is stopping: nothing more to do for its calls.
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                metrics::inc(&self.metrics.unknown_call_events);
+                Ok(())
+            }
+        }
+    }
+
+    /// Registers and spawns a session for `flow`, first fed `first`.
+    fn spawn_session(
+        self: &Arc<Self>,
+        flow: Arc<Flow>,
+        id: &str,
+        call_id: Option<&str>,
+        first: Event,
+        received: tokio::time::Instant,
+    ) -> Result<(), &'static str> {
+        let session = Session::new(&flow, id, self.bot.clone());
+        let cell = Arc::new(SessionCell::new(flow, session));
+        let (tx, rx) = mpsc::channel(self.config.queue_per_call.max(1));
+        {
+            let mut table = lock(&self.table);
+            if table.sessions.len() >= self.config.max_sessions {
+                return Err("too many live sessions");
+            }
+            if self.closing.load(Ordering::Acquire) {
+                return Err("shutting down");
+            }
+            if let Some(call_id) = call_id {
+                // A duplicate of the incoming call won the race: it owns the call.
+                if let Some(route) = table.route(call_id) {
+                    return self.send(route, Box::new(Input::Event(first, received)));
+                }
+                table.calls.insert(call_id.into(), cell.id.clone());
+            }
+            tx.try_send(Box::new(Input::Event(first, received)))
+                .map_err(|_| "a call's queue is full")?;
+            table.sessions.insert(
+                cell.id.clone(),
+                Route {
+                    cell: cell.clone(),
+                    tx,
+                },
+            );
+            // Counted under the lock, so that `shutdown` never misses it.
+            self.tasks.fetch_add(1, Ordering::AcqRel);
+        }
+        metrics::inc(&self.metrics.sessions_started);
+        self.metrics.sessions_live.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(worker::run(self.clone(), cell, rx));
+        Ok(())
+    }
+
+    /// Routes `call_id` to session `id` (a call the session created).
+    /// Events of that call that came before it was known are sent on now, in order.
+    fn own_call(&self, id: &Arc<str>, call_id: &str) {
+        let mut table = lock(&self.table);
+        if !table.sessions.contains_key(id) {
+            return;
+        }
+        table.calls.insert(call_id.into(), id.clone());
+        let held = table.orphans.take(call_id);
+        if held.is_empty() {
+            return;
+        }
+        let claimed = held.len() as u64;
+        self.metrics
+            .orphans_claimed
+            .fetch_add(claimed, Ordering::Relaxed);
+        if let Some(route) = table.sessions.get(id) {
+            for input in held {
+                if self.send(route, input).is_err() {
+                    metrics::inc(&self.metrics.overloaded);
+                }
+            }
+        }
+    }
+
+    /// Removes a finished session from the table and keeps it for viewing.
+    fn retire(&self, cell: &Arc<SessionCell>, owned: Vec<String>) {
+        let mut calls = cell.call_ids();
+        calls.extend(owned);
+        calls.push(cell.id.to_string());
+        {
+            let mut table = lock(&self.table);
+            table.sessions.remove(&cell.id);
+            for call in calls {
+                if table.calls.get(call.as_str()) == Some(&cell.id) {
+                    table.calls.remove(call.as_str());
+                }
+                table.ended.insert(&call);
+            }
+        }
+        let mut finished = lock(&self.finished);
+        if finished.len() >= KEEP_FINISHED {
+            finished.pop_front();
+        }
+        finished.push_back(cell.clone());
+        self.metrics.sessions_live.fetch_sub(1, Ordering::Relaxed);
+    }
+}

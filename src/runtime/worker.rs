@@ -1,0 +1,450 @@
+//! One session's task: applies its call's events in order, carries out the
+//! commands, keeps its timers, `keepAlive`s, the answer rule and the idle
+//! reaper.
+//!
+//! The task owns nothing shared except its [`SessionCell`] (the session
+//! behind a mutex, held only while `engine::step` runs, never across an
+//! `await`, so that the admin API can read it). It never decides what a
+//! flow does: every decision is `engine::step`'s.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+
+use crate::engine::{
+    self, CallControl, Command, Entry, Event, KEEP_ALIVE_EVERY, Outcome, RunEnd, Session, TimerId,
+};
+use crate::flow::Flow;
+use crate::graph::wire::{RejectReason, RejectRequest};
+
+use super::{Inner, SessionDetail, SessionSummary, lock, metrics};
+
+/// What a session's queue carries.
+pub(super) enum Input {
+    /// An event of one of its calls, with when `submit` received it.
+    Event(Event, Instant),
+}
+
+/// How long a session whose run has ended and whose calls are all down
+/// stays, to absorb Graph's late notifications quietly.
+const LINGER: Duration = Duration::from_secs(10);
+
+/// How long before Graph's 15-second limit the runtime rejects an incoming
+/// call the flow has not answered, rejected or redirected.
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+/// Engine time from tokio's clock (so that paused test time drives it too).
+pub(super) struct Clock {
+    base_utc: DateTime<Utc>,
+    base: Instant,
+}
+
+impl Clock {
+    pub(super) fn start() -> Self {
+        Clock {
+            base_utc: Utc::now(),
+            base: Instant::now(),
+        }
+    }
+
+    /// Now, as the engine sees it.
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        let elapsed = Instant::now().saturating_duration_since(self.base);
+        self.base_utc + chrono::Duration::from_std(elapsed).unwrap_or_default()
+    }
+
+    /// The tokio instant of an engine time.
+    fn instant(&self, at: DateTime<Utc>) -> Instant {
+        let since = (at - self.base_utc).to_std().unwrap_or_default();
+        self.base + since
+    }
+}
+
+/// A [`CallControl`] behind a trait object.
+pub(super) trait DynControl: Send + Sync {
+    fn execute<'a>(
+        &'a self,
+        command: &'a Command,
+    ) -> Pin<Box<dyn Future<Output = Option<Event>> + Send + 'a>>;
+}
+
+/// Any `CallControl`, as a [`DynControl`].
+pub(super) struct Control<C>(pub(super) Arc<C>);
+
+impl<C: CallControl + Send + Sync + 'static> DynControl for Control<C> {
+    fn execute<'a>(
+        &'a self,
+        command: &'a Command,
+    ) -> Pin<Box<dyn Future<Output = Option<Event>> + Send + 'a>> {
+        Box::pin(engine::execute(&*self.0, command))
+    }
+}
+
+/// One session, shared between its task and the admin API.
+pub(super) struct SessionCell {
+    pub(super) id: Arc<str>,
+    pub(super) flow: Arc<Flow>,
+    session: Mutex<Session>,
+    busy: AtomicBool,
+}
+
+impl SessionCell {
+    pub(super) fn new(flow: Arc<Flow>, session: Session) -> Self {
+        SessionCell {
+            id: session.id.as_str().into(),
+            flow,
+            session: Mutex::new(session),
+            busy: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Session> {
+        lock(&self.session)
+    }
+
+    /// Whether the task is handling an event now.
+    pub(super) fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    /// The Graph ids of the session's calls.
+    pub(super) fn call_ids(&self) -> Vec<String> {
+        self.lock()
+            .legs
+            .iter()
+            .filter_map(|l| l.call_id.clone())
+            .collect()
+    }
+
+    pub(super) fn summary(&self) -> SessionSummary {
+        let s = self.lock();
+        self.summary_of(&s)
+    }
+
+    fn summary_of(&self, s: &Session) -> SessionSummary {
+        SessionSummary {
+            id: s.id.clone(),
+            flow: s.flow.clone(),
+            version: s.flow_version.clone(),
+            step: s.step_name(&self.flow).map(str::to_owned),
+            state: if s.is_ended() {
+                "ended"
+            } else if s.is_started() {
+                "running"
+            } else {
+                "starting"
+            },
+            outcome: s.outcome(),
+            started_at: s.started_at,
+            calls: s.legs.iter().filter_map(|l| l.call_id.clone()).collect(),
+        }
+    }
+
+    pub(super) fn detail(&self) -> SessionDetail {
+        let s = self.lock();
+        SessionDetail {
+            summary: self.summary_of(&s),
+            reason: s.end.as_ref().and_then(|e| e.reason.clone()),
+            vars: s.vars.clone(),
+            params: s.params.clone(),
+            timeline: s.timeline.entries.clone(),
+            timeline_text: s.timeline.render(self.flow.timezone),
+        }
+    }
+}
+
+struct Worker {
+    inner: Arc<Inner>,
+    cell: Arc<SessionCell>,
+    timers: Vec<(TimerId, Instant)>,
+    next_keep_alive: Instant,
+    answer_due: Option<Instant>,
+    last_activity: Instant,
+    ended_at: Option<Instant>,
+    /// Calls the session created (routed to it; forgotten when it retires).
+    owned: Vec<String>,
+}
+
+/// Runs one session until its calls are down (and a short linger), it is
+/// reaped, or the runtime shuts down (its queue closes).
+pub(super) async fn run(
+    inner: Arc<Inner>,
+    cell: Arc<SessionCell>,
+    mut rx: mpsc::Receiver<Box<Input>>,
+) {
+    let start = Instant::now();
+    let keep_alive = KEEP_ALIVE_EVERY
+        .to_std()
+        .unwrap_or(Duration::from_secs(900));
+    let mut w = Worker {
+        inner,
+        cell,
+        timers: Vec::new(),
+        next_keep_alive: start + keep_alive,
+        answer_due: None,
+        last_activity: start,
+        ended_at: None,
+        owned: Vec::new(),
+    };
+    loop {
+        let deadline = w.next_deadline();
+        tokio::select! {
+            biased;
+            input = rx.recv() => match input {
+                Some(input) => {
+                    let Input::Event(event, received) = *input;
+                    w.last_activity = Instant::now();
+                    // Boxed: the task's idle footprint stays small.
+                    Box::pin(w.feed(event, Some(received))).await;
+                }
+                None => break,
+            },
+            () = sleep_until(deadline) => {
+                if !Box::pin(w.on_deadline(keep_alive)).await {
+                    break;
+                }
+            }
+        }
+    }
+    let outcome = w.cell.lock().outcome();
+    if let Some(outcome) = outcome {
+        w.inner.metrics.count_end(outcome);
+    }
+    w.inner.retire(&w.cell, std::mem::take(&mut w.owned));
+    if w.inner.tasks.fetch_sub(1, Ordering::AcqRel) == 1 {
+        w.inner.tasks_done.notify_waiters();
+    }
+}
+
+impl Worker {
+    fn idle_deadline(&self) -> Instant {
+        self.last_activity + self.inner.config.idle_reap_after
+    }
+
+    fn linger_deadline(&self) -> Option<Instant> {
+        self.ended_at
+            .map(|at| at.max(self.last_activity) + LINGER.min(self.inner.config.idle_reap_after))
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let mut d = self.idle_deadline().min(self.next_keep_alive);
+        for (_, at) in &self.timers {
+            d = d.min(*at);
+        }
+        if let Some(a) = self.answer_due {
+            d = d.min(a);
+        }
+        if let Some(l) = self.linger_deadline() {
+            d = d.min(l);
+        }
+        d
+    }
+
+    /// Handles whatever deadline passed; `false` to stop the session.
+    async fn on_deadline(&mut self, keep_alive: Duration) -> bool {
+        let now = Instant::now();
+        if self.linger_deadline().is_some_and(|l| l <= now) {
+            return false;
+        }
+        if self.idle_deadline() <= now {
+            self.reap().await;
+            return false;
+        }
+        if let Some(i) = self.timers.iter().position(|(_, at)| *at <= now) {
+            let (timer, _) = self.timers.swap_remove(i);
+            metrics::inc(&self.inner.metrics.timers_fired);
+            // A flow's own timer is life: the session is not stuck.
+            self.last_activity = now;
+            self.feed(Event::TimerFired { timer }, None).await;
+            return true;
+        }
+        if self.answer_due.is_some_and(|a| a <= now) {
+            self.answer_due = None;
+            self.answer_overdue().await;
+            return true;
+        }
+        if self.next_keep_alive <= now {
+            self.next_keep_alive = now + keep_alive;
+            let commands = self.cell.lock().keep_alive(self.inner.clock.now());
+            let mut queue = VecDeque::new();
+            for cmd in commands {
+                self.carry_out(cmd, &mut queue, &mut None).await;
+            }
+            self.drain(queue, None).await;
+        }
+        true
+    }
+
+    /// Feeds one event, then the results of the requests it caused, in order.
+    async fn feed(&mut self, first: Event, received: Option<Instant>) {
+        self.drain(VecDeque::from([first]), received).await;
+    }
+
+    /// Feeds every event of `queue`, and the results of the requests they
+    /// cause; `received` is when `submit` took the first one.
+    async fn drain(&mut self, mut queue: VecDeque<Event>, mut received: Option<Instant>) {
+        self.cell.busy.store(true, Ordering::Release);
+        while let Some(event) = queue.pop_front() {
+            let now = self.inner.clock.now();
+            let commands = {
+                let mut s = self.cell.lock();
+                engine::step(&self.cell.flow, &mut s, event, now)
+            };
+            for cmd in commands {
+                self.carry_out(cmd, &mut queue, &mut received).await;
+            }
+        }
+        let (answer_due, done) = {
+            let s = self.cell.lock();
+            (
+                s.answer_deadline(),
+                s.is_ended() && s.live_call_ids().is_empty(),
+            )
+        };
+        self.answer_due = answer_due.map(|d| {
+            self.inner
+                .clock
+                .instant(d)
+                .checked_sub(ANSWER_MARGIN)
+                .unwrap_or_else(Instant::now)
+        });
+        if done && self.ended_at.is_none() {
+            self.ended_at = Some(Instant::now());
+        }
+        self.cell.busy.store(false, Ordering::Release);
+    }
+
+    /// Carries out one command: a timer is kept here, a request goes to
+    /// Graph and its result joins `queue`.
+    async fn carry_out(
+        &mut self,
+        cmd: Command,
+        queue: &mut VecDeque<Event>,
+        received: &mut Option<Instant>,
+    ) {
+        match cmd {
+            Command::SetTimer { timer, at } => {
+                self.timers.retain(|(t, _)| *t != timer);
+                self.timers.push((timer, self.inner.clock.instant(at)));
+            }
+            Command::CancelTimer { timer } => self.timers.retain(|(t, _)| *t != timer),
+            cmd => {
+                if let Some(r) = received.take() {
+                    self.inner.metrics.dispatch_latency.observe(r.elapsed());
+                }
+                let creates = matches!(cmd, Command::CreateCall { .. });
+                if creates {
+                    self.inner.creates_in_flight.fetch_add(1, Ordering::AcqRel);
+                }
+                let started = std::time::Instant::now();
+                let result = self.inner.control.execute(&cmd).await;
+                if let Some(kind) = cmd.kind() {
+                    let ok = !matches!(result, Some(Event::RequestFailed { .. }));
+                    self.inner
+                        .metrics
+                        .count_request(kind, ok, started.elapsed());
+                }
+                if let Some(Event::CallCreated { call_id, .. }) = &result {
+                    self.inner.own_call(&self.cell.id, call_id);
+                    self.owned.push(call_id.clone());
+                }
+                if creates {
+                    self.inner.creates_in_flight.fetch_sub(1, Ordering::AcqRel);
+                }
+                if let Some(result) = result {
+                    queue.push_back(result);
+                }
+            }
+        }
+    }
+
+    /// The flow has not answered, rejected or redirected the incoming call
+    /// and Graph's 15 seconds are nearly up: reject it (busy), so the
+    /// caller is not left ringing into a `408`.
+    async fn answer_overdue(&mut self) {
+        let now = self.inner.clock.now();
+        let cmd = {
+            let mut s = self.cell.lock();
+            if s.answer_deadline().is_none() {
+                return;
+            }
+            let Some(main) = s.main() else { return };
+            let Some(call_id) = main.call_id.clone() else {
+                return;
+            };
+            let tag = main.tag.clone();
+            let cmd = Command::Reject {
+                id: s.next_command_id(),
+                call_id,
+                body: RejectRequest::new(RejectReason::Busy),
+            };
+            let step = s.step_name(&self.cell.flow).map(str::to_owned);
+            s.timeline.push(
+                now,
+                step.clone(),
+                Entry::Error(
+                    "the flow did not answer within 15 s; the runtime rejected the call".into(),
+                ),
+            );
+            if let Some(line) = cmd.line(&tag) {
+                s.timeline.push_request(now, step, line);
+            }
+            cmd
+        };
+        metrics::inc(&self.inner.metrics.answer_deadline_missed);
+        tracing::warn!(session = %self.cell.id, "incoming call not answered within 15 s: rejected");
+        let mut queue = VecDeque::new();
+        self.carry_out(cmd, &mut queue, &mut None).await;
+        self.drain(queue, None).await;
+    }
+
+    /// Nothing happened for `idle_reap_after`: end the run (if it has not
+    /// ended) and hang up whatever call is still up.
+    async fn reap(&mut self) {
+        let now = self.inner.clock.now();
+        let after = humantime::format_duration(self.inner.config.idle_reap_after).to_string();
+        let hangups: Vec<Command> = {
+            let mut s = self.cell.lock();
+            let calls: Vec<String> = s.live_call_ids().into_iter().map(str::to_owned).collect();
+            if !s.is_ended() {
+                let step = s.step_name(&self.cell.flow).map(str::to_owned);
+                let reason = format!("reaped: nothing happened for {after}");
+                s.timeline.push(
+                    now,
+                    step.clone(),
+                    Entry::End {
+                        outcome: Outcome::Error,
+                        reason: Some(reason.clone()),
+                    },
+                );
+                s.end = Some(RunEnd {
+                    outcome: Outcome::Error,
+                    at: now,
+                    step,
+                    reason: Some(reason),
+                });
+            }
+            calls
+                .into_iter()
+                .map(|call_id| Command::Hangup {
+                    id: s.next_command_id(),
+                    call_id,
+                })
+                .collect()
+        };
+        metrics::inc(&self.inner.metrics.sessions_reaped);
+        tracing::warn!(session = %self.cell.id, idle = %after, calls = hangups.len(),
+            "session reaped: nothing happened for too long");
+        for cmd in hangups {
+            let mut queue = VecDeque::new();
+            self.carry_out(cmd, &mut queue, &mut None).await;
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The callback route Graph posts notifications to.
+//!
+//! In order: intake open (else `503`), the bearer token (else `401`/`403`),
+//! the content type (else `415`), the body within the limit (else `413`),
+//! the body read by [`parse_batch`] (else `400`), the batch queued on the
+//! runtime (else `503` with `Retry-After`), then `202`. The work happens
+//! after the answer. Every refusal is logged and counted; bad input never
+//! gets a `500` and never panics. This module must never interpret a
+//! notification: reading is [`crate::graph::notification`]'s, meaning is
+//! the runtime's.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::graph::notification::{NotificationError, parse_batch};
+
+use super::ServerState;
+use super::auth::NotificationAuth;
+use super::error::ApiError;
+
+/// `POST {callback_path}`.
+pub(crate) async fn receive(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let route = state.config().callback_path.as_str();
+    match accept(&state, &headers, body).await {
+        Ok(count) => {
+            state.stats().count_callback(202);
+            tracing::debug!(route, notifications = count, "notifications queued");
+            StatusCode::ACCEPTED.into_response()
+        }
+        Err(e) => {
+            state.stats().count_callback(e.status.as_u16());
+            e.logged(route).into_response()
+        }
+    }
+}
+
+async fn accept(state: &ServerState, headers: &HeaderMap, body: Body) -> Result<usize, ApiError> {
+    if state.is_closing() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shuttingDown",
+            "the server is shutting down and takes no new notifications",
+        )
+        .retry_after(5));
+    }
+    match &state.config().auth {
+        NotificationAuth::Verify(verifier) => {
+            let authorization = headers
+                .get(header::AUTHORIZATION)
+                .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+            if let Err(e) = verifier.verify(authorization).await {
+                let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+                return Err(ApiError::new(status, e.code(), e.to_string()));
+            }
+        }
+        NotificationAuth::InsecureNoAuth => state.warn_insecure(),
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !is_json(content_type) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupportedMediaType",
+            format!(
+                "notifications must be sent as application/json, not {:?}",
+                if content_type.is_empty() {
+                    "(no content type)"
+                } else {
+                    content_type
+                }
+            ),
+        ));
+    }
+    let limit = state.config().max_body;
+    let too_big = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payloadTooLarge",
+            format!("the body is larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_big());
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if is_length_limit(&e) {
+            too_big()
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "badBody",
+                format!("the body could not be read: {e}"),
+            )
+        }
+    })?;
+    let started = Instant::now();
+    let batch = parse_batch(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            error_code(&e),
+            format!("{e}; expected a commsNotifications envelope"),
+        )
+    })?;
+    let count = batch.len();
+    if let Err(overloaded) = state.runtime().submit(batch) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!("the server is overloaded, try again: {overloaded:?}"),
+        )
+        .retry_after(1));
+    }
+    tracing::trace!(
+        micros = started.elapsed().as_micros() as u64,
+        "batch parsed and queued"
+    );
+    Ok(count)
+}
+
+/// `application/json`, with or without parameters, in any case.
+fn is_json(content_type: &str) -> bool {
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    mime.eq_ignore_ascii_case("application/json")
+}
+
+/// Whether reading the body stopped at the size limit.
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.to_string().contains("length limit exceeded") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+fn error_code(error: &NotificationError) -> &'static str {
+    match error {
+        NotificationError::Empty => "emptyBody",
+        NotificationError::Truncated { .. } | NotificationError::Json { .. } => "invalidJson",
+        NotificationError::TooMany { .. } => "batchTooLarge",
+        _ => "invalidNotification",
+    }
+}

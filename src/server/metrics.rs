@@ -1,0 +1,187 @@
+//! `/metrics`: the runtime's [`Metrics`] and the server's own counters as
+//! Prometheus text (exposition format 0.0.4).
+//!
+//! Only formats: every number comes from [`Metrics`] or
+//! [`ServerStats`](super::ServerStats); nothing is counted here.
+
+use std::fmt::Write;
+
+use crate::engine::{Outcome, RequestKind};
+use crate::runtime::metrics::{Histogram, Metrics, NOTIFICATION_KINDS};
+
+use super::ServerState;
+
+/// The whole exposition.
+pub(crate) fn render(state: &ServerState) -> String {
+    let m: &Metrics = state.runtime().metrics();
+    let mut out = String::with_capacity(4096);
+    let get = Metrics::get;
+
+    family(
+        &mut out,
+        "callflow_notifications_total",
+        "counter",
+        "Notifications received, by kind.",
+    );
+    for (kind, counter) in NOTIFICATION_KINDS.iter().zip(&m.notifications) {
+        let _ = writeln!(
+            out,
+            "callflow_notifications_total{{kind=\"{kind}\"}} {}",
+            get(counter)
+        );
+    }
+    for (name, help, value) in [
+        (
+            "callflow_unknown_call_events_total",
+            "Events about a call no session owns (logged, dropped).",
+            get(&m.unknown_call_events),
+        ),
+        (
+            "callflow_overloaded_total",
+            "Events refused because a queue was full or the runtime overloaded.",
+            get(&m.overloaded),
+        ),
+        (
+            "callflow_unmatched_incoming_total",
+            "Incoming calls no flow takes.",
+            get(&m.unmatched_incoming),
+        ),
+        (
+            "callflow_sessions_started_total",
+            "Sessions started.",
+            get(&m.sessions_started),
+        ),
+        (
+            "callflow_sessions_reaped_total",
+            "Sessions reaped after being idle too long.",
+            get(&m.sessions_reaped),
+        ),
+        (
+            "callflow_timers_fired_total",
+            "Timers fired.",
+            get(&m.timers_fired),
+        ),
+        (
+            "callflow_answer_deadline_missed_total",
+            "Incoming calls not handled within 15 s.",
+            get(&m.answer_deadline_missed),
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    family(
+        &mut out,
+        "callflow_sessions_live",
+        "gauge",
+        "Sessions alive now.",
+    );
+    let _ = writeln!(out, "callflow_sessions_live {}", get(&m.sessions_live));
+
+    family(
+        &mut out,
+        "callflow_sessions_ended_total",
+        "counter",
+        "Sessions ended, by outcome.",
+    );
+    for outcome in Outcome::ALL {
+        let _ = writeln!(
+            out,
+            "callflow_sessions_ended_total{{outcome=\"{}\"}} {}",
+            outcome.as_str(),
+            m.ended(outcome)
+        );
+    }
+
+    family(
+        &mut out,
+        "callflow_graph_requests_total",
+        "counter",
+        "Graph requests (actions), by kind and outcome.",
+    );
+    for kind in RequestKind::ALL {
+        for (ok, label) in [(true, "ok"), (false, "failed")] {
+            let _ = writeln!(
+                out,
+                "callflow_graph_requests_total{{kind=\"{}\",outcome=\"{label}\"}} {}",
+                kind.as_str(),
+                m.requests(kind, ok)
+            );
+        }
+    }
+
+    histogram(
+        &mut out,
+        "callflow_graph_request_duration_seconds",
+        "Time each Graph request took.",
+        &m.graph_latency,
+    );
+    histogram(
+        &mut out,
+        "callflow_dispatch_latency_seconds",
+        "From a notification queued to the first Graph request it caused.",
+        &m.dispatch_latency,
+    );
+
+    family(
+        &mut out,
+        "callflow_reloads_total",
+        "counter",
+        "Flow reloads, by outcome.",
+    );
+    let _ = writeln!(
+        out,
+        "callflow_reloads_total{{outcome=\"ok\"}} {}",
+        get(&m.reloads_ok)
+    );
+    let _ = writeln!(
+        out,
+        "callflow_reloads_total{{outcome=\"failed\"}} {}",
+        get(&m.reloads_failed)
+    );
+
+    family(
+        &mut out,
+        "callflow_callback_requests_total",
+        "counter",
+        "Callback requests answered, by HTTP status.",
+    );
+    for (status, count) in state.stats().callbacks() {
+        let _ = writeln!(
+            out,
+            "callflow_callback_requests_total{{status=\"{status}\"}} {count}"
+        );
+    }
+    family(
+        &mut out,
+        "callflow_admin_refused_total",
+        "counter",
+        "Admin requests refused for a missing or wrong token.",
+    );
+    let _ = writeln!(
+        out,
+        "callflow_admin_refused_total {}",
+        state.stats().admin_refused()
+    );
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    family(out, name, "histogram", help);
+    let cumulative = h.cumulative();
+    for (bound, count) in h.bounds().iter().zip(&cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{le=\"+Inf\"}} {}",
+        cumulative.last().copied().unwrap_or(0)
+    );
+    let _ = writeln!(out, "{name}_sum {}", h.sum_seconds());
+    let _ = writeln!(out, "{name}_count {}", h.count());
+}
