@@ -1009,3 +1009,94 @@ async fn beta_and_national_clouds_change_the_urls() {
         "https://microsoftgraph.chinacloudapi.cn/.default"
     );
 }
+
+/// A client whose requests time out quickly.
+fn impatient_client(base: &str) -> GraphClient {
+    let mut config = config(base);
+    config.request_timeout = Duration::from_millis(300);
+    GraphClient::new(config).expect("a client")
+}
+
+fn call_in(state: &str) -> String {
+    json!({"@odata.type": "#microsoft.graph.call", "id": "c1", "state": state,
+           "direction": "incoming", "callbackUri": "https://bot.contoso.com/callback"})
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_lost_transfer_that_took_effect_is_reconciled_with_a_get() {
+    let (fake, base) = start().await;
+    fake.script([
+        Reply::Hang(Duration::from_secs(30)),
+        Reply::With(200, vec![], call_in("transferring")),
+    ]);
+    let client = impatient_client(&base);
+    let transfer = TransferRequest::new(InvitationParticipantInfo::phone("+12345678901"));
+    CallControl::transfer(&client, "c1", &transfer)
+        .await
+        .expect("the GET shows the transfer under way");
+    let seen: Vec<(String, String)> = fake
+        .received()
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "POST".into(),
+                "/v1.0/communications/calls/c1/transfer".into()
+            ),
+            ("GET".into(), "/v1.0/communications/calls/c1".into()),
+        ],
+        "the POST is not repeated"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_transfer_that_did_not_show_stays_maybe_sent() {
+    let (fake, base) = start().await;
+    fake.script([
+        Reply::Hang(Duration::from_secs(30)),
+        Reply::With(200, vec![], call_in("established")),
+    ]);
+    let client = impatient_client(&base);
+    let transfer = TransferRequest::new(InvitationParticipantInfo::phone("+12345678901"));
+    let error = CallControl::transfer(&client, "c1", &transfer)
+        .await
+        .expect_err("nothing shows the transfer");
+    assert_eq!((error.status, error.code.as_str()), (0, "MaybeSent"));
+    assert_eq!(fake.received().len(), 2, "one POST, one GET, no repeat");
+}
+
+#[tokio::test]
+async fn a_lost_reject_of_a_call_that_is_gone_is_reconciled() {
+    let (fake, base) = start().await;
+    fake.script([
+        Reply::Hang(Duration::from_secs(30)),
+        Reply::With(
+            404,
+            vec![("content-type", "application/json".into())],
+            json!({"error": {"code": "itemNotFound", "message": "no such call"}}).to_string(),
+        ),
+    ]);
+    let client = impatient_client(&base);
+    CallControl::reject(&client, "c1", &RejectRequest::new(RejectReason::Busy))
+        .await
+        .expect("a rejected call is gone");
+    assert_eq!(fake.received().len(), 2);
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_confirmed_by_an_established_call() {
+    let (fake, base) = start().await;
+    fake.script([
+        Reply::Hang(Duration::from_secs(30)),
+        Reply::With(200, vec![], call_in("established")),
+    ]);
+    let client = impatient_client(&base);
+    let answer = AnswerRequest::new(callback(), MediaConfig::service_hosted());
+    CallControl::answer(&client, "c1", &answer)
+        .await
+        .expect("the call is established");
+}

@@ -30,12 +30,14 @@
 //! `client-request-id`, and the runtime decides. Reconciling inside the
 //! client is not possible in general: Graph offers no lookup of a call by
 //! `clientContext`, and an action's effect shows only in later
-//! notifications. The runtime can reconcile an action on an existing call by
-//! [`GraphClient::get_call`] (is it `transferring`? terminated?) and by the
-//! `clientContext` echoed in the operations' notifications; for a create
-//! call it waits for the notification that names the new call, or gives up
-//! on that leg. A connection that could not be opened sent nothing and is
-//! retried like a `503`.
+//! notifications. Through `CallControl` (see `control`), an `answer`,
+//! `reject`, `redirect` or `transfer` that is `MaybeSent` is reconciled by
+//! [`GraphClient::get_call`]: a call that is `transferring`, `establishing`
+//! or gone shows the request took effect, and it counts as accepted. A
+//! create-call, a prompt or a tone subscription cannot be reconciled that
+//! way and stays `MaybeSent`; the call's notifications tell the rest. A
+//! connection that could not be opened sent nothing and is retried like a
+//! `503`.
 //!
 //! This module must never know flows or the engine's decisions: it sends
 //! what it is given. It must never log or print a secret or a token.
