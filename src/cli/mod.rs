@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod graph;
+pub mod load;
 pub mod output;
 pub mod schema;
 pub mod serve;
@@ -46,6 +47,8 @@ pub enum Command {
     SimGraph(sim_graph::SimGraphArgs),
     /// Run flows against Graph's webhooks (--simulate: a demo on a local sim-graph).
     Serve(serve::ServeArgs),
+    /// Measure notifications per second through the server on loopback, against sim-graph.
+    Load(load::LoadArgs),
 }
 
 impl Cli {
@@ -59,6 +62,7 @@ impl Cli {
             Command::Simulate(args) => simulate::run(&args),
             Command::SimGraph(args) => sim_graph::run(&args),
             Command::Serve(args) => serve::run(&args),
+            Command::Load(args) => load::run(&args),
         }
     }
 }

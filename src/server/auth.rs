@@ -15,8 +15,9 @@
 //! This module must never read a notification's body: authentication comes
 //! first, and a request that fails it is never processed.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
@@ -186,6 +187,17 @@ pub struct Verifier {
     http: reqwest::Client,
     cache: RwLock<KeyCache>,
     fetching: Mutex<()>,
+    verified: std::sync::Mutex<HashMap<String, (VerifiedToken, u64)>>,
+}
+
+/// At most this many verified tokens are remembered (Graph reuses one
+/// token for many notifications, so a handful is the usual number).
+const VERIFIED_CACHE_SIZE: usize = 1024;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Verifier {
@@ -205,6 +217,7 @@ impl Verifier {
             http,
             cache: RwLock::new(KeyCache::default()),
             fetching: Mutex::new(()),
+            verified: std::sync::Mutex::new(HashMap::new()),
         };
         let keys = verifier.fetch().await?;
         if keys.is_empty() {
@@ -304,6 +317,10 @@ impl Verifier {
         match fetched {
             Ok(keys) if !keys.is_empty() => {
                 tracing::info!(source = %self.config.keys, keys = keys.len(), "notification keys refreshed");
+                if cache.keys != keys {
+                    // A key may have been withdrawn: check every token again.
+                    self.verified_tokens().clear();
+                }
                 cache.keys = keys;
                 cache.fetched_at = Some(Instant::now());
             }
@@ -329,7 +346,16 @@ impl Verifier {
             .collect()
     }
 
-    /// Checks the `Authorization` header's value.
+    fn verified_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, (VerifiedToken, u64)>> {
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Checks the `Authorization` header's value. A token that passed every
+    /// check is remembered until its `exp` (keyed by the whole token, at most
+    /// [`VERIFIED_CACHE_SIZE`] of them, forgotten when the keys change), so
+    /// the signature of the token Graph reuses is checked once.
     ///
     /// # Errors
     ///
@@ -340,6 +366,28 @@ impl Verifier {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
             _ => return Err(AuthError::Malformed("expected `Bearer <JWT>`".into())),
         };
+        if let Some((verified, exp)) = self.verified_tokens().get(token)
+            && unix_now() < *exp
+        {
+            return Ok(verified.clone());
+        }
+        let (verified, exp) = self.verify_token(token).await?;
+        let now = unix_now();
+        if exp > now {
+            let mut remembered = self.verified_tokens();
+            if remembered.len() >= VERIFIED_CACHE_SIZE {
+                remembered.retain(|_, (_, exp)| *exp > now);
+                if remembered.len() >= VERIFIED_CACHE_SIZE {
+                    remembered.clear();
+                }
+            }
+            remembered.insert(token.to_owned(), (verified.clone(), exp));
+        }
+        Ok(verified)
+    }
+
+    /// Every check of one token; what it carried and its `exp`.
+    async fn verify_token(&self, token: &str) -> Result<(VerifiedToken, u64), AuthError> {
         let head =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
         let alg = head.alg;
@@ -375,7 +423,10 @@ impl Verifier {
                 continue;
             };
             match jsonwebtoken::decode::<Value>(token, &key, &validation) {
-                Ok(data) => return self.check_claims(&data.claims),
+                Ok(data) => {
+                    let exp = data.claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+                    return self.check_claims(&data.claims).map(|v| (v, exp));
+                }
                 Err(e) => {
                     last = match e.kind() {
                         ErrorKind::InvalidSignature => AuthError::BadSignature,
