@@ -13,6 +13,10 @@
 //! No assertion is made on wall-clock durations; waits are bounded only so
 //! that a failure fails rather than hangs.
 
+#[path = "support/poll.rs"]
+mod poll;
+use poll::eventually;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,24 +59,6 @@ fn copy_flows() -> tempfile::TempDir {
         }
     }
     temp
-}
-
-/// Polls `check` every 25 ms until it gives `Some`, for at most `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// The faults every call gets: pairwise reordering, duplicates and `429`s.

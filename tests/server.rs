@@ -8,6 +8,10 @@
 //! made. No test measures wall-clock time: waits are bounded only to fail
 //! rather than hang.
 
+#[path = "support/poll.rs"]
+mod poll;
+use poll::eventually;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -464,24 +468,6 @@ async fn chunked_post(addr: SocketAddr, token: &str, chunks: usize, size: usize)
         .next()
         .unwrap_or("")
         .to_owned()
-}
-
-/// Polls `check` every 20 ms until it gives `Some`, for at most `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
