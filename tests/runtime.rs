@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use callflow::engine::{Outcome, Party, RequestKind};
 use callflow::graph::notification::parse_batch;
-use callflow::runtime::{Metrics, Runtime, RuntimeConfig, StartError};
+use callflow::runtime::{Clock, ManualClock, Metrics, Runtime, RuntimeConfig, StartError};
 use callflow::sim::behaviour::GraphBehaviour;
 use callflow::sim::graph::{Scheduled, SimGraph};
 use serde_json::{Map, Value, json};
@@ -50,6 +50,7 @@ fn config(dir: &Path) -> RuntimeConfig {
         idle_reap_after: Duration::from_secs(3600),
         max_sessions: 1000,
         queue_per_call: 64,
+        ..RuntimeConfig::default()
     }
 }
 
@@ -749,4 +750,77 @@ async fn a_repeated_incoming_call_after_its_session_ended_starts_nothing() {
         rt.session(&call).unwrap().summary.outcome,
         Some(Outcome::Transferred)
     );
+}
+
+/// Waits (real time, bounded) until the runtime has nothing in flight.
+async fn idle(rt: &Runtime) {
+    for _ in 0..5000 {
+        if rt.is_idle() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("the runtime never went idle");
+}
+
+#[tokio::test]
+async fn on_a_manual_clock_a_flow_timer_fires_only_when_the_clock_reaches_it() {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-20T09:00:00Z")
+        .expect("a time")
+        .with_timezone(&chrono::Utc);
+    let clock = ManualClock::new(start);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("front.yaml"), front("+14255550199", "10m")).unwrap();
+    let sim = Arc::new(SimGraph::new(GraphBehaviour::default(), CALLBACK, start));
+    let rt = Runtime::start(
+        RuntimeConfig {
+            clock: Clock::Manual(clock.clone()),
+            ..config(dir.path())
+        },
+        sim.clone(),
+    )
+    .await
+    .expect("the flow loads");
+    let call = call_in(&rt, &sim, "+33123456789");
+    idle(&rt).await;
+    // Graph's side of the answer: establishing, then established.
+    while sim
+        .next_happening()
+        .is_some_and(|at| at <= start + chrono::Duration::seconds(2))
+    {
+        if let Some((_, Scheduled::Graph(h))) = sim.pop() {
+            for body in sim.happen(h) {
+                deliver(&rt, &body);
+            }
+        }
+        idle(&rt).await;
+    }
+    let waiting = rt.session(&call).expect("live");
+    assert_eq!(
+        waiting.summary.step.as_deref(),
+        Some("pause"),
+        "{}",
+        waiting.timeline_text
+    );
+    // The clock has not moved: the wait ends ten minutes from its start.
+    let due = start + chrono::Duration::minutes(10);
+    assert_eq!(clock.next_deadline(), Some(due));
+    clock.advance(Duration::from_secs(9 * 60));
+    idle(&rt).await;
+    assert!(transfer_targets(&rt, &call).is_empty(), "not yet");
+    clock.advance_to(due);
+    idle(&rt).await;
+    let detail = rt.session(&call).expect("live");
+    assert_eq!(
+        transfer_targets(&rt, &call).len(),
+        1,
+        "{}",
+        detail.timeline_text
+    );
+    let asked = detail
+        .timeline
+        .iter()
+        .find(|e| matches!(&e.what, callflow::engine::Entry::Request(l) if l.request == RequestKind::Transfer))
+        .expect("the transfer request");
+    assert_eq!(asked.at, due, "engine time is the manual clock's");
 }

@@ -466,6 +466,7 @@ async fn start_server(base: String, max_sessions: usize) -> Result<ServerSide, S
         idle_reap_after: Duration::from_secs(2 * 3600),
         max_sessions,
         queue_per_call: 256,
+        ..RuntimeConfig::default()
     };
     let runtime = Runtime::start(config, Arc::new(client)).await;
     let _ = std::fs::remove_dir_all(&flows);

@@ -369,6 +369,7 @@ fn runtime_config(flows: PathBuf, callback_uri: String) -> RuntimeConfig {
         idle_reap_after: Duration::from_secs(2 * 3600),
         max_sessions: 100_000,
         queue_per_call: 256,
+        clock: crate::runtime::Clock::System,
     }
 }
 

@@ -26,6 +26,7 @@
 //! - `trigger`: which flow takes a call nobody owns.
 //! - `status` and `error`: what the runtime shows and why it refuses.
 
+mod clock;
 mod error;
 pub mod metrics;
 mod params;
@@ -51,6 +52,7 @@ use crate::flow::{Diagnostic, Flow, FlowSet};
 use crate::graph::notification::{Notification, NotificationPayload};
 use crate::graph::wire::CallState;
 
+pub use clock::{Clock, ManualClock};
 pub use error::{Overloaded, StartError};
 pub use metrics::Metrics;
 pub use status::{FlowStatus, FlowsStatus, ReloadOutcome, SessionDetail, SessionSummary};
@@ -76,6 +78,9 @@ pub struct RuntimeConfig {
     /// The queue of events waiting for one call's worker; a full queue makes
     /// [`Runtime::submit`] answer [`Overloaded`].
     pub queue_per_call: usize,
+    /// The clock sessions run on: the system's, or a [`ManualClock`] that
+    /// moves only when told (tests over real HTTP, simulations).
+    pub clock: Clock,
 }
 
 impl Default for RuntimeConfig {
@@ -87,6 +92,7 @@ impl Default for RuntimeConfig {
             idle_reap_after: Duration::from_secs(2 * 60 * 60),
             max_sessions: 100_000,
             queue_per_call: 64,
+            clock: Clock::System,
         }
     }
 }
@@ -109,7 +115,9 @@ struct Inner {
     metrics: Metrics,
     table: Mutex<Table>,
     finished: Mutex<VecDeque<Arc<SessionCell>>>,
-    clock: worker::Clock,
+    clock: clock::Time,
+    /// Events queued for a session or being handled by it.
+    pending: AtomicUsize,
     closing: AtomicBool,
     tasks: AtomicUsize,
     tasks_done: Notify,
@@ -144,7 +152,8 @@ impl Runtime {
                 metrics: Metrics::default(),
                 table: Mutex::new(Table::default()),
                 finished: Mutex::new(VecDeque::new()),
-                clock: worker::Clock::start(),
+                clock: clock::Time::new(&config.clock),
+                pending: AtomicUsize::new(0),
                 stopping: tokio::sync::watch::Sender::new(false),
                 closing: AtomicBool::new(false),
                 tasks: AtomicUsize::new(0),
@@ -294,6 +303,14 @@ impl Runtime {
         reload::watch(self.clone())
     }
 
+    /// Whether nothing is happening: no event queued or being handled (nor
+    /// the requests it causes), and, on a [`ManualClock`], no deadline that
+    /// fell due and is still being handled. A driver of a manual clock
+    /// advances it only then, so that every deadline is seen in order.
+    pub fn is_idle(&self) -> bool {
+        self.inner.pending.load(Ordering::Acquire) == 0 && self.inner.clock.woken() == 0
+    }
+
     /// Waits until every queued event has been handled and no request is in
     /// flight (for tests and graceful stops; sessions stay alive).
     pub async fn settle(&self) {
@@ -404,11 +421,22 @@ impl Inner {
     }
 
     fn send(&self, route: &Route, input: Box<Input>) -> Result<(), &'static str> {
+        // Counted before it can be handled; uncounted if it is not queued.
+        self.pending.fetch_add(1, Ordering::AcqRel);
         match route.tx.try_send(input) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => Err("a call's queue is full"),
+            Err(e) => {
+                self.pending.fetch_sub(1, Ordering::AcqRel);
+                self.refused(e)
+            }
+        }
+    }
+
+    fn refused(&self, e: mpsc::error::TrySendError<Box<Input>>) -> Result<(), &'static str> {
+        match e {
+            mpsc::error::TrySendError::Full(_) => Err("a call's queue is full"),
             // The session is stopping: nothing more to do for its calls.
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            mpsc::error::TrySendError::Closed(_) => {
                 metrics::inc(&self.metrics.unknown_call_events);
                 Ok(())
             }
@@ -442,8 +470,14 @@ impl Inner {
                 }
                 table.calls.insert(call_id.into(), cell.id.clone());
             }
-            tx.try_send(Box::new(Input::Event(first, received)))
-                .map_err(|_| "a call's queue is full")?;
+            self.pending.fetch_add(1, Ordering::AcqRel);
+            if tx
+                .try_send(Box::new(Input::Event(first, received)))
+                .is_err()
+            {
+                self.pending.fetch_sub(1, Ordering::AcqRel);
+                return Err("a call's queue is full");
+            }
             table.sessions.insert(
                 cell.id.clone(),
                 Route {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 use crate::engine::{
     self, CallControl, Command, Entry, Event, KEEP_ALIVE_EVERY, Outcome, RunEnd, Session, TimerId,
@@ -40,31 +40,8 @@ const LINGER: Duration = Duration::from_secs(10);
 /// call the flow has not answered, rejected or redirected.
 const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
-/// Engine time from tokio's clock (so that paused test time drives it too).
-pub(super) struct Clock {
-    base_utc: DateTime<Utc>,
-    base: Instant,
-}
-
-impl Clock {
-    pub(super) fn start() -> Self {
-        Clock {
-            base_utc: Utc::now(),
-            base: Instant::now(),
-        }
-    }
-
-    /// Now, as the engine sees it.
-    pub(super) fn now(&self) -> DateTime<Utc> {
-        let elapsed = Instant::now().saturating_duration_since(self.base);
-        self.base_utc + chrono::Duration::from_std(elapsed).unwrap_or_default()
-    }
-
-    /// The tokio instant of an engine time.
-    fn instant(&self, at: DateTime<Utc>) -> Instant {
-        let since = (at - self.base_utc).to_std().unwrap_or_default();
-        self.base + since
-    }
+fn std_to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(365 * 30))
 }
 
 /// A [`CallControl`] behind a trait object.
@@ -163,11 +140,11 @@ impl SessionCell {
 struct Worker {
     inner: Arc<Inner>,
     cell: Arc<SessionCell>,
-    timers: Vec<(TimerId, Instant)>,
-    next_keep_alive: Instant,
-    answer_due: Option<Instant>,
-    last_activity: Instant,
-    ended_at: Option<Instant>,
+    timers: Vec<(TimerId, DateTime<Utc>)>,
+    next_keep_alive: DateTime<Utc>,
+    answer_due: Option<DateTime<Utc>>,
+    last_activity: DateTime<Utc>,
+    ended_at: Option<DateTime<Utc>>,
     /// Calls the session created (routed to it; forgotten when it retires).
     owned: Vec<String>,
 }
@@ -179,10 +156,8 @@ pub(super) async fn run(
     cell: Arc<SessionCell>,
     mut rx: mpsc::Receiver<Box<Input>>,
 ) {
-    let start = Instant::now();
-    let keep_alive = KEEP_ALIVE_EVERY
-        .to_std()
-        .unwrap_or(Duration::from_secs(900));
+    let start = inner.clock.now();
+    let keep_alive = KEEP_ALIVE_EVERY;
     let mut w = Worker {
         inner,
         cell,
@@ -193,26 +168,44 @@ pub(super) async fn run(
         ended_at: None,
         owned: Vec::new(),
     };
+    // Events handled since the last turn, and the deadline being handled:
+    // both are released only once the next sleep is registered, so that a
+    // manual clock never sees this task idle with its next deadline unknown.
+    let mut handled = 0;
+    let mut _woken = None;
     loop {
-        let deadline = w.next_deadline();
+        let sleep = w.inner.clock.sleep_until(w.next_deadline());
+        if handled > 0 {
+            w.inner.pending.fetch_sub(handled, Ordering::AcqRel);
+            handled = 0;
+        }
+        _woken = None;
         tokio::select! {
             biased;
             input = rx.recv() => match input {
                 Some(input) => {
                     let Input::Event(event, received) = *input;
-                    w.last_activity = Instant::now();
+                    w.last_activity = w.inner.clock.now();
                     // Boxed: the task's idle footprint stays small.
                     Box::pin(w.feed(event, Some(received))).await;
+                    handled += 1;
                 }
                 None => break,
             },
-            () = sleep_until(deadline) => {
+            wake = sleep => {
+                _woken = Some(wake);
                 if !Box::pin(w.on_deadline(keep_alive)).await {
                     break;
                 }
             }
         }
     }
+    // Whatever is still queued will not be handled: it is no longer pending.
+    rx.close();
+    while rx.try_recv().is_ok() {
+        handled += 1;
+    }
+    w.inner.pending.fetch_sub(handled, Ordering::AcqRel);
     let outcome = w.cell.lock().outcome();
     if let Some(outcome) = outcome {
         w.inner.metrics.count_end(outcome);
@@ -224,16 +217,18 @@ pub(super) async fn run(
 }
 
 impl Worker {
-    fn idle_deadline(&self) -> Instant {
-        self.last_activity + self.inner.config.idle_reap_after
+    fn idle_deadline(&self) -> DateTime<Utc> {
+        self.last_activity + std_to_chrono(self.inner.config.idle_reap_after)
     }
 
-    fn linger_deadline(&self) -> Option<Instant> {
-        self.ended_at
-            .map(|at| at.max(self.last_activity) + LINGER.min(self.inner.config.idle_reap_after))
+    fn linger_deadline(&self) -> Option<DateTime<Utc>> {
+        self.ended_at.map(|at| {
+            at.max(self.last_activity)
+                + std_to_chrono(LINGER.min(self.inner.config.idle_reap_after))
+        })
     }
 
-    fn next_deadline(&self) -> Instant {
+    fn next_deadline(&self) -> DateTime<Utc> {
         let mut d = self.idle_deadline().min(self.next_keep_alive);
         for (_, at) in &self.timers {
             d = d.min(*at);
@@ -248,8 +243,8 @@ impl Worker {
     }
 
     /// Handles whatever deadline passed; `false` to stop the session.
-    async fn on_deadline(&mut self, keep_alive: Duration) -> bool {
-        let now = Instant::now();
+    async fn on_deadline(&mut self, keep_alive: chrono::Duration) -> bool {
+        let now = self.inner.clock.now();
         if self.linger_deadline().is_some_and(|l| l <= now) {
             return false;
         }
@@ -272,7 +267,7 @@ impl Worker {
         }
         if self.next_keep_alive <= now {
             self.next_keep_alive = now + keep_alive;
-            let commands = self.cell.lock().keep_alive(self.inner.clock.now());
+            let commands = self.cell.lock().keep_alive(now);
             let mut queue = VecDeque::new();
             for cmd in commands {
                 self.carry_out(cmd, &mut queue, &mut None).await;
@@ -308,15 +303,9 @@ impl Worker {
                 s.is_ended() && s.live_call_ids().is_empty(),
             )
         };
-        self.answer_due = answer_due.map(|d| {
-            self.inner
-                .clock
-                .instant(d)
-                .checked_sub(ANSWER_MARGIN)
-                .unwrap_or_else(Instant::now)
-        });
+        self.answer_due = answer_due.map(|d| d - std_to_chrono(ANSWER_MARGIN));
         if done && self.ended_at.is_none() {
-            self.ended_at = Some(Instant::now());
+            self.ended_at = Some(self.inner.clock.now());
         }
         self.cell.busy.store(false, Ordering::Release);
     }
@@ -332,7 +321,7 @@ impl Worker {
         match cmd {
             Command::SetTimer { timer, at } => {
                 self.timers.retain(|(t, _)| *t != timer);
-                self.timers.push((timer, self.inner.clock.instant(at)));
+                self.timers.push((timer, at));
             }
             Command::CancelTimer { timer } => self.timers.retain(|(t, _)| *t != timer),
             cmd => {
