@@ -1029,7 +1029,7 @@ async fn bad_requests_get_graphs_error_never_a_500() {
     for (path, body) in [
         (
             "/sim/calls",
-            json!({"from": {}, "callbackUri": "http://x/cb"}),
+            json!({"from": {"phone_number": "+1"}, "callbackUri": "http://x/cb"}),
         ),
         (
             "/sim/calls",
@@ -1180,4 +1180,157 @@ async fn a_consultative_transfer_replaces_the_consultation_call() {
         .await
         .expect_err("refused");
     assert_eq!(err.status(), 400);
+}
+
+#[tokio::test]
+async fn anonymous_existing_and_replayed_calls_on_the_manual_clock() {
+    let start_at = chrono::DateTime::parse_from_rfc3339("2026-11-21T22:15:00+01:00")
+        .expect("a time")
+        .with_timezone(&chrono::Utc);
+    let bed = start(SimGraphConfig {
+        start: Some(start_at),
+        ..config(SimClock::Manual)
+    })
+    .await;
+    let mut cb = Callback::start().await;
+
+    // An anonymous caller: no number, no identity.
+    let (status, call) = bed
+        .control(
+            reqwest::Method::POST,
+            "/sim/calls",
+            Some(json!({"from": {}, "callbackUri": cb.uri("bot")})),
+        )
+        .await;
+    assert_eq!(status, 201, "{call}");
+    let incoming = cb.next().await;
+    assert_eq!(incoming.state(), Some("incoming"));
+    let identity = &incoming.notification()["resourceData"]["source"]["identity"];
+    assert!(
+        identity.get("phone").is_none() && identity.get("user").is_none(),
+        "{identity}"
+    );
+    // A misspelt party is refused, not read as anonymous.
+    let (status, body) = bed
+        .control(
+            reqwest::Method::POST,
+            "/sim/calls",
+            Some(json!({"from": {"phon": "+15550100"}, "callbackUri": cb.uri("bot")})),
+        )
+        .await;
+    assert_graph_error(status, &body, 400);
+
+    // A call the bot already has: its state is posted.
+    let (status, existing) = bed
+        .control(
+            reqwest::Method::POST,
+            "/sim/calls/existing",
+            Some(json!({"callbackUri": cb.uri("bot")})),
+        )
+        .await;
+    assert_eq!(status, 201, "{existing}");
+    let id = existing["id"].as_str().expect("an id");
+    let posted = cb.next().await;
+    assert_eq!(posted.state(), Some("established"));
+    assert_eq!(
+        posted.notification()["resourceData"]["direction"],
+        "outgoing"
+    );
+    assert!(posted.resource().ends_with(id), "{}", posted.resource());
+    let (status, body) = bed
+        .control(
+            reqwest::Method::POST,
+            "/sim/calls/existing",
+            Some(json!({"state": "ringing", "callbackUri": cb.uri("bot")})),
+        )
+        .await;
+    assert_graph_error(status, &body, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`ringing`")),
+        "{body}"
+    );
+
+    // A replay: the first body now, the second only once the clock has
+    // moved a second and a half; the clock says what is due next.
+    let recorded = |state: &str| {
+        json!({"value": [{
+            "changeType": "updated",
+            "resourceUrl": "/communications/calls/rec-1",
+            "resourceData": {"@odata.type": "#microsoft.graph.call", "state": state},
+        }]})
+    };
+    let (status, replay) = bed
+        .control(
+            reqwest::Method::POST,
+            "/sim/replay",
+            Some(json!({
+                "callbackUri": cb.uri("replay"),
+                "recording": [
+                    {"at": "2026-11-21T22:15:00+01:00", "body": recorded("establishing")},
+                    {"at": "2026-11-21T22:15:01.500+01:00", "body": recorded("established")},
+                ],
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!(replay["scheduled"], 2);
+    assert_eq!(replay["calls"], json!(["rec-1"]));
+    let first = cb.next().await;
+    assert_eq!(first.state(), Some("establishing"));
+    assert_eq!(first.path, "/callback/replay");
+    let (_, clock) = bed.control(reqwest::Method::GET, "/sim/clock", None).await;
+    assert_eq!(clock["nextDue"], "2026-11-21T21:15:01.500Z", "{clock}");
+    assert_eq!(
+        bed.server.next_due().await,
+        Some(start_at + chrono::Duration::milliseconds(1500))
+    );
+    assert!(
+        cb.drain().await.is_empty(),
+        "nothing before the clock moves"
+    );
+    let (status, moved) = bed
+        .control(
+            reqwest::Method::POST,
+            "/sim/clock/advance",
+            Some(json!({"to": "2026-11-21T22:15:01.500+01:00"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(cb.next().await.state(), Some("established"));
+    // Requests about a replayed call are accepted, and numbered across calls.
+    bed.client
+        .answer("rec-1", &AnswerRequest::new(cb.uri("replay"), media()))
+        .await
+        .expect("a replayed call accepts every request");
+    let logged = bed.requests("rec-1").await;
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert!(
+        logged[0]["seq"].as_u64().is_some_and(|n| n >= 1),
+        "{logged:?}"
+    );
+    let (status, body) = bed
+        .control(
+            reqwest::Method::POST,
+            "/sim/clock/advance",
+            Some(json!({"by": "1s", "to": "2026-11-21T22:16:00+01:00"})),
+        )
+        .await;
+    assert_graph_error(status, &body, 400);
+    let (status, body) = bed
+        .control(
+            reqwest::Method::POST,
+            "/sim/replay",
+            Some(json!({"callbackUri": cb.uri("replay"), "recording": [{"at": "2026-11-21T22:15:00Z", "body": {"value": []}}]})),
+        )
+        .await;
+    assert_graph_error(status, &body, 400);
+    // Everything posted gets answered: then nothing is in flight.
+    let mut waited = 0;
+    while bed.server.in_flight() > 0 && waited < 1000 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert_eq!(bed.server.in_flight(), 0);
 }

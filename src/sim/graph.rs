@@ -168,6 +168,21 @@ impl SimGraph {
         Some((key.0, item))
     }
 
+    /// When the earliest happening (not an engine timer) is due.
+    pub fn next_happening(&self) -> Option<DateTime<Utc>> {
+        self.lock()
+            .queue
+            .iter()
+            .find(|(_, s)| matches!(s, Scheduled::Graph(_)))
+            .map(|((at, _), _)| *at)
+    }
+
+    /// From now on, accept every request and do nothing on its own (as
+    /// [`SimGraph::passive`]): for replaying recorded notifications.
+    pub fn make_passive(&self) {
+        self.lock().passive = true;
+    }
+
     /// Whether anything is queued other than the engine's timers.
     pub fn has_pending_happenings(&self) -> bool {
         self.lock()

@@ -320,6 +320,7 @@ async fn handle(
         )
     };
     let logged = LoggedRequest {
+        seq: 0,
         at: core.now(s),
         method: method.to_string(),
         path: uri.path().to_owned(),

@@ -21,6 +21,7 @@ use crate::graph::wire::{
 use crate::sim::behaviour::SimDuration;
 use crate::sim::happening::Happening;
 use crate::sim::notify::identity_json;
+use crate::sim::scenario::PartyDef;
 
 use super::Shared;
 use super::error::RequestIds;
@@ -33,6 +34,8 @@ type S = Arc<Shared>;
 pub(crate) fn routes() -> Router<S> {
     Router::new()
         .route("/sim/calls", get(calls).post(incoming))
+        .route("/sim/calls/existing", post(existing))
+        .route("/sim/replay", post(replay))
         .route("/sim/calls/{id}", get(call))
         .route("/sim/calls/{id}/requests", get(requests))
         .route("/sim/calls/{id}/notifications", get(notifications))
@@ -101,10 +104,16 @@ async fn calls(State(s): State<S>) -> Response {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct IncomingCall {
-    from: Party,
+    /// `{}`: an anonymous caller (no number, no identity). A misspelt
+    /// field is refused rather than read as anonymous.
+    from: PartyDef,
     #[serde(default)]
-    to: Option<Party>,
+    to: Option<PartyDef>,
     callback_uri: String,
+}
+
+fn callback_ok(uri: &str) -> bool {
+    url::Url::parse(uri).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
 }
 
 async fn incoming(State(s): State<S>, body: Bytes) -> Response {
@@ -112,19 +121,11 @@ async fn incoming(State(s): State<S>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return *e,
     };
-    if !url::Url::parse(&request.callback_uri).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
-    {
+    if !callback_ok(&request.callback_uri) {
         return refuse(400, "BadRequest", "callbackUri must be an http(s) URL");
     }
-    let from = request.from;
-    if from.phone.is_none() && from.user.is_none() && from.application.is_none() {
-        return refuse(
-            400,
-            "BadRequest",
-            "from needs a phone, a user or an application",
-        );
-    }
-    let to = request.to.unwrap_or_else(|| Party {
+    let from = Party::from(request.from);
+    let to = request.to.map(Party::from).unwrap_or_else(|| Party {
         application: Some(s.config.bot_app_id.clone()),
         ..Party::default()
     });
@@ -143,16 +144,147 @@ async fn incoming(State(s): State<S>, body: Bytes) -> Response {
         tenant_id: Some(s.config.tenant_id.clone()),
         ..Call::default()
     };
-    core.calls.insert(
-        id.clone(),
-        CallRecord::new(call.clone(), request.callback_uri),
-    );
-    core.dispatch(&s, vec![notification]);
-    RequestIds::from_headers(&HeaderMap::new()).answer(
-        201,
-        Vec::new(),
-        Some(&serde_json::to_value(&call).unwrap_or(Value::Null)),
-    )
+    place(&s, &mut core, call, request.callback_uri, notification)
+}
+
+/// Records a call sim-graph placed, posts its first notification and
+/// answers `201` with the call.
+fn place(
+    s: &S,
+    core: &mut Core,
+    call: Call,
+    callback_uri: String,
+    notification: Value,
+) -> Response {
+    let id = call.id.clone().unwrap_or_default();
+    let body = serde_json::to_value(&call).unwrap_or(Value::Null);
+    core.calls.insert(id, CallRecord::new(call, callback_uri));
+    core.dispatch(s, vec![notification]);
+    RequestIds::from_headers(&HeaderMap::new()).answer(201, Vec::new(), Some(&body))
+}
+
+/// A call the bot already has, placed elsewhere.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ExistingCall {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    direction: Option<String>,
+    callback_uri: String,
+}
+
+async fn existing(State(s): State<S>, body: Bytes) -> Response {
+    let request: ExistingCall = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    if !callback_ok(&request.callback_uri) {
+        return refuse(400, "BadRequest", "callbackUri must be an http(s) URL");
+    }
+    let state = match request.state.as_deref().unwrap_or("established") {
+        s @ ("establishing" | "established" | "hold" | "transferring") => CallState::from_wire(s),
+        other => {
+            return refuse(
+                400,
+                "BadRequest",
+                &format!(
+                    "state `{other}`: a call the bot has is establishing, established, hold or transferring"
+                ),
+            );
+        }
+    };
+    let direction = match request.direction.as_deref().unwrap_or("outgoing") {
+        "outgoing" => CallDirection::Outgoing,
+        "incoming" => CallDirection::Incoming,
+        other => {
+            return refuse(
+                400,
+                "BadRequest",
+                &format!("direction `{other}`: incoming or outgoing"),
+            );
+        }
+    };
+    let wire_direction = match direction {
+        CallDirection::Incoming => "incoming",
+        _ => "outgoing",
+    };
+    let mut core = s.core.lock().await;
+    core.tick(&s);
+    let (id, notification) = core.graph.existing_call(&state, wire_direction);
+    let call = Call {
+        id: Some(id.clone()),
+        state: Some(state),
+        direction: Some(direction),
+        callback_uri: Some(request.callback_uri.clone()),
+        tenant_id: Some(s.config.tenant_id.clone()),
+        my_participant_id: Some(format!("{id}-bot")),
+        ..Call::default()
+    };
+    place(&s, &mut core, call, request.callback_uri, notification)
+}
+
+/// One recorded notification body and when Graph posted it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Recorded {
+    at: chrono::DateTime<chrono::FixedOffset>,
+    body: Value,
+}
+
+/// Recorded bodies to replay.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Replay {
+    callback_uri: String,
+    recording: Vec<Recorded>,
+}
+
+async fn replay(State(s): State<S>, body: Bytes) -> Response {
+    let request: Replay = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    if !callback_ok(&request.callback_uri) {
+        return refuse(400, "BadRequest", "callbackUri must be an http(s) URL");
+    }
+    let Some(first) = request.recording.first().map(|r| r.at) else {
+        return refuse(400, "BadRequest", "recording is empty");
+    };
+    let mut calls = Vec::new();
+    for (i, r) in request.recording.iter().enumerate() {
+        let Some(id) = super::world::call_of(&r.body) else {
+            return refuse(
+                400,
+                "BadRequest",
+                &format!("recording[{i}]: not a commsNotifications body about a call"),
+            );
+        };
+        if !calls.contains(&id) {
+            calls.push(id);
+        }
+    }
+    let mut core = s.core.lock().await;
+    core.tick(&s);
+    let now = core.now(&s);
+    core.graph.make_passive();
+    for id in &calls {
+        let call = Call {
+            id: Some(id.clone()),
+            callback_uri: Some(request.callback_uri.clone()),
+            tenant_id: Some(s.config.tenant_id.clone()),
+            ..Call::default()
+        };
+        core.calls
+            .entry(id.clone())
+            .or_insert_with(|| CallRecord::new(call, request.callback_uri.clone()));
+    }
+    let count = request.recording.len();
+    for r in request.recording {
+        core.graph.schedule_recorded(now + (r.at - first), r.body);
+    }
+    core.tick(&s);
+    ok(json!({ "scheduled": count, "calls": calls, "from": now }))
 }
 
 async fn call(State(s): State<S>, Path(id): Path<String>) -> Response {
@@ -305,13 +437,22 @@ async fn clock(State(s): State<S>) -> Response {
         super::SimClock::RealTime { speed } => json!({"realTime": {"speed": speed}}),
         super::SimClock::Manual => json!("manual"),
     };
-    ok(json!({"now": core.now(&s), "mode": mode}))
+    ok(json!({
+        "now": core.now(&s),
+        "mode": mode,
+        "nextDue": core.graph.next_happening(),
+        "inFlight": s.in_flight.load(std::sync::atomic::Ordering::Acquire),
+    }))
 }
 
+/// Forward `by` a duration, or `to` a time.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Advance {
-    by: SimDuration,
+    #[serde(default)]
+    by: Option<SimDuration>,
+    #[serde(default)]
+    to: Option<chrono::DateTime<chrono::FixedOffset>>,
 }
 
 async fn advance(State(s): State<S>, body: Bytes) -> Response {
@@ -320,7 +461,17 @@ async fn advance(State(s): State<S>, body: Bytes) -> Response {
         Err(e) => return *e,
     };
     let mut core = s.core.lock().await;
-    core.offset += request.by.chrono();
+    match (request.by, request.to) {
+        (Some(by), None) => core.offset += by.chrono(),
+        (None, Some(to)) => {
+            let now = core.now(&s);
+            let to = to.with_timezone(&chrono::Utc);
+            if to > now {
+                core.offset += to - now;
+            }
+        }
+        _ => return refuse(400, "BadRequest", "give either `by` or `to`"),
+    }
     core.tick(&s);
     ok(json!({"now": core.now(&s)}))
 }

@@ -8,6 +8,7 @@
 //! `GET /sim/calls/{id}/notifications`. A failed post is logged, not
 //! retried: Graph does not promise more.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
@@ -71,7 +72,13 @@ pub fn spawn(
     tx
 }
 
+/// Posts one body (twice when duplicated), then no longer counts it in flight.
 async fn post(shared: &Shared, log: &Mutex<Vec<Delivered>>, item: &Outgoing) {
+    post_all(shared, log, item).await;
+    shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+}
+
+async fn post_all(shared: &Shared, log: &Mutex<Vec<Delivered>>, item: &Outgoing) {
     let times = if item.duplicate { 2 } else { 1 };
     for _ in 0..times {
         let outcome = send(shared, item).await;

@@ -17,7 +17,9 @@
 //! | request | effect |
 //! | --- | --- |
 //! | `GET /sim/calls` | every call: id, state, direction, callback URI, counts |
-//! | `POST /sim/calls` `{from, to?, callbackUri}` | an incoming call to the bot: its `created`/`incoming` notification is posted to `callbackUri`; `201` with the call |
+//! | `POST /sim/calls` `{from, to?, callbackUri}` | an incoming call to the bot: its `created`/`incoming` notification is posted to `callbackUri`; `201` with the call. `from: {}` is an anonymous caller (no number, no identity) |
+//! | `POST /sim/calls/existing` `{state?, direction?, callbackUri}` | a call the bot already has (placed elsewhere, as a group call), in `state` (default `established`, direction `outgoing`): its state notification is posted; `201` with the call |
+//! | `POST /sim/replay` `{callbackUri, recording: [{at, body}, …]}` | replays recorded notification bodies (as `callflow test` replays a `.jsonl` file), each at its recorded offset from the first, to `callbackUri`; from then on the simulated Graph accepts every request and does nothing on its own. Use a fresh sim-graph per replay |
 //! | `GET /sim/calls/{id}` | the call as `GET` on Graph returns it, plus its faults |
 //! | `GET /sim/calls/{id}/requests` | the Graph requests about it, in order |
 //! | `GET /sim/calls/{id}/notifications` | the notifications posted about it, with the bot's answers |
@@ -25,7 +27,7 @@
 //! | `POST /sim/calls/{id}/hangup` | the caller hangs up |
 //! | `GET`/`PUT /sim/calls/{id}/faults` | that call's own [`Faults`] (`DELETE` drops them) |
 //! | `GET`/`PUT /sim/faults` | the global [`Faults`] |
-//! | `GET /sim/clock`, `POST /sim/clock/advance` `{by: "3s"}` | the simulated time; move it forward |
+//! | `GET /sim/clock`, `POST /sim/clock/advance` `{by: "3s"}` or `{to: RFC 3339}` | the simulated time and, with the manual clock, when the next thing is due and how many notifications are in flight; move it forward |
 //! | `GET /sim/requests` | Graph requests that named no known call |
 //!
 //! Parties are written as in scenario files: `{"phone": "+15550100"}`,
@@ -49,6 +51,7 @@ mod world;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -103,6 +106,8 @@ pub struct SimGraphConfig {
     pub clock: SimClock,
     /// The base URL clients reach sim-graph at (default `http://{listen addr}`).
     pub public_url: Option<String>,
+    /// The simulated time at startup (default: the system's time).
+    pub start: Option<DateTime<Utc>>,
 }
 
 impl Default for SimGraphConfig {
@@ -118,6 +123,7 @@ impl Default for SimGraphConfig {
             faults: Faults::default(),
             clock: SimClock::RealTime { speed: 1.0 },
             public_url: None,
+            start: None,
         }
     }
 }
@@ -186,6 +192,8 @@ pub(crate) struct Shared {
     clock: Clock,
     http: reqwest::Client,
     core: tokio::sync::Mutex<world::Core>,
+    /// Notifications queued for delivery and not yet answered by the bot.
+    in_flight: AtomicUsize,
 }
 
 /// A running sim-graph.
@@ -222,7 +230,7 @@ impl SimGraphServer {
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| StartError::Client(e.to_string()))?;
-        let start_sim = Utc::now();
+        let start_sim = config.start.unwrap_or_else(Utc::now);
         let graph = SimGraph::new(
             config.behaviour.clone(),
             format!("{base_url}/sim/no-callback"),
@@ -241,6 +249,7 @@ impl SimGraphServer {
             base_url,
             clock,
             http,
+            in_flight: AtomicUsize::new(0),
         });
         let (stop, mut stopped) = watch::channel(false);
         if let Some(every) = shared.clock.tick_interval() {
@@ -303,6 +312,31 @@ impl SimGraphServer {
         core.offset += chrono::Duration::from_std(by).unwrap_or(chrono::Duration::days(365));
         core.tick(&self.shared);
         core.now(&self.shared)
+    }
+
+    /// Moves the simulated clock to `at` (never backwards) and posts what
+    /// fell due. Returns the new simulated time.
+    pub async fn advance_to(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let mut core = self.shared.core.lock().await;
+        let now = core.now(&self.shared);
+        if at > now {
+            core.offset += at - now;
+        }
+        core.tick(&self.shared);
+        core.now(&self.shared)
+    }
+
+    /// When the next thing Graph or a caller does on its own is due (a
+    /// notification, a hang-up, a delayed body), if anything is scheduled.
+    pub async fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.shared.core.lock().await.graph.next_happening()
+    }
+
+    /// How many notifications are queued for delivery or on their way,
+    /// not yet answered by the bot. With [`SimClock::Manual`], sim-graph is
+    /// idle when this is 0: nothing happens until the clock is advanced.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Acquire)
     }
 
     /// The calls and their states, as `GET /sim/calls` lists them.

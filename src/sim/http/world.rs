@@ -9,6 +9,7 @@
 //! the mirror of the call's state, and the call's delivery queue. Nothing
 //! here does I/O; [`super::delivery`] posts.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
@@ -33,6 +34,9 @@ const DELAYED: &str = "@sim.delayed";
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoggedRequest {
+    /// Arrival order across every call (from 1): requests at the same
+    /// simulated instant are told apart by it.
+    pub seq: u64,
     /// Simulated time of arrival.
     pub at: DateTime<Utc>,
     /// `GET`, `POST`, `DELETE`.
@@ -102,6 +106,8 @@ pub struct Core {
     /// Manual advances of the clock.
     pub offset: chrono::Duration,
     marker: u64,
+    /// Requests logged so far.
+    logged: u64,
 }
 
 impl Core {
@@ -114,6 +120,7 @@ impl Core {
             unassigned: Vec::new(),
             offset: chrono::Duration::zero(),
             marker: 0,
+            logged: 0,
         }
     }
 
@@ -181,8 +188,12 @@ impl Core {
             let outbox = record.outbox.get_or_insert_with(|| {
                 delivery::spawn(Arc::clone(shared), Arc::clone(&record.delivered))
             });
-            // A closed queue means sim-graph is shutting down.
-            let _ = outbox.send(outgoing);
+            // Counted until the bot has answered it (see `delivery`).
+            shared.in_flight.fetch_add(1, Ordering::AcqRel);
+            if outbox.send(outgoing).is_err() {
+                // A closed queue means sim-graph is shutting down.
+                shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 
@@ -193,8 +204,10 @@ impl Core {
         }
     }
 
-    /// Logs a request under its call, or as unassigned.
-    pub fn log(&mut self, call_id: Option<&str>, entry: LoggedRequest) {
+    /// Logs a request under its call, or as unassigned, numbering it.
+    pub fn log(&mut self, call_id: Option<&str>, mut entry: LoggedRequest) {
+        self.logged += 1;
+        entry.seq = self.logged;
         match call_id.and_then(|id| self.calls.get_mut(id)) {
             Some(record) => record.requests.push(entry),
             None => self.unassigned.push(entry),
