@@ -11,6 +11,8 @@
 #[path = "support/poll.rs"]
 mod poll;
 use poll::eventually;
+#[path = "support/seeds.rs"]
+mod seeds;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -937,5 +939,223 @@ async fn insecure_no_auth_takes_unsigned_notifications() {
         .await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(s.notifications_seen(), 1);
+    s.stop().await;
+}
+
+/// A small deterministic generator (xorshift64*), so that a failure names
+/// the case that failed and replays.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// A value a hostile peer might put anywhere.
+fn hostile_value(rng: &mut Rng) -> Value {
+    match rng.below(12) {
+        0 => Value::Null,
+        1 => json!(true),
+        2 => json!(-1),
+        3 => json!(1e308),
+        4 => json!(u64::MAX),
+        5 => json!(""),
+        6 => json!("x".repeat(5000)),
+        7 => json!({}),
+        8 => json!([]),
+        9 => json!("terminated"),
+        10 => json!("/communications/calls/../../me"),
+        _ => {
+            // Nested deeper than any parser should follow.
+            let mut v = json!(1);
+            for _ in 0..200 {
+                v = json!([v]);
+            }
+            v
+        }
+    }
+}
+
+/// One random edit somewhere in `v`: a node replaced, a key dropped or an
+/// array entry repeated.
+fn mutate(v: &mut Value, rng: &mut Rng) {
+    let descend = rng.below(4) != 0;
+    match v {
+        Value::Object(map) if !map.is_empty() => {
+            let key = map
+                .keys()
+                .nth(rng.below(map.len()))
+                .cloned()
+                .unwrap_or_default();
+            match rng.below(6) {
+                0 => {
+                    map.remove(&key);
+                }
+                1 => {
+                    map.insert(key, hostile_value(rng));
+                }
+                _ if descend => {
+                    if let Some(child) = map.get_mut(&key) {
+                        mutate(child, rng);
+                    }
+                }
+                _ => *v = hostile_value(rng),
+            }
+        }
+        Value::Array(list) if !list.is_empty() => {
+            let i = rng.below(list.len());
+            match rng.below(5) {
+                0 => {
+                    let copy = list[i].clone();
+                    for _ in 0..rng.below(50) {
+                        list.push(copy.clone());
+                    }
+                }
+                1 => list[i] = hostile_value(rng),
+                _ if descend => mutate(&mut list[i], rng),
+                _ => *v = hostile_value(rng),
+            }
+        }
+        _ => *v = hostile_value(rng),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_seed_notifications_never_get_a_5xx_and_the_server_keeps_serving() {
+    static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        previous(info);
+    }));
+    // Every notification example of Microsoft's reference pages.
+    let bodies: Vec<Value> = seeds::all_examples()
+        .into_iter()
+        .map(|e| e.json)
+        .filter(|j| j.get("value").is_some_and(Value::is_array))
+        .collect();
+    assert!(bodies.len() >= 40, "seed notifications: {}", bodies.len());
+    let key = TestKey::new("k");
+    let s = stack(Keys::File(Box::new(key.jwk.clone())), 1024 * 1024).await;
+    let token = key.sign(&good_claims());
+    // Another run: CALLFLOW_FUZZ_SEED=<n> cargo test --test server mutated
+    let seed = std::env::var("CALLFLOW_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0x5EED_CA11_F10E_0001);
+    eprintln!("seed {seed}");
+    let mut rng = Rng(seed.max(1));
+    // A live call: half the hostile bodies are about it, so they reach its session.
+    let placed: Value = s
+        .http
+        .post(format!("{}/sim/calls", s.sim.base_url()))
+        .json(&json!({
+            "from": { "phone": "+15550142" },
+            "to": { "phone": "+14255550100" },
+            "callbackUri": s.callback,
+        }))
+        .send()
+        .await
+        .expect("place call")
+        .json()
+        .await
+        .expect("call json");
+    let live = placed["id"].as_str().expect("call id").to_owned();
+    let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
+    for case in 0..600 {
+        let mut body = bodies[case % bodies.len()].clone();
+        if case % 2 == 0
+            && let Some(items) = body["value"].as_array_mut()
+        {
+            for item in items {
+                if let Some(url) = item["resourceUrl"].as_str() {
+                    let mut parts: Vec<&str> = url.split('/').collect();
+                    if parts.len() > 3 && parts[1] == "communications" {
+                        parts[3] = &live;
+                        item["resourceUrl"] = json!(parts.join("/"));
+                    }
+                }
+            }
+        }
+        for _ in 0..=rng.below(3) {
+            mutate(&mut body, &mut rng);
+        }
+        let (status, answer) = s
+            .post_callback(Some(&token), "application/json", body.to_string())
+            .await;
+        assert!(
+            status == 202 || (400..500).contains(&status),
+            "case {case}: {status} {answer}\nbody: {body}"
+        );
+        if status != 202 {
+            assert!(
+                answer["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty()),
+                "case {case}: a refusal says why: {answer}"
+            );
+        }
+        *by_status.entry(status).or_default() += 1;
+    }
+    eprintln!("answers to 600 mutated seed notifications: {by_status:?}");
+    assert!(
+        by_status.get(&202).is_some_and(|n| *n > 50),
+        "{by_status:?}"
+    );
+    assert!(
+        by_status.get(&400).is_some_and(|n| *n > 50),
+        "{by_status:?}"
+    );
+    // Whatever sessions the hostile batches started are handled.
+    s.runtime.settle().await;
+    let session = s
+        .runtime
+        .sessions()
+        .into_iter()
+        .find(|x| x.calls.contains(&live))
+        .expect("the live call's session is kept");
+    let timeline = s.runtime.session(&session.id).expect("kept").timeline;
+    eprintln!(
+        "the live call's session: {} timeline entries, outcome {:?}",
+        timeline.len(),
+        session.outcome
+    );
+    assert!(
+        timeline.len() > 20,
+        "hostile events reached the live call's session"
+    );
+    // Still serving: health, and a real incoming call starts a session.
+    let health = s.http.get(s.url("/healthz")).send().await.expect("healthz");
+    assert_eq!(health.status(), 200);
+    let mut next_call = incoming_body("after-the-storm");
+    next_call["value"][0]["resourceData"]["targets"][0]["identity"]["phone"]["id"] =
+        json!("+14255550100");
+    let (status, answer) = s
+        .post_callback(Some(&token), "application/json", next_call.to_string())
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let runtime = s.runtime.clone();
+    let started = eventually(Duration::from_secs(20), || {
+        let found = runtime
+            .sessions()
+            .into_iter()
+            .any(|x| x.calls.iter().any(|c| c == "after-the-storm"));
+        async move { found.then_some(()) }
+    })
+    .await;
+    assert!(started.is_some(), "a session for the next real call");
+    assert_eq!(
+        PANICS.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no thread panicked"
+    );
     s.stop().await;
 }
