@@ -824,3 +824,134 @@ async fn on_a_manual_clock_a_flow_timer_fires_only_when_the_clock_reaches_it() {
         .expect("the transfer request");
     assert_eq!(asked.at, due, "engine time is the manual clock's");
 }
+
+/// A `CallControl` with a bug: `playPrompt` panics; everything else is the
+/// simulated Graph's.
+struct PanicsOnPrompt(Arc<SimGraph>);
+
+impl callflow::engine::CallControl for PanicsOnPrompt {
+    async fn answer(
+        &self,
+        call_id: &str,
+        body: &callflow::graph::wire::AnswerRequest,
+    ) -> Result<(), callflow::engine::ControlError> {
+        self.0.answer(call_id, body).await
+    }
+    async fn reject(
+        &self,
+        call_id: &str,
+        body: &callflow::graph::wire::RejectRequest,
+    ) -> Result<(), callflow::engine::ControlError> {
+        self.0.reject(call_id, body).await
+    }
+    async fn redirect(
+        &self,
+        call_id: &str,
+        body: &callflow::graph::wire::RedirectRequest,
+    ) -> Result<(), callflow::engine::ControlError> {
+        self.0.redirect(call_id, body).await
+    }
+    async fn transfer(
+        &self,
+        call_id: &str,
+        body: &callflow::graph::wire::TransferRequest,
+    ) -> Result<(), callflow::engine::ControlError> {
+        self.0.transfer(call_id, body).await
+    }
+    async fn create_call(
+        &self,
+        body: &callflow::graph::wire::Call,
+    ) -> Result<callflow::graph::wire::Call, callflow::engine::ControlError> {
+        self.0.create_call(body).await
+    }
+    async fn play_prompt(
+        &self,
+        _call_id: &str,
+        _body: &callflow::graph::wire::PlayPromptRequest,
+    ) -> Result<callflow::graph::wire::CommsOperation, callflow::engine::ControlError> {
+        panic!("play_prompt is broken")
+    }
+    async fn subscribe_to_tone(
+        &self,
+        call_id: &str,
+        body: &callflow::graph::wire::SubscribeToToneRequest,
+    ) -> Result<callflow::graph::wire::CommsOperation, callflow::engine::ControlError> {
+        self.0.subscribe_to_tone(call_id, body).await
+    }
+    async fn invite(
+        &self,
+        call_id: &str,
+        body: &callflow::graph::wire::InviteParticipantsRequest,
+    ) -> Result<callflow::graph::wire::CommsOperation, callflow::engine::ControlError> {
+        self.0.invite(call_id, body).await
+    }
+    async fn hangup(&self, call_id: &str) -> Result<(), callflow::engine::ControlError> {
+        self.0.hangup(call_id).await
+    }
+    async fn keep_alive(&self, call_id: &str) -> Result<(), callflow::engine::ControlError> {
+        self.0.keep_alive(call_id).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_call_control_ends_the_session_and_hangs_up_the_call() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("greeter.yaml"),
+        format!(
+            "flow: greeter
+timezone: Europe/Paris
+trigger:
+  incoming_call:
+    to: [\"{RECEPTION_NUMBER}\"]
+start: greet
+steps:
+  greet:
+    answer: {{}}
+    next: hello
+  hello:
+    play: {{ prompt: https://cdn.contoso.com/hello.wav }}
+    next: bye
+  bye:
+    hangup: {{}}
+"
+        ),
+    )
+    .unwrap();
+    let sim = graph(GraphBehaviour::default());
+    let rt = Runtime::start(config(dir.path()), Arc::new(PanicsOnPrompt(sim.clone())))
+        .await
+        .expect("the flow loads");
+    let call = call_in(&rt, &sim, "+33123456789");
+    pump(&rt, &sim, 60).await;
+    let detail = rt.session(&call).expect("kept");
+    assert_eq!(
+        detail.summary.outcome,
+        Some(Outcome::Error),
+        "{}",
+        detail.timeline_text
+    );
+    assert_eq!(
+        detail.reason.as_deref(),
+        Some(
+            "internal error: the Graph client panicked (play_prompt is broken); the runtime hung up"
+        )
+    );
+    assert_eq!(Metrics::get(&rt.metrics().internal_errors), 1);
+    // The caller is not left in silence: the call was hung up, and Graph said so.
+    assert!(
+        detail.timeline_text.contains("terminated"),
+        "{}",
+        detail.timeline_text
+    );
+    assert_eq!(rt.live_sessions(), 0, "the session is retired");
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+    // The runtime keeps serving: the next call gets a session (and, with
+    // the same bug, the same end).
+    let next = call_in(&rt, &sim, "+33123456780");
+    pump(&rt, &sim, 60).await;
+    let next = rt.session(&next).expect("a session for the next call");
+    assert_eq!(next.summary.outcome, Some(Outcome::Error));
+    assert_eq!(Metrics::get(&rt.metrics().internal_errors), 2);
+    assert_eq!(rt.live_sessions(), 0);
+}

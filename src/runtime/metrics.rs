@@ -114,6 +114,9 @@ pub struct Metrics {
     pub sessions_ended: [AtomicU64; 7],
     /// Sessions reaped because nothing happened for `idle_reap_after`.
     pub sessions_reaped: AtomicU64,
+    /// Sessions ended because the engine or the `CallControl` panicked
+    /// (a bug): their calls were hung up.
+    pub internal_errors: AtomicU64,
     /// Graph requests, by kind ([`RequestKind::ALL`] order), that succeeded.
     pub requests_ok: [AtomicU64; 10],
     /// Graph requests, by kind ([`RequestKind::ALL`] order), that failed.
@@ -148,6 +151,7 @@ impl Default for Metrics {
             sessions_live: AtomicU64::new(0),
             sessions_ended: zeros(),
             sessions_reaped: AtomicU64::new(0),
+            internal_errors: AtomicU64::new(0),
             requests_ok: zeros(),
             requests_failed: zeros(),
             graph_latency: Histogram::new(LATENCY_BUCKETS),

@@ -7,14 +7,17 @@
 //! `await`, so that the admin API can read it). It never decides what a
 //! flow does: every decision is `engine::step`'s.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -39,6 +42,15 @@ const LINGER: Duration = Duration::from_secs(10);
 /// How long before Graph's 15-second limit the runtime rejects an incoming
 /// call the flow has not answered, rejected or redirected.
 const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+/// What a panic said, if it said it as text.
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|m| (*m).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
 
 fn std_to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(365 * 30))
@@ -147,6 +159,9 @@ struct Worker {
     ended_at: Option<DateTime<Utc>>,
     /// Calls the session created (routed to it; forgotten when it retires).
     owned: Vec<String>,
+    /// The engine or the `CallControl` panicked: the run is over and
+    /// nothing more of it goes through them.
+    faulted: bool,
 }
 
 /// Runs one session until its calls are down (and a short linger), it is
@@ -167,6 +182,7 @@ pub(super) async fn run(
         last_activity: start,
         ended_at: None,
         owned: Vec::new(),
+        faulted: false,
     };
     // Events handled since the last turn, and the deadline being handled:
     // both are released only once the next sleep is registered, so that a
@@ -288,12 +304,28 @@ impl Worker {
         self.cell.busy.store(true, Ordering::Release);
         while let Some(event) = queue.pop_front() {
             let now = self.inner.clock.now();
-            let commands = {
+            let stepped = {
                 let mut s = self.cell.lock();
-                engine::step(&self.cell.flow, &mut s, event, now)
+                std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    engine::step(&self.cell.flow, &mut s, event, now)
+                }))
+            };
+            let commands = match stepped {
+                Ok(commands) => commands,
+                Err(panic) => {
+                    self.internal_error("the engine", panic_message(&*panic))
+                        .await;
+                    break;
+                }
             };
             for cmd in commands {
+                if self.faulted {
+                    break;
+                }
                 self.carry_out(cmd, &mut queue, &mut received).await;
+            }
+            if self.faulted {
+                break;
             }
         }
         let (answer_due, done) = {
@@ -333,7 +365,20 @@ impl Worker {
                     self.inner.creates_in_flight.fetch_add(1, Ordering::AcqRel);
                 }
                 let started = std::time::Instant::now();
-                let result = self.inner.control.execute(&cmd).await;
+                let executed = AssertUnwindSafe(self.inner.control.execute(&cmd))
+                    .catch_unwind()
+                    .await;
+                let result = match executed {
+                    Ok(result) => result,
+                    Err(panic) => {
+                        if creates {
+                            self.inner.creates_in_flight.fetch_sub(1, Ordering::AcqRel);
+                        }
+                        self.internal_error("the Graph client", panic_message(&*panic))
+                            .await;
+                        return;
+                    }
+                };
                 if let Some(kind) = cmd.kind() {
                     let ok = !matches!(result, Some(Event::RequestFailed { .. }));
                     self.inner
@@ -397,37 +442,8 @@ impl Worker {
     /// Nothing happened for `idle_reap_after`: end the run (if it has not
     /// ended) and hang up whatever call is still up.
     async fn reap(&mut self) {
-        let now = self.inner.clock.now();
         let after = humantime::format_duration(self.inner.config.idle_reap_after).to_string();
-        let hangups: Vec<Command> = {
-            let mut s = self.cell.lock();
-            let calls: Vec<String> = s.live_call_ids().into_iter().map(str::to_owned).collect();
-            if !s.is_ended() {
-                let step = s.step_name(&self.cell.flow).map(str::to_owned);
-                let reason = format!("reaped: nothing happened for {after}");
-                s.timeline.push(
-                    now,
-                    step.clone(),
-                    Entry::End {
-                        outcome: Outcome::Error,
-                        reason: Some(reason.clone()),
-                    },
-                );
-                s.end = Some(RunEnd {
-                    outcome: Outcome::Error,
-                    at: now,
-                    step,
-                    reason: Some(reason),
-                });
-            }
-            calls
-                .into_iter()
-                .map(|call_id| Command::Hangup {
-                    id: s.next_command_id(),
-                    call_id,
-                })
-                .collect()
-        };
+        let hangups = self.end_run(format!("reaped: nothing happened for {after}"));
         metrics::inc(&self.inner.metrics.sessions_reaped);
         tracing::warn!(session = %self.cell.id, idle = %after, calls = hangups.len(),
             "session reaped: nothing happened for too long");
@@ -435,5 +451,62 @@ impl Worker {
             let mut queue = VecDeque::new();
             self.carry_out(cmd, &mut queue, &mut None).await;
         }
+    }
+
+    /// `what` panicked (a bug): end the run with `error` and hang up every
+    /// call still up, so that no caller is left in silence. Nothing more of
+    /// this session goes through the engine.
+    async fn internal_error(&mut self, what: &str, message: String) {
+        let already = self.faulted;
+        self.faulted = true;
+        if already {
+            return;
+        }
+        metrics::inc(&self.inner.metrics.internal_errors);
+        tracing::error!(session = %self.cell.id, %what, panic = %message,
+            "internal error: the session is ended and its calls hung up");
+        let hangups = self.end_run(format!(
+            "internal error: {what} panicked ({message}); the runtime hung up"
+        ));
+        for cmd in hangups {
+            let executed = AssertUnwindSafe(self.inner.control.execute(&cmd))
+                .catch_unwind()
+                .await;
+            if executed.is_err() {
+                tracing::error!(session = %self.cell.id, "hanging up panicked too");
+            }
+        }
+    }
+
+    /// Ends the run with `error` and `reason` (unless it has ended) and
+    /// returns a hang-up for every call still up.
+    fn end_run(&mut self, reason: String) -> Vec<Command> {
+        let now = self.inner.clock.now();
+        let mut s = self.cell.lock();
+        let calls: Vec<String> = s.live_call_ids().into_iter().map(str::to_owned).collect();
+        if !s.is_ended() {
+            let step = s.step_name(&self.cell.flow).map(str::to_owned);
+            s.timeline.push(
+                now,
+                step.clone(),
+                Entry::End {
+                    outcome: Outcome::Error,
+                    reason: Some(reason.clone()),
+                },
+            );
+            s.end = Some(RunEnd {
+                outcome: Outcome::Error,
+                at: now,
+                step,
+                reason: Some(reason),
+            });
+        }
+        calls
+            .into_iter()
+            .map(|call_id| Command::Hangup {
+                id: s.next_command_id(),
+                call_id,
+            })
+            .collect()
     }
 }

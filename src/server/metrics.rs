@@ -57,6 +57,11 @@ pub(crate) fn render(state: &ServerState) -> String {
             get(&m.sessions_reaped),
         ),
         (
+            "callflow_internal_errors_total",
+            "Sessions ended by a panic in the engine or the Graph client; their calls were hung up.",
+            get(&m.internal_errors),
+        ),
+        (
             "callflow_timers_fired_total",
             "Timers fired.",
             get(&m.timers_fired),
