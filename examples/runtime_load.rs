@@ -6,8 +6,10 @@
 //! `established`. Graph is a no-op `CallControl` (every request accepted at
 //! once), so the figures are the runtime's own: bytes still allocated per
 //! live session (a counting global allocator; the notification bodies are
-//! kept outside the measure), notifications per second from parse to
-//! settled, and the bucketed p99 from `submit` to the Graph request sent.
+//! kept outside the measure), beside the process's resident memory growth
+//! per live session (Linux: whole pages, plus the allocator's headers and
+//! free space), notifications per second from parse to settled, and the
+//! bucketed p99 from `submit` to the Graph request sent.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
@@ -117,6 +119,13 @@ steps:
     hangup: {}
 ";
 
+/// Resident memory of this process, in bytes (Linux; `None` elsewhere).
+fn rss_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
 fn main() {
     let sessions: usize = std::env::args()
         .nth(1)
@@ -158,6 +167,7 @@ fn main() {
             .unwrap_or_else(|d| panic!("the flow loads: {d:?}"));
         tokio::time::sleep(Duration::from_millis(50)).await;
         let baseline = LIVE.load(Ordering::Relaxed);
+        let rss_before = rss_bytes();
         let started = Instant::now();
         for bodies in [&incoming, &established] {
             for body in bodies.iter() {
@@ -170,6 +180,7 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let live_bytes = LIVE.load(Ordering::Relaxed) - baseline;
         let live = runtime.live_sessions();
+        let rss_after = rss_bytes();
         let m = runtime.metrics();
         let notifications = 2 * sessions;
         println!("sessions live:             {live}");
@@ -178,6 +189,12 @@ fn main() {
             live_bytes / live.max(1) as isize,
             live_bytes as f64 / live.max(1) as f64 / 1024.0
         );
+        if let (Some(before), Some(after)) = (rss_before, rss_after) {
+            println!(
+                "RSS growth per session:    {:.2} KiB (resident memory, not bytes asked for)",
+                after.saturating_sub(before) as f64 / live.max(1) as f64 / 1024.0
+            );
+        }
         println!(
             "notifications:             {notifications} in {:.3} s = {:.0}/s (parse, route, step, no-op Graph, settled)",
             took.as_secs_f64(),

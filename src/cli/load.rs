@@ -1,11 +1,15 @@
 //! `callflow load`: how many notifications per second the real server and
-//! runtime take, on loopback, against an in-process `sim-graph`.
+//! runtime take, on loopback, against `sim-graph`, and their memory per
+//! live session.
 //!
-//! One process: `sim-graph` (manual clock) plays Graph; the real server,
-//! runtime and Graph client are wired to it as `serve --simulate` does
-//! (notification tokens verified against sim-graph's published keys). The
-//! `--calls` calls are placed through sim-graph, so each has a live session;
-//! the generator then POSTs signed `commsNotifications` (duplicated
+//! Two processes: `sim-graph` (manual clock) plays Graph in a child process
+//! (this binary's `sim-graph` command), so that its own memory per call is
+//! not counted in this process's; here, the real server, runtime and Graph
+//! client are wired to it as `serve --simulate` does (notification tokens
+//! verified against sim-graph's published keys). The `--calls` calls are
+//! placed through sim-graph in two halves, so each has a live session, and
+//! this process's resident memory is read before, between and after; the
+//! generator then POSTs signed `commsNotifications` (duplicated
 //! `established`, tones, operation updates) to the callback over
 //! keep-alive connections until `--notifications` or `--duration` is
 //! reached, while a prober places a new call every 10 ms (its `incoming`
@@ -15,7 +19,8 @@
 //! itself. This file only wires, measures and prints.
 
 use std::collections::BTreeMap;
-use std::process::ExitCode;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -30,7 +35,6 @@ use crate::graph::wire::CallState;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::server::{AuthConfig, KeySource, NotificationAuth, ServerConfig, ServerState, Verifier};
 use crate::sim::graph::BOT_APP_ID;
-use crate::sim::http::{SimClock, SimGraphConfig, SimGraphServer};
 use crate::sim::notify::Notifier;
 
 /// The flow every load call runs: answer, then wait an hour (the session stays live).
@@ -77,7 +81,8 @@ pub struct LoadArgs {
     /// Worker threads of the server side (server, runtime, Graph client; and the bare handler).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub server_threads: usize,
-    /// Worker threads of the load side (generator and sim-graph).
+    /// Worker threads of the load side (generator, prober, call placement); sim-graph runs
+    /// in its own process.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub load_threads: usize,
 }
@@ -88,6 +93,13 @@ pub fn run(args: &LoadArgs) -> ExitCode {
         eprintln!("error: --calls, --concurrency and --notifications must be at least 1");
         return ExitCode::from(2);
     }
+    let sim = match SimGraphChild::spawn() {
+        Ok(sim) => sim,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let build = |threads: usize, name: &str| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
@@ -105,7 +117,8 @@ pub fn run(args: &LoadArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = load_rt.block_on(go(args, server_rt.handle().clone()));
+    let outcome = load_rt.block_on(go(args, &sim, server_rt.handle().clone()));
+    drop(sim);
     load_rt.shutdown_timeout(Duration::from_secs(2));
     server_rt.shutdown_timeout(Duration::from_secs(2));
     match outcome {
@@ -114,6 +127,63 @@ pub fn run(args: &LoadArgs) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// sim-graph in a child process: this binary's `sim-graph` command, manual
+/// clock, on a loopback port it picks and prints. Killed when dropped; it
+/// also stops by itself when its standard input closes (this process died).
+struct SimGraphChild {
+    child: Child,
+    base: String,
+}
+
+impl SimGraphChild {
+    fn spawn() -> Result<Self, String> {
+        let exe = std::env::current_exe()
+            .map_err(|e| format!("cannot find this executable to run sim-graph: {e}"))?;
+        let mut child = Command::new(&exe)
+            .args([
+                "sim-graph",
+                "--listen",
+                "127.0.0.1:0",
+                "--manual-clock",
+                "--until-stdin-closes",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start sim-graph ({}): {e}", exe.display()))?;
+        let stdout = child.stdout.take();
+        let mut sim = SimGraphChild {
+            child,
+            base: String::new(),
+        };
+        let mut lines = BufReader::new(stdout.ok_or("sim-graph has no standard output")?);
+        let mut first = String::new();
+        let _ = lines.read_line(&mut first);
+        let Some(addr) = first.trim().strip_prefix("sim-graph listening on ") else {
+            return Err(format!("sim-graph did not start (it printed {first:?})"));
+        };
+        sim.base = format!("http://{addr}");
+        // Drain the rest of its banner, so that it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut rest = Vec::new();
+            let _ = lines.read_to_end(&mut rest);
+        });
+        Ok(sim)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for SimGraphChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -242,7 +312,12 @@ async fn blast(
 
 /// Resident memory of this process, in bytes (Linux; `None` elsewhere).
 fn rss_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/statm").ok()?;
+    rss_of("self")
+}
+
+/// Resident memory of process `pid` (`self` or a number), in bytes.
+fn rss_of(pid: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
 }
@@ -295,14 +370,18 @@ async fn place(
         .ok_or_else(|| "sim-graph gave no call id".into())
 }
 
-/// Places `count` calls, `parallel` at a time; their ids.
+/// Places `count` calls (numbered from `first`), `parallel` at a time; their ids.
 async fn place_many(
     http: &reqwest::Client,
     base: &str,
     callback: &str,
+    first: usize,
     count: usize,
     parallel: usize,
 ) -> Result<Vec<String>, String> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..parallel.clamp(1, count) {
@@ -319,7 +398,7 @@ async fn place_many(
                 if n >= count {
                     return Ok::<_, String>(ids);
                 }
-                ids.push(place(&http, &base, &callback, n).await?);
+                ids.push(place(&http, &base, &callback, first + n).await?);
             }
         }));
     }
@@ -330,13 +409,34 @@ async fn place_many(
     Ok(ids)
 }
 
+/// Waits (a minute at most) until `calls` sessions are live and the
+/// runtime has settled; how many are live.
+async fn live_and_settled(
+    runtime: &Runtime,
+    server_rt: &tokio::runtime::Handle,
+    calls: usize,
+) -> Result<usize, String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while runtime.live_sessions() < calls && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server_rt
+        .spawn({
+            let runtime = runtime.clone();
+            async move { runtime.settle().await }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(runtime.live_sessions())
+}
+
 /// A loopback sink that keeps the first bearer token sim-graph sends it
 /// (Graph reuses one token for many notifications) and answers `202`: its
 /// callback URL, the token, and what stops it.
 async fn start_sink(
     http: &reqwest::Client,
     base: &str,
-) -> Result<(String, String, tokio::sync::oneshot::Sender<()>), String> {
+) -> Result<(String, tokio::sync::oneshot::Sender<()>), String> {
     let kept: Arc<Mutex<Option<String>>> = Arc::default();
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -386,7 +486,7 @@ async fn start_sink(
         let _ = stop.send(());
         Err("sim-graph sent no signed notification to the capture endpoint".into())
     } else {
-        Ok((url, token, stop))
+        Ok((token, stop))
     }
 }
 
@@ -508,21 +608,14 @@ async fn start_bare() -> Result<(String, tokio::sync::oneshot::Sender<()>), Stri
     Ok((format!("http://{addr}/api/calls"), stop))
 }
 
-async fn go(args: &LoadArgs, server_rt: tokio::runtime::Handle) -> Result<ExitCode, String> {
+async fn go(
+    args: &LoadArgs,
+    sim: &SimGraphChild,
+    server_rt: tokio::runtime::Handle,
+) -> Result<ExitCode, String> {
     crate::graph::client::install_tls_provider();
     let duration: Duration = args.duration.into();
-    let sim = SimGraphServer::start(
-        SimGraphConfig {
-            clock: SimClock::Manual,
-            ..SimGraphConfig::default()
-        },
-        TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| format!("cannot listen on loopback: {e}"))?,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let base = sim.base_url().to_owned();
+    let base = sim.base.clone();
     let server = server_rt
         .spawn(start_server(
             base.clone(),
@@ -538,48 +631,45 @@ async fn go(args: &LoadArgs, server_rt: tokio::runtime::Handle) -> Result<ExitCo
         .pool_max_idle_per_host(args.concurrency.max(32))
         .build()
         .map_err(|e| format!("the HTTP client would not build: {e}"))?;
-    let (sink, authorization, sink_stop) = start_sink(&http, &base).await?;
+    let (authorization, sink_stop) = start_sink(&http, &base).await?;
+    let _ = sink_stop.send(());
 
     println!("callflow load");
-    println!("  sim-graph     {base} (manual clock; signs the notification tokens)");
+    println!(
+        "  sim-graph     {base} (child process {}, manual clock; signs the notification tokens)",
+        sim.pid()
+    );
     println!(
         "  callback      {} (tokens verified against sim-graph's keys)",
         server.callback
     );
     println!(
-        "  threads       server side {}, load side {} (generator + sim-graph); {} CPUs",
+        "  threads       server side {}, load side {} (generator, placement); sim-graph its own \
+         process; {} CPUs",
         args.server_threads,
         args.load_threads,
         std::thread::available_parallelism().map_or(0, usize::from)
     );
 
-    // sim-graph's own memory per call: as many calls to the sink, no session.
+    // The calls, each with a live session, in two halves: this process's
+    // RSS is read before, at half and at the end (sim-graph's memory is its
+    // own process's).
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let rss_start = rss_bytes();
-    place_many(&http, &base, &sink, args.calls, 32).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let rss_before = rss_bytes();
-    let _ = sink_stop.send(());
-    // The calls, each with a live session.
     let placing = Instant::now();
-    let ids = place_many(&http, &base, &server.callback, args.calls, 32).await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while runtime.live_sessions() < args.calls && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    server_rt
-        .spawn({
-            let runtime = runtime.clone();
-            async move { runtime.settle().await }
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let live = runtime.live_sessions();
+    let half = args.calls / 2;
+    let mut ids = place_many(&http, &base, &server.callback, 0, half, 32).await?;
+    let live_half = live_and_settled(&runtime, &server_rt, half).await?;
+    let rss_half = rss_bytes();
+    ids.extend(place_many(&http, &base, &server.callback, half, args.calls - half, 32).await?);
+    let live = live_and_settled(&runtime, &server_rt, args.calls).await?;
+    let placed_in = placing.elapsed();
     let rss_after = rss_bytes();
+    let sim_rss = rss_of(&sim.pid().to_string());
     println!(
         "  calls         {} placed through sim-graph in {:.2} s, {live} live sessions",
         ids.len(),
-        placing.elapsed().as_secs_f64()
+        placed_in.as_secs_f64()
     );
 
     let bodies = Arc::new(bodies(&ids, &server.callback));
@@ -657,7 +747,6 @@ async fn go(args: &LoadArgs, server_rt: tokio::runtime::Handle) -> Result<ExitCo
 
     let _ = server.stop.send(());
     let _ = server.served.await;
-    let _ = sim.shutdown().await;
 
     let ratio = real.per_second() / bare.per_second().max(1e-9);
     let ms = |s: Option<f64>| match s {
@@ -731,18 +820,41 @@ async fn go(args: &LoadArgs, server_rt: tokio::runtime::Handle) -> Result<ExitCo
          every 10 ms); runtime histogram, bucket upper bounds"
     );
     println!("events refused by the runtime (overloaded): {overloaded}");
-    let per_session = match (rss_start, rss_before, rss_after) {
-        (Some(s), Some(b), Some(a)) if live > 0 => {
-            let sim_only = b.saturating_sub(s);
-            let with_sessions = a.saturating_sub(b);
-            let per = with_sessions.saturating_sub(sim_only) as f64 / live as f64;
+    let ids_bytes = ids.capacity() * std::mem::size_of::<String>()
+        + ids.iter().map(|id| id.capacity() + 16).sum::<usize>();
+    let per_session = match (rss_before, rss_half, rss_after) {
+        (Some(b), Some(h), Some(a)) if live > 0 => {
+            let grown = a.saturating_sub(b);
+            let per = grown as f64 / live as f64;
+            let kib = |bytes: f64| bytes / 1024.0;
+            let mib = |bytes: u64| bytes as f64 / 1024.0 / 1024.0;
             println!(
-                "memory per live session: {:.2} KiB (RSS growth for {live} calls with sessions, \
-                 {:.1} MiB, minus RSS growth for as many calls sim-graph held alone, {:.1} MiB; \
-                 an estimate, page-granular)",
-                per / 1024.0,
-                with_sessions as f64 / 1024.0 / 1024.0,
-                sim_only as f64 / 1024.0 / 1024.0
+                "memory per live session: {:.2} KiB = growth of this process's RSS from before \
+                 the first call to {live} live sessions ({:.1} MiB) / {live}",
+                kib(per),
+                mib(grown),
+            );
+            if live > live_half {
+                let second = a.saturating_sub(h) as f64 / (live - live_half) as f64;
+                println!(
+                    "  second half alone: {:.2} KiB per session (growth from {live_half} to {live} \
+                     live sessions)",
+                    kib(second)
+                );
+            }
+            println!(
+                "  counted: the server, runtime and Graph client, and the generator's list of call \
+                 ids (about {:.2} KiB per call)",
+                kib(ids_bytes as f64 / live as f64)
+            );
+            println!(
+                "  not counted: sim-graph, in its own process (pid {}, RSS {})",
+                sim.pid(),
+                sim_rss.map_or("n/a".to_owned(), |r| format!("{:.1} MiB", mib(r)))
+            );
+            println!(
+                "  RSS counts whole pages and the allocator's headers and free space, not only the \
+                 bytes asked for (examples/runtime_load counts those)"
             );
             Some(per)
         }

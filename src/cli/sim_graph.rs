@@ -61,6 +61,9 @@ pub struct SimGraphArgs {
     /// `reorder`, `duplicate`, `delay=2s`, `transfer=no_answer`, `never_answer` (repeatable).
     #[arg(long = "fault", value_name = "KEY=VALUE")]
     pub faults: Vec<String>,
+    /// Stop when standard input closes (for a parent process: `callflow load`).
+    #[arg(long, hide = true)]
+    pub until_stdin_closes: bool,
 }
 
 impl SimGraphArgs {
@@ -146,7 +149,23 @@ pub fn run(args: &SimGraphArgs) -> ExitCode {
             "  client setup   CALLFLOW_GRAPH_BASE_URL={base} CALLFLOW_GRAPH_AUTHORITY_URL={base} \
              CALLFLOW_GRAPH_TENANT_ID={tenant}"
         );
-        match server.serve_until(std::future::pending()).await {
+        let stdin_closed = args.until_stdin_closes.then(|| {
+            let (closed, stdin_closed) = tokio::sync::oneshot::channel::<()>();
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+                let _ = closed.send(());
+            });
+            stdin_closed
+        });
+        let stop = async move {
+            match stdin_closed {
+                Some(closed) => {
+                    let _ = closed.await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        match server.serve_until(stop).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: sim-graph stopped: {e}");

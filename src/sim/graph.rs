@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Duration, Utc};
+use indexmap::IndexMap;
 use serde_json::Value;
 
 use crate::engine::{CallControl, ControlError, Party, RequestKind, TimerId};
@@ -53,7 +54,7 @@ impl SimGraph {
                 now,
                 queue: BTreeMap::new(),
                 seq: 0,
-                calls: Vec::new(),
+                calls: IndexMap::new(),
                 dtmf: behaviour.dtmf.iter().cloned().collect(),
                 behaviour,
                 notifier,
@@ -89,14 +90,16 @@ impl SimGraph {
     pub fn incoming_call(&self, from: &Party, to: &Party) -> (String, Value) {
         let mut w = self.lock();
         let id = w.new_call_id();
-        w.calls.push(SimCall {
-            id: id.clone(),
-            kind: Kind::Incoming,
-            state: CallState::Incoming,
-            decided: false,
-            subscribed: false,
-            tone_seq: 0,
-        });
+        w.calls.insert(
+            id.clone(),
+            SimCall {
+                kind: Kind::Incoming,
+                state: CallState::Incoming,
+                decided: false,
+                subscribed: false,
+                tone_seq: 0,
+            },
+        );
         w.parties.push(from.clone());
         let body = w.notifier.incoming(&id, from, to);
         let now = w.now;
@@ -118,14 +121,16 @@ impl SimGraph {
     pub fn existing_call(&self, state: &CallState, direction: &str) -> (String, Value) {
         let mut w = self.lock();
         let id = w.new_call_id();
-        w.calls.push(SimCall {
-            id: id.clone(),
-            kind: Kind::Outgoing,
-            state: state.clone(),
-            decided: true,
-            subscribed: false,
-            tone_seq: 0,
-        });
+        w.calls.insert(
+            id.clone(),
+            SimCall {
+                kind: Kind::Outgoing,
+                state: state.clone(),
+                decided: true,
+                subscribed: false,
+                tone_seq: 0,
+            },
+        );
         let mut body = w.notifier.state(&id, state, None, None, None);
         if let Some(data) = body.pointer_mut("/value/0/resourceData") {
             data["direction"] = Value::String(direction.to_owned());
@@ -246,14 +251,16 @@ impl CallControl for SimGraph {
         let mut w = self.lock();
         if w.passive {
             let id = format!("replay-call-{}", w.calls.len() + 1);
-            w.calls.push(SimCall {
-                id: id.clone(),
-                kind: Kind::Outgoing,
-                state: CallState::Establishing,
-                decided: true,
-                subscribed: false,
-                tone_seq: 0,
-            });
+            w.calls.insert(
+                id.clone(),
+                SimCall {
+                    kind: Kind::Outgoing,
+                    state: CallState::Establishing,
+                    decided: true,
+                    subscribed: false,
+                    tone_seq: 0,
+                },
+            );
             let mut created = body.clone();
             created.id = Some(id);
             return Ok(created);

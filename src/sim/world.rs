@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
+use indexmap::IndexMap;
 use serde_json::Value;
 
 use crate::engine::{ControlError, Party, RequestKind};
@@ -35,7 +36,6 @@ pub(super) enum Kind {
 /// Graph's truth about one call.
 #[derive(Clone, Debug)]
 pub(super) struct SimCall {
-    pub(super) id: String,
     pub(super) kind: Kind,
     pub(super) state: CallState,
     pub(super) decided: bool,
@@ -47,7 +47,9 @@ pub(super) struct World {
     pub(super) now: DateTime<Utc>,
     pub(super) queue: BTreeMap<(DateTime<Utc>, u64), Scheduled>,
     pub(super) seq: u64,
-    pub(super) calls: Vec<SimCall>,
+    /// By id, in creation order (ids are looked up on every request and
+    /// notification: a scan would make placing N calls O(N²)).
+    pub(super) calls: IndexMap<String, SimCall>,
     pub(super) behaviour: GraphBehaviour,
     pub(super) notifier: Notifier,
     pub(super) transfers: usize,
@@ -107,7 +109,7 @@ impl World {
     }
 
     pub(super) fn call_mut(&mut self, id: &str) -> Option<&mut SimCall> {
-        self.calls.iter_mut().find(|c| c.id == id)
+        self.calls.get_mut(id)
     }
 
     /// Checks that a request may be sent on `call_id`: the call exists and
@@ -123,7 +125,7 @@ impl World {
         if self.passive {
             return Ok(());
         }
-        match self.calls.iter().find(|c| c.id == call_id) {
+        match self.calls.get(call_id) {
             None => {
                 self.violations.push(format!(
                     "{kind} sent for call {call_id}, which does not exist"
@@ -149,10 +151,7 @@ impl World {
     }
 
     pub(super) fn state_of(&self, id: &str) -> Option<CallState> {
-        self.calls
-            .iter()
-            .find(|c| c.id == id)
-            .map(|c| c.state.clone())
+        self.calls.get(id).map(|c| c.state.clone())
     }
 
     pub(super) fn happen(&mut self, h: Happening) -> Vec<Value> {
@@ -364,7 +363,7 @@ impl World {
             .map_err(|e| refused(400, "BadRequest", e.to_string()))?;
         let replaces = body.transfer_target.replaces_call_id.clone();
         let mode = match &replaces {
-            Some(consult) => match self.calls.iter().find(|c| c.id == *consult) {
+            Some(consult) => match self.calls.get(consult) {
                 Some(SimCall {
                     kind: Kind::Consultation(mode),
                     state: CallState::Established,
@@ -486,7 +485,7 @@ impl World {
         let first = self.calls.is_empty();
         let live_main = self
             .calls
-            .iter()
+            .values()
             .any(|c| c.kind == Kind::Incoming && c.state != CallState::Terminated);
         let kind = if meeting {
             Kind::Meeting
@@ -497,14 +496,16 @@ impl World {
         } else {
             Kind::Outgoing
         };
-        self.calls.push(SimCall {
-            id: id.clone(),
-            kind: kind.clone(),
-            state: CallState::Establishing,
-            decided: true,
-            subscribed: false,
-            tone_seq: 0,
-        });
+        self.calls.insert(
+            id.clone(),
+            SimCall {
+                kind: kind.clone(),
+                state: CallState::Establishing,
+                decided: true,
+                subscribed: false,
+                tone_seq: 0,
+            },
+        );
         let mut items = vec![(500, Self::state(&id, CallState::Establishing))];
         let answers = match &kind {
             Kind::Meeting => {
@@ -591,7 +592,7 @@ impl World {
                 context: body.client_context.clone(),
             },
         )];
-        let subscribed = self.calls.iter().any(|c| c.id == call_id && c.subscribed);
+        let subscribed = self.calls.get(call_id).is_some_and(|c| c.subscribed);
         if subscribed
             && !self.passive
             && let Some(key) = self.dtmf.pop_front()
