@@ -42,7 +42,8 @@ pub use control::{CallControl, ControlError, execute};
 pub use event::{Event, IncomingCall, OperationUpdate, Party, RosterEntry, StateChange};
 pub use run::{MAX_PENDING, MAX_STEPS_PER_EVENT};
 pub use session::{
-    ANSWER_WITHIN, Bot, KEEP_ALIVE_EVERY, Leg, LegRole, Outcome, RunEnd, Session, Waiting,
+    ANSWER_WITHIN, Bot, EventJson, KEEP_ALIVE_EVERY, Leg, LegRole, Outcome, RunEnd, Session,
+    Waiting,
 };
 pub use timeline::{Entry, Timeline, TimelineEntry};
 pub use trigger::matches_incoming;

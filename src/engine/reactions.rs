@@ -18,7 +18,7 @@ use crate::graph::wire::{
 use super::command::{CommandId, RequestKind};
 use super::event::{Event, IncomingCall, OperationUpdate, StateChange};
 use super::run::{Run, Transition};
-use super::session::{Leg, LegRole, Outcome, PendingRequest, Waiting};
+use super::session::{EventJson, Leg, LegRole, Outcome, PendingRequest, Waiting};
 use super::timeline::Entry;
 
 /// Most ids of calls reported terminated before the session knew them.
@@ -214,11 +214,11 @@ impl Run<'_> {
         leg.direction = Some(CallDirection::Incoming);
         leg.from = c.from;
         leg.to = c.to;
-        self.s.legs.insert(0, leg);
+        self.s.add_leg(leg, true);
         self.s.started_at = Some(self.now);
         self.s.incoming_at = Some(self.now);
         if !c.raw.is_null() {
-            self.s.last_event = c.raw;
+            self.s.last_event = EventJson::new(&c.raw);
         }
         Some(Transition::Goto(self.flow.start, "start".into()))
     }
@@ -271,10 +271,10 @@ impl Run<'_> {
                 leg.result = change.result.clone();
                 leg.termination_reason = change.termination_reason.clone();
                 leg.direction = change.direction.clone();
-                self.s.legs.insert(0, leg);
+                self.s.add_leg(leg, true);
                 self.s.started_at = Some(self.now);
                 if !change.raw.is_null() {
-                    self.s.last_event = change.raw;
+                    self.s.last_event = EventJson::new(&change.raw);
                 }
                 if change.state == CallState::Terminated {
                     self.end(
@@ -305,7 +305,7 @@ impl Run<'_> {
             Applied::Changed { transfer_failed } => transfer_failed,
         };
         if !change.raw.is_null() {
-            self.s.last_event = change.raw.clone();
+            self.s.last_event = EventJson::new(&change.raw);
         }
         if self.s.legs[i].role == LegRole::Main {
             let flow = self.flow;

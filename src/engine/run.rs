@@ -477,7 +477,7 @@ impl<'a> Run<'a> {
         let mut leg = Leg::new(tag.clone(), role);
         leg.meeting = meeting;
         leg.direction = Some(crate::graph::wire::CallDirection::Outgoing);
-        self.s.legs.push(leg);
+        self.s.add_leg(leg, false);
         let index = self.s.legs.len() - 1;
         let id = self.s.next_command_id();
         let cmd = Command::CreateCall {

@@ -51,7 +51,7 @@ pub fn eval_input(flow: &Flow, session: &Session) -> EvalInput {
         vars: json_map(&session.vars),
         step: session.step_name(flow).unwrap_or("").to_owned(),
         digits: session.digits.clone(),
-        event: json_dynamic(&session.last_event),
+        event: json_dynamic(&session.last_event.value()),
         params: json_map(&session.params),
     }
 }
@@ -186,8 +186,8 @@ pub fn path_text(session: &Session, flow: &Flow, source: &str) -> Option<String>
     match (root, rest.as_slice()) {
         ("vars", path) => json_path_text(&session.vars, path),
         ("params", path) => json_path_text(&session.params, path),
-        ("event", [first, path @ ..]) => match &session.last_event {
-            Value::Object(m) => json_path_text(m, &[&[*first], path].concat()),
+        ("event", [first, path @ ..]) => match session.last_event.value() {
+            Value::Object(m) => json_path_text(&m, &[&[*first], path].concat()),
             _ => None,
         },
         ("step", []) => text(session.step_name(flow)),
@@ -401,7 +401,9 @@ mod tests {
         });
         s.legs.push(main);
         s.params.insert("p".into(), Value::from("q"));
-        s.last_event = serde_json::json!({"state": "established", "toneInfo": {"tone": "tone1"}});
+        s.last_event = super::super::session::EventJson::new(
+            &serde_json::json!({"state": "established", "toneInfo": {"tone": "tone1"}}),
+        );
         let input = Inputs::new(&flow, &s);
         let now = chrono::Utc::now();
         for path in [

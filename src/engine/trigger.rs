@@ -38,8 +38,8 @@ pub fn matches_incoming(
     leg.state = Some(crate::graph::wire::CallState::Incoming);
     leg.from = call.from.clone();
     leg.to = call.to.clone();
-    probe.legs.push(leg);
-    probe.last_event = call.raw.clone();
+    probe.add_leg(leg, false);
+    probe.last_event = super::session::EventJson::new(&call.raw);
     let input = scope::eval_input(flow, &probe);
     scope::eval_bool(flow, when, &input, now)
 }

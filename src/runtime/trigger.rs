@@ -64,7 +64,7 @@ pub(super) fn pick_state_flow(
             leg.direction = change.direction.clone();
             leg.result = change.result.clone();
             probe.legs.push(leg);
-            probe.last_event = change.raw.clone();
+            probe.last_event = crate::engine::EventJson::new(&change.raw);
             let input = scope::eval_input(flow, &probe);
             match scope::eval_bool(flow, when, &input, now) {
                 Ok(true) => {}
