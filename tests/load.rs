@@ -18,6 +18,8 @@ fn load_runs_end_to_end_with_tiny_numbers() {
             "4",
             "--duration",
             "20s",
+            "--rate",
+            "2000",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -49,6 +51,7 @@ fn load_runs_end_to_end_with_tiny_numbers() {
         "notifications/s (202s per second)",
         "errors by status",
         "received -> Graph request sent p99",
+        "sustained phase: 200 notifications offered at 2000/s",
         "memory per live session",
         "ratio to bare axum",
     ] {

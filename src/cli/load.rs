@@ -1,22 +1,24 @@
 //! `callflow load`: how many notifications per second the real server and
-//! runtime take, on loopback, against `sim-graph`, and their memory per
-//! live session.
+//! runtime take, on loopback, against `sim-graph`, their latency at a
+//! sustained rate, and their memory per live session.
 //!
 //! Two processes: `sim-graph` (manual clock) plays Graph in a child process
 //! (this binary's `sim-graph` command), so that its own memory per call is
 //! not counted in this process's; here, the real server, runtime and Graph
 //! client are wired to it as `serve --simulate` does (notification tokens
-//! verified against sim-graph's published keys). The `--calls` calls are
-//! placed through sim-graph in two halves, so each has a live session, and
-//! this process's resident memory is read before, between and after; the
-//! generator then POSTs signed `commsNotifications` (duplicated
-//! `established`, tones, operation updates) to the callback over
-//! keep-alive connections until `--notifications` or `--duration` is
-//! reached, while a prober places a new call every 10 ms (its `incoming`
-//! is what the dispatch latency measures). The same generator is then run
-//! against a bare axum handler that only answers `202` on another loopback
-//! port, on the same number of server threads. Loopback only; it stops by
-//! itself. This file only wires, measures and prints.
+//! verified against sim-graph's published keys). After a thousand warm-up
+//! calls, the `--calls` calls are placed through sim-graph in two halves, so
+//! each has a live session, and this process's resident memory is read
+//! before, between and after. The generator then POSTs signed
+//! `commsNotifications` (duplicated `established`, tones, operation updates)
+//! to the callback over keep-alive connections: first as fast as they are
+//! answered (throughput), then at `--rate` per second (latency), each until
+//! `--notifications` or `--duration`, while a prober places a new call every
+//! 10 ms (its `incoming` is what the dispatch latency measures). The same
+//! generator is then run at full speed against a bare axum handler that
+//! only answers `202` on another loopback port, on the same number of server
+//! threads. Loopback only; it stops by itself. This file only wires,
+//! measures and prints.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -55,15 +57,21 @@ steps:
     hangup: {}
 ";
 
+/// Calls placed (and left live) before memory is measured.
+const WARM_UP: usize = 1_000;
+
+/// The first warm-up caller's number (far from the measured calls' and the probes').
+const WARM_UP_FIRST: usize = 5_000_000;
+
 /// The number the load calls dial.
 const DIALLED: &str = "+14255550100";
 
 /// Arguments of `callflow load`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Loopback only; stops by itself at --notifications or --duration, whichever \
-                  comes first. Example: callflow load --notifications 200000 --calls 1000 \
-                  --concurrency 64 --duration 10s"
+    after_help = "Loopback only; each phase stops at --notifications or --duration, whichever \
+                  comes first. Example: callflow load --notifications 200000 --calls 10000 \
+                  --concurrency 64 --duration 10s --rate 20000"
 )]
 pub struct LoadArgs {
     /// At most this many notifications per target (the server, then the bare handler).
@@ -78,6 +86,10 @@ pub struct LoadArgs {
     /// At most this long per target, e.g. 10s, 500ms, 1m.
     #[arg(long, value_name = "TIME", default_value = "10s")]
     pub duration: humantime::Duration,
+    /// Notifications per second offered in the sustained phase, where the
+    /// latency target is measured (0 skips that phase).
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    pub rate: u64,
     /// Worker threads of the server side (server, runtime, Graph client; and the bare handler).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub server_threads: usize,
@@ -244,7 +256,11 @@ impl Blast {
 }
 
 /// POSTs `bodies` (cycled) to `url` over `concurrency` keep-alive
-/// connections until `limit` requests or `duration` have passed.
+/// connections until `limit` requests or `duration` have passed: as fast as
+/// they are answered, or, with `rate`, request `i` no earlier than `i / rate`
+/// seconds after the start (a constant offered load, not slowed down by slow
+/// answers).
+#[allow(clippy::too_many_arguments)]
 async fn blast(
     http: &reqwest::Client,
     url: &str,
@@ -253,6 +269,7 @@ async fn blast(
     limit: u64,
     duration: Duration,
     concurrency: usize,
+    rate: Option<u64>,
 ) -> Blast {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -267,6 +284,13 @@ async fn blast(
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= limit || Instant::now() >= deadline {
                     break;
+                }
+                if let Some(rate) = rate.filter(|r| *r > 0) {
+                    let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+                    if due >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(due.into()).await;
                 }
                 let body = bodies[(i % bodies.len() as u64) as usize].clone();
                 let sent = Instant::now();
@@ -608,6 +632,59 @@ async fn start_bare() -> Result<(String, tokio::sync::oneshot::Sender<()>), Stri
     Ok((format!("http://{addr}/api/calls"), stop))
 }
 
+/// A new call every 10 ms through sim-graph, while a phase runs: its
+/// `incoming` (answered at once) is what the dispatch latency measures.
+struct Prober {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<usize>,
+}
+
+impl Prober {
+    fn start(http: &reqwest::Client, base: &str, callback: &str, first: usize) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (http, base, callback) = (http.clone(), base.to_owned(), callback.to_owned());
+        let task = tokio::spawn(async move {
+            let mut placed = 0usize;
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return placed,
+                    _ = tick.tick() => {
+                        if place(&http, &base, &callback, first + placed).await.is_ok() {
+                            placed += 1;
+                        }
+                    }
+                }
+            }
+        });
+        Prober { stop, task }
+    }
+
+    /// Stops it; how many calls it placed.
+    async fn stop(self) -> usize {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or(0)
+    }
+}
+
+/// Waits, on the server's threads, until the runtime has handled everything queued.
+async fn settle(server_rt: &tokio::runtime::Handle, runtime: &Runtime) -> Result<(), String> {
+    let runtime = runtime.clone();
+    server_rt
+        .spawn(async move { runtime.settle().await })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// What the sustained phase saw.
+struct Sustained {
+    p50: Option<f64>,
+    p99: Option<f64>,
+    dispatched: u64,
+    probes: usize,
+    run: Blast,
+}
+
 async fn go(
     args: &LoadArgs,
     sim: &SimGraphChild,
@@ -620,7 +697,8 @@ async fn go(
         .spawn(start_server(
             base.clone(),
             args.calls
-                .saturating_add(usize::try_from(duration.as_millis() / 10).unwrap_or(usize::MAX))
+                .saturating_add(usize::try_from(duration.as_millis() / 5).unwrap_or(usize::MAX))
+                .saturating_add(WARM_UP)
                 .saturating_add(1_000),
         ))
         .await
@@ -651,18 +729,25 @@ async fn go(
         std::thread::available_parallelism().map_or(0, usize::from)
     );
 
-    // The calls, each with a live session, in two halves: this process's
-    // RSS is read before, at half and at the end (sim-graph's memory is its
-    // own process's).
+    // Warm-up calls first (connection buffers, allocator pools: costs that do
+    // not grow with the sessions), then the calls, each with a live session,
+    // in two halves: this process's RSS is read after the warm-up, at half
+    // and at the end (sim-graph's memory is its own process's).
+    place_many(&http, &base, &server.callback, WARM_UP_FIRST, WARM_UP, 32).await?;
+    live_and_settled(&runtime, &server_rt, WARM_UP).await?;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let rss_before = rss_bytes();
     let placing = Instant::now();
     let half = args.calls / 2;
     let mut ids = place_many(&http, &base, &server.callback, 0, half, 32).await?;
-    let live_half = live_and_settled(&runtime, &server_rt, half).await?;
+    let live_half = live_and_settled(&runtime, &server_rt, WARM_UP + half)
+        .await?
+        .saturating_sub(WARM_UP);
     let rss_half = rss_bytes();
     ids.extend(place_many(&http, &base, &server.callback, half, args.calls - half, 32).await?);
-    let live = live_and_settled(&runtime, &server_rt, args.calls).await?;
+    let live = live_and_settled(&runtime, &server_rt, WARM_UP + args.calls)
+        .await?
+        .saturating_sub(WARM_UP);
     let placed_in = placing.elapsed();
     let rss_after = rss_bytes();
     let sim_rss = rss_of(&sim.pid().to_string());
@@ -674,34 +759,19 @@ async fn go(
 
     let bodies = Arc::new(bodies(&ids, &server.callback));
     let histogram = &runtime.metrics().dispatch_latency;
-    let before = histogram.cumulative();
-
-    // The prober: a new call every 10 ms while the load runs.
-    let (probe_stop, mut probe_stopped) = tokio::sync::oneshot::channel::<()>();
-    let prober = tokio::spawn({
-        let (http, base, callback) = (http.clone(), base.clone(), server.callback.clone());
-        let first = args.calls;
-        async move {
-            let mut placed = 0usize;
-            let mut tick = tokio::time::interval(Duration::from_millis(10));
-            loop {
-                tokio::select! {
-                    _ = &mut probe_stopped => return placed,
-                    _ = tick.tick() => {
-                        if place(&http, &base, &callback, first + placed).await.is_ok() {
-                            placed += 1;
-                        }
-                    }
-                }
-            }
-        }
-    });
+    let bounds = histogram.bounds();
     println!(
-        "  load          {} notifications at most, {} at most, {} connections",
+        "  load          {} notifications at most, {} at most, {} connections; then {} at {}/s",
         args.notifications,
         humantime::format_duration(duration),
-        args.concurrency
+        args.concurrency,
+        humantime::format_duration(duration),
+        args.rate
     );
+
+    // Phase 1: as fast as the server answers (throughput).
+    let before = histogram.cumulative();
+    let prober = Prober::start(&http, &base, &server.callback, args.calls);
     let real = blast(
         &http,
         &server.callback,
@@ -710,22 +780,44 @@ async fn go(
         args.notifications,
         duration,
         args.concurrency,
+        None,
     )
     .await;
-    let _ = probe_stop.send(());
-    let probes = prober.await.unwrap_or(0);
-    server_rt
-        .spawn({
-            let runtime = runtime.clone();
-            async move { runtime.settle().await }
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+    let probes = prober.stop().await;
+    settle(&server_rt, &runtime).await?;
     let after = histogram.cumulative();
-    let bounds = histogram.bounds();
     let p50 = delta_quantile(bounds, &before, &after, 0.5);
     let p99 = delta_quantile(bounds, &before, &after, 0.99);
     let dispatched = after.last().copied().unwrap_or(0) - before.last().copied().unwrap_or(0);
+
+    // Phase 2: a sustained rate (latency).
+    let sustained = if args.rate > 0 {
+        let before = histogram.cumulative();
+        let prober = Prober::start(&http, &base, &server.callback, args.calls + probes + 1);
+        let run = blast(
+            &http,
+            &server.callback,
+            &authorization,
+            &bodies,
+            args.notifications,
+            duration,
+            args.concurrency,
+            Some(args.rate),
+        )
+        .await;
+        let probes = prober.stop().await;
+        settle(&server_rt, &runtime).await?;
+        let after = histogram.cumulative();
+        Some(Sustained {
+            p50: delta_quantile(bounds, &before, &after, 0.5),
+            p99: delta_quantile(bounds, &before, &after, 0.99),
+            dispatched: after.last().copied().unwrap_or(0) - before.last().copied().unwrap_or(0),
+            probes,
+            run,
+        })
+    } else {
+        None
+    };
     let overloaded = crate::runtime::Metrics::get(&runtime.metrics().overloaded);
 
     // The same generator against a bare 202 handler on the server threads.
@@ -741,6 +833,7 @@ async fn go(
         args.notifications,
         duration,
         args.concurrency,
+        None,
     )
     .await;
     let _ = bare_stop.send(());
@@ -816,9 +909,31 @@ async fn go(
     );
     println!();
     println!(
-        "dispatch latency: {dispatched} Graph requests during the load ({probes} probe calls placed \
+        "dispatch latency at full speed: {dispatched} Graph requests ({probes} probe calls placed \
          every 10 ms); runtime histogram, bucket upper bounds"
     );
+    if let Some(st) = &sustained {
+        println!();
+        println!(
+            "sustained phase: {} notifications offered at {}/s for {}: {} answered 202 ({:.0}/s), \
+             errors {}, round trip p50 {} / p99 {}",
+            st.run.sent,
+            args.rate,
+            humantime::format_duration(duration),
+            st.run.accepted(),
+            st.run.per_second(),
+            st.run.errors(),
+            d(st.run.round_trip(0.5)),
+            d(st.run.round_trip(0.99)),
+        );
+        println!(
+            "  received -> Graph request sent: p50 {}, p99 {} ({} Graph requests, {} probe calls)",
+            ms(st.p50),
+            ms(st.p99),
+            st.dispatched,
+            st.probes
+        );
+    }
     println!("events refused by the runtime (overloaded): {overloaded}");
     let ids_bytes = ids.capacity() * std::mem::size_of::<String>()
         + ids.iter().map(|id| id.capacity() + 16).sum::<usize>();
@@ -829,8 +944,8 @@ async fn go(
             let kib = |bytes: f64| bytes / 1024.0;
             let mib = |bytes: u64| bytes as f64 / 1024.0 / 1024.0;
             println!(
-                "memory per live session: {:.2} KiB = growth of this process's RSS from before \
-                 the first call to {live} live sessions ({:.1} MiB) / {live}",
+                "memory per live session: {:.2} KiB = growth of this process's RSS from after \
+                 {WARM_UP} warm-up calls to {live} more live sessions ({:.1} MiB) / {live}",
                 kib(per),
                 mib(grown),
             );
@@ -870,11 +985,18 @@ async fn go(
         real.per_second(),
         verdict(real.per_second() >= 20_000.0)
     );
-    println!(
-        "  p99 received -> sent < 5 ms      {:>12}   {}",
-        ms(p99),
-        verdict(p99.is_some_and(|p| p < 0.005))
-    );
+    match &sustained {
+        Some(st) => println!(
+            "  p99 received -> sent < 5 ms      {:>12}   {} (at {}/s sustained)",
+            ms(st.p99),
+            verdict(
+                st.p99.is_some_and(|p| p <= 0.0025)
+                    && st.run.per_second() >= 0.95 * args.rate as f64
+            ),
+            args.rate
+        ),
+        None => println!("  p99 received -> sent < 5 ms      (no sustained phase: --rate 0)"),
+    }
     println!(
         "  ratio to bare axum >= 0.5        {:>12.2}   {}",
         ratio,
@@ -887,7 +1009,10 @@ async fn go(
             verdict(per <= 8.0 * 1024.0)
         );
     }
-    if real.server_errors() > 0 || real.transport_errors > 0 {
+    let sustained_errors = sustained
+        .as_ref()
+        .is_some_and(|st| st.run.server_errors() > 0 || st.run.transport_errors > 0);
+    if real.server_errors() > 0 || real.transport_errors > 0 || sustained_errors {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
