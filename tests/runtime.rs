@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use callflow::engine::{Outcome, Party, RequestKind};
+use callflow::engine::{ActionOutcome, Outcome, Party, RequestKind};
 use callflow::graph::notification::parse_batch;
 use callflow::runtime::{Clock, ManualClock, Metrics, Runtime, RuntimeConfig, StartError};
 use callflow::sim::behaviour::GraphBehaviour;
@@ -131,6 +131,25 @@ async fn an_incoming_call_to_reception_reaches_a_transfer() {
     assert!(m.requests(RequestKind::Answer, true) == 1);
     assert!(m.requests(RequestKind::Transfer, true) >= 1);
     assert_eq!(m.ended(Outcome::Transferred), 1);
+    // Actions by kind and outcome: answered, the hours switch, the menu, a
+    // transfer that ended the run.
+    assert_eq!(
+        m.action("answer", ActionOutcome::Ok),
+        1,
+        "{:?}",
+        m.actions()
+    );
+    assert_eq!(
+        m.action("switch", ActionOutcome::Ok),
+        1,
+        "{:?}",
+        m.actions()
+    );
+    assert!(
+        m.action("transfer", ActionOutcome::Ok) >= 1,
+        "{:?}",
+        m.actions()
+    );
     assert_eq!(
         rt.live_sessions(),
         0,

@@ -611,6 +611,11 @@ async fn an_incoming_call_is_answered_and_transferred_through_the_real_server() 
     assert!(value("callflow_notifications_total{kind=\"call\"}") >= 2);
     assert!(value("callflow_graph_requests_total{kind=\"answer\",outcome=\"ok\"}") >= 1);
     assert!(value("callflow_graph_requests_total{kind=\"transfer\",outcome=\"ok\"}") >= 1);
+    assert_eq!(
+        value("callflow_actions_total{action=\"answer\",outcome=\"ok\"}"),
+        1
+    );
+    assert!(value("callflow_actions_total{action=\"switch\",outcome=\"ok\"}") >= 1);
     assert!(value("callflow_sessions_ended_total{outcome=\"transferred\"}") >= 1);
     assert!(value("callflow_callback_requests_total{status=\"202\"}") >= 2);
     assert!(value("callflow_graph_request_duration_seconds_count") >= 2);

@@ -40,6 +40,7 @@ use crate::flow::Flow;
 pub use command::{Command, CommandId, RequestKind, RequestLine, TimerId};
 pub use control::{CallControl, ControlError, execute};
 pub use event::{Event, IncomingCall, OperationUpdate, Party, RosterEntry, StateChange};
+pub use outcome::{ActionDone, ActionOutcome};
 pub use run::{MAX_PENDING, MAX_STEPS_PER_EVENT};
 pub use session::{
     ANSWER_WITHIN, Bot, EventJson, KEEP_ALIVE_EVERY, Leg, LegRole, Outcome, RunEnd, Session,
@@ -60,6 +61,31 @@ pub fn step(flow: &Flow, session: &mut Session, event: Event, now: DateTime<Utc>
     let mut run = run::Run::new(flow, session, now);
     run.handle(event);
     run.out
+}
+
+/// What one [`step`] did: the commands, and the actions of steps that
+/// finished (for metrics; the timeline says the same in words).
+#[derive(Debug, Default)]
+pub struct Stepped {
+    /// What to do, as [`step`] returns it.
+    pub commands: Vec<Command>,
+    /// Each step whose action finished, in order, and how.
+    pub actions: Vec<ActionDone>,
+}
+
+/// [`step`], also saying which steps' actions finished and how.
+pub fn step_reported(
+    flow: &Flow,
+    session: &mut Session,
+    event: Event,
+    now: DateTime<Utc>,
+) -> Stepped {
+    let mut run = run::Run::new(flow, session, now);
+    run.handle(event);
+    Stepped {
+        commands: run.out,
+        actions: run.actions,
+    }
 }
 
 #[cfg(test)]

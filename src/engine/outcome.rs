@@ -78,3 +78,61 @@ pub struct RunEnd {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+/// How one step's action finished, for counting (`callflow_actions_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionOutcome {
+    /// It did what it does (`next`, a menu key, a switch branch, or it
+    /// ended the run as it should: a transfer, a hang-up, a reject).
+    Ok,
+    /// It failed (`on_failure`, `on.error`, or the run ended in `error`).
+    Failure,
+    /// Its time ran out (`on_timeout`).
+    Timeout,
+    /// A menu got keys no choice matches (`on_invalid`).
+    Invalid,
+    /// Something else cut it short: an `on.<state>` handler, or the caller
+    /// hanging up.
+    Interrupted,
+}
+
+impl ActionOutcome {
+    /// Every action outcome.
+    pub const ALL: [ActionOutcome; 5] = [
+        ActionOutcome::Ok,
+        ActionOutcome::Failure,
+        ActionOutcome::Timeout,
+        ActionOutcome::Invalid,
+        ActionOutcome::Interrupted,
+    ];
+
+    /// The snake_case name used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionOutcome::Ok => "ok",
+            ActionOutcome::Failure => "failure",
+            ActionOutcome::Timeout => "timeout",
+            ActionOutcome::Invalid => "invalid",
+            ActionOutcome::Interrupted => "interrupted",
+        }
+    }
+
+    /// How an action that ended the run with `outcome` finished.
+    pub fn of_run_end(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Error => ActionOutcome::Failure,
+            Outcome::CallerHungUp => ActionOutcome::Interrupted,
+            _ => ActionOutcome::Ok,
+        }
+    }
+}
+
+/// One step's action that finished during a [`step`](super::step).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActionDone {
+    /// The action's kind, as in flow files (`answer`, `menu`, `transfer`, …).
+    pub action: &'static str,
+    /// How it finished.
+    pub outcome: ActionOutcome,
+}

@@ -16,6 +16,7 @@ use crate::graph::wire::{Call, CallState, RejectReason, RejectRequest};
 
 use super::command::{Command, CommandId, RequestKind, TimerId};
 use super::event::Event;
+use super::outcome::{ActionDone, ActionOutcome};
 use super::scope;
 use super::session::{Leg, LegRole, Outcome, PendingRequest, RunEnd, Session, StepTimer, Waiting};
 use super::timeline::Entry;
@@ -75,6 +76,8 @@ pub(crate) struct Run<'a> {
     pub s: &'a mut Session,
     pub now: DateTime<Utc>,
     pub out: Vec<Command>,
+    /// Steps whose action finished during this call, and how.
+    pub actions: Vec<ActionDone>,
     steps_this_event: u32,
 }
 
@@ -85,6 +88,7 @@ impl<'a> Run<'a> {
             s,
             now,
             out: Vec::new(),
+            actions: Vec::new(),
             steps_this_event: 0,
         }
     }
@@ -166,7 +170,29 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Counts the current step's action as finished with `outcome`, once.
+    fn settle_action(&mut self, outcome: ActionOutcome) {
+        if !self.s.step_open {
+            return;
+        }
+        self.s.step_open = false;
+        if let Some(step) = self.current() {
+            self.actions.push(ActionDone {
+                action: step.action.kind(),
+                outcome,
+            });
+        }
+    }
+
     fn resolve(&mut self, t: Transition) -> Resolved {
+        self.settle_action(match &t {
+            Transition::Next => ActionOutcome::Ok,
+            Transition::Failure(_) => ActionOutcome::Failure,
+            Transition::Timeout => ActionOutcome::Timeout,
+            Transition::Invalid => ActionOutcome::Invalid,
+            Transition::Goto(_, via) if via.starts_with("on.") => ActionOutcome::Interrupted,
+            Transition::Goto(..) => ActionOutcome::Ok,
+        });
         let Some(step) = self.current() else {
             return match t {
                 Transition::Goto(id, via) => Resolved::Step(id, via),
@@ -226,6 +252,7 @@ impl<'a> Run<'a> {
         self.cancel_timer();
         self.s.waiting = Waiting::Nothing;
         self.s.step = Some(id);
+        self.s.step_open = true;
         let Some(step) = self.flow.steps.get(id.index()) else {
             self.end(
                 Outcome::Error,
@@ -315,6 +342,7 @@ impl<'a> Run<'a> {
         if self.s.is_ended() {
             return;
         }
+        self.settle_action(ActionOutcome::of_run_end(outcome));
         self.cancel_timer();
         self.s.waiting = Waiting::Nothing;
         if outcome == Outcome::Error {

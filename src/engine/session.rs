@@ -218,6 +218,10 @@ pub struct Session {
     /// When the run started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
+    /// Whether the current step's action has not finished yet (it is
+    /// counted once when it does).
+    #[serde(default)]
+    pub step_open: bool,
     /// The current step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<StepId>,
@@ -274,6 +278,7 @@ impl Session {
             flow_version: flow.source.sha256.clone(),
             bot,
             started_at: None,
+            step_open: false,
             step: None,
             waiting: Waiting::Nothing,
             legs: Vec::new(),
@@ -432,6 +437,9 @@ mod tests {
         let none = EventJson::new(&Value::Null);
         assert_eq!(none, EventJson::default());
         assert_eq!(none.value(), Value::Null);
-        assert_eq!(serde_json::to_value(&none).expect("serialises"), Value::Null);
+        assert_eq!(
+            serde_json::to_value(&none).expect("serialises"),
+            Value::Null
+        );
     }
 }

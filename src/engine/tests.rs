@@ -370,3 +370,69 @@ fn incoming_triggers_filter_on_to_from_and_when() {
     assert!(!yes(&call("+33612345678", "+14255550999")), "to");
     assert!(!yes(&call("+33600000000", "+14255550100")), "when");
 }
+
+#[test]
+fn finished_actions_are_reported_once_each_with_how_they_finished() {
+    fn feed(h: &mut Harness, done: &mut Vec<ActionDone>, e: Event) {
+        h.now += Duration::milliseconds(100);
+        let stepped = step_reported(&h.flow, &mut h.s, e, h.now);
+        done.extend(stepped.actions);
+    }
+    let mut h = Harness::new();
+    let mut done = Vec::new();
+    feed(
+        &mut h,
+        &mut done,
+        Event::IncomingCall(IncomingCall {
+            call_id: "c1".into(),
+            from: Party::phone("+33612345678"),
+            to: Party::phone("+14255550100"),
+            raw: Value::Null,
+        }),
+    );
+    feed(
+        &mut h,
+        &mut done,
+        Event::CallState(StateChange::new("c1", CallState::Established)),
+    );
+    // A duplicate finishes nothing more.
+    feed(
+        &mut h,
+        &mut done,
+        Event::CallState(StateChange::new("c1", CallState::Established)),
+    );
+    let timer = h.s.timer.map(|t| t.id).expect("the menu's guard timer");
+    feed(&mut h, &mut done, Event::TimerFired { timer });
+    let sales = |o| ActionDone {
+        action: "transfer",
+        outcome: o,
+    };
+    assert_eq!(
+        done,
+        vec![
+            ActionDone {
+                action: "answer",
+                outcome: ActionOutcome::Ok
+            },
+            ActionDone {
+                action: "menu",
+                outcome: ActionOutcome::Timeout
+            },
+        ],
+        "{}",
+        h.s.timeline.render(h.flow.timezone)
+    );
+    // The caller hangs up during the transfer: interrupted, and only once.
+    done.clear();
+    feed(
+        &mut h,
+        &mut done,
+        Event::CallState(StateChange::new("c1", CallState::Terminated)),
+    );
+    feed(
+        &mut h,
+        &mut done,
+        Event::CallState(StateChange::new("c1", CallState::Terminated)),
+    );
+    assert_eq!(done, vec![sales(ActionOutcome::Interrupted)]);
+}

@@ -3,10 +3,12 @@
 //! The server renders them as Prometheus text; nothing here formats or
 //! knows HTTP. Every field is public and monotonic unless it says gauge.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::engine::{Outcome, RequestKind};
+use crate::engine::{ActionDone, ActionOutcome, Outcome, RequestKind};
 
 /// A fixed-bucket histogram of durations (cumulative buckets are computed
 /// when rendered: each count here is for its own bucket only).
@@ -114,6 +116,8 @@ pub struct Metrics {
     pub sessions_ended: [AtomicU64; 7],
     /// Sessions reaped because nothing happened for `idle_reap_after`.
     pub sessions_reaped: AtomicU64,
+    /// Steps' actions finished, by action kind and how they finished.
+    pub actions: Mutex<BTreeMap<(&'static str, ActionOutcome), u64>>,
     /// Sessions ended because the engine or the `CallControl` panicked
     /// (a bug): their calls were hung up.
     pub internal_errors: AtomicU64,
@@ -152,6 +156,7 @@ impl Default for Metrics {
             sessions_ended: zeros(),
             sessions_reaped: AtomicU64::new(0),
             internal_errors: AtomicU64::new(0),
+            actions: Mutex::new(BTreeMap::new()),
             requests_ok: zeros(),
             requests_failed: zeros(),
             graph_latency: Histogram::new(LATENCY_BUCKETS),
@@ -168,6 +173,37 @@ impl Metrics {
     /// Reads one counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Counts steps' actions that finished.
+    pub fn count_actions(&self, done: &[ActionDone]) {
+        if done.is_empty() {
+            return;
+        }
+        let mut actions = self.actions.lock().unwrap_or_else(PoisonError::into_inner);
+        for d in done {
+            *actions.entry((d.action, d.outcome)).or_default() += 1;
+        }
+    }
+
+    /// Steps' actions of kind `action` that finished with `outcome`.
+    pub fn action(&self, action: &str, outcome: ActionOutcome) -> u64 {
+        self.actions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|((a, o), _)| *a == action && *o == outcome)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Every (action, outcome) counted so far, sorted.
+    pub fn actions(&self) -> Vec<(&'static str, ActionOutcome, u64)> {
+        self.actions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|((a, o), n)| (*a, *o, *n))
+            .collect()
     }
 
     /// Sessions ended with `outcome`.

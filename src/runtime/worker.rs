@@ -307,11 +307,14 @@ impl Worker {
             let stepped = {
                 let mut s = self.cell.lock();
                 std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    engine::step(&self.cell.flow, &mut s, event, now)
+                    engine::step_reported(&self.cell.flow, &mut s, event, now)
                 }))
             };
             let commands = match stepped {
-                Ok(commands) => commands,
+                Ok(stepped) => {
+                    self.inner.metrics.count_actions(&stepped.actions);
+                    stepped.commands
+                }
                 Err(panic) => {
                     self.internal_error("the engine", panic_message(&*panic))
                         .await;

@@ -115,6 +115,20 @@ pub(crate) fn render(state: &ServerState) -> String {
         }
     }
 
+    family(
+        &mut out,
+        "callflow_actions_total",
+        "counter",
+        "Flow steps' actions that finished, by action and outcome (ok, failure, timeout, invalid, interrupted).",
+    );
+    for (action, outcome, n) in m.actions() {
+        let _ = writeln!(
+            out,
+            "callflow_actions_total{{action=\"{action}\",outcome=\"{}\"}} {n}",
+            outcome.as_str()
+        );
+    }
+
     histogram(
         &mut out,
         "callflow_graph_request_duration_seconds",
