@@ -896,6 +896,109 @@ fn serve_simulate_runs_to_completion() {
     assert!(stdout.contains("all 3 sample calls ended"), "{stdout}");
 }
 
+/// `serve --simulate --keep-running` on a copy of the flows: a designer's
+/// broken edit is refused (the old set serves, `/api/flows` says why, at
+/// the line), and the fix reloads.
+#[test]
+fn serve_simulate_keep_running_reloads_edits() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(flows_dir()).expect("flows") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(["serve", "--simulate", "--keep-running", "--flows"])
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn callflow");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut admin = None;
+    let mut seen = Vec::new();
+    let ready = loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) else {
+            break false;
+        };
+        if let Some(rest) = line.split("admin API     ").nth(1) {
+            let url = rest.split_whitespace().next().unwrap_or("").to_owned();
+            let token = rest
+                .split("Bearer ")
+                .nth(1)
+                .unwrap_or("")
+                .trim_end_matches(')')
+                .to_owned();
+            admin = Some((url.replace("/api/sessions", "/api/flows"), token));
+        }
+        let done = line.starts_with("edits to ");
+        seen.push(line);
+        if done {
+            break true;
+        }
+    };
+    callflow::graph::client::install_tls_provider();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let http = reqwest::Client::new();
+    let flows = |admin: &(String, String)| -> Value {
+        rt.block_on(async {
+            match http.get(&admin.0).bearer_auth(&admin.1).send().await {
+                Ok(r) => r.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            }
+        })
+    };
+    let poll = |admin: &(String, String), want: &dyn Fn(&Value) -> bool| -> Value {
+        let mut last = Value::Null;
+        for _ in 0..200 {
+            last = flows(admin);
+            if want(&last) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        last
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert!(ready, "no `edits to` line:\n{}", seen.join("\n"));
+        let admin = admin.clone().expect("the admin line");
+        let path = dir.path().join("reception.yaml");
+        let text = std::fs::read_to_string(&path).expect("reception");
+        std::fs::write(&path, text.replacen("+14255550123", "+1425555O123", 1)).expect("edit");
+        let stale = poll(&admin, &|v| v["status"] == "stale");
+        assert_eq!(stale["status"], "stale", "{stale}");
+        assert_eq!(stale["version"], 1, "the old set keeps serving: {stale}");
+        let d = &stale["last_error"]["diagnostics"][0];
+        assert_eq!(d["code"], "callflow::phone::e164", "{stale}");
+        assert!(d["line"].as_u64().is_some_and(|l| l > 1), "{stale}");
+        std::fs::write(&path, text).expect("fix");
+        let fixed = poll(&admin, &|v| v["status"] == "ok" && v["version"] == 2);
+        assert_eq!(fixed["status"], "ok", "{fixed}");
+        assert_eq!(fixed["version"], 2, "{fixed}");
+    }));
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// A token signed by a key the verifier has not seen makes it read its
 /// key source again (a JWKS file here, rewritten as keys rotate); forged
 /// kids cannot make it fetch more than once per gap.

@@ -309,8 +309,12 @@ fn init_logging(format: LogFormat, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // Colour only on a terminal, and never with NO_COLOR (as every output).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -338,7 +342,8 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         }
     };
     if args.simulate {
-        init_logging(settings.log_format, "warn");
+        // Warnings, and whether an edit of the flows reloaded (--keep-running).
+        init_logging(settings.log_format, "warn,callflow::runtime::reload=info");
         runtime.block_on(simulate::run(settings, args.keep_running))
     } else {
         init_logging(settings.log_format, "info");
@@ -722,7 +727,18 @@ mod simulate {
             println!(
                 "still serving (Ctrl-C stops); place more calls: curl -X POST {base}/sim/calls -H 'content-type: application/json' -d '{{\"from\":{{\"phone\":\"+15550199\"}},\"to\":{{\"phone\":\"+14255550100\"}},\"callbackUri\":\"{callback}\"}}'"
             );
+            println!(
+                "edits to {} reload when saved (a broken edit keeps the old flows serving; \
+                 GET /api/flows shows why)",
+                flows.display()
+            );
+            let watcher = runtime.watch();
+            let hangups = super::spawn_sighup(runtime.clone());
             stop_signal().await;
+            watcher.abort();
+            if let Some(h) = hangups {
+                h.abort();
+            }
         }
         let _ = stop.send(());
         let _ = server.await;
