@@ -1267,3 +1267,35 @@ async fn mutated_seed_notifications_never_get_a_5xx_and_the_server_keeps_serving
     );
     s.stop().await;
 }
+
+/// In production mode, a missing flows folder is reported first, before
+/// anything reaches the network.
+#[test]
+fn serve_without_a_flows_folder_says_so_first() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args([
+            "serve",
+            "--public-url",
+            "https://bot.example.com",
+            "--tenant",
+            "t",
+            "--app-id",
+            "a",
+            "--client-secret",
+            "s",
+        ])
+        .current_dir(dir.path())
+        .env_remove("CALLFLOW_FLOWS")
+        .env_remove("CALLFLOW_CONFIG")
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run callflow");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "error: no flows folder at flows (set --flows DIR or CALLFLOW_FLOWS)"
+    );
+}

@@ -424,6 +424,28 @@ async fn production(s: Settings) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The flows first: a designer's mistake is reported before anything
+    // reaches the network.
+    if !s.flows.exists() {
+        eprintln!(
+            "error: no flows folder at {} (set --flows DIR or CALLFLOW_FLOWS)",
+            s.flows.display()
+        );
+        return ExitCode::from(2);
+    }
+    let runtime = match Runtime::start(
+        runtime_config(s.flows.clone(), callback.clone()),
+        Arc::new(client),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(diagnostics) => {
+            print_diagnostics(&diagnostics);
+            eprintln!("error: the flows in {} do not load", s.flows.display());
+            return ExitCode::FAILURE;
+        }
+    };
     let auth = if s.insecure_no_auth {
         NotificationAuth::InsecureNoAuth
     } else {
@@ -442,19 +464,6 @@ async fn production(s: Settings) -> ExitCode {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: cannot listen on {listen}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match Runtime::start(
-        runtime_config(s.flows.clone(), callback.clone()),
-        Arc::new(client),
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(diagnostics) => {
-            print_diagnostics(&diagnostics);
-            eprintln!("error: the flows in {} do not load", s.flows.display());
             return ExitCode::FAILURE;
         }
     };
