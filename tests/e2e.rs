@@ -153,20 +153,18 @@ async fn stack(flows: &Path, sim_config: SimGraphConfig) -> Stack {
 impl Stack {
     /// Places an incoming call through the control API; its id.
     async fn place(&self, from: &Party, to: &Party) -> String {
-        let response = self
-            .http
-            .post(format!("{}/sim/calls", self.base))
-            .json(&json!({ "from": from, "to": to, "callbackUri": self.callback }))
-            .send()
-            .await
-            .expect("place call");
-        assert_eq!(response.status(), 201, "placing a call");
-        let placed: Value = response.json().await.expect("call json");
+        let placed = self
+            .sim_post(
+                "/sim/calls",
+                &json!({ "from": from, "to": to, "callbackUri": self.callback }),
+                201,
+            )
+            .await;
         placed["id"].as_str().expect("call id").to_owned()
     }
 
-    /// POSTs `body` to sim-graph's control API; the JSON answer.
-    async fn sim_post(&self, path: &str, body: &Value) -> Value {
+    /// POSTs `body` to sim-graph's control API, which must answer `want`; the JSON answer.
+    async fn sim_post(&self, path: &str, body: &Value, want: u16) -> Value {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
@@ -176,7 +174,7 @@ impl Stack {
             .unwrap_or_else(|e| panic!("POST {path}: {e}"));
         let status = response.status();
         let answer: Value = response.json().await.expect("sim-graph answers JSON");
-        assert!(status.is_success(), "POST {path}: {status} {answer}");
+        assert_eq!(status, want, "POST {path}: {answer}");
         answer
     }
 
@@ -435,6 +433,7 @@ async fn begin(s: &Stack, start: Start) -> Result<(String, Option<String>), Stri
                 .sim_post(
                     "/sim/calls/existing",
                     &json!({ "state": state, "callbackUri": s.callback }),
+                    201,
                 )
                 .await;
             placed["id"].as_str().expect("call id").to_owned()
@@ -448,6 +447,7 @@ async fn begin(s: &Stack, start: Start) -> Result<(String, Option<String>), Stri
                 .sim_post(
                     "/sim/replay",
                     &json!({ "callbackUri": s.callback, "recording": recording }),
+                    200,
                 )
                 .await;
             replayed["calls"][0]

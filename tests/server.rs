@@ -201,6 +201,25 @@ impl Stack {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Places an incoming call to the reception number through sim-graph; its id.
+    async fn place_reception_call(&self) -> String {
+        let placed: Value = self
+            .http
+            .post(format!("{}/sim/calls", self.sim.base_url()))
+            .json(&json!({
+                "from": { "phone": "+15550142" },
+                "to": { "phone": "+14255550100" },
+                "callbackUri": self.callback,
+            }))
+            .send()
+            .await
+            .expect("place call")
+            .json()
+            .await
+            .expect("call json");
+        placed["id"].as_str().expect("call id").to_owned()
+    }
+
     async fn post_callback(
         &self,
         token: Option<&str>,
@@ -476,21 +495,7 @@ async fn chunked_post(addr: SocketAddr, token: &str, chunks: usize, size: usize)
 async fn an_incoming_call_is_answered_and_transferred_through_the_real_server() {
     let s = stack(Keys::SimGraph, 1024 * 1024).await;
     let base = s.sim.base_url().to_owned();
-    let placed: Value = s
-        .http
-        .post(format!("{base}/sim/calls"))
-        .json(&json!({
-            "from": { "phone": "+15550142" },
-            "to": { "phone": "+14255550100" },
-            "callbackUri": s.callback,
-        }))
-        .send()
-        .await
-        .expect("place call")
-        .json()
-        .await
-        .expect("call json");
-    let call_id = placed["id"].as_str().expect("call id").to_owned();
+    let call_id = s.place_reception_call().await;
     let runtime = s.runtime.clone();
     let session = eventually(Duration::from_secs(30), || {
         let runtime = runtime.clone();
@@ -1162,21 +1167,7 @@ async fn mutated_seed_notifications_never_get_a_5xx_and_the_server_keeps_serving
     eprintln!("seed {seed}");
     let mut rng = Rng(seed.max(1));
     // A live call: half the hostile bodies are about it, so they reach its session.
-    let placed: Value = s
-        .http
-        .post(format!("{}/sim/calls", s.sim.base_url()))
-        .json(&json!({
-            "from": { "phone": "+15550142" },
-            "to": { "phone": "+14255550100" },
-            "callbackUri": s.callback,
-        }))
-        .send()
-        .await
-        .expect("place call")
-        .json()
-        .await
-        .expect("call json");
-    let live = placed["id"].as_str().expect("call id").to_owned();
+    let live = s.place_reception_call().await;
     let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
     for case in 0..600 {
         let mut body = bodies[case % bodies.len()].clone();

@@ -444,13 +444,7 @@ async fn live_and_settled(
     while runtime.live_sessions() < calls && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    server_rt
-        .spawn({
-            let runtime = runtime.clone();
-            async move { runtime.settle().await }
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+    settle(server_rt, runtime).await?;
     Ok(runtime.live_sessions())
 }
 

@@ -194,9 +194,9 @@ async fn existing(State(s): State<S>, body: Bytes) -> Response {
             );
         }
     };
-    let direction = match request.direction.as_deref().unwrap_or("outgoing") {
-        "outgoing" => CallDirection::Outgoing,
-        "incoming" => CallDirection::Incoming,
+    let (direction, wire_direction) = match request.direction.as_deref().unwrap_or("outgoing") {
+        "outgoing" => (CallDirection::Outgoing, "outgoing"),
+        "incoming" => (CallDirection::Incoming, "incoming"),
         other => {
             return refuse(
                 400,
@@ -204,10 +204,6 @@ async fn existing(State(s): State<S>, body: Bytes) -> Response {
                 &format!("direction `{other}`: incoming or outgoing"),
             );
         }
-    };
-    let wire_direction = match direction {
-        CallDirection::Incoming => "incoming",
-        _ => "outgoing",
     };
     let mut core = s.core.lock().await;
     core.tick(&s);
