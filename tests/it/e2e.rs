@@ -1,0 +1,907 @@
+//! End to end over real loopback HTTP: `sim-graph` places calls and posts
+//! signed notifications to the real server, the runtime runs the flows and
+//! the production `GraphClient` sends its requests back to `sim-graph`,
+//! with faults on (reordered and duplicated notifications, `429`s).
+//!
+//! - `bundled_scenarios_over_http`: every bundled scenario, each on its own
+//!   stack, started as its trigger says (an incoming call placed through
+//!   sim-graph's control API, a call the bot already has, an `api` start
+//!   through `POST /api/flows/{flow}/runs`, or a recording replayed by
+//!   sim-graph), on a manual clock that the runtime and sim-graph share,
+//!   checked against its `end:` and its expected request kinds.
+//! - `hot_reload_under_load`: a broken then a valid edit of a flow while
+//!   calls keep coming: the old set keeps serving, calls in progress finish
+//!   on the version they started with, and no notification is refused.
+//!
+//! The scenarios run on simulated time: the runtime's [`ManualClock`] and
+//! sim-graph's manual clock start at the scenario's `clock:` and are moved
+//! together, from one deadline to the next, only once nothing is in flight
+//! (no notification unanswered, no event or request being handled). A
+//! two-hour meeting takes milliseconds, and a flow's timer never races a
+//! round trip. No assertion is made on wall-clock durations; waits are
+//! bounded only so that a failure fails rather than hangs.
+
+use crate::support::poll::eventually;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use callflow::engine::{Party, RequestKind};
+use callflow::flow::compiled::Trigger;
+use callflow::graph::client::{ClientSecret, Cloud, GraphClient, GraphConfig};
+use callflow::runtime::{Clock, ManualClock, Runtime, RuntimeConfig};
+use callflow::server::{
+    AuthConfig, KeySource, NotificationAuth, ServerConfig, ServerState, Verifier,
+};
+use callflow::sim::SimulateOptions;
+use callflow::sim::behaviour::{GraphBehaviour, SimDuration};
+use callflow::sim::expect::Expectation;
+use callflow::sim::graph::BOT_APP_ID;
+use callflow::sim::http::{Faults, SimClock, SimGraphConfig, SimGraphServer};
+use callflow::sim::scenario::{self, Scenario};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const TENANT: &str = "sim-tenant";
+const ADMIN: &str = "e2e-admin-token";
+
+fn flows_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("flows")
+}
+
+/// Copies the flow files of `flows/` (not the scenarios) into a temp folder.
+fn copy_flows() -> tempfile::TempDir {
+    let temp = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(flows_dir()).expect("flows dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&path, temp.path().join(path.file_name().expect("name")))
+                .expect("copy flow");
+        }
+    }
+    temp
+}
+
+/// The faults every call gets: pairwise reordering, duplicates and `429`s.
+fn hostile_faults(throttle: u32) -> Faults {
+    Faults {
+        throttle,
+        retry_after: Some(0),
+        reorder: true,
+        duplicate: true,
+        ..Faults::default()
+    }
+}
+
+/// sim-graph, the runtime behind the production client, and the server,
+/// verifying sim-graph's signed notifications through its OpenID configuration.
+struct Stack {
+    sim: SimGraphServer,
+    runtime: Runtime,
+    callback: String,
+    base: String,
+    http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    addr: std::net::SocketAddr,
+    /// The runtime's clock, when sim-graph's is manual too.
+    clock: Option<ManualClock>,
+}
+
+async fn stack(flows: &Path, sim_config: SimGraphConfig) -> Stack {
+    let clock = match sim_config.clock {
+        SimClock::Manual => Some(ManualClock::new(sim_config.start.unwrap_or_else(Utc::now))),
+        SimClock::RealTime { .. } => None,
+    };
+    let sim = SimGraphServer::start(
+        sim_config,
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+    )
+    .await
+    .expect("sim-graph");
+    let base = sim.base_url().to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let callback = format!("http://{addr}/api/calls");
+    let mut auth = AuthConfig::new(
+        KeySource::OpenIdConfiguration(format!("{base}/.well-known/OpenIdConfiguration")),
+        BOT_APP_ID,
+    );
+    auth.tenant = Some(TENANT.into());
+    let auth = NotificationAuth::Verify(Arc::new(Verifier::start(auth).await.expect("keys")));
+    let graph = GraphConfig::new(Cloud::Global, TENANT, BOT_APP_ID, ClientSecret::new("s"))
+        .with_base_urls(&base, &base)
+        .expect("urls");
+    let client = GraphClient::new(graph).expect("client");
+    let runtime = Runtime::start(
+        RuntimeConfig {
+            flows_dir: flows.to_path_buf(),
+            callback_uri: callback.clone(),
+            clock: clock.clone().map_or(Clock::System, Clock::Manual),
+            ..RuntimeConfig::default()
+        },
+        Arc::new(client),
+    )
+    .await
+    .unwrap_or_else(|d| panic!("flows load: {d:?}"));
+    let mut config = ServerConfig::new(auth);
+    config.admin_token = Some(ADMIN.into());
+    let state = ServerState::new(config, runtime.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(callflow::server::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    Stack {
+        sim,
+        runtime,
+        callback,
+        base,
+        http: reqwest::Client::new(),
+        stop: Some(stop),
+        served,
+        addr,
+        clock,
+    }
+}
+
+impl Stack {
+    /// Places an incoming call through the control API; its id.
+    async fn place(&self, from: &Party, to: &Party) -> String {
+        let placed = self
+            .sim_post(
+                "/sim/calls",
+                &json!({ "from": from, "to": to, "callbackUri": self.callback }),
+                201,
+            )
+            .await;
+        placed["id"].as_str().expect("call id").to_owned()
+    }
+
+    /// POSTs `body` to sim-graph's control API, which must answer `want`; the JSON answer.
+    async fn sim_post(&self, path: &str, body: &Value, want: u16) -> Value {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = response.status();
+        let answer: Value = response.json().await.expect("sim-graph answers JSON");
+        assert_eq!(status, want, "POST {path}: {answer}");
+        answer
+    }
+
+    /// Starts a run of an `api` flow through the admin API; its session id.
+    async fn start_run(&self, flow: &str, params: &Value) -> String {
+        let response = self
+            .http
+            .post(format!("http://{}/api/flows/{flow}/runs", self.addr))
+            .bearer_auth(ADMIN)
+            .json(&json!({ "params": params }))
+            .send()
+            .await
+            .expect("start a run");
+        let status = response.status();
+        let answer: Value = response.json().await.expect("run json");
+        assert_eq!(status, 201, "starting {flow}: {answer}");
+        answer["session"].as_str().expect("session id").to_owned()
+    }
+
+    /// Waits until nothing is in flight: every notification answered, every
+    /// event handled (with the requests it caused), every woken timer done.
+    async fn quiet(&self) -> Result<(), String> {
+        let (runtime, sim) = (&self.runtime, &self.sim);
+        eventually(Duration::from_secs(60), || {
+            let idle = runtime.is_idle() && sim.in_flight() == 0;
+            async move { idle.then_some(()) }
+        })
+        .await
+        .ok_or_else(|| "the stack never went quiet".into())
+    }
+
+    /// Moves simulated time from one deadline to the next (sim-graph's
+    /// happenings and the runtime's timers), each once all is quiet, until
+    /// `done` holds. Fails when nothing is left to happen or after `horizon`.
+    async fn run_until(
+        &self,
+        horizon: chrono::Duration,
+        mut done: impl FnMut() -> bool,
+    ) -> Result<(), String> {
+        let clock = self.clock.as_ref().expect("a manual clock");
+        let limit = clock.now() + horizon;
+        loop {
+            self.quiet().await?;
+            if done() {
+                return Ok(());
+            }
+            let sim_next = self.sim.next_due().await;
+            let runtime_next = clock.next_deadline();
+            let next = match (sim_next, runtime_next) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b).ok_or("nothing is left to happen")?,
+            };
+            if next > limit {
+                return Err(format!("still not done at {limit} (simulated)"));
+            }
+            // Graph's side first: on a tie, its notification is posted and
+            // handled before the runtime's timer at the same instant fires.
+            self.sim.advance_to(next).await;
+            if sim_next == Some(next) && runtime_next == Some(next) {
+                self.quiet().await?;
+            }
+            clock.advance_to(next);
+        }
+    }
+
+    async fn sim_get(&self, path: &str) -> Option<Value> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().await.ok()
+    }
+
+    /// The requests sim-graph logged about `call`.
+    async fn requests(&self, call: &str) -> Vec<Value> {
+        self.sim_get(&format!("/sim/calls/{call}/requests"))
+            .await
+            .and_then(|v| v["value"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// The bot's status for each notification posted about `call`.
+    async fn delivered(&self, call: &str) -> Vec<Option<u64>> {
+        self.sim_get(&format!("/sim/calls/{call}/notifications"))
+            .await
+            .and_then(|v| v["value"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|d| d["status"].as_u64())
+            .collect()
+    }
+
+    /// The session that owns `call`, once it exists.
+    async fn session_of(&self, call: &str, limit: Duration) -> Option<String> {
+        let runtime = self.runtime.clone();
+        eventually(limit, || {
+            let found = runtime
+                .sessions()
+                .into_iter()
+                .find(|s| s.calls.iter().any(|c| c == call))
+                .map(|s| s.id);
+            async move { found }
+        })
+        .await
+    }
+
+    /// The kinds of Graph request made about every call of a session, in
+    /// the order sim-graph received them.
+    async fn request_kinds(&self, calls: &[String]) -> Vec<(u64, &'static str)> {
+        let mut all = Vec::new();
+        for call in calls {
+            for r in self.requests(call).await {
+                let Some(kind) = kind_of(&r) else { continue };
+                all.push((r["seq"].as_u64().expect("seq"), kind));
+            }
+        }
+        all.sort_unstable();
+        all
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.served.await;
+        let _ = self.sim.shutdown().await;
+        let _ = self.addr;
+    }
+}
+
+/// A logged Graph request's kind, in scenario words (`GET`s are not requests a flow makes).
+fn kind_of(r: &Value) -> Option<&'static str> {
+    let method = r["method"].as_str()?;
+    let path = r["path"].as_str()?.trim_end_matches('/');
+    let kind = match method {
+        "DELETE" => RequestKind::Hangup,
+        "POST" => {
+            let last = path.rsplit('/').next()?;
+            match last {
+                "answer" => RequestKind::Answer,
+                "reject" => RequestKind::Reject,
+                "redirect" => RequestKind::Redirect,
+                "transfer" => RequestKind::Transfer,
+                "playPrompt" => RequestKind::PlayPrompt,
+                "subscribeToTone" => RequestKind::SubscribeToTone,
+                "invite" => RequestKind::Invite,
+                "keepAlive" => RequestKind::KeepAlive,
+                "calls" => RequestKind::CreateCall,
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    Some(kind.as_str())
+}
+
+/// Whether `expected` appears in `actual` in order (other requests between).
+fn is_subsequence(expected: &[&str], actual: &[&str]) -> bool {
+    let mut it = actual.iter();
+    expected.iter().all(|e| it.any(|a| a == e))
+}
+
+/// The faults a scenario runs under: reordering, duplicates and two `429`s.
+fn scenario_faults() -> Faults {
+    hostile_faults(2)
+}
+
+/// How a scenario's run starts.
+enum Start {
+    /// sim-graph places an incoming call.
+    Incoming { from: Party, to: Party },
+    /// sim-graph posts the state of a call the bot already has.
+    Existing { state: String },
+    /// The admin API starts a run of an `api` flow.
+    Api { flow: String, params: Value },
+    /// sim-graph replays a recording.
+    Replay {
+        recording: Vec<(DateTime<Utc>, Value)>,
+    },
+}
+
+/// A bundled scenario, how it starts, and when its clock starts.
+fn plan(
+    path: &Path,
+    flows: &[Arc<callflow::flow::Flow>],
+) -> (Scenario, Arc<callflow::flow::Flow>, Start, DateTime<Utc>) {
+    let scenario = scenario::load(path).expect("bundled scenario loads");
+    let flow = flows
+        .iter()
+        .find(|f| f.name == scenario.flow)
+        .cloned()
+        .unwrap_or_else(|| panic!("{}: names no bundled flow", path.display()));
+    let clock = scenario
+        .clock
+        .map_or_else(|| scenario::default_clock(&flow), |c| c.with_timezone(&Utc));
+    if let Some(recording) = &scenario.replay {
+        let recording = scenario::read_recording(recording, clock).expect("recording reads");
+        let first = recording.first().map_or(clock, |(at, _)| *at);
+        return (scenario, flow, Start::Replay { recording }, first);
+    }
+    let start = match &flow.trigger {
+        Trigger::IncomingCall { .. } => {
+            let defaults = SimulateOptions::for_flow(&flow, clock);
+            Start::Incoming {
+                from: scenario.from.clone().unwrap_or(defaults.from),
+                to: scenario.to.clone().unwrap_or(defaults.to),
+            }
+        }
+        Trigger::StateChange { states, .. } => Start::Existing {
+            state: states
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "established".into()),
+        },
+        Trigger::Api { .. } => Start::Api {
+            flow: flow.name.clone(),
+            params: Value::Object(scenario.params.clone()),
+        },
+    };
+    (scenario, flow, start, clock)
+}
+
+/// Runs one scenario on its own stack; `Err` says what differed.
+async fn run_scenario(
+    scenario: Scenario,
+    start: Start,
+    clock: DateTime<Utc>,
+) -> Result<(), String> {
+    let dir = copy_flows();
+    let sim_config = SimGraphConfig {
+        behaviour: scenario.graph.clone(),
+        faults: scenario_faults(),
+        clock: SimClock::Manual,
+        start: Some(clock),
+        ..SimGraphConfig::default()
+    };
+    let s = stack(dir.path(), sim_config).await;
+    let result = check_scenario(&s, &scenario, start).await;
+    s.stop().await;
+    result
+}
+
+/// Starts the run as `start` says; the session's id (once it exists) and
+/// the call the run started on, if any.
+async fn begin(s: &Stack, start: Start) -> Result<(String, Option<String>), String> {
+    let call = match start {
+        Start::Api { flow, params } => return Ok((s.start_run(&flow, &params).await, None)),
+        Start::Incoming { from, to } => s.place(&from, &to).await,
+        Start::Existing { state } => {
+            let placed = s
+                .sim_post(
+                    "/sim/calls/existing",
+                    &json!({ "state": state, "callbackUri": s.callback }),
+                    201,
+                )
+                .await;
+            placed["id"].as_str().expect("call id").to_owned()
+        }
+        Start::Replay { recording } => {
+            let recording: Vec<Value> = recording
+                .into_iter()
+                .map(|(at, body)| json!({ "at": at, "body": body }))
+                .collect();
+            let replayed = s
+                .sim_post(
+                    "/sim/replay",
+                    &json!({ "callbackUri": s.callback, "recording": recording }),
+                    200,
+                )
+                .await;
+            replayed["calls"][0]
+                .as_str()
+                .expect("a replayed call")
+                .to_owned()
+        }
+    };
+    let runtime = s.runtime.clone();
+    let mut id = None;
+    s.run_until(chrono::Duration::minutes(1), || {
+        id = runtime
+            .sessions()
+            .into_iter()
+            .find(|x| x.calls.contains(&call))
+            .map(|x| x.id);
+        id.is_some()
+    })
+    .await
+    .map_err(|e| format!("no session started for call {call}: {e}"))?;
+    Ok((id.expect("found"), Some(call)))
+}
+
+async fn check_scenario(s: &Stack, scenario: &Scenario, start: Start) -> Result<(), String> {
+    let (id, call) = begin(s, start).await?;
+    let runtime = s.runtime.clone();
+    let ran = s
+        .run_until(chrono::Duration::days(1), || {
+            runtime
+                .session(&id)
+                .is_some_and(|d| d.summary.state == "ended")
+        })
+        .await;
+    let detail = s.runtime.session(&id).ok_or("the session is gone")?;
+    if let Err(e) = ran {
+        return Err(format!(
+            "the session never ended: {e}\n{}",
+            detail.timeline_text
+        ));
+    }
+    let want_end = scenario.expect.iter().find_map(|e| match e {
+        Expectation::End(o) => Some(o.as_str()),
+        Expectation::Request { .. } => None,
+    });
+    let got_end = detail.summary.outcome.map(|o| o.as_str());
+    let mut problems = Vec::new();
+    if want_end.is_some() && got_end != want_end {
+        problems.push(format!("outcome {got_end:?}, expected {want_end:?}"));
+    }
+    let want: Vec<&str> = scenario
+        .expect
+        .iter()
+        .filter_map(|e| match e {
+            Expectation::Request { kind, .. } => Some(kind.as_str()),
+            Expectation::End(_) => None,
+        })
+        .collect();
+    let mut calls = detail.summary.calls.clone();
+    if let Some(call) = &call
+        && !calls.contains(call)
+    {
+        calls.push(call.clone());
+    }
+    let logged = s.request_kinds(&calls).await;
+    let kinds: Vec<&str> = logged.iter().map(|(_, k)| *k).collect();
+    if !is_subsequence(&want, &kinds) {
+        problems.push(format!(
+            "requests {kinds:?} do not contain {want:?} in order"
+        ));
+    }
+    // Every notification posted about the session's calls was taken.
+    for c in &calls {
+        let statuses = s.delivered(c).await;
+        if statuses.iter().any(|st| *st != Some(202))
+            || (Some(c) == call.as_ref() && statuses.is_empty())
+        {
+            problems.push(format!(
+                "{c}: notification answers {statuses:?}, all should be 202"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}\n{}", problems.join("\n"), detail.timeline_text))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bundled_scenarios_over_http() {
+    let flows = callflow::flow::load_paths(&[flows_dir()]).flows;
+    let paths = scenario::discover(&[flows_dir().join("scenarios")]);
+    assert!(paths.len() >= 40, "bundled scenarios: {}", paths.len());
+    let mut runs = tokio::task::JoinSet::new();
+    for path in &paths {
+        let name = path
+            .strip_prefix(flows_dir())
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        let (scenario, _flow, start, clock) = plan(path, &flows);
+        runs.spawn(async move { (name, run_scenario(scenario, start, clock).await) });
+    }
+    let mut ran = 0;
+    let mut failed = Vec::new();
+    while let Some(joined) = runs.join_next().await {
+        let (name, result) = joined.expect("scenario task");
+        ran += 1;
+        if let Err(e) = result {
+            failed.push(format!("{name}: {e}"));
+        }
+    }
+    eprintln!("{ran} scenarios run over HTTP, {} failed", failed.len());
+    failed.sort();
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+    assert_eq!(ran, paths.len(), "every bundled scenario runs over HTTP");
+}
+
+const HOTLINE: &str = "+14255550900";
+const OLD_TARGET: &str = "+14255550901";
+const NEW_TARGET: &str = "+14255550902";
+
+/// A flow that answers, plays a long prompt, then transfers to `target`.
+fn hotline(target: &str) -> String {
+    format!(
+        r#"flow: hotline
+description: Answers, holds the caller on a prompt, then transfers
+timezone: UTC
+
+trigger:
+  incoming_call:
+    to: ["{HOTLINE}"]
+
+vars:
+  target: "{target}"
+
+start: greet
+steps:
+  greet:
+    answer: {{}}
+    next: hold
+  hold:
+    play: {{ prompt: https://cdn.contoso.com/hold.wav }}
+    next: handoff
+  handoff:
+    transfer: {{ to: {{ phone: "${{vars.target}}" }} }}
+    on_failure: bye
+  bye:
+    hangup: {{}}
+"#
+    )
+}
+
+/// When a call of the hot-reload test was placed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    /// Before any edit; its prompt was playing when the edits were loaded.
+    BeforeEdits,
+    /// While the broken edit was on disk; its prompt was playing when the
+    /// valid edit was loaded.
+    WhileBroken,
+    /// After the valid edit was loaded.
+    AfterEdit,
+    /// By the background load, at any time.
+    Background,
+}
+
+/// One call of the load, and when it was placed.
+struct Placed {
+    call: String,
+    phase: Phase,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hot_reload_under_load() {
+    let dir = copy_flows();
+    let file = dir.path().join("hotline.yaml");
+    std::fs::write(&file, hotline(OLD_TARGET)).expect("write flow");
+    // Prompts last ten simulated minutes: calls stay in progress until the
+    // clock is moved on at the end.
+    let behaviour = GraphBehaviour {
+        prompt: Some(SimDuration::secs(600)),
+        ..GraphBehaviour::default()
+    };
+    let s = Arc::new(
+        stack(
+            dir.path(),
+            SimGraphConfig {
+                behaviour,
+                faults: hostile_faults(3),
+                clock: SimClock::RealTime { speed: 1.0 },
+                ..SimGraphConfig::default()
+            },
+        )
+        .await,
+    );
+    let first = s.runtime.flows();
+    assert_eq!(first.status, "ok");
+    let old_version = first.version;
+    let caller = Party::phone("+15550100");
+    let hotline_party = Party::phone(HOTLINE);
+
+    // Load: calls keep coming in the background until told to stop.
+    let loading = Arc::new(AtomicBool::new(true));
+    let load = {
+        let s = Arc::clone(&s);
+        let loading = Arc::clone(&loading);
+        let (caller, to) = (caller.clone(), hotline_party.clone());
+        tokio::spawn(async move {
+            let mut calls = Vec::new();
+            while loading.load(Ordering::Acquire) {
+                calls.push(s.place(&caller, &to).await);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            calls
+        })
+    };
+
+    // Calls in progress (their prompt playing) before any edit.
+    let mut tracked: Vec<Placed> = Vec::new();
+    let in_prompt = |call: String| {
+        let s = Arc::clone(&s);
+        async move {
+            let ok = eventually(Duration::from_secs(60), || {
+                let s = Arc::clone(&s);
+                let call = call.clone();
+                async move {
+                    let r = s.requests(&call).await;
+                    r.iter()
+                        .any(|r| {
+                            kind_of(r) == Some("play_prompt")
+                                && r["status"].as_u64().is_some_and(|st| st < 300)
+                        })
+                        .then_some(())
+                }
+            })
+            .await;
+            assert!(ok.is_some(), "call {call} never reached its prompt");
+            call
+        }
+    };
+    for _ in 0..5 {
+        let call = s.place(&caller, &hotline_party).await;
+        tracked.push(Placed {
+            call: in_prompt(call).await,
+            phase: Phase::BeforeEdits,
+        });
+    }
+
+    // (a) A broken edit: the reload is refused, the old set keeps serving.
+    std::fs::write(
+        &file,
+        hotline(OLD_TARGET).replace("next: handoff", "next: nowhere"),
+    )
+    .expect("write broken flow");
+    let refused = s.runtime.reload();
+    assert!(!refused.ok, "a broken set was loaded: {refused:?}");
+    assert!(
+        refused.errors > 0 && !refused.diagnostics.is_empty(),
+        "{refused:?}"
+    );
+    assert!(
+        refused.rendered.join("\n").contains("nowhere"),
+        "{:?}",
+        refused.rendered
+    );
+    let stale = s.runtime.flows();
+    assert_eq!(stale.status, "stale");
+    assert_eq!(stale.version, old_version, "the old set keeps serving");
+    assert!(stale.flows.iter().any(|f| f.name == "hotline"));
+    let last_error = stale.last_error.expect("the failed reload is shown");
+    assert!(!last_error.ok && !last_error.diagnostics.is_empty());
+    // The admin API shows it too.
+    let shown: Value = s
+        .http
+        .get(format!("http://{}/api/flows", s.addr))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(shown["status"], "stale", "{shown}");
+    // Calls placed while the set is broken run on the old version.
+    for _ in 0..5 {
+        let call = s.place(&caller, &hotline_party).await;
+        tracked.push(Placed {
+            call: in_prompt(call).await,
+            phase: Phase::WhileBroken,
+        });
+    }
+
+    // (b) A valid edit that changes the transfer target, while the calls
+    // placed so far are still in progress (their prompts playing).
+    for p in &tracked {
+        let id = s
+            .session_of(&p.call, Duration::from_secs(60))
+            .await
+            .expect("session");
+        let live = s.runtime.session(&id).expect("session");
+        assert_ne!(live.summary.state, "ended", "{}", live.timeline_text);
+    }
+    std::fs::write(&file, hotline(NEW_TARGET)).expect("write edited flow");
+    let loaded = s.runtime.reload();
+    assert!(loaded.ok, "{:?}", loaded.rendered);
+    let fresh = s.runtime.flows();
+    assert_eq!(fresh.status, "ok");
+    assert!(fresh.version > old_version);
+    for _ in 0..5 {
+        let call = s.place(&caller, &hotline_party).await;
+        tracked.push(Placed {
+            call: in_prompt(call).await,
+            phase: Phase::AfterEdit,
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    loading.store(false, Ordering::Release);
+    let background = load.await.expect("load task");
+    assert!(!background.is_empty());
+    tracked.extend(background.into_iter().map(|call| Placed {
+        call,
+        phase: Phase::Background,
+    }));
+
+    // Every call's session, then let the prompts end: every call transfers.
+    let mut sessions = Vec::new();
+    for p in &tracked {
+        let id = s
+            .session_of(&p.call, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|| panic!("call {} started no session", p.call));
+        sessions.push(id);
+    }
+    let all_ended = eventually(Duration::from_secs(180), || {
+        let s = Arc::clone(&s);
+        let sessions = sessions.clone();
+        async move {
+            s.sim.advance(Duration::from_secs(660)).await;
+            sessions
+                .iter()
+                .all(|id| {
+                    s.runtime
+                        .session(id)
+                        .is_some_and(|d| d.summary.state == "ended")
+                })
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(all_ended.is_some(), "some sessions never ended");
+    // Let the last notifications (the duplicates of `terminated`) land.
+    let mut previous = Vec::new();
+    for _ in 0..100 {
+        let mut counts = Vec::new();
+        for p in &tracked {
+            counts.push(s.delivered(&p.call).await.len());
+        }
+        if counts == previous {
+            break;
+        }
+        previous = counts;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let mut old_runs = 0;
+    let mut new_runs = 0;
+    let mut problems = Vec::new();
+    for (p, id) in tracked.iter().zip(&sessions) {
+        let detail = s.runtime.session(id).expect("session kept");
+        let outcome = detail.summary.outcome.map(|o| o.as_str());
+        if outcome != Some("transferred") {
+            problems.push(format!(
+                "{}: outcome {outcome:?}\n{}",
+                p.call, detail.timeline_text
+            ));
+        }
+        let transfers: Vec<String> = s
+            .requests(&p.call)
+            .await
+            .iter()
+            .filter(|r| kind_of(r) == Some("transfer"))
+            .map(|r| r["body"].to_string())
+            .collect();
+        let to_old = !transfers.is_empty() && transfers.iter().all(|b| b.contains(OLD_TARGET));
+        let to_new = !transfers.is_empty() && transfers.iter().all(|b| b.contains(NEW_TARGET));
+        let on_old = detail.summary.version == first_version_label(&first, "hotline");
+        if on_old {
+            old_runs += 1;
+        } else {
+            new_runs += 1;
+        }
+        let consistent = if on_old { to_old } else { to_new };
+        let right = match p.phase {
+            Phase::BeforeEdits | Phase::WhileBroken => on_old && to_old,
+            Phase::AfterEdit => !on_old && to_new,
+            Phase::Background => consistent,
+        };
+        if !right {
+            problems.push(format!(
+                "{} ({:?}): version {}, transfers {transfers:?}",
+                p.call, p.phase, detail.summary.version
+            ));
+        }
+        let statuses = s.delivered(&p.call).await;
+        if statuses.is_empty() || statuses.iter().any(|st| *st != Some(202)) {
+            problems.push(format!("{}: notification answers {statuses:?}", p.call));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        old_runs >= 10 && new_runs >= 5,
+        "old {old_runs}, new {new_runs}"
+    );
+    eprintln!(
+        "hot reload: {} calls ({old_runs} on the old version, {new_runs} on the new)",
+        tracked.len()
+    );
+    assert_eq!(s.runtime.metrics().overloaded.load(Ordering::Relaxed), 0);
+    // The server answered every callback POST 202.
+    let metrics = s
+        .http
+        .get(format!("http://{}/metrics", s.addr))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let answered: Vec<(&str, u64)> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("callflow_callback_requests_total{status=\""))
+        .filter_map(|l| {
+            let (status, rest) = l.split_once('"')?;
+            Some((status, rest.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    assert!(
+        answered.iter().any(|(st, n)| *st == "202" && *n > 0)
+            && answered.iter().all(|(st, n)| *st == "202" || *n == 0),
+        "callback answers: {answered:?}"
+    );
+    match Arc::try_unwrap(s) {
+        Ok(s) => s.stop().await,
+        Err(_) => panic!("the stack is still shared"),
+    }
+}
+
+/// The version a session of `flow` shows when it started on `status`'s set
+/// (the flow file's SHA-256).
+fn first_version_label(status: &callflow::runtime::FlowsStatus, flow: &str) -> String {
+    let f = status
+        .flows
+        .iter()
+        .find(|f| f.name == flow)
+        .expect("flow listed");
+    f.sha256.clone()
+}

@@ -1,0 +1,22 @@
+//! callflow's integration tests, as one test binary (one link of axum,
+//! reqwest and rhai instead of one per file).
+//!
+//! Each module was a test file of its own; `support` holds what several
+//! share. Tests that need something outside the repository (Microsoft's
+//! reference pages in `../shared/seeds`) skip with one printed notice when
+//! it is missing, and fail instead when `CALLFLOW_REQUIRE` names it (CI
+//! sets it): see [`support::require`].
+
+mod support;
+
+mod diagnostics;
+mod e2e;
+mod graph_client;
+mod graph_seeds;
+mod hostile;
+mod load;
+mod runtime;
+mod scenarios;
+mod server;
+mod shipped;
+mod sim_graph;

@@ -1,0 +1,1292 @@
+//! `callflow serve` end to end over real loopback HTTP: the server, the
+//! runtime, the production Graph client and `sim-graph`.
+//!
+//! Each test starts its own stack on `127.0.0.1:0`. Notification tokens are
+//! either sim-graph's own (verified through its OpenID configuration, as in
+//! production) or made here with a locally generated Ed25519 key published
+//! as a JWKS file, so that expired, wrong-audience and forged tokens can be
+//! made. No test measures wall-clock time: waits are bounded only to fail
+//! rather than hang.
+
+use crate::support::poll::eventually;
+use crate::support::seeds;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use callflow::graph::client::{ClientSecret, Cloud, GraphClient, GraphConfig};
+use callflow::runtime::{Runtime, RuntimeConfig};
+use callflow::server::{
+    AuthConfig, KeySource, NotificationAuth, ServerConfig, ServerState, Verifier,
+};
+use callflow::sim::graph::BOT_APP_ID;
+use callflow::sim::http::{SimGraphConfig, SimGraphServer};
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const ADMIN: &str = "admin-s3cret-token";
+const TENANT: &str = "sim-tenant";
+
+fn flows_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("flows")
+}
+
+/// An Ed25519 key made here, and its JWK.
+struct TestKey {
+    key: EncodingKey,
+    jwk: Jwk,
+    kid: String,
+}
+
+impl TestKey {
+    fn new(kid: &str) -> Self {
+        let mut seed = [0u8; 32];
+        SystemRandom::new().fill(&mut seed).expect("random");
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend_from_slice(&seed);
+        let key = EncodingKey::from_ed_der(&der);
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).expect("jwk");
+        jwk.common.key_id = Some(kid.to_owned());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        TestKey {
+            key,
+            jwk,
+            kid: kid.to_owned(),
+        }
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.key).expect("sign")
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn claims(iss: &str, aud: &str, tid: Option<&str>, exp: u64) -> Value {
+    let mut c = json!({ "iss": iss, "aud": aud, "iat": now(), "nbf": now() - 60, "exp": exp });
+    if let Some(tid) = tid {
+        c["tid"] = json!(tid);
+    }
+    c
+}
+
+fn good_claims() -> Value {
+    claims(
+        "https://graph.microsoft.com",
+        BOT_APP_ID,
+        Some(TENANT),
+        now() + 3600,
+    )
+}
+
+/// sim-graph, the runtime behind the production client, and the server.
+struct Stack {
+    sim: SimGraphServer,
+    runtime: Runtime,
+    state: ServerState,
+    addr: SocketAddr,
+    callback: String,
+    stop: Option<oneshot::Sender<()>>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    http: reqwest::Client,
+    _jwks_dir: Option<tempfile::TempDir>,
+}
+
+enum Keys {
+    /// sim-graph's OpenID configuration (production's path).
+    SimGraph,
+    /// A JWKS file holding this key.
+    File(Box<Jwk>),
+    /// `--insecure-no-auth`.
+    Insecure,
+}
+
+async fn stack(keys: Keys, max_body: usize) -> Stack {
+    let sim = SimGraphServer::start(
+        SimGraphConfig::default(),
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+    )
+    .await
+    .expect("sim-graph");
+    let base = sim.base_url().to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let callback = format!("http://{addr}/api/calls");
+    let mut dir = None;
+    let source = match keys {
+        Keys::SimGraph => Some(KeySource::OpenIdConfiguration(format!(
+            "{base}/.well-known/OpenIdConfiguration"
+        ))),
+        Keys::File(jwk) => {
+            let temp = tempfile::tempdir().expect("temp dir");
+            let path = temp.path().join("jwks.json");
+            std::fs::write(
+                &path,
+                serde_json::to_vec(&JwkSet { keys: vec![*jwk] }).expect("json"),
+            )
+            .expect("write");
+            dir = Some(temp);
+            Some(KeySource::JwksFile(path))
+        }
+        Keys::Insecure => None,
+    };
+    let auth = match source {
+        Some(source) => {
+            let mut auth = AuthConfig::new(source, BOT_APP_ID);
+            auth.tenant = Some(TENANT.into());
+            NotificationAuth::Verify(Arc::new(Verifier::start(auth).await.expect("keys load")))
+        }
+        None => NotificationAuth::InsecureNoAuth,
+    };
+    let graph = GraphConfig::new(Cloud::Global, TENANT, BOT_APP_ID, ClientSecret::new("s"))
+        .with_base_urls(&base, &base)
+        .expect("urls");
+    let client = GraphClient::new(graph).expect("client");
+    let runtime = Runtime::start(
+        RuntimeConfig {
+            flows_dir: flows_dir(),
+            callback_uri: callback.clone(),
+            ..RuntimeConfig::default()
+        },
+        Arc::new(client),
+    )
+    .await
+    .unwrap_or_else(|d| panic!("bundled flows load: {} diagnostics", d.len()));
+    let mut config = ServerConfig::new(auth);
+    config.admin_token = Some(ADMIN.into());
+    config.max_body = max_body;
+    let state = ServerState::new(config, runtime.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(callflow::server::serve(
+        listener,
+        state.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Stack {
+        sim,
+        runtime,
+        state,
+        addr,
+        callback,
+        stop: Some(stop),
+        served,
+        http: reqwest::Client::new(),
+        _jwks_dir: dir,
+    }
+}
+
+impl Stack {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Places an incoming call to the reception number through sim-graph; its id.
+    async fn place_reception_call(&self) -> String {
+        let placed: Value = self
+            .http
+            .post(format!("{}/sim/calls", self.sim.base_url()))
+            .json(&json!({
+                "from": { "phone": "+15550142" },
+                "to": { "phone": "+14255550100" },
+                "callbackUri": self.callback,
+            }))
+            .send()
+            .await
+            .expect("place call")
+            .json()
+            .await
+            .expect("call json");
+        placed["id"].as_str().expect("call id").to_owned()
+    }
+
+    async fn post_callback(
+        &self,
+        token: Option<&str>,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(&self.callback)
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("callback answers");
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    async fn admin_get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("admin answers")
+    }
+
+    fn notifications_seen(&self) -> u64 {
+        self.runtime
+            .metrics()
+            .notifications
+            .iter()
+            .map(callflow::runtime::Metrics::get)
+            .sum()
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.served
+            .await
+            .expect("server task")
+            .expect("server stops cleanly");
+        let _ = self.sim.shutdown().await;
+    }
+}
+
+/// A notification of an incoming call, as Graph sends it.
+fn incoming_body(call_id: &str) -> Value {
+    json!({
+        "@odata.type": "#microsoft.graph.commsNotifications",
+        "value": [{
+            "@odata.type": "#microsoft.graph.commsNotification",
+            "changeType": "created",
+            "resourceUrl": format!("/communications/calls/{call_id}"),
+            "resourceData": {
+                "@odata.type": "#microsoft.graph.call",
+                "state": "incoming",
+                "direction": "incoming",
+                "source": { "identity": { "phone": { "id": "+15550100" } } },
+                "targets": [{ "identity": { "phone": { "id": "+19995550000" } } }]
+            }
+        }]
+    })
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_and_not_processed() {
+    let key = TestKey::new("test-key");
+    let s = stack(Keys::File(Box::new(key.jwk.clone())), 1024 * 1024).await;
+    let body = incoming_body("c-auth").to_string();
+    let json = "application/json";
+
+    let forger = TestKey::new("test-key"); // same kid, another key
+    let stranger = TestKey::new("unknown-kid");
+    let cases: Vec<(&str, Option<String>, u16, &str)> = vec![
+        ("no token", None, 401, "missingToken"),
+        ("not a JWT", Some("not.a.jwt".into()), 401, "malformedToken"),
+        (
+            "forged (wrong key, known kid)",
+            Some(forger.sign(&good_claims())),
+            401,
+            "invalidSignature",
+        ),
+        (
+            "unknown kid",
+            Some(stranger.sign(&good_claims())),
+            401,
+            "unknownKey",
+        ),
+        (
+            "expired",
+            Some(key.sign(&claims(
+                "https://graph.microsoft.com",
+                BOT_APP_ID,
+                Some(TENANT),
+                now() - 3600,
+            ))),
+            401,
+            "tokenExpired",
+        ),
+        (
+            "wrong audience",
+            Some(key.sign(&claims(
+                "https://graph.microsoft.com",
+                "another-bot",
+                Some(TENANT),
+                now() + 3600,
+            ))),
+            403,
+            "wrongAudience",
+        ),
+        (
+            "wrong issuer",
+            Some(key.sign(&claims(
+                "https://evil.example",
+                BOT_APP_ID,
+                Some(TENANT),
+                now() + 3600,
+            ))),
+            403,
+            "wrongIssuer",
+        ),
+        (
+            "no tenant",
+            Some(key.sign(&claims(
+                "https://graph.microsoft.com",
+                BOT_APP_ID,
+                None,
+                now() + 3600,
+            ))),
+            403,
+            "wrongTenant",
+        ),
+        (
+            "other tenant",
+            Some(key.sign(&claims(
+                "https://api.botframework.com",
+                BOT_APP_ID,
+                Some("other-tenant"),
+                now() + 3600,
+            ))),
+            403,
+            "wrongTenant",
+        ),
+        (
+            "HMAC token",
+            Some(
+                jsonwebtoken::encode(
+                    &Header::new(Algorithm::HS256),
+                    &good_claims(),
+                    &EncodingKey::from_secret(b"guess"),
+                )
+                .expect("sign"),
+            ),
+            401,
+            "unsupportedAlgorithm",
+        ),
+    ];
+    for (name, token, status, code) in cases {
+        let (got, answer) = s.post_callback(token.as_deref(), json, body.clone()).await;
+        assert_eq!(got, status, "{name}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{name}: {answer}");
+    }
+    assert_eq!(s.notifications_seen(), 0, "a refused batch was processed");
+    assert!(s.runtime.sessions().is_empty());
+
+    // The same body with a good token is taken.
+    let (got, answer) = s
+        .post_callback(Some(&key.sign(&good_claims())), json, body)
+        .await;
+    assert_eq!(got, 202, "{answer}");
+    assert_eq!(s.notifications_seen(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_bodies_get_4xx_never_500() {
+    let key = TestKey::new("k");
+    let s = stack(Keys::File(Box::new(key.jwk.clone())), 4096).await;
+    let token = key.sign(&good_claims());
+    let json = "application/json";
+    let cases: Vec<(&str, &str, Vec<u8>, u16)> = vec![
+        ("not JSON", json, b"{\"value\": [".to_vec(), 400),
+        ("garbage", json, b"\xff\xfe hello".to_vec(), 400),
+        ("empty", json, Vec::new(), 400),
+        ("wrong shape", json, br#"{"hello": "world"}"#.to_vec(), 400),
+        (
+            "no changeType",
+            json,
+            br#"{"value": [{"resourceUrl": "/communications/calls/x"}]}"#.to_vec(),
+            400,
+        ),
+        (
+            "not a call path",
+            json,
+            br#"{"value": [{"changeType": "updated", "resourceUrl": "/me/drive"}]}"#.to_vec(),
+            400,
+        ),
+        ("an array", json, b"[1, 2, 3]".to_vec(), 400),
+        ("too big", json, vec![b' '; 10_000], 413),
+        (
+            "wrong content type",
+            "text/plain",
+            incoming_body("c").to_string().into_bytes(),
+            415,
+        ),
+        (
+            "no content type",
+            "",
+            incoming_body("c").to_string().into_bytes(),
+            415,
+        ),
+    ];
+    for (name, content_type, body, status) in cases {
+        let (got, answer) = s.post_callback(Some(&token), content_type, body).await;
+        assert_eq!(got, status, "{name}: {answer}");
+        let code = answer["error"]["code"].as_str().unwrap_or("");
+        let message = answer["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            !code.is_empty() && !message.is_empty(),
+            "{name}: no JSON error: {answer}"
+        );
+    }
+    // A body over the limit sent in chunks (no Content-Length) is refused too.
+    let status = chunked_post(s.addr, &token, 10, 1000).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    assert_eq!(s.notifications_seen(), 0);
+    // The notification shapes Graph sends are taken: resourceData as an array.
+    let roster = json!({"value": [{"changeType": "updated",
+        "resourceUrl": "/communications/calls/c9/participants",
+        "resourceData": [{"id": "p1", "info": {"identity": {"user": {"id": "u1"}}}}]}]});
+    let (got, answer) = s
+        .post_callback(
+            Some(&token),
+            "application/json; charset=utf-8",
+            roster.to_string(),
+        )
+        .await;
+    assert_eq!(got, 202, "{answer}");
+    s.stop().await;
+}
+
+/// Posts `chunks` chunks of `size` spaces with `Transfer-Encoding: chunked`
+/// over a raw connection; returns the status line.
+async fn chunked_post(addr: SocketAddr, token: &str, chunks: usize, size: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /api/calls HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         authorization: Bearer {token}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let chunk = format!("{size:x}\r\n{}\r\n", " ".repeat(size));
+    for _ in 0..chunks {
+        if stream.write_all(chunk.as_bytes()).await.is_err() {
+            break; // the server may answer and close early
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_incoming_call_is_answered_and_transferred_through_the_real_server() {
+    let s = stack(Keys::SimGraph, 1024 * 1024).await;
+    let base = s.sim.base_url().to_owned();
+    let call_id = s.place_reception_call().await;
+    let runtime = s.runtime.clone();
+    let session = eventually(Duration::from_secs(30), || {
+        let runtime = runtime.clone();
+        let call_id = call_id.clone();
+        async move {
+            runtime
+                .sessions()
+                .into_iter()
+                .find(|x| x.calls.contains(&call_id))
+        }
+    })
+    .await
+    .expect("the incoming call started a session");
+    assert_eq!(session.flow, "reception");
+
+    // The caller presses 1 once the menu listens (office hours), or the
+    // flow transfers to the night line (closed): either way it ends.
+    let press = format!("{base}/sim/calls/{call_id}/press");
+    let http = s.http.clone();
+    let pressing = tokio::spawn(async move {
+        for _ in 0..500 {
+            let ok = http
+                .post(&press)
+                .json(&json!({"digits": "1"}))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let id = session.id.clone();
+    let detail = eventually(Duration::from_secs(60), || {
+        let runtime = runtime.clone();
+        let id = id.clone();
+        async move { runtime.session(&id).filter(|d| d.summary.state == "ended") }
+    })
+    .await
+    .expect("the session ended");
+    pressing.abort();
+    let outcome = detail.summary.outcome.map(|o| o.as_str().to_owned());
+    assert_eq!(
+        outcome.as_deref(),
+        Some("transferred"),
+        "{}",
+        detail.timeline_text
+    );
+
+    // Graph saw the answer and the transfer, made by the real client.
+    let requests: Value = s
+        .http
+        .get(format!("{base}/sim/calls/{call_id}/requests"))
+        .send()
+        .await
+        .expect("requests")
+        .json()
+        .await
+        .expect("json");
+    let text = requests.to_string();
+    assert!(text.contains("/answer"), "{text}");
+    assert!(text.contains("/transfer"), "{text}");
+    // Every notification sim-graph posted was accepted.
+    let posted: Value = s
+        .http
+        .get(format!("{base}/sim/calls/{call_id}/notifications"))
+        .send()
+        .await
+        .expect("notifications")
+        .json()
+        .await
+        .expect("json");
+    let statuses: Vec<u64> = posted["value"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|d| d["status"].as_u64())
+        .collect();
+    assert!(!statuses.is_empty());
+    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
+
+    // The admin API shows the session; /metrics counts what happened (the
+    // session's task counts its end once it retires).
+    let retired = eventually(Duration::from_secs(60), || {
+        let runtime = runtime.clone();
+        async move {
+            (runtime
+                .metrics()
+                .ended(callflow::engine::Outcome::Transferred)
+                >= 1)
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(retired.is_some(), "the session never retired");
+    let listed: Value = s
+        .admin_get("/api/sessions", Some(ADMIN))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(listed.to_string().contains(&session.id));
+    let one = s
+        .admin_get(&format!("/api/sessions/{}", session.id), Some(ADMIN))
+        .await;
+    assert_eq!(one.status(), 200);
+    let metrics = s.admin_get("/metrics", Some(ADMIN)).await;
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.expect("text");
+    let value = |line: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(line))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in\n{text}"))
+    };
+    assert!(value("callflow_notifications_total{kind=\"call\"}") >= 2);
+    assert!(value("callflow_graph_requests_total{kind=\"answer\",outcome=\"ok\"}") >= 1);
+    assert!(value("callflow_graph_requests_total{kind=\"transfer\",outcome=\"ok\"}") >= 1);
+    assert_eq!(
+        value("callflow_actions_total{action=\"answer\",outcome=\"ok\"}"),
+        1
+    );
+    assert!(value("callflow_actions_total{action=\"switch\",outcome=\"ok\"}") >= 1);
+    assert!(value("callflow_sessions_ended_total{outcome=\"transferred\"}") >= 1);
+    assert!(value("callflow_callback_requests_total{status=\"202\"}") >= 2);
+    assert!(value("callflow_graph_request_duration_seconds_count") >= 2);
+    assert!(text.contains("callflow_sessions_live "));
+    assert!(text.contains("callflow_reloads_total{outcome=\"ok\"}"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn admin_routes_need_the_token() {
+    let s = stack(Keys::SimGraph, 1024 * 1024).await;
+    for path in ["/metrics", "/api/flows", "/api/sessions", "/api/sessions/x"] {
+        assert_eq!(s.admin_get(path, None).await.status(), 401, "{path}");
+        assert_eq!(
+            s.admin_get(path, Some("wrong")).await.status(),
+            401,
+            "{path}"
+        );
+    }
+    assert_eq!(s.admin_get("/healthz", None).await.status(), 200);
+    assert_eq!(s.admin_get("/readyz", None).await.status(), 200);
+    let flows: Value = s
+        .admin_get("/api/flows", Some(ADMIN))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(flows["status"], "ok");
+    assert!(flows.to_string().contains("reception"));
+    assert_eq!(
+        s.admin_get("/api/sessions/nope", Some(ADMIN))
+            .await
+            .status(),
+        404
+    );
+
+    let run = |flow: &str, body: Value, token: Option<&str>| {
+        let mut r = s
+            .http
+            .post(s.url(&format!("/api/flows/{flow}/runs")))
+            .json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let r = run("outbound-reminder", json!({}), None)
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 401);
+    let r = run("no-such-flow", json!({}), Some(ADMIN))
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 404);
+    let r = run("reception", json!({}), Some(ADMIN))
+        .await
+        .expect("answer");
+    assert_eq!(
+        r.status(),
+        400,
+        "an incoming_call flow is not started by api"
+    );
+    let r = run(
+        "outbound-reminder",
+        json!({"params": {"no_such_param": 1}}),
+        Some(ADMIN),
+    )
+    .await
+    .expect("answer");
+    assert_eq!(r.status(), 400);
+    let answer: Value = r.json().await.expect("json");
+    assert_eq!(answer["error"]["code"], "invalidParams", "{answer}");
+    let r = run("outbound-reminder", json!("text"), Some(ADMIN))
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        s.http
+            .get(s.url("/nowhere"))
+            .send()
+            .await
+            .expect("answer")
+            .status(),
+        404
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_stops_intake() {
+    let key = TestKey::new("k");
+    let s = stack(Keys::File(Box::new(key.jwk.clone())), 1024 * 1024).await;
+    s.state.close_intake();
+    let response = s
+        .http
+        .post(&s.callback)
+        .bearer_auth(key.sign(&good_claims()))
+        .json(&incoming_body("c-late"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(s.admin_get("/readyz", None).await.status(), 503);
+    assert_eq!(s.notifications_seen(), 0);
+    let addr = s.addr;
+    s.stop().await;
+    // The listener is closed: nothing more is taken.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// `callflow serve` in production mode (the real binary), with sim-graph
+/// standing in for Graph and its OpenID configuration; SIGTERM stops it
+/// cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_binary_in_production_mode() {
+    let sim = SimGraphServer::start(
+        SimGraphConfig::default(),
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+    )
+    .await
+    .expect("sim-graph");
+    let base = sim.base_url().to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let public = format!("http://127.0.0.1:{port}");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--public-url",
+            &public,
+            "--app-id",
+            BOT_APP_ID,
+            "--tenant",
+            TENANT,
+        ])
+        .args(["--graph-url", &base, "--authority-url", &base])
+        .arg("--openid-config-url")
+        .arg(format!("{base}/.well-known/OpenIdConfiguration"))
+        .arg("--flows")
+        .arg(flows_dir())
+        .env("CALLFLOW_CLIENT_SECRET", "sim-secret")
+        .env("CALLFLOW_ADMIN_TOKEN", ADMIN)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn callflow");
+    let pid = child.id();
+    let http = reqwest::Client::new();
+    let ready = eventually(Duration::from_secs(60), || {
+        let http = http.clone();
+        let url = format!("{public}/readyz");
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status() == 200)
+                .map(|_| ())
+        }
+    })
+    .await;
+    if ready.is_none() {
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
+        let out = child.wait_with_output().expect("output");
+        panic!(
+            "serve never got ready: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let placed: Value = http
+        .post(format!("{base}/sim/calls"))
+        .json(&json!({
+            "from": { "phone": "+15550100" },
+            "to": { "phone": "+12065550180" },
+            "callbackUri": format!("{public}/api/calls"),
+        }))
+        .send()
+        .await
+        .expect("place")
+        .json()
+        .await
+        .expect("json");
+    let call_id = placed["id"].as_str().expect("id").to_owned();
+    let ended = eventually(Duration::from_secs(60), || {
+        let http = http.clone();
+        let url = format!("{public}/api/sessions");
+        let call_id = call_id.clone();
+        async move {
+            let list: Value = http
+                .get(url)
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            list["sessions"]
+                .as_array()?
+                .iter()
+                .find(|x| x["calls"].to_string().contains(&call_id) && x["state"] == "ended")
+                .cloned()
+        }
+    })
+    .await
+    .expect("the call's session ended");
+    assert_eq!(ended["flow"], "branch-office");
+    let metrics = http
+        .get(format!("{public}/metrics"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("callflow_callback_requests_total{status=\"202\"}"),
+        "{metrics}"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+    let _ = sim.shutdown().await;
+}
+
+#[test]
+fn serve_simulate_runs_to_completion() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(["serve", "--simulate", "--flows"])
+        .arg(flows_dir())
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn callflow");
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "serve --simulate did not finish:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(status.success(), "{stdout}\n{stderr}");
+    for n in 1..=3 {
+        assert!(
+            stdout.contains(&format!("[call {n}]")),
+            "no timeline for call {n}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("answer"), "{stdout}");
+    assert!(stdout.contains("all 3 sample calls ended"), "{stdout}");
+}
+
+/// `serve --simulate --keep-running` on a copy of the flows: a designer's
+/// broken edit is refused (the old set serves, `/api/flows` says why, at
+/// the line), and the fix reloads.
+#[test]
+fn serve_simulate_keep_running_reloads_edits() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(flows_dir()).expect("flows") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(["serve", "--simulate", "--keep-running", "--flows"])
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn callflow");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut admin = None;
+    let mut seen = Vec::new();
+    let ready = loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) else {
+            break false;
+        };
+        if let Some(rest) = line.split("admin API     ").nth(1) {
+            let url = rest.split_whitespace().next().unwrap_or("").to_owned();
+            let token = rest
+                .split("Bearer ")
+                .nth(1)
+                .unwrap_or("")
+                .trim_end_matches(')')
+                .to_owned();
+            admin = Some((url.replace("/api/sessions", "/api/flows"), token));
+        }
+        let done = line.starts_with("edits to ");
+        seen.push(line);
+        if done {
+            break true;
+        }
+    };
+    callflow::graph::client::install_tls_provider();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let http = reqwest::Client::new();
+    let flows = |admin: &(String, String)| -> Value {
+        rt.block_on(async {
+            match http.get(&admin.0).bearer_auth(&admin.1).send().await {
+                Ok(r) => r.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            }
+        })
+    };
+    let poll = |admin: &(String, String), want: &dyn Fn(&Value) -> bool| -> Value {
+        let mut last = Value::Null;
+        for _ in 0..200 {
+            last = flows(admin);
+            if want(&last) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        last
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert!(ready, "no `edits to` line:\n{}", seen.join("\n"));
+        let admin = admin.clone().expect("the admin line");
+        let path = dir.path().join("reception.yaml");
+        let text = std::fs::read_to_string(&path).expect("reception");
+        std::fs::write(&path, text.replacen("+14255550123", "+1425555O123", 1)).expect("edit");
+        let stale = poll(&admin, &|v| v["status"] == "stale");
+        assert_eq!(stale["status"], "stale", "{stale}");
+        assert_eq!(stale["version"], 1, "the old set keeps serving: {stale}");
+        let d = &stale["last_error"]["diagnostics"][0];
+        assert_eq!(d["code"], "callflow::phone::e164", "{stale}");
+        assert!(d["line"].as_u64().is_some_and(|l| l > 1), "{stale}");
+        std::fs::write(&path, text).expect("fix");
+        let fixed = poll(&admin, &|v| v["status"] == "ok" && v["version"] == 2);
+        assert_eq!(fixed["status"], "ok", "{fixed}");
+        assert_eq!(fixed["version"], 2, "{fixed}");
+    }));
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// A token signed by a key the verifier has not seen makes it read its
+/// key source again (a JWKS file here, rewritten as keys rotate); forged
+/// kids cannot make it fetch more than once per gap.
+#[tokio::test]
+async fn keys_are_refreshed_on_an_unknown_kid() {
+    let old = TestKey::new("old");
+    let new = TestKey::new("new");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("jwks.json");
+    let write = |keys: Vec<Jwk>| {
+        std::fs::write(&path, serde_json::to_vec(&JwkSet { keys }).expect("json")).expect("write")
+    };
+    write(vec![old.jwk.clone()]);
+    let mut config = AuthConfig::new(KeySource::JwksFile(path.clone()), BOT_APP_ID);
+    config.min_refresh_gap = Duration::from_secs(3600);
+    let verifier = Verifier::start(config).await.expect("keys");
+    let bearer = |key: &TestKey| format!("Bearer {}", key.sign(&good_claims()));
+    assert!(verifier.verify(Some(&bearer(&old))).await.is_ok());
+    // Rotation: the source now has both keys; the new kid triggers a fetch.
+    write(vec![old.jwk.clone(), new.jwk.clone()]);
+    let verified = verifier
+        .verify(Some(&bearer(&new)))
+        .await
+        .expect("rotated key");
+    assert_eq!(verified.tenant, TENANT);
+    assert_eq!(verifier.key_count().await, 2);
+    // Within the gap, another unknown kid is refused without a new fetch.
+    let later = TestKey::new("later");
+    write(vec![later.jwk.clone()]);
+    assert_eq!(
+        verifier.verify(Some(&bearer(&later))).await,
+        Err(callflow::server::AuthError::UnknownKey("later".into()))
+    );
+    assert_eq!(verifier.key_count().await, 2);
+}
+
+#[tokio::test]
+async fn insecure_no_auth_takes_unsigned_notifications() {
+    let s = stack(Keys::Insecure, 1024 * 1024).await;
+    let (status, answer) = s
+        .post_callback(
+            None,
+            "application/json",
+            incoming_body("c-open").to_string(),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(s.notifications_seen(), 1);
+    s.stop().await;
+}
+
+/// A small deterministic generator (xorshift64*), so that a failure names
+/// the case that failed and replays.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// A value a hostile peer might put anywhere.
+fn hostile_value(rng: &mut Rng) -> Value {
+    match rng.below(12) {
+        0 => Value::Null,
+        1 => json!(true),
+        2 => json!(-1),
+        3 => json!(1e308),
+        4 => json!(u64::MAX),
+        5 => json!(""),
+        6 => json!("x".repeat(5000)),
+        7 => json!({}),
+        8 => json!([]),
+        9 => json!("terminated"),
+        10 => json!("/communications/calls/../../me"),
+        _ => {
+            // Nested deeper than any parser should follow.
+            let mut v = json!(1);
+            for _ in 0..200 {
+                v = json!([v]);
+            }
+            v
+        }
+    }
+}
+
+/// One random edit somewhere in `v`: a node replaced, a key dropped or an
+/// array entry repeated.
+fn mutate(v: &mut Value, rng: &mut Rng) {
+    let descend = rng.below(4) != 0;
+    match v {
+        Value::Object(map) if !map.is_empty() => {
+            let key = map
+                .keys()
+                .nth(rng.below(map.len()))
+                .cloned()
+                .unwrap_or_default();
+            match rng.below(6) {
+                0 => {
+                    map.remove(&key);
+                }
+                1 => {
+                    map.insert(key, hostile_value(rng));
+                }
+                _ if descend => {
+                    if let Some(child) = map.get_mut(&key) {
+                        mutate(child, rng);
+                    }
+                }
+                _ => *v = hostile_value(rng),
+            }
+        }
+        Value::Array(list) if !list.is_empty() => {
+            let i = rng.below(list.len());
+            match rng.below(5) {
+                0 => {
+                    let copy = list[i].clone();
+                    for _ in 0..rng.below(50) {
+                        list.push(copy.clone());
+                    }
+                }
+                1 => list[i] = hostile_value(rng),
+                _ if descend => mutate(&mut list[i], rng),
+                _ => *v = hostile_value(rng),
+            }
+        }
+        _ => *v = hostile_value(rng),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_seed_notifications_never_get_a_5xx_and_the_server_keeps_serving() {
+    if !crate::support::require::seeds() {
+        return;
+    }
+    static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        previous(info);
+    }));
+    // Every notification example of Microsoft's reference pages.
+    let bodies: Vec<Value> = seeds::all_examples()
+        .into_iter()
+        .map(|e| e.json)
+        .filter(|j| j.get("value").is_some_and(Value::is_array))
+        .collect();
+    assert!(bodies.len() >= 40, "seed notifications: {}", bodies.len());
+    let key = TestKey::new("k");
+    let s = stack(Keys::File(Box::new(key.jwk.clone())), 1024 * 1024).await;
+    let token = key.sign(&good_claims());
+    // Another run: CALLFLOW_FUZZ_SEED=<n> cargo test --test server mutated
+    let seed = std::env::var("CALLFLOW_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0x5EED_CA11_F10E_0001);
+    eprintln!("seed {seed}");
+    let mut rng = Rng(seed.max(1));
+    // A live call: half the hostile bodies are about it, so they reach its session.
+    let live = s.place_reception_call().await;
+    let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
+    for case in 0..600 {
+        let mut body = bodies[case % bodies.len()].clone();
+        if case % 2 == 0
+            && let Some(items) = body["value"].as_array_mut()
+        {
+            for item in items {
+                if let Some(url) = item["resourceUrl"].as_str() {
+                    let mut parts: Vec<&str> = url.split('/').collect();
+                    if parts.len() > 3 && parts[1] == "communications" {
+                        parts[3] = &live;
+                        item["resourceUrl"] = json!(parts.join("/"));
+                    }
+                }
+            }
+        }
+        for _ in 0..=rng.below(3) {
+            mutate(&mut body, &mut rng);
+        }
+        let (status, answer) = s
+            .post_callback(Some(&token), "application/json", body.to_string())
+            .await;
+        assert!(
+            status == 202 || (400..500).contains(&status),
+            "case {case}: {status} {answer}\nbody: {body}"
+        );
+        if status != 202 {
+            assert!(
+                answer["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty()),
+                "case {case}: a refusal says why: {answer}"
+            );
+        }
+        *by_status.entry(status).or_default() += 1;
+    }
+    eprintln!("answers to 600 mutated seed notifications: {by_status:?}");
+    assert!(
+        by_status.get(&202).is_some_and(|n| *n > 50),
+        "{by_status:?}"
+    );
+    assert!(
+        by_status.get(&400).is_some_and(|n| *n > 50),
+        "{by_status:?}"
+    );
+    // Whatever sessions the hostile batches started are handled.
+    s.runtime.settle().await;
+    let session = s
+        .runtime
+        .sessions()
+        .into_iter()
+        .find(|x| x.calls.contains(&live))
+        .expect("the live call's session is kept");
+    let timeline = s.runtime.session(&session.id).expect("kept").timeline;
+    eprintln!(
+        "the live call's session: {} timeline entries, outcome {:?}",
+        timeline.len(),
+        session.outcome
+    );
+    assert!(
+        timeline.len() > 20,
+        "hostile events reached the live call's session"
+    );
+    // Still serving: health, and a real incoming call starts a session.
+    let health = s.http.get(s.url("/healthz")).send().await.expect("healthz");
+    assert_eq!(health.status(), 200);
+    let mut next_call = incoming_body("after-the-storm");
+    next_call["value"][0]["resourceData"]["targets"][0]["identity"]["phone"]["id"] =
+        json!("+14255550100");
+    let (status, answer) = s
+        .post_callback(Some(&token), "application/json", next_call.to_string())
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let runtime = s.runtime.clone();
+    let started = eventually(Duration::from_secs(20), || {
+        let found = runtime
+            .sessions()
+            .into_iter()
+            .any(|x| x.calls.iter().any(|c| c == "after-the-storm"));
+        async move { found.then_some(()) }
+    })
+    .await;
+    assert!(started.is_some(), "a session for the next real call");
+    assert_eq!(
+        PANICS.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no thread panicked"
+    );
+    s.stop().await;
+}
+
+/// In production mode, a missing flows folder is reported first, before
+/// anything reaches the network.
+#[test]
+fn serve_without_a_flows_folder_says_so_first() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args([
+            "serve",
+            "--public-url",
+            "https://bot.example.com",
+            "--tenant",
+            "t",
+            "--app-id",
+            "a",
+            "--client-secret",
+            "s",
+        ])
+        .current_dir(dir.path())
+        .env_remove("CALLFLOW_FLOWS")
+        .env_remove("CALLFLOW_CONFIG")
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run callflow");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "error: no flows folder at flows (set --flows DIR or CALLFLOW_FLOWS)"
+    );
+}

@@ -1,0 +1,5 @@
+//! What several test modules share.
+
+pub mod poll;
+pub mod require;
+pub mod seeds;

@@ -1,0 +1,64 @@
+//! Tests that need something the repository does not hold.
+//!
+//! On a clone of the repository alone, such a test returns at once, and
+//! the run prints one notice per missing thing (on standard error, past
+//! the test harness's capture, so that it shows in `cargo test`'s output).
+//! When the environment variable `CALLFLOW_REQUIRE` names the thing (a
+//! comma-separated list, or `all`), a missing one fails the test instead:
+//! `.ci/run` sets it, so that CI runs them all.
+
+use std::io::Write;
+use std::sync::OnceLock;
+
+/// Whether `CALLFLOW_REQUIRE` names `what` (or `all`).
+fn required(what: &str) -> bool {
+    std::env::var("CALLFLOW_REQUIRE").is_ok_and(|v| {
+        v.split(',')
+            .map(str::trim)
+            .any(|item| item == what || item == "all")
+    })
+}
+
+/// Whether `what` is there. `look` is run once per test run and gives
+/// `Err(what is missing)` when it is not: then, if required, every test
+/// that asks panics with it; if not, the notice is printed once and the
+/// answer is `false`.
+fn check(
+    what: &'static str,
+    cell: &OnceLock<Option<String>>,
+    look: impl FnOnce() -> Result<(), String>,
+) -> bool {
+    let missing = cell.get_or_init(|| {
+        let missing = look().err()?;
+        if !required(what) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "\nnotice: skipping the tests that need {missing} \
+                 (CALLFLOW_REQUIRE={what} makes them fail instead)\n"
+            );
+        }
+        Some(missing)
+    });
+    match missing {
+        None => true,
+        Some(missing) if required(what) => {
+            panic!("these tests need {missing}, and CALLFLOW_REQUIRE names `{what}`")
+        }
+        Some(_) => false,
+    }
+}
+
+/// Whether Microsoft's reference pages are in `../shared/seeds` beside the crate.
+pub fn seeds() -> bool {
+    static CELL: OnceLock<Option<String>> = OnceLock::new();
+    check("seeds", &CELL, || {
+        let has_pages = super::seeds::seeds_dir()
+            .read_dir()
+            .is_ok_and(|mut entries| entries.any(|e| e.is_ok()));
+        if has_pages {
+            Ok(())
+        } else {
+            Err("Microsoft's reference pages (`../shared/seeds` beside the crate)".into())
+        }
+    })
+}
