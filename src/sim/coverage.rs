@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use crate::engine::{Entry, Outcome};
-use crate::flow::{Action, Flow};
+use crate::flow::Flow;
 
 use super::scenario::ScenarioReport;
 
@@ -33,44 +33,9 @@ impl Coverage {
 }
 
 /// Every link a flow declares: (from, via, to), with `via` worded as the
-/// timeline words it.
+/// timeline words it: the links between steps of its diagram.
 pub fn links(flow: &Flow) -> Vec<(String, String, String)> {
-    let name = |id: crate::flow::StepId| {
-        flow.steps
-            .get(id.index())
-            .map_or_else(|| format!("#{}", id.0), |s| s.name.clone())
-    };
-    let mut out = Vec::new();
-    for step in &flow.steps {
-        let mut add = |via: String, to| out.push((step.name.clone(), via, name(to)));
-        for (via, to) in [
-            ("next", step.next),
-            ("on_failure", step.on_failure),
-            ("on_timeout", step.on_timeout),
-            ("on_invalid", step.on_invalid),
-        ] {
-            if let Some(to) = to {
-                add(via.to_owned(), to);
-            }
-        }
-        match &step.action {
-            Action::Menu { choices, .. } => {
-                for (key, to) in choices {
-                    add(format!("key {key}"), *to);
-                }
-            }
-            Action::Switch { cases } => {
-                for (when, to) in cases {
-                    let via = when
-                        .as_ref()
-                        .map_or_else(|| "otherwise".to_owned(), |e| format!("when {}", e.source));
-                    add(via, *to);
-                }
-            }
-            _ => {}
-        }
-    }
-    out
+    crate::flow::diagram::graph(flow).step_links()
 }
 
 /// The steps and links of `flow` that none of `reports` went through.
