@@ -13,6 +13,7 @@
 //!   every request and problem ([`SimRun`]).
 //! - [`scenario`]: scenario files (`callflow test`): load, run, compare,
 //!   coverage.
+//! - [`interactive`]: one call clicked through step by step (the studio).
 //! - [`graph`]: the simulated Graph ([`SimGraph`]); [`behaviour`]: how it
 //!   behaves ([`GraphBehaviour`]); [`notify`]: the bodies it posts.
 
@@ -22,6 +23,7 @@ pub mod expect;
 pub mod graph;
 pub mod happening;
 pub mod http;
+pub mod interactive;
 pub mod notify;
 pub mod report;
 pub mod runner;
@@ -31,8 +33,11 @@ mod world;
 use crate::engine::Timeline;
 use crate::flow::Flow;
 
-pub use behaviour::{CallMode, GraphBehaviour, JoinMode, PerAttempt, SimDuration, TransferMode};
+pub use behaviour::{
+    CallMode, GraphBehaviour, JoinMode, PerAttempt, SimDuration, TimedPress, TransferMode,
+};
 pub use graph::SimGraph;
+pub use interactive::Interactive;
 pub use runner::{SimRun, SimulateOptions, default_bot, replay, run};
 
 /// Simulates one call of `flow` and returns its timeline (the run's end,
