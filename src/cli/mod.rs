@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod graph;
+pub mod hours;
 pub mod load;
 pub mod output;
 pub mod schema;
@@ -39,6 +40,8 @@ pub enum Command {
     Schema(schema::SchemaArgs),
     /// Draw a flow as a Mermaid or Graphviz diagram.
     Graph(graph::GraphArgs),
+    /// Print where a call to a flow goes at each hour of a week (its calendars, holidays).
+    Hours(hours::HoursArgs),
     /// Run every scenario against the simulated Graph.
     Test(test::TestArgs),
     /// Simulate one call of a flow and print its timeline.
@@ -58,6 +61,7 @@ impl Cli {
             Command::Validate(args) => validate::run(&args),
             Command::Schema(args) => schema::run(&args),
             Command::Graph(args) => graph::run(&args),
+            Command::Hours(args) => hours::run(&args),
             Command::Test(args) => test::run(&args),
             Command::Simulate(args) => simulate::run(&args),
             Command::SimGraph(args) => sim_graph::run(&args),

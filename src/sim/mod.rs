@@ -13,6 +13,7 @@
 //!   every request and problem ([`SimRun`]).
 //! - [`scenario`]: scenario files (`callflow test`): load, run, compare,
 //!   coverage.
+//! - [`hours`]: where a call goes at each hour of a week (`callflow hours`).
 //! - [`interactive`]: one call clicked through step by step (the studio).
 //! - [`graph`]: the simulated Graph ([`SimGraph`]); [`behaviour`]: how it
 //!   behaves ([`GraphBehaviour`]); [`notify`]: the bodies it posts.
@@ -22,6 +23,7 @@ pub mod coverage;
 pub mod expect;
 pub mod graph;
 pub mod happening;
+pub mod hours;
 pub mod http;
 pub mod interactive;
 pub mod notify;
