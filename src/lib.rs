@@ -30,3 +30,4 @@ pub mod graph;
 pub mod runtime;
 pub mod server;
 pub mod sim;
+pub mod studio;

@@ -18,6 +18,7 @@ pub mod schema;
 pub mod serve;
 pub mod sim_graph;
 pub mod simulate;
+pub mod studio;
 pub mod test;
 pub mod validate;
 
@@ -48,6 +49,8 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Serve a simulated Microsoft Graph over HTTP (calls, tokens, signed notifications, faults).
     SimGraph(sim_graph::SimGraphArgs),
+    /// Open the designer's workbench in the browser: flows, diagrams, calls clicked through.
+    Studio(studio::StudioArgs),
     /// Run flows against Graph's webhooks (--simulate: a demo on a local sim-graph).
     Serve(serve::ServeArgs),
     /// Measure notifications per second through the server on loopback, against sim-graph.
@@ -65,6 +68,7 @@ impl Cli {
             Command::Test(args) => test::run(&args),
             Command::Simulate(args) => simulate::run(&args),
             Command::SimGraph(args) => sim_graph::run(&args),
+            Command::Studio(args) => studio::run(&args),
             Command::Serve(args) => serve::run(&args),
             Command::Load(args) => load::run(&args),
         }

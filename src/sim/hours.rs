@@ -32,6 +32,22 @@ pub enum CalendarState {
 }
 
 impl CalendarState {
+    /// What `calendar` says at `local` (a date and time in the flow's zone).
+    pub fn of(calendar: &crate::flow::calendar::Calendar, local: NaiveDateTime) -> Self {
+        let date = local.date();
+        if calendar
+            .closed
+            .iter()
+            .any(|(a, b)| *a <= date && date <= *b)
+        {
+            CalendarState::Holiday
+        } else if calendar.is_open(local) {
+            CalendarState::Open
+        } else {
+            CalendarState::Closed
+        }
+    }
+
     /// `open`, `closed`, `holiday`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -140,16 +156,7 @@ fn moment(flow: &Arc<Flow>, day: usize, local: NaiveDateTime) -> Moment {
     let calendars = flow
         .calendars
         .values()
-        .map(|c| {
-            let date = local.date();
-            if c.closed.iter().any(|(a, b)| *a <= date && date <= *b) {
-                CalendarState::Holiday
-            } else if c.is_open(local) {
-                CalendarState::Open
-            } else {
-                CalendarState::Closed
-            }
-        })
+        .map(|c| CalendarState::of(c, local))
         .collect();
     let time = local.format("%H:%M").to_string();
     let Some(at) = flow.timezone.from_local_datetime(&local).earliest() else {

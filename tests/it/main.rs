@@ -9,6 +9,7 @@
 
 mod support;
 
+mod browser;
 mod diagnostics;
 mod e2e;
 mod graph_client;
@@ -20,3 +21,4 @@ mod scenarios;
 mod server;
 mod shipped;
 mod sim_graph;
+mod studio;
