@@ -39,9 +39,14 @@ pub fn bundled() -> PathBuf {
 impl TestStudio {
     /// A studio over a fresh copy of the bundled flows.
     pub async fn start() -> TestStudio {
+        Self::start_in(&bundled()).await
+    }
+
+    /// A studio over a fresh copy of `source`.
+    pub async fn start_in(source: &Path) -> TestStudio {
         let temp = tempfile::tempdir().expect("temp dir");
         let dir = temp.path().join("flows");
-        copy_dir(&bundled(), &dir);
+        copy_dir(source, &dir);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
