@@ -736,12 +736,12 @@ mod simulate {
             println!(
                 "still serving (Ctrl-C stops); place more calls: curl -X POST {base}/sim/calls -H 'content-type: application/json' -d '{{\"from\":{{\"phone\":\"+15550199\"}},\"to\":{{\"phone\":\"+14255550100\"}},\"callbackUri\":\"{callback}\"}}'"
             );
+            let watcher = runtime.watch();
             println!(
                 "edits to {} reload when saved (a broken edit keeps the old flows serving; \
                  GET /api/flows shows why)",
                 flows.display()
             );
-            let watcher = runtime.watch();
             let hangups = super::spawn_sighup(runtime.clone());
             stop_signal().await;
             watcher.abort();

@@ -17,7 +17,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::compiled::{Action, Flow, HandlerOp, StepId};
+use super::actions::Action;
+use super::compiled::{Flow, HandlerOp, StepId};
 use super::span::line_col;
 
 /// The diagram languages `callflow graph` writes.
@@ -38,7 +39,8 @@ pub fn diagram(flow: &Flow, format: DiagramFormat) -> String {
     }
 }
 
-/// How a step is drawn: the family of its action.
+/// How a step is drawn: the family of its action (each action says which,
+/// in [`ActionType::SHAPE`](super::actions::ActionType::SHAPE)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Shape {
@@ -57,20 +59,7 @@ pub enum Shape {
 }
 
 fn shape(action: &Action) -> Shape {
-    match action {
-        Action::Answer { .. }
-        | Action::Play { .. }
-        | Action::Log { .. }
-        | Action::Set { .. }
-        | Action::Wait { .. } => Shape::Plain,
-        Action::Switch { .. } | Action::Menu { .. } => Shape::Decision,
-        Action::Transfer { .. }
-        | Action::ConsultativeTransfer { .. }
-        | Action::Redirect { .. }
-        | Action::Call { .. }
-        | Action::JoinMeeting { .. } => Shape::Handoff,
-        Action::Hangup | Action::Reject { .. } => Shape::End,
-    }
+    action.action_kind().shape()
 }
 
 /// How an edge is drawn.
@@ -128,22 +117,8 @@ fn edges_of(flow: &Flow) -> Vec<Edge> {
                 via,
             })
         };
-        match &step.action {
-            Action::Menu { choices, .. } => {
-                for (key, to) in choices {
-                    push(*to, key.to_string(), Line::Solid, format!("key {key}"));
-                }
-            }
-            Action::Switch { cases } => {
-                for (when, to) in cases {
-                    let (label, via) = match when {
-                        Some(expr) => (shorten(&expr.source), format!("when {}", expr.source)),
-                        None => ("else".to_owned(), "otherwise".to_owned()),
-                    };
-                    push(*to, label, Line::Solid, via);
-                }
-            }
-            _ => {}
+        for branch in step.action.branches() {
+            push(branch.to, shorten(&branch.label), Line::Solid, branch.via);
         }
         let outcomes = [
             (step.next, "next", Line::Solid),

@@ -16,7 +16,7 @@ use std::task::{Context, Poll, Waker};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 
-use crate::engine::{self, Bot, Command, Event, Party, Session, execute};
+use crate::engine::{self, ActionDone, Bot, Command, Event, Party, Session, execute};
 use crate::flow::{Flow, Trigger};
 use crate::graph::parse_batch;
 use crate::graph::wire::CallState;
@@ -101,6 +101,8 @@ pub struct SimRun {
     pub events: Vec<(DateTime<Utc>, Event)>,
     /// Every Graph request the engine made, in order, with its exact body.
     pub commands: Vec<Command>,
+    /// Every step's action that finished, in order, and how.
+    pub actions: Vec<ActionDone>,
     /// Every notification body delivered, with its time: a recording that
     /// [`replay`] can play back.
     pub delivered: Vec<(DateTime<Utc>, Value)>,
@@ -151,8 +153,9 @@ impl Driver {
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
             self.run.events.push((now, event.clone()));
-            let commands = engine::step(flow, &mut self.run.session, event, now);
-            for cmd in commands {
+            let stepped = engine::step_reported(flow, &mut self.run.session, event, now);
+            self.run.actions.extend(stepped.actions);
+            for cmd in stepped.commands {
                 match &cmd {
                     Command::SetTimer { timer, at } => self.graph.set_timer(*at, *timer),
                     Command::CancelTimer { timer } => self.graph.cancel_timer(*timer),
@@ -250,6 +253,7 @@ pub(super) fn begin(flow: &Flow, options: &SimulateOptions) -> Driver {
             session: Session::new(flow, session_id, options.bot.clone()),
             events: Vec::new(),
             commands: Vec::new(),
+            actions: Vec::new(),
             delivered: Vec::new(),
             problems: Vec::new(),
         },
@@ -302,6 +306,7 @@ pub fn replay(flow: &Flow, recording: &[(DateTime<Utc>, Value)], bot: &Bot) -> S
             session: Session::new(flow, "replay", bot.clone()),
             events: Vec::new(),
             commands: Vec::new(),
+            actions: Vec::new(),
             delivered: Vec::new(),
             problems: Vec::new(),
         },

@@ -12,6 +12,7 @@ mod support;
 mod browser;
 mod diagnostics;
 mod e2e;
+mod every_action;
 mod graph_client;
 mod graph_seeds;
 mod hostile;
