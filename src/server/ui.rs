@@ -9,6 +9,8 @@
 //! of the admin API. Everything behind the check is [`crate::studio`] with
 //! `read_only` set: nothing here writes a file or changes a session.
 
+use std::sync::{Arc, OnceLock};
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -32,26 +34,45 @@ pub(crate) fn routes(state: ServerState) -> Router {
         read_only: true,
         live: Some(state.runtime().clone()),
     });
-    if tokio::runtime::Handle::try_current().is_ok() {
-        // Live reload of the pages, and their event streams ended once the
-        // server stops taking requests (so that its graceful stop finishes).
-        let watcher = studio.watch();
-        let (s, st) = (studio.clone(), state.clone());
-        tokio::spawn(async move {
-            while !st.is_closing() {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-            s.close();
-            watcher.abort();
-        });
-    }
+    let ui = Arc::new(Ui {
+        state: state.clone(),
+        studio: studio.clone(),
+        started: OnceLock::new(),
+    });
     let inner = studio
         .router_at("/ui")
-        .layer(middleware::from_fn_with_state(state.clone(), check));
+        .layer(middleware::from_fn_with_state(ui, check));
     Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
         .route("/ui/login", post(login).with_state(state))
         .merge(inner)
+}
+
+/// What `/ui`'s check needs: the server, its studio, and whether the
+/// studio's watcher runs yet.
+struct Ui {
+    state: ServerState,
+    studio: Studio,
+    started: OnceLock<()>,
+}
+
+impl Ui {
+    /// On the first request: live reload of the pages, and their event
+    /// streams ended once the server stops taking requests (so that its
+    /// graceful stop finishes). A server whose `/ui` nobody opens pays nothing.
+    fn start(&self) {
+        self.started.get_or_init(|| {
+            let watcher = self.studio.watch();
+            let (studio, state) = (self.studio.clone(), self.state.clone());
+            tokio::spawn(async move {
+                while !state.is_closing() {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                studio.close();
+                watcher.abort();
+            });
+        });
+    }
 }
 
 fn token_of(headers: &HeaderMap) -> Option<String> {
@@ -73,7 +94,9 @@ fn token_of(headers: &HeaderMap) -> Option<String> {
     })
 }
 
-async fn check(State(state): State<ServerState>, request: Request, next: Next) -> Response {
+async fn check(State(ui): State<Arc<Ui>>, request: Request, next: Next) -> Response {
+    ui.start();
+    let state = &ui.state;
     let Some(expected) = state.config().admin_token.as_deref() else {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,

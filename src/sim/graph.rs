@@ -147,6 +147,15 @@ impl SimGraph {
         w.queue.insert(key, Scheduled::Timer(timer));
     }
 
+    /// Queues a timer that comes after everything due at `at`, what people
+    /// do included (a marker: sim-graph pops up to it to make what fell due
+    /// happen).
+    pub fn set_marker(&self, at: DateTime<Utc>, timer: TimerId) {
+        self.lock()
+            .queue
+            .insert((at, u64::MAX), Scheduled::Timer(timer));
+    }
+
     /// Drops a timer of the engine.
     pub fn cancel_timer(&self, timer: TimerId) {
         self.lock()
