@@ -284,6 +284,7 @@ async fn the_operator_view_shows_a_live_call_at_its_current_step() {
     let temp = tempfile::tempdir().expect("temp");
     let dir = temp.path().join("flows");
     copy_dir(&bundled(), &dir);
+    crate::support::studio::reception_always_open(&dir);
     let demo = Demo::start(&dir);
     let b = Browser::start(1280, 800).await;
     b.client

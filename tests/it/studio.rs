@@ -369,6 +369,7 @@ async fn serve_shows_the_studio_read_only_under_ui_behind_the_admin_token() {
     let temp = tempfile::tempdir().expect("temp");
     let dir = temp.path().join("flows");
     crate::support::studio::copy_dir(&bundled(), &dir);
+    crate::support::studio::reception_always_open(&dir);
     let demo = Demo::start(&dir);
     callflow::graph::client::install_tls_provider();
     let http = reqwest::Client::builder()

@@ -86,3 +86,20 @@ impl Drop for TestStudio {
         }
     }
 }
+
+/// Opens the reception of the flows copy in `dir` round the clock, so that a
+/// call placed at the wall clock's time (`serve --simulate`) reaches its menu.
+pub fn reception_always_open(dir: &Path) {
+    let path = dir.join("reception.yaml");
+    let text = std::fs::read_to_string(&path).expect("reception.yaml");
+    let open = text.replace(
+        r#"hours: ["mon-fri 09:00-12:30", "mon-fri 13:30-17:00"]"#,
+        r#"hours: ["daily 00:00-24:00"]"#,
+    );
+    let open = open.replace(r#"closed: ["2026-12-25", "2027-01-01"]"#, "closed: []");
+    assert_ne!(
+        open, text,
+        "the reception's calendar is where the tests expect it"
+    );
+    std::fs::write(&path, open).expect("write");
+}
