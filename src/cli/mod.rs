@@ -46,7 +46,7 @@ pub enum Command {
     /// Serve a simulated Microsoft Graph over HTTP (calls, tokens, signed notifications, faults).
     SimGraph(sim_graph::SimGraphArgs),
     /// Run flows against Graph's webhooks (--simulate: a demo on a local sim-graph).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Measure notifications per second through the server on loopback, against sim-graph.
     Load(load::LoadArgs),
 }

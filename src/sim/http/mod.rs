@@ -42,6 +42,7 @@
 
 mod api;
 pub mod auth;
+pub mod client;
 mod control;
 mod delivery;
 mod error;
