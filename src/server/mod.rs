@@ -81,6 +81,10 @@ impl ServerConfig {
 pub struct ServerStats {
     callbacks: Mutex<Vec<(u16, u64)>>,
     admin_refused: AtomicU64,
+    /// Entries of accepted callback bodies that did not read, by reason.
+    refused_entries: Mutex<Vec<(&'static str, u64)>>,
+    /// Legacy (Skype calling) first notifications answered `204`.
+    legacy: AtomicU64,
 }
 
 impl ServerStats {
@@ -96,6 +100,38 @@ impl ServerStats {
                 counts.sort_unstable();
             }
         }
+    }
+
+    pub(crate) fn count_refused_entry(&self, reason: &'static str) {
+        let mut counts = self
+            .refused_entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match counts.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => {
+                counts.push((reason, 1));
+                counts.sort_unstable();
+            }
+        }
+    }
+
+    pub(crate) fn count_legacy(&self) {
+        self.legacy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notifications in callback bodies that did not read, by reason
+    /// (`bad_payload`, `bad_resource`, …); their neighbours were applied.
+    pub fn refused_entries(&self) -> Vec<(&'static str, u64)> {
+        self.refused_entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Legacy (Skype calling) notifications answered `204 No Content`.
+    pub fn legacy(&self) -> u64 {
+        self.legacy.load(Ordering::Relaxed)
     }
 
     /// Callback requests answered, by status.

@@ -162,6 +162,7 @@ async fn stack(keys: Keys, max_body: usize) -> Stack {
         RuntimeConfig {
             flows_dir: flows_dir(),
             callback_uri: callback.clone(),
+            bot: callflow::serve::sim_graph_identity(),
             ..RuntimeConfig::default()
         },
         Arc::new(client),
@@ -494,18 +495,12 @@ async fn an_incoming_call_is_answered_and_transferred_through_the_real_server() 
     let base = s.sim.base_url().to_owned();
     let call_id = s.place_reception_call().await;
     let runtime = s.runtime.clone();
-    let session = eventually(Duration::from_secs(30), || {
-        let runtime = runtime.clone();
-        let call_id = call_id.clone();
-        async move {
-            runtime
-                .sessions()
-                .into_iter()
-                .find(|x| x.calls.contains(&call_id))
-        }
-    })
-    .await
-    .expect("the incoming call started a session");
+    let session_id = s.session_of(&call_id).await;
+    let session = runtime
+        .sessions()
+        .into_iter()
+        .find(|x| x.id == session_id)
+        .expect("the session is listed");
     assert_eq!(session.flow, "reception");
 
     // The caller presses 1 once the menu listens (office hours), or the
@@ -1289,4 +1284,153 @@ fn serve_without_a_flows_folder_says_so_first() {
         stderr.trim(),
         "error: no flows folder at flows (set --flows DIR or CALLFLOW_FLOWS)"
     );
+}
+
+impl Stack {
+    /// The session that owns `call_id`, once there is one.
+    async fn session_of(&self, call_id: &str) -> String {
+        let runtime = self.runtime.clone();
+        let call_id = call_id.to_owned();
+        eventually(Duration::from_secs(30), || {
+            let runtime = runtime.clone();
+            let call_id = call_id.clone();
+            async move {
+                runtime
+                    .sessions()
+                    .into_iter()
+                    .find(|x| x.calls.contains(&call_id))
+                    .map(|x| x.id)
+            }
+        })
+        .await
+        .expect("the call has a session")
+    }
+
+    /// Waits until session `id` has ended; its detail.
+    async fn ended(&self, id: &str) -> callflow::runtime::SessionDetail {
+        let runtime = self.runtime.clone();
+        let id = id.to_owned();
+        eventually(Duration::from_secs(30), || {
+            let runtime = runtime.clone();
+            let id = id.clone();
+            async move { runtime.session(&id).filter(|d| d.summary.state == "ended") }
+        })
+        .await
+        .expect("the session ended")
+    }
+
+    async fn metrics(&self) -> String {
+        self.admin_get("/metrics", Some(ADMIN))
+            .await
+            .text()
+            .await
+            .expect("metrics text")
+    }
+}
+
+/// What Graph may send is read, or refused out loud: `resourceData` as an
+/// array on a call (tagged or not), states and change types in any case,
+/// a batch whose broken entry does not cost its neighbours, and the legacy
+/// Skype-calling first notification answered `204`. Over loopback HTTP,
+/// through the real server and runtime.
+#[tokio::test]
+async fn graphs_other_shapes_are_read_and_broken_entries_refused_out_loud() {
+    let s = stack(Keys::Insecure, 1024 * 1024).await;
+    let json = "application/json";
+
+    // A tagged array, `Deleted` and `Terminated` capitalised, on the old
+    // `/app/calls` path, beside an entry with a bad change type: the valid
+    // one is applied (the session ends), the broken one listed and counted.
+    let a = s.place_reception_call().await;
+    let session_a = s.session_of(&a).await;
+    let batch = json!({
+        "value": [
+            {
+                "changeType": "Deleted",
+                "resource": format!("/app/calls/{a}"),
+                "resourceData": [{
+                    "@odata.type": "#microsoft.graph.call",
+                    "state": "Terminated",
+                    "resultInfo": {"code": 200, "subcode": 4097, "message": "The conversation ended"}
+                }]
+            },
+            {
+                "changeType": "moved",
+                "resourceUrl": format!("/communications/calls/{a}"),
+                "resourceData": {"state": "established"}
+            }
+        ]
+    });
+    let (status, body) = s.post_callback(None, json, batch.to_string()).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["accepted"], 1, "{body}");
+    assert_eq!(body["refused"][0]["reason"], "bad_change_type", "{body}");
+    assert_eq!(body["refused"][0]["callId"], a.as_str(), "{body}");
+    let detail = s.ended(&session_a).await;
+    assert_eq!(
+        detail.summary.outcome.map(|o| o.as_str()),
+        Some("caller_hung_up"),
+        "{}",
+        detail.timeline_text
+    );
+
+    // An untagged array (states in Microsoft's own capitalised spelling,
+    // `Established`, are read as well: see the reader's unit tests).
+    let b = s.place_reception_call().await;
+    let session_b = s.session_of(&b).await;
+    let ended = json!({"value": [{
+        "changeType": "deleted",
+        "resourceUrl": format!("/communications/calls/{b}"),
+        "resourceData": [{"state": "terminated"}]
+    }]});
+    let (status, body) = s.post_callback(None, json, ended.to_string()).await;
+    assert_eq!(status, 202, "{body}");
+    let detail = s.ended(&session_b).await;
+    assert_eq!(
+        detail.summary.outcome.map(|o| o.as_str()),
+        Some("caller_hung_up"),
+        "{}",
+        detail.timeline_text
+    );
+
+    // A batch of nothing but broken entries is a 400.
+    let broken = json!({"value": [{"changeType": "updated", "resourceUrl": "/me/drive"}]});
+    let (status, body) = s.post_callback(None, json, broken.to_string()).await;
+    assert_eq!(status, 400, "{body}");
+
+    // The legacy (Skype calling) first notification: 204, logged, counted;
+    // nothing is started.
+    let sessions = s.runtime.sessions().len();
+    let legacy = json!({
+        "id": "3c4a5f2d-3ad6-4d7b-9e9a-c0ffee000001",
+        "participants": [
+            {"identity": "29:1abcdef", "displayName": "Ada", "languageId": "en-US", "originator": true},
+            {"identity": "28:2891555a-92ff-42e6-80fa-6e1300c6b5c6", "originator": false}
+        ],
+        "isMultiparty": false,
+        "presentedModalityTypes": ["audio"],
+        "callState": "incoming"
+    });
+    let response = s
+        .http
+        .post(&s.callback)
+        .header("content-type", json)
+        .body(legacy.to_string())
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 204);
+    assert_eq!(response.bytes().await.expect("body").len(), 0);
+    assert_eq!(s.runtime.sessions().len(), sessions);
+
+    let metrics = s.metrics().await;
+    for line in [
+        "callflow_notifications_refused_total{reason=\"bad_change_type\"} 1",
+        "callflow_notifications_refused_total{reason=\"bad_resource\"} 1",
+        "callflow_legacy_notifications_total 1",
+        "callflow_callback_requests_total{status=\"204\"} 1",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in:\n{metrics}");
+    }
+    s.stop().await;
 }
