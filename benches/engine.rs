@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use callflow::engine::{self, Event, Session, StateChange};
+use callflow::flow::actions::switch::Switch;
 use callflow::flow::{Action, Flow, load_file};
 use callflow::graph::wire::CallState;
 use callflow::sim::{self, SimulateOptions};
@@ -85,7 +86,7 @@ fn when_evaluation(c: &mut Criterion) {
     let Some(step) = flow.steps.iter().find(|s| s.name == "hours") else {
         panic!("reception has an `hours` step");
     };
-    let Action::Switch { cases } = &step.action else {
+    let Action::Switch(Switch { cases }) = &step.action else {
         panic!("`hours` is a switch");
     };
     let Some((Some(when), _)) = cases.first() else {

@@ -8,6 +8,10 @@
 
 use std::time::Duration;
 
+use crate::flow::actions::menu::Menu;
+use crate::flow::actions::reject;
+use crate::flow::actions::switch::{self, Switch};
+use crate::flow::actions::transfer::Transfer;
 use crate::flow::{Action, Meeting, Step, Target, Template};
 use crate::graph::wire::{
     AnswerRequest, Call, CallState, ChatInfo, EndpointType, Identity, IdentitySet, MediaConfig,
@@ -30,60 +34,26 @@ impl Run<'_> {
     /// Starts the action of `step`, which is the current step.
     pub(crate) fn start_action(&mut self, step: &Step) -> Progress {
         match &step.action {
-            Action::Answer { prefetch } => self.answer(prefetch),
-            Action::Reject { reason } => self.reject(*reason),
-            Action::Redirect { targets, timeout } => self.redirect(targets, *timeout),
-            Action::Transfer {
-                to,
-                transferee,
-                client_context,
-                timeout,
-            } => self.transfer(to, transferee.as_ref(), client_context.as_ref(), *timeout),
-            Action::ConsultativeTransfer { to, timeout, .. } => self.consult(to, *timeout),
-            Action::JoinMeeting {
-                meeting,
-                tenant,
-                timeout,
-            } => self.join(meeting, tenant.as_ref(), *timeout),
-            Action::Call {
-                targets,
-                subject,
-                timeout,
-            } => self.call(targets, subject.as_ref(), *timeout),
-            Action::Play { prompt } => self.play(prompt),
-            Action::Menu { prompt, .. } => {
+            Action::Answer(a) => self.answer(&a.prefetch),
+            Action::Reject(r) => self.reject(r.reason),
+            Action::Redirect(r) => self.redirect(&r.targets, r.timeout),
+            Action::Transfer(t) => self.transfer(t),
+            Action::ConsultativeTransfer(c) => self.consult(&c.to, c.timeout),
+            Action::JoinMeeting(j) => self.join(&j.meeting, j.tenant.as_ref(), j.timeout),
+            Action::Call(c) => self.call(&c.targets, c.subject.as_ref(), c.timeout),
+            Action::Play(p) => self.play(&p.prompt),
+            Action::Menu(m) => {
                 self.s.digits.clear();
-                self.menu_prompt(step, prompt, None, 0)
+                self.menu_prompt(step, &m.prompt, None, 0)
             }
-            Action::Switch { cases } => {
-                let input = scope::Inputs::new(self.flow, self.s);
-                for (when, goto) in cases {
-                    let Some(expr) = when else {
-                        return Progress::Then(Transition::Goto(*goto, "otherwise".into()));
-                    };
-                    match scope::eval_bool(self.flow, expr, input.get(), self.now) {
-                        Ok(true) => {
-                            return Progress::Then(Transition::Goto(
-                                *goto,
-                                format!("when {}", expr.source),
-                            ));
-                        }
-                        Ok(false) => {}
-                        Err(e) => return Progress::Then(Transition::Failure(e.to_string())),
-                    }
-                }
-                Progress::Then(Transition::Failure(format!(
-                    "no case of switch `{}` holds",
-                    step.name
-                )))
-            }
-            Action::Set { assignments } => match self.assign(assignments) {
+            Action::Switch(s) => self.switch(step, s),
+            Action::Set(s) => match self.assign(&s.assignments) {
                 Ok(()) => Progress::Then(Transition::Next),
                 Err(e) => Progress::Then(Transition::Failure(e)),
             },
-            Action::Log { text } => {
+            Action::Log(l) => {
                 let input = scope::Inputs::new(self.flow, self.s);
-                match scope::render(self.flow, text, &input, self.now) {
+                match scope::render(self.flow, &l.text, &input, self.now) {
                     Ok(text) => {
                         self.entry(Entry::Log(text));
                         Progress::Then(Transition::Next)
@@ -91,7 +61,7 @@ impl Run<'_> {
                     Err(e) => Progress::Then(Transition::Failure(e.to_string())),
                 }
             }
-            Action::Hangup => {
+            Action::Hangup(_) => {
                 let rejected = self.hang_up_all();
                 let outcome = if rejected {
                     Outcome::Rejected
@@ -101,23 +71,44 @@ impl Run<'_> {
                 self.end(outcome, None);
                 Progress::Ended
             }
-            Action::Wait { state, timeout } => match state {
+            Action::Wait(w) => match &w.state {
                 Some(name) => {
                     let state = CallState::from_wire(name);
                     if self.s.main().and_then(|m| m.state.as_ref()) == Some(&state) {
                         return Progress::Then(Transition::Next);
                     }
                     self.s.waiting = Waiting::State { state };
-                    self.set_timer(*timeout);
+                    self.set_timer(w.timeout);
                     Progress::Wait
                 }
                 None => {
                     self.s.waiting = Waiting::Timer;
-                    self.set_timer(*timeout);
+                    self.set_timer(w.timeout);
                     Progress::Wait
                 }
             },
         }
+    }
+
+    /// Goes to the first case of `switch` that holds.
+    fn switch(&mut self, step: &Step, switch: &Switch) -> Progress {
+        let input = scope::Inputs::new(self.flow, self.s);
+        for (when, goto) in &switch.cases {
+            let Some(expr) = when else {
+                return Progress::Then(Transition::Goto(*goto, switch::via(None)));
+            };
+            match scope::eval_bool(self.flow, expr, input.get(), self.now) {
+                Ok(true) => {
+                    return Progress::Then(Transition::Goto(*goto, switch::via(Some(expr))));
+                }
+                Ok(false) => {}
+                Err(e) => return Progress::Then(Transition::Failure(e.to_string())),
+            }
+        }
+        Progress::Then(Transition::Failure(format!(
+            "no case of switch `{}` holds",
+            step.name
+        )))
     }
 
     /// The main call, if a request may be sent on it, else why not.
@@ -194,7 +185,7 @@ impl Run<'_> {
         Progress::Wait
     }
 
-    fn reject(&mut self, reason: crate::flow::model::RejectReason) -> Progress {
+    fn reject(&mut self, reason: reject::RejectReason) -> Progress {
         let i = match self.live_main("reject") {
             Ok(i) => i,
             Err(t) => return Progress::Then(t),
@@ -205,9 +196,9 @@ impl Run<'_> {
             ));
         }
         let reason = match reason {
-            crate::flow::model::RejectReason::None => RejectReason::None,
-            crate::flow::model::RejectReason::Busy => RejectReason::Busy,
-            crate::flow::model::RejectReason::Forbidden => RejectReason::Forbidden,
+            reject::RejectReason::None => RejectReason::None,
+            reject::RejectReason::Busy => RejectReason::Busy,
+            reject::RejectReason::Forbidden => RejectReason::Forbidden,
         };
         self.send(i, Body::Reject(RejectRequest::new(reason)), None);
         self.end(Outcome::Rejected, None);
@@ -246,13 +237,13 @@ impl Run<'_> {
         }
     }
 
-    fn transfer(
-        &mut self,
-        to: &Target,
-        transferee: Option<&crate::flow::Transferee>,
-        client_context: Option<&Template>,
-        timeout: Duration,
-    ) -> Progress {
+    fn transfer(&mut self, t: &Transfer) -> Progress {
+        let Transfer {
+            to,
+            transferee,
+            client_context,
+            timeout,
+        } = t;
         let i = match self.answered_main("transfer") {
             Ok(i) => i,
             Err(t) => return Progress::Then(t),
@@ -296,7 +287,7 @@ impl Run<'_> {
             ..TransferProgress::default()
         });
         self.s.waiting = Waiting::Transfer { leg: i };
-        self.set_timer(timeout);
+        self.set_timer(*timeout);
         Progress::Wait
     }
 
@@ -330,10 +321,10 @@ impl Run<'_> {
     /// The consultation call was answered: announce, or transfer at once.
     pub(crate) fn consult_answered(&mut self, consult: usize) -> Option<Transition> {
         let step = self.current()?;
-        let Action::ConsultativeTransfer { announce, .. } = &step.action else {
+        let Action::ConsultativeTransfer(c) = &step.action else {
             return None;
         };
-        if let Some(prompt) = announce {
+        if let Some(prompt) = &c.announce {
             let input = scope::Inputs::new(self.flow, self.s);
             let uri = match scope::render(self.flow, prompt, &input, self.now) {
                 Ok(u) => u,
@@ -360,9 +351,10 @@ impl Run<'_> {
     /// Transfers the main call to the consultation call's target, replacing it.
     pub(crate) fn consult_transfer(&mut self, consult: usize) -> Option<Transition> {
         let step = self.current()?;
-        let Action::ConsultativeTransfer { to, .. } = &step.action else {
+        let Action::ConsultativeTransfer(c) = &step.action else {
             return None;
         };
+        let to = &c.to;
         let main = match self.answered_main("transfer") {
             Ok(i) => i,
             Err(t) => {
@@ -579,12 +571,12 @@ impl Run<'_> {
     /// the transition when its retries are used up.
     pub(crate) fn menu_retry(&mut self, attempt: u32, invalid: bool) -> Option<Transition> {
         let step = self.current()?;
-        let Action::Menu {
+        let Action::Menu(Menu {
             prompt,
             retries,
             invalid_prompt,
             ..
-        } = &step.action
+        }) = &step.action
         else {
             return None;
         };

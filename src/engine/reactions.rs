@@ -10,6 +10,7 @@
 //! transfers as operations with text subcodes; a call Graph reports
 //! terminated gets no further request. Nothing here does I/O.
 
+use crate::flow::actions::menu;
 use crate::flow::{Action, Trigger};
 use crate::graph::wire::{
     CallDirection, CallState, Code, CommsOperation, OperationStatus, ResultInfo,
@@ -69,6 +70,43 @@ fn says_transferred(change: &StateChange) -> bool {
             .termination_reason
             .as_deref()
             .is_some_and(|r| r.eq_ignore_ascii_case("AppTransferred"))
+}
+
+/// What the reactions need to know of the current step's action, beyond
+/// what it waits for. One exhaustive `match`: a new action says its own.
+#[derive(Clone, Copy, Default)]
+struct ActionRules {
+    /// The caller being transferred away is what the action is for: the
+    /// run goes on to its `next`.
+    transfers_the_call: bool,
+    /// A call it placed that is not established in time is its
+    /// `on_timeout` (a `call` that rings out), not a failure.
+    unanswered_is_timeout: bool,
+}
+
+fn rules(action: &Action) -> ActionRules {
+    let none = ActionRules::default();
+    match action {
+        Action::Transfer(_) | Action::ConsultativeTransfer(_) => ActionRules {
+            transfers_the_call: true,
+            ..none
+        },
+        Action::Call(_) => ActionRules {
+            unanswered_is_timeout: true,
+            ..none
+        },
+        Action::Answer(_)
+        | Action::Reject(_)
+        | Action::Redirect(_)
+        | Action::JoinMeeting(_)
+        | Action::Play(_)
+        | Action::Menu(_)
+        | Action::Switch(_)
+        | Action::Set(_)
+        | Action::Log(_)
+        | Action::Hangup(_)
+        | Action::Wait(_) => none,
+    }
 }
 
 impl Run<'_> {
@@ -510,13 +548,7 @@ impl Run<'_> {
             .then(|| format!("the call ended{}", describe_result(change.result.as_ref())));
         self.end(outcome, reason.filter(|r| r != "the call ended"));
         let has_next = self.current().is_some_and(|s| {
-            s.next.is_some()
-                && (awaited
-                    || transferred
-                        && matches!(
-                            s.action,
-                            Action::Transfer { .. } | Action::ConsultativeTransfer { .. }
-                        ))
+            s.next.is_some() && (awaited || transferred && rules(&s.action).transfers_the_call)
         });
         if has_next {
             self.follow(Transition::Next);
@@ -551,12 +583,12 @@ impl Run<'_> {
         }
         self.s.digits.push(key);
         let step = self.current()?;
-        let Action::Menu { choices, .. } = &step.action else {
+        let Action::Menu(m) = &step.action else {
             return None;
         };
-        if let Some((_, goto)) = choices.iter().find(|(k, _)| *k == key) {
+        if let Some((_, goto)) = m.choices.iter().find(|(k, _)| *k == key) {
             self.cancel_timer();
-            return Some(Transition::Goto(*goto, format!("key {key}")));
+            return Some(Transition::Goto(*goto, menu::via(key)));
         }
         self.note(format!("key {key} is not a choice of `{}`", step.name));
         self.menu_retry(attempt, true)
@@ -569,12 +601,13 @@ impl Run<'_> {
         match self.s.waiting.clone() {
             Waiting::Established { leg } => {
                 self.hang_up(leg);
-                match step.action {
-                    Action::Call { .. } => Some(Transition::Timeout),
-                    _ => Some(Transition::Failure(format!(
+                if rules(&step.action).unanswered_is_timeout {
+                    Some(Transition::Timeout)
+                } else {
+                    Some(Transition::Failure(format!(
                         "{} was not established in time",
                         self.s.legs.get(leg).map_or("the call", |l| l.tag.as_str())
-                    ))),
+                    )))
                 }
             }
             Waiting::Transfer { .. } => Some(Transition::Timeout),
@@ -886,8 +919,8 @@ impl Run<'_> {
                     prompt_done: true,
                 };
                 let step = self.current()?;
-                if let Action::Menu { timeout, .. } = step.action {
-                    self.set_timer(timeout);
+                if let Action::Menu(m) = &step.action {
+                    self.set_timer(m.timeout);
                 }
                 None
             }

@@ -11,7 +11,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::flow::{Action, Flow, HandlerOp, Step, StepId};
+use crate::flow::{Flow, HandlerOp, Step, StepId};
 use crate::graph::wire::{Call, CallState, RejectReason, RejectRequest};
 
 use super::command::{Command, CommandId, RequestKind, TimerId};
@@ -154,7 +154,7 @@ impl<'a> Run<'a> {
                 );
                 return;
             };
-            if self.s.is_ended() && !is_pure(&step.action) {
+            if self.s.is_ended() && step.action.action_kind().needs_call() {
                 self.note(format!(
                     "the run has ended; step `{}` ({}) is not run",
                     step.name,
@@ -564,12 +564,4 @@ impl<'a> Run<'a> {
             self.out.push(Command::CancelTimer { timer: t.id });
         }
     }
-}
-
-/// Whether an action needs no call (it may run after the call has ended).
-pub fn is_pure(action: &Action) -> bool {
-    matches!(
-        action,
-        Action::Switch { .. } | Action::Set { .. } | Action::Log { .. }
-    )
 }

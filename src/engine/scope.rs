@@ -464,7 +464,9 @@ mod tests {
             "flow: t\ntrigger: {incoming_call: {}}\nstart: a\nsteps:\n  a:\n    log: \"in ${step} ${digits}!\"\n",
         );
         let flow = loaded.flow.expect("loads");
-        let crate::flow::Action::Log { text } = &flow.steps[0].action else {
+        let crate::flow::Action::Log(crate::flow::actions::log::Log { text }) =
+            &flow.steps[0].action
+        else {
             panic!("a log step");
         };
         let mut s = Session::new(&flow, "s", Bot::default());

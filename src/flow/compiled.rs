@@ -3,18 +3,19 @@
 //! [`crate::flow::check`] builds a [`Flow`] from a [`FlowFile`](super::model::FlowFile)
 //! only when the file has no error. Steps are addressed by [`StepId`]; all
 //! expressions hold their rhai AST; durations, phone numbers and calendars are
-//! parsed. The engine reads a `Flow` and never changes it.
+//! parsed. Each step's [`Action`] is compiled by its own module in
+//! [`crate::flow::actions`]. The engine reads a `Flow` and never changes it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono_tz::Tz;
 use indexmap::IndexMap;
 
+use super::actions::{Action, OutcomeField};
 use super::calendar::Calendar;
 use super::diagnostic::SourceFile;
 use super::expr::Expr;
-use super::model::{ParamType, RejectReason};
+use super::model::ParamType;
 use super::span::Span;
 
 /// The index of a step in [`Flow::steps`].
@@ -176,6 +177,18 @@ pub struct Step {
     pub on_invalid: Option<StepId>,
 }
 
+impl Step {
+    /// The step its outcome field `outcome` leads to, if it has that field.
+    pub fn outcome(&self, outcome: OutcomeField) -> Option<StepId> {
+        match outcome {
+            OutcomeField::Next => self.next,
+            OutcomeField::OnFailure => self.on_failure,
+            OutcomeField::OnTimeout => self.on_timeout,
+            OutcomeField::OnInvalid => self.on_invalid,
+        }
+    }
+}
+
 /// A text with `${expr}` parts.
 #[derive(Clone, Debug)]
 pub struct Template {
@@ -232,160 +245,6 @@ pub enum Target {
         /// The name shown.
         display_name: Option<Template>,
     },
-}
-
-/// The participant moved out of a group call by a transfer.
-#[derive(Clone, Debug)]
-pub struct Transferee {
-    /// Graph's participant id.
-    pub participant_id: Template,
-    /// Its identity, when given.
-    pub identity: Option<Target>,
-}
-
-/// Which meeting to join.
-#[derive(Clone, Debug)]
-pub enum Meeting {
-    /// By the id of the invitation.
-    JoinId {
-        /// The meeting id.
-        join_meeting_id: Template,
-        /// The passcode, if any.
-        passcode: Option<Template>,
-    },
-    /// By chat thread and organizer.
-    Thread {
-        /// The chat thread id.
-        thread_id: Template,
-        /// The chat message id.
-        message_id: Template,
-        /// The organizer's user id.
-        organizer: Template,
-    },
-}
-
-/// What a step does.
-#[derive(Clone, Debug)]
-pub enum Action {
-    /// Answer.
-    Answer {
-        /// Prompts fetched ahead.
-        prefetch: Vec<Template>,
-    },
-    /// Reject.
-    Reject {
-        /// The reason.
-        reason: RejectReason,
-    },
-    /// Redirect.
-    Redirect {
-        /// The targets.
-        targets: Vec<Target>,
-        /// Ring time.
-        timeout: Duration,
-    },
-    /// Blind transfer.
-    Transfer {
-        /// The target.
-        to: Target,
-        /// Who is transferred out of a group call.
-        transferee: Option<Transferee>,
-        /// Echoed by Graph.
-        client_context: Option<Template>,
-        /// How long the transfer may take.
-        timeout: Duration,
-    },
-    /// Consultative transfer.
-    ConsultativeTransfer {
-        /// The target, called first.
-        to: Target,
-        /// Played to the target before the transfer.
-        announce: Option<Template>,
-        /// How long the target may take to answer.
-        timeout: Duration,
-    },
-    /// Join a meeting.
-    JoinMeeting {
-        /// Which meeting.
-        meeting: Meeting,
-        /// Its tenant.
-        tenant: Option<Template>,
-        /// How long joining may take.
-        timeout: Duration,
-    },
-    /// An outgoing call.
-    Call {
-        /// Who to call (several for a group call).
-        targets: Vec<Target>,
-        /// The subject.
-        subject: Option<Template>,
-        /// Ring time.
-        timeout: Duration,
-    },
-    /// Play a prompt.
-    Play {
-        /// The prompt URL.
-        prompt: Template,
-    },
-    /// A DTMF menu.
-    Menu {
-        /// The prompt URL.
-        prompt: Template,
-        /// Key and step.
-        choices: Vec<(char, StepId)>,
-        /// Wait for a key this long.
-        timeout: Duration,
-        /// Replays after a timeout or a wrong key.
-        retries: u32,
-        /// Played after a wrong key.
-        invalid_prompt: Option<Template>,
-    },
-    /// Branch on conditions.
-    Switch {
-        /// Conditions (none = always) and their steps.
-        cases: Vec<(Option<Expr>, StepId)>,
-    },
-    /// Set variables.
-    Set {
-        /// Name and value.
-        assignments: Vec<(String, Expr)>,
-    },
-    /// Log a line.
-    Log {
-        /// The text.
-        text: Template,
-    },
-    /// Hang up.
-    Hangup,
-    /// Wait for a state or a time.
-    Wait {
-        /// The state, if any.
-        state: Option<String>,
-        /// How long.
-        timeout: Duration,
-    },
-}
-
-impl Action {
-    /// The action's name in flow files.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Action::Answer { .. } => "answer",
-            Action::Reject { .. } => "reject",
-            Action::Redirect { .. } => "redirect",
-            Action::Transfer { .. } => "transfer",
-            Action::ConsultativeTransfer { .. } => "consultative_transfer",
-            Action::JoinMeeting { .. } => "join_meeting",
-            Action::Call { .. } => "call",
-            Action::Play { .. } => "play",
-            Action::Menu { .. } => "menu",
-            Action::Switch { .. } => "switch",
-            Action::Set { .. } => "set",
-            Action::Log { .. } => "log",
-            Action::Hangup => "hangup",
-            Action::Wait { .. } => "wait",
-        }
-    }
 }
 
 /// One operation of an `on` handler.

@@ -10,7 +10,8 @@
 
 use std::fmt::Write as _;
 
-use super::compiled::{Action, Flow, HandlerOp, StepId};
+use super::actions::Action;
+use super::compiled::{Flow, HandlerOp, StepId};
 
 /// The diagram languages `callflow graph` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -30,9 +31,10 @@ pub fn diagram(flow: &Flow, format: DiagramFormat) -> String {
     }
 }
 
-/// How a step is drawn: the family of its action.
+/// How a step is drawn: the family of its action (each action says which,
+/// in [`ActionType::SHAPE`](super::actions::ActionType::SHAPE)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Shape {
+pub enum Shape {
     /// Does something on the call and goes on (answer, play, set, log, wait).
     Plain,
     /// Chooses where to go (switch, menu).
@@ -44,20 +46,7 @@ enum Shape {
 }
 
 fn shape(action: &Action) -> Shape {
-    match action {
-        Action::Answer { .. }
-        | Action::Play { .. }
-        | Action::Log { .. }
-        | Action::Set { .. }
-        | Action::Wait { .. } => Shape::Plain,
-        Action::Switch { .. } | Action::Menu { .. } => Shape::Decision,
-        Action::Transfer { .. }
-        | Action::ConsultativeTransfer { .. }
-        | Action::Redirect { .. }
-        | Action::Call { .. }
-        | Action::JoinMeeting { .. } => Shape::Handoff,
-        Action::Hangup | Action::Reject { .. } => Shape::End,
-    }
+    action.action_kind().shape()
 }
 
 /// How an edge is drawn.
@@ -112,22 +101,8 @@ fn edges(flow: &Flow) -> Vec<Edge> {
                 line,
             })
         };
-        match &step.action {
-            Action::Menu { choices, .. } => {
-                for (key, to) in choices {
-                    push(*to, key.to_string(), Line::Solid);
-                }
-            }
-            Action::Switch { cases } => {
-                for (when, to) in cases {
-                    let label = match when {
-                        Some(expr) => shorten(&expr.source),
-                        None => "else".to_owned(),
-                    };
-                    push(*to, label, Line::Solid);
-                }
-            }
-            _ => {}
+        for branch in step.action.branches() {
+            push(branch.to, shorten(&branch.label), Line::Solid);
         }
         let outcomes = [
             (step.next, "next", Line::Solid),

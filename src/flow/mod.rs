@@ -2,11 +2,14 @@
 //!
 //! Loading goes text → [`yaml`] tree (budgeted) → [`model`] types (through
 //! the span-keeping [`de`]serializer) → [`check`] (every semantic rule,
-//! every diagnostic collected) → a compiled [`Flow`]. [`load`] reads files
+//! every diagnostic collected) → a compiled [`Flow`]. Each action of the
+//! language is one module of [`actions`]: its YAML form, its outcomes, its
+//! checks and its compiled form together. [`load`] reads files
 //! and folders and checks a set of flows together. This module knows
 //! nothing of Graph's JSON, HTTP or tokio; it returns every diagnostic, not
 //! the first.
 
+pub mod actions;
 pub mod calendar;
 pub mod check;
 pub mod compiled;
@@ -21,9 +24,11 @@ pub mod span;
 pub mod suggest;
 pub mod yaml;
 
+pub use actions::join_meeting::Meeting;
+pub use actions::transfer::Transferee;
+pub use actions::{Action, ActionKind};
 pub use compiled::{
-    Action, Flow, HandlerOp, Meeting, Param, Pattern, Step, StepId, Target, Template, TemplatePart,
-    Transferee, Trigger,
+    Flow, HandlerOp, Param, Pattern, Step, StepId, Target, Template, TemplatePart, Trigger,
 };
 pub use diagnostic::{Diagnostic, Severity, SourceFile};
 pub use load::{FlowSet, LoadReport, Loaded, load_file, load_paths, load_str};

@@ -1,9 +1,11 @@
 //! The flow file as written: typed, strict, with spans.
 //!
-//! These types mirror the YAML of `docs/flow-language.md` one to one. They
-//! derive `Deserialize` (through [`crate::flow::de`], which keeps spans) and
-//! `JsonSchema` (the doc comments become the schema's descriptions, which an
-//! editor shows while the designer types). They hold text as written:
+//! These types mirror the YAML of `docs/flow-language.md` one to one; a
+//! step ([`StepDef`]) and each action's form are in [`crate::flow::actions`],
+//! one module per action. They derive `Deserialize` (through
+//! [`crate::flow::de`], which keeps spans) and `JsonSchema` (the doc
+//! comments become the schema's descriptions, which an editor shows while
+//! the designer types). They hold text as written:
 //! expressions, durations and phone numbers are checked and compiled by
 //! [`crate::flow::check`] into a [`crate::flow::Flow`]. Nothing here knows
 //! Graph's JSON or runs anything.
@@ -13,6 +15,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::span::Spanned;
+
+pub use super::actions::StepDef;
+use super::actions::hangup::HangupAction;
 
 /// Text as written in the file, with its position.
 pub type Text = Spanned<String>;
@@ -224,111 +229,6 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
     }
 }
 
-/// One step: exactly one action, then the outcomes that lead on.
-#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StepDef {
-    /// What the step is for (shown in diagrams).
-    #[serde(default)]
-    pub description: Option<String>,
-    /// Answer the incoming call (`POST /calls/{id}/answer`); `next` once established.
-    #[serde(default)]
-    pub answer: Option<Spanned<AnswerAction>>,
-    /// Reject the incoming call; ends the run.
-    #[serde(default)]
-    pub reject: Option<Spanned<RejectAction>>,
-    /// Redirect the incoming call before answering; ends the run.
-    #[serde(default)]
-    pub redirect: Option<Spanned<RedirectAction>>,
-    /// Blind transfer to a Teams user or a phone number.
-    #[serde(default)]
-    pub transfer: Option<Spanned<TransferAction>>,
-    /// Call the target first, optionally play an announcement, then transfer.
-    #[serde(default)]
-    pub consultative_transfer: Option<Spanned<ConsultativeTransferAction>>,
-    /// Join a Teams meeting (the bot places a new call).
-    #[serde(default)]
-    pub join_meeting: Option<Spanned<JoinMeetingAction>>,
-    /// Place an outgoing call to a user or a phone number.
-    #[serde(default)]
-    pub call: Option<Spanned<CallAction>>,
-    /// Play a prompt; `next` when it has played.
-    #[serde(default)]
-    pub play: Option<Spanned<PlayAction>>,
-    /// Play a prompt and collect one DTMF digit.
-    #[serde(default)]
-    pub menu: Option<Spanned<MenuAction>>,
-    /// Go to the first case whose `when` holds; a last case without `when` is the default.
-    #[serde(default)]
-    pub switch: Option<Spanned<Vec<Spanned<SwitchCase>>>>,
-    /// Set variables for this call: `name: expression`.
-    #[serde(default)]
-    pub set: Option<Spanned<IndexMap<Text, Text>>>,
-    /// Write a line to the call's timeline; may embed `${expression}`.
-    #[serde(default)]
-    pub log: Option<Text>,
-    /// Hang up (`DELETE /calls/{id}`); ends the run.
-    #[serde(default)]
-    pub hangup: Option<Spanned<HangupAction>>,
-    /// Wait for a call state, or for a time.
-    #[serde(default)]
-    pub wait: Option<Spanned<WaitAction>>,
-    /// The step to go to when the action succeeds. Without it, the run ends there.
-    #[serde(default)]
-    pub next: Option<Text>,
-    /// The step to go to when the action fails.
-    #[serde(default)]
-    pub on_failure: Option<Text>,
-    /// The step to go to when the action times out.
-    #[serde(default)]
-    pub on_timeout: Option<Text>,
-    /// The step to go to when the caller presses a key the menu does not offer.
-    #[serde(default)]
-    pub on_invalid: Option<Text>,
-}
-
-/// `answer: {}`.
-#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AnswerAction {
-    /// Prompts to fetch ahead, so that they play without delay.
-    #[serde(default)]
-    pub prefetch: Vec<Text>,
-}
-
-/// `reject: {reason}`.
-#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RejectAction {
-    /// Why: `none` (default), `busy` or `forbidden`.
-    #[serde(default)]
-    pub reason: Option<Spanned<RejectReason>>,
-}
-
-/// The reasons Graph accepts for a rejection.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RejectReason {
-    /// No reason given.
-    #[default]
-    None,
-    /// The callee is busy.
-    Busy,
-    /// The call is refused.
-    Forbidden,
-}
-
-/// `redirect: {to, timeout}`.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RedirectAction {
-    /// Where to: one target or a list (at most 25).
-    pub to: OneOrMany<Spanned<TargetDef>>,
-    /// How long the targets ring, 15s to 90s.
-    #[serde(default)]
-    pub timeout: Option<Text>,
-}
-
 /// A user or a phone number to call, transfer or redirect to.
 #[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -345,152 +245,6 @@ pub struct TargetDef {
     /// The name Teams shows.
     #[serde(default)]
     pub display_name: Option<Text>,
-}
-
-/// The participant to transfer out of a group call.
-#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TransfereeDef {
-    /// The participant's id in the call (Graph's `participantId`).
-    pub participant_id: Text,
-    /// The participant's user id.
-    #[serde(default)]
-    pub user: Option<Text>,
-    /// The user's tenant id.
-    #[serde(default)]
-    pub tenant: Option<Text>,
-    /// The participant's phone number.
-    #[serde(default)]
-    pub phone: Option<Text>,
-    /// The participant's display name.
-    #[serde(default)]
-    pub display_name: Option<Text>,
-}
-
-/// `transfer: {to, transferee?, client_context?, timeout?}`.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TransferAction {
-    /// The transfer target.
-    pub to: Spanned<TargetDef>,
-    /// Who is transferred, required when transferring out of a group call.
-    #[serde(default)]
-    pub transferee: Option<Spanned<TransfereeDef>>,
-    /// A unique text (at most 256 characters) echoed in Graph's notifications.
-    #[serde(default)]
-    pub client_context: Option<Text>,
-    /// How long to wait for the transfer to complete before `on_timeout`. Default 60s.
-    #[serde(default)]
-    pub timeout: Option<Text>,
-}
-
-/// `consultative_transfer: {to, announce?, timeout?}`.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ConsultativeTransferAction {
-    /// The target, called first.
-    pub to: Spanned<TargetDef>,
-    /// A prompt played to the target once it answers, before the transfer.
-    #[serde(default)]
-    pub announce: Option<Text>,
-    /// How long the target may take to answer before `on_failure`. Default 30s.
-    #[serde(default)]
-    pub timeout: Option<Text>,
-}
-
-/// `join_meeting`: by meeting id and passcode, or by thread and organizer.
-#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JoinMeetingAction {
-    /// The numeric meeting id shown in the invitation.
-    #[serde(default)]
-    pub join_meeting_id: Option<Text>,
-    /// The meeting passcode, if it has one.
-    #[serde(default)]
-    pub passcode: Option<Text>,
-    /// The meeting chat's thread id (with `message_id` and `organizer`).
-    #[serde(default)]
-    pub thread_id: Option<Text>,
-    /// The meeting chat's message id, usually `0`.
-    #[serde(default)]
-    pub message_id: Option<Text>,
-    /// The organizer's user id.
-    #[serde(default)]
-    pub organizer: Option<Text>,
-    /// The meeting's tenant id.
-    #[serde(default)]
-    pub tenant: Option<Text>,
-    /// How long joining may take before `on_failure`. Default 30s.
-    #[serde(default)]
-    pub timeout: Option<Text>,
-}
-
-/// `call: {to, subject?}`: an outgoing call.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CallAction {
-    /// Who to call: one target, or a list for a group call (at most 5 users).
-    pub to: OneOrMany<Spanned<TargetDef>>,
-    /// The call's subject.
-    #[serde(default)]
-    pub subject: Option<Text>,
-    /// How long the call may ring before `on_timeout`. Default 30s.
-    #[serde(default)]
-    pub timeout: Option<Text>,
-}
-
-/// `play: {prompt}`.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PlayAction {
-    /// The URL of a WAV prompt (may embed `${…}`).
-    pub prompt: Text,
-}
-
-/// `menu: {prompt, choices, timeout, retries}`.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MenuAction {
-    /// The URL of the prompt that lists the choices.
-    pub prompt: Text,
-    /// The step for each key: `"1": sales`. Keys are `0`–`9`, `*`, `#`.
-    pub choices: IndexMap<Text, Text>,
-    /// How long to wait for a key after the prompt. Default 10s.
-    #[serde(default)]
-    pub timeout: Option<Text>,
-    /// How many more times to play the prompt after a timeout or a wrong key. Default 0.
-    #[serde(default)]
-    pub retries: Option<Spanned<u32>>,
-    /// A prompt played after a wrong key, before the retry.
-    #[serde(default)]
-    pub invalid_prompt: Option<Text>,
-}
-
-/// One case of a `switch`.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SwitchCase {
-    /// A rhai condition; a case without one always holds.
-    #[serde(default)]
-    pub when: Option<Text>,
-    /// The step to go to.
-    pub goto: Text,
-}
-
-/// `hangup: {}`.
-#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HangupAction {}
-
-/// `wait: {state?, timeout}`.
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WaitAction {
-    /// The call state to wait for; without it, wait for `timeout` then go `next`.
-    #[serde(default)]
-    pub state: Option<Text>,
-    /// How long to wait.
-    pub timeout: Text,
 }
 
 /// One item of an `on` handler: runs in order, at any step.

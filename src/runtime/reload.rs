@@ -174,33 +174,36 @@ fn is_flow_file(path: &Path) -> bool {
 }
 
 /// Watches the flows folder; reloads once changes are quiet for the debounce.
+///
+/// The folder is watched before this returns, so that an edit saved the
+/// moment after (a user told "edits reload when saved") is never missed.
 pub(super) fn watch(runtime: Runtime) -> JoinHandle<()> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let dir: PathBuf = runtime.inner.config.flows_dir.clone();
     let debounce = runtime.inner.config.reload_debounce;
-    tokio::spawn(async move {
-        let handler = move |res: notify::Result<notify::Event>| match res {
-            Ok(event) => {
-                let relevant = !matches!(event.kind, EventKind::Access(_))
-                    && event.paths.iter().any(|p| is_flow_file(p));
-                if relevant {
-                    let _ = tx.send(());
-                }
+    let handler = move |res: notify::Result<notify::Event>| match res {
+        Ok(event) => {
+            let relevant = !matches!(event.kind, EventKind::Access(_))
+                && event.paths.iter().any(|p| is_flow_file(p));
+            if relevant {
+                let _ = tx.send(());
             }
-            Err(e) => tracing::warn!(error = %e, "the flows folder watcher reported an error"),
-        };
-        let mut watcher = match notify::recommended_watcher(handler) {
+        }
+        Err(e) => tracing::warn!(error = %e, "the flows folder watcher reported an error"),
+    };
+    let watcher = notify::recommended_watcher(handler).and_then(|mut w| {
+        w.watch(&dir, RecursiveMode::Recursive)?;
+        Ok(w)
+    });
+    tokio::spawn(async move {
+        let watcher = match watcher {
             Ok(w) => w,
             Err(e) => {
-                tracing::error!(error = %e, "cannot watch the flows folder; reload with SIGHUP");
+                tracing::error!(error = %e, dir = %dir.display(),
+                    "cannot watch the flows folder; reload with SIGHUP");
                 return;
             }
         };
-        if let Err(e) = watcher.watch(&dir, RecursiveMode::Recursive) {
-            tracing::error!(error = %e, dir = %dir.display(),
-                "cannot watch the flows folder; reload with SIGHUP");
-            return;
-        }
         tracing::info!(dir = %dir.display(), "watching the flows folder");
         let mut stop = runtime.inner.stopping.subscribe();
         loop {

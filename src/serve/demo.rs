@@ -201,6 +201,8 @@ async fn demo(
              {{\"phone\":\"+14255550100\"}},\"callbackUri\":\"{callback}\"}}'"
         )
         .map_err(io)?;
+        // Watching before saying so: an edit saved at once is not missed.
+        let watcher = runtime.watch();
         writeln!(
             out,
             "edits to {} reload when saved (a broken edit keeps the old flows serving; \
@@ -209,7 +211,6 @@ async fn demo(
         )
         .map_err(io)?;
         out.flush().map_err(io)?;
-        let watcher = runtime.watch();
         let hangups = spawn_sighup(runtime.clone());
         stop_signal().await;
         watcher.abort();

@@ -8,7 +8,8 @@
 use std::collections::BTreeSet;
 
 use crate::engine::{Entry, Outcome};
-use crate::flow::{Action, Flow};
+use crate::flow::Flow;
+use crate::flow::actions::OutcomeField;
 
 use super::scenario::ScenarioReport;
 
@@ -43,31 +44,13 @@ pub fn links(flow: &Flow) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for step in &flow.steps {
         let mut add = |via: String, to| out.push((step.name.clone(), via, name(to)));
-        for (via, to) in [
-            ("next", step.next),
-            ("on_failure", step.on_failure),
-            ("on_timeout", step.on_timeout),
-            ("on_invalid", step.on_invalid),
-        ] {
-            if let Some(to) = to {
-                add(via.to_owned(), to);
+        for outcome in OutcomeField::ALL {
+            if let Some(to) = step.outcome(outcome) {
+                add(outcome.name().to_owned(), to);
             }
         }
-        match &step.action {
-            Action::Menu { choices, .. } => {
-                for (key, to) in choices {
-                    add(format!("key {key}"), *to);
-                }
-            }
-            Action::Switch { cases } => {
-                for (when, to) in cases {
-                    let via = when
-                        .as_ref()
-                        .map_or_else(|| "otherwise".to_owned(), |e| format!("when {}", e.source));
-                    add(via, *to);
-                }
-            }
-            _ => {}
+        for branch in step.action.branches() {
+            add(branch.via, branch.to);
         }
     }
     out

@@ -16,7 +16,9 @@ use std::task::{Context, Poll, Waker};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 
-use crate::engine::{self, Bot, BotIdentity, Command, Event, Instance, Party, Session, execute};
+use crate::engine::{
+    self, ActionDone, Bot, BotIdentity, Command, Event, Instance, Party, Session, execute,
+};
 use crate::flow::{Flow, Trigger};
 use crate::graph::parse_batch;
 use crate::graph::wire::CallState;
@@ -118,6 +120,8 @@ pub struct SimRun {
     pub events: Vec<(DateTime<Utc>, Event)>,
     /// Every Graph request the engine made, in order, with its exact body.
     pub commands: Vec<Command>,
+    /// Every step's action that finished, in order, and how.
+    pub actions: Vec<ActionDone>,
     /// Every notification body delivered, with its time: a recording that
     /// [`replay`] can play back.
     pub delivered: Vec<(DateTime<Utc>, Value)>,
@@ -167,8 +171,9 @@ impl Driver<'_> {
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
             self.run.events.push((now, event.clone()));
-            let commands = engine::step(self.flow, &mut self.run.session, event, now);
-            for cmd in commands {
+            let stepped = engine::step_reported(self.flow, &mut self.run.session, event, now);
+            self.run.actions.extend(stepped.actions);
+            for cmd in stepped.commands {
                 match &cmd {
                     Command::SetTimer { timer, at } => self.graph.set_timer(*at, *timer),
                     Command::CancelTimer { timer } => self.graph.cancel_timer(*timer),
@@ -249,6 +254,7 @@ pub fn run(flow: &Flow, options: &SimulateOptions) -> SimRun {
             session: Session::new(flow, session_id, bot),
             events: Vec::new(),
             commands: Vec::new(),
+            actions: Vec::new(),
             delivered: Vec::new(),
             problems: Vec::new(),
         },
@@ -295,6 +301,7 @@ pub fn replay(flow: &Flow, recording: &[(DateTime<Utc>, Value)], bot: &Bot) -> S
             session: Session::new(flow, "replay", bot.clone()),
             events: Vec::new(),
             commands: Vec::new(),
+            actions: Vec::new(),
             delivered: Vec::new(),
             problems: Vec::new(),
         },

@@ -309,16 +309,14 @@ pub fn read_recording(
     Ok(out)
 }
 
-/// Runs a scenario against its flow and compares.
-pub fn run(scenario: &Scenario, flow: &Flow) -> ScenarioReport {
+/// Runs a scenario's call (or replays its recording) against its flow,
+/// without comparing.
+pub fn simulate(scenario: &Scenario, flow: &Flow) -> Result<SimRun, ScenarioError> {
     let clock = scenario
         .clock
         .map_or_else(|| default_clock(flow), |c| c.with_timezone(&Utc));
-    let sim: SimRun = match &scenario.replay {
-        Some(path) => match read_recording(path, clock) {
-            Ok(recording) => runner::replay(flow, &recording, &default_bot()),
-            Err(e) => return ScenarioReport::failed(scenario, &flow.name, e.to_string()),
-        },
+    Ok(match &scenario.replay {
+        Some(path) => runner::replay(flow, &read_recording(path, clock)?, &default_bot()),
         None => {
             let mut options = SimulateOptions::for_flow(flow, clock);
             if let Some(from) = &scenario.from {
@@ -332,6 +330,14 @@ pub fn run(scenario: &Scenario, flow: &Flow) -> ScenarioReport {
             options.graph = scenario.graph.clone();
             runner::run(flow, &options)
         }
+    })
+}
+
+/// Runs a scenario against its flow and compares.
+pub fn run(scenario: &Scenario, flow: &Flow) -> ScenarioReport {
+    let sim = match simulate(scenario, flow) {
+        Ok(sim) => sim,
+        Err(e) => return ScenarioReport::failed(scenario, &flow.name, e.to_string()),
     };
     let actual = actual_lines(&sim.session.timeline);
     let matched = match_lines(&scenario.expect, &actual, scenario.strict);

@@ -11,6 +11,7 @@ mod support;
 
 mod diagnostics;
 mod e2e;
+mod every_action;
 mod graph_client;
 mod graph_seeds;
 mod hostile;

@@ -963,7 +963,8 @@ fn serve_simulate_keep_running_reloads_edits() {
     };
     let poll = |admin: &(String, String), want: &dyn Fn(&Value) -> bool| -> Value {
         let mut last = Value::Null;
-        for _ in 0..200 {
+        // Bounded generously: a loaded CI machine may take seconds to reload.
+        for _ in 0..600 {
             last = flows(admin);
             if want(&last) {
                 break;

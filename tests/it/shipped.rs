@@ -67,6 +67,7 @@ fn bundled_flows_and_examples_are_clean() {
 
 #[test]
 fn bundled_flows_cover_every_trigger_and_action() {
+    use callflow::flow::actions::transfer::Transfer;
     use callflow::flow::{Action, Trigger};
     let report = load_paths(&[root().join("flows")]);
     let mut triggers = std::collections::BTreeSet::new();
@@ -81,10 +82,10 @@ fn bundled_flows_cover_every_trigger_and_action() {
         });
         for step in &flow.steps {
             actions.insert(step.action.kind());
-            if let Action::Transfer {
+            if let Action::Transfer(Transfer {
                 transferee: Some(_),
                 ..
-            } = step.action
+            }) = &step.action
             {
                 transferee = true;
             }

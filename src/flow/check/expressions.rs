@@ -3,7 +3,7 @@
 use super::*;
 
 impl Cx {
-    pub(super) fn condition(&mut self, t: &Text, cals: &[&str]) -> Option<Expr> {
+    pub(in crate::flow) fn condition(&mut self, t: &Text, cals: &[&str]) -> Option<Expr> {
         if t.value.trim().is_empty() {
             self.error("callflow::expr::syntax", t.span, "the expression is empty")
                 .label("empty")
@@ -144,7 +144,7 @@ impl Cx {
         }
     }
 
-    pub(super) fn template(&mut self, t: &Text, cals: &[&str]) -> Option<Template> {
+    pub(in crate::flow) fn template(&mut self, t: &Text, cals: &[&str]) -> Option<Template> {
         let s = &t.value;
         if !s.contains("${") {
             return Some(Template {

@@ -5,7 +5,11 @@
 //! reads on), then checks names, transitions, outcomes, phone numbers,
 //! durations, calendars and expressions. It returns the compiled
 //! [`Flow`] only when there is no error, and every [`Diagnostic`] in any
-//! case. It never touches I/O.
+//! case. It never touches I/O. The rules of one action live with the action
+//! in [`crate::flow::actions`], which checks through the `Cx` tools here
+//! (`template`, `target`, `duration_in`, `resolve`, `error`, …); what is
+//! common to every step (one action, outcomes it can produce, links,
+//! reachability) is here.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::str::FromStr;
@@ -14,6 +18,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use super::actions::{ActionKind, OutcomeField};
 use super::calendar::{self, Calendar};
 use super::compiled::*;
 use super::de::{DeError, DeErrorKind, from_node, list};
@@ -139,7 +144,7 @@ pub fn check(file: &Arc<SourceFile>, budget: Budget) -> (Option<Flow>, Vec<Diagn
     (flow, cx.finish())
 }
 
-struct Cx {
+pub(in crate::flow) struct Cx {
     file: Arc<SourceFile>,
     diags: Vec<Diagnostic>,
     /// Entries dropped while reading (the parent's span, the key), each
@@ -202,14 +207,19 @@ impl Cx {
         full
     }
 
-    fn error(&mut self, code: &'static str, span: Span, message: impl Into<String>) -> Pushed<'_> {
+    pub(in crate::flow) fn error(
+        &mut self,
+        code: &'static str,
+        span: Span,
+        message: impl Into<String>,
+    ) -> Pushed<'_> {
         let span = unquote(&self.file.text, span);
         self.diags
             .push(Diagnostic::error(code, &self.file, span, message));
         Pushed(self.diags.last_mut().expect("just pushed"))
     }
 
-    fn warning(
+    pub(in crate::flow) fn warning(
         &mut self,
         code: &'static str,
         span: Span,
@@ -219,6 +229,12 @@ impl Cx {
         self.diags
             .push(Diagnostic::warning(code, &self.file, span, message));
         Pushed(self.diags.last_mut().expect("just pushed"))
+    }
+
+    /// The key `key` written just before the value at `value`, else `value`:
+    /// where a diagnostic about a whole mapping points.
+    pub(in crate::flow) fn key_span(&self, value: Span, key: &str) -> Span {
+        key_before(&self.file.text, value, key)
     }
 
     // ---------------------------------------------------------------- reading
@@ -387,18 +403,18 @@ impl Cx {
 }
 
 /// A diagnostic just recorded, to add a label, a help or a related place to.
-struct Pushed<'a>(&'a mut Diagnostic);
+pub(in crate::flow) struct Pushed<'a>(&'a mut Diagnostic);
 
 impl Pushed<'_> {
-    fn label(self, label: impl Into<String>) -> Self {
+    pub(in crate::flow) fn label(self, label: impl Into<String>) -> Self {
         self.0.label = label.into();
         self
     }
-    fn help(self, help: impl Into<String>) -> Self {
+    pub(in crate::flow) fn help(self, help: impl Into<String>) -> Self {
         self.0.help = Some(help.into());
         self
     }
-    fn related(self, span: Span, label: impl Into<String>) -> Self {
+    pub(in crate::flow) fn related(self, span: Span, label: impl Into<String>) -> Self {
         self.0.related.push(super::diagnostic::Related {
             span,
             label: label.into(),
@@ -407,24 +423,10 @@ impl Pushed<'_> {
     }
 }
 
-struct Resolver<'a> {
+/// Step names and their ids, to resolve the names outcomes give.
+pub(in crate::flow) struct Resolver<'a> {
     ids: &'a IndexMap<&'a str, StepId>,
     names: &'a [&'a str],
-}
-
-/// The outcomes each action can produce.
-pub fn outcomes(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "answer" | "join_meeting" | "play" => &["next", "on_failure"],
-        "reject" | "hangup" => &[],
-        "redirect" => &["on_failure"],
-        "transfer" | "consultative_transfer" | "call" => &["next", "on_failure", "on_timeout"],
-        "menu" => &["on_timeout", "on_invalid", "on_failure"],
-        "switch" => &[],
-        "set" | "log" => &["next"],
-        "wait" => &["next", "on_timeout"],
-        _ => &[],
-    }
 }
 
 #[cfg(test)]

@@ -117,7 +117,7 @@ impl Cx {
                             .is_some_and(|t| !t.contains('\n'));
                         let at = if is_scalar { span } else { key.span };
                         let name = key.as_str().unwrap_or_default();
-                        if matches!(name, "answer" | "hangup" | "reject") {
+                        if ActionKind::from_name(name).is_some_and(ActionKind::bare) {
                             help = format!("write `{name}: {{}}`");
                         }
                         (at, format!("`{name}` must be {expected}, not {found}"))

@@ -1,4 +1,6 @@
-//! Checking triggers, calendars, steps, their actions, transitions and handlers.
+//! Checking triggers, calendars, steps (one action each, and the outcomes
+//! it can produce), transitions, handlers and reachability. Each action's
+//! own rules are in its module of [`crate::flow::actions`].
 
 use super::*;
 
@@ -115,7 +117,7 @@ impl Cx {
         out
     }
 
-    pub(super) fn state_name(&mut self, s: &Text) {
+    pub(in crate::flow) fn state_name(&mut self, s: &Text) {
         if !STATES.contains(&s.value.as_str()) {
             let hint = did_you_mean(&s.value, STATES.iter().copied())
                 .unwrap_or_else(|| format!("the states are {}", list(STATES)));
@@ -130,7 +132,12 @@ impl Cx {
     }
 
     /// The step `name` names; `what` says who names it (`` `next` ``, ``key `1` ``).
-    pub(super) fn resolve(&mut self, r: &Resolver<'_>, name: &Text, what: &str) -> Option<StepId> {
+    pub(in crate::flow) fn resolve(
+        &mut self,
+        r: &Resolver<'_>,
+        name: &Text,
+        what: &str,
+    ) -> Option<StepId> {
         match r.ids.get(name.value.as_str()) {
             Some(id) => Some(*id),
             None => {
@@ -168,29 +175,8 @@ impl Cx {
         cals: &[&str],
     ) -> Option<Step> {
         let d = &def.value;
-        let present: Vec<(&'static str, Span)> = [
-            ("answer", d.answer.as_ref().map(|a| a.span)),
-            ("reject", d.reject.as_ref().map(|a| a.span)),
-            ("redirect", d.redirect.as_ref().map(|a| a.span)),
-            ("transfer", d.transfer.as_ref().map(|a| a.span)),
-            (
-                "consultative_transfer",
-                d.consultative_transfer.as_ref().map(|a| a.span),
-            ),
-            ("join_meeting", d.join_meeting.as_ref().map(|a| a.span)),
-            ("call", d.call.as_ref().map(|a| a.span)),
-            ("play", d.play.as_ref().map(|a| a.span)),
-            ("menu", d.menu.as_ref().map(|a| a.span)),
-            ("switch", d.switch.as_ref().map(|a| a.span)),
-            ("set", d.set.as_ref().map(|a| a.span)),
-            ("log", d.log.as_ref().map(|a| a.span)),
-            ("hangup", d.hangup.as_ref().map(|a| a.span)),
-            ("wait", d.wait.as_ref().map(|a| a.span)),
-        ]
-        .into_iter()
-        .filter_map(|(k, s)| s.map(|s| (k, s)))
-        .collect();
-        match present.as_slice() {
+        let present = d.actions();
+        let kind = match present.as_slice() {
             [] if self.removed.iter().any(|(parent, _)| *parent == def.span) => {
                 // Its action was dropped for an error already reported.
                 return None;
@@ -205,11 +191,11 @@ impl Cx {
                 .help("give it one action: `answer`, `play`, `menu`, `transfer`, `hangup`, …");
                 return None;
             }
-            [_] => {}
+            [(kind, _)] => *kind,
             [(first, first_span), (second, second_span), ..] => {
-                let text = Arc::clone(&self.file.text);
-                let first_span = key_before(&text, *first_span, first);
-                let second_span = key_before(&text, *second_span, second);
+                let (first, second) = (first.name(), second.name());
+                let first_span = self.key_span(*first_span, first);
+                let second_span = self.key_span(*second_span, second);
                 self.error(
                     "callflow::step::two_actions",
                     second_span,
@@ -222,34 +208,35 @@ impl Cx {
                 ));
                 return None;
             }
-        }
-        let kind = present[0].0;
-        let allowed = outcomes(kind);
-        let link = |cx: &mut Cx, field: &'static str, v: &Option<Text>| -> Option<StepId> {
+        };
+        let name_of = kind.name();
+        let allowed: Vec<&str> = kind.outcomes().iter().map(|o| o.name()).collect();
+        let link = |cx: &mut Cx, outcome: OutcomeField, v: &Option<Text>| -> Option<StepId> {
             let t = v.as_ref()?;
-            if !allowed.contains(&field) {
+            let field = outcome.name();
+            if !kind.outcomes().contains(&outcome) {
                 let help = if allowed.is_empty() {
-                    format!("`{kind}` ends the run; remove `{field}`")
+                    format!("`{name_of}` ends the run; remove `{field}`")
                 } else {
-                    format!("`{kind}` can lead on with {}", list(allowed))
+                    format!("`{name_of}` can lead on with {}", list(&allowed))
                 };
-                let at = key_before(&cx.file.text.clone(), t.span, field);
+                let at = cx.key_span(t.span, field);
                 cx.error(
                     "callflow::outcome::impossible",
                     at,
-                    format!("`{kind}` never produces `{field}`"),
+                    format!("`{name_of}` never produces `{field}`"),
                 )
-                .label(format!("`{kind}` has no `{field}` outcome"))
+                .label(format!("`{name_of}` has no `{field}` outcome"))
                 .help(help);
                 return None;
             }
             cx.resolve(r, t, &format!("`{field}`"))
         };
-        let next = link(self, "next", &d.next);
-        let on_failure = link(self, "on_failure", &d.on_failure);
-        let on_timeout = link(self, "on_timeout", &d.on_timeout);
-        let on_invalid = link(self, "on_invalid", &d.on_invalid);
-        let action = self.action(d, r, cals)?;
+        let next = link(self, OutcomeField::Next, &d.next);
+        let on_failure = link(self, OutcomeField::OnFailure, &d.on_failure);
+        let on_timeout = link(self, OutcomeField::OnTimeout, &d.on_timeout);
+        let on_invalid = link(self, OutcomeField::OnInvalid, &d.on_invalid);
+        let action = d.check_action(kind, self, r, cals)?;
         Some(Step {
             name: name.value.clone(),
             span: name.span,
@@ -261,317 +248,7 @@ impl Cx {
         })
     }
 
-    pub(super) fn action(
-        &mut self,
-        d: &StepDef,
-        r: &Resolver<'_>,
-        cals: &[&str],
-    ) -> Option<Action> {
-        if let Some(a) = &d.answer {
-            let prefetch = a
-                .value
-                .prefetch
-                .iter()
-                .filter_map(|p| self.template(p, cals))
-                .collect();
-            return Some(Action::Answer { prefetch });
-        }
-        if let Some(a) = &d.reject {
-            return Some(Action::Reject {
-                reason: a.value.reason.as_ref().map(|r| r.value).unwrap_or_default(),
-            });
-        }
-        if let Some(a) = &d.redirect {
-            let targets: Vec<Target> = a
-                .value
-                .to
-                .as_slice()
-                .iter()
-                .filter_map(|t| self.target(t, cals))
-                .collect();
-            if a.value.to.as_slice().len() > 25 {
-                let at = key_before(&self.file.text.clone(), a.span, "redirect");
-                self.error(
-                    "callflow::target::too_many",
-                    at,
-                    format!(
-                        "this redirect has {} targets; Graph redirects to at most 25",
-                        a.value.to.as_slice().len()
-                    ),
-                )
-                .label("too many targets")
-                .help("keep 25 targets, or redirect to a call queue");
-            }
-            let timeout = self.duration_in(a.value.timeout.as_ref(), 30, Some((15, 90)))?;
-            return (targets.len() == a.value.to.as_slice().len())
-                .then_some(Action::Redirect { targets, timeout });
-        }
-        if let Some(a) = &d.transfer {
-            let to = self.target(&a.value.to, cals);
-            let transferee = a.value.transferee.as_ref().and_then(|t| {
-                let participant_id = self.template(&t.value.participant_id, cals)?;
-                let identity = if t.value.user.is_some() || t.value.phone.is_some() {
-                    let as_target = TargetDef {
-                        user: t.value.user.clone(),
-                        tenant: t.value.tenant.clone(),
-                        phone: t.value.phone.clone(),
-                        display_name: t.value.display_name.clone(),
-                    };
-                    Some(self.target(&Spanned::new(t.span, as_target), cals)?)
-                } else {
-                    None
-                };
-                Some(Transferee {
-                    participant_id,
-                    identity,
-                })
-            });
-            let client_context = a.value.client_context.as_ref().and_then(|c| {
-                if c.value.len() > 256 {
-                    self.error(
-                        "callflow::field::type",
-                        c.span,
-                        "`client_context` is longer than 256 characters, Graph's limit",
-                    )
-                    .label("too long")
-                    .help("keep it short: an id, e.g. `${call.id}`");
-                }
-                self.template(c, cals)
-            });
-            let timeout = self.duration_in(a.value.timeout.as_ref(), 60, None)?;
-            return Some(Action::Transfer {
-                to: to?,
-                transferee,
-                client_context,
-                timeout,
-            });
-        }
-        if let Some(a) = &d.consultative_transfer {
-            let to = self.target(&a.value.to, cals);
-            let announce = a
-                .value
-                .announce
-                .as_ref()
-                .and_then(|p| self.template(p, cals));
-            let timeout = self.duration_in(a.value.timeout.as_ref(), 30, None)?;
-            return Some(Action::ConsultativeTransfer {
-                to: to?,
-                announce,
-                timeout,
-            });
-        }
-        if let Some(a) = &d.join_meeting {
-            let j = &a.value;
-            let tenant = j.tenant.as_ref().and_then(|t| self.template(t, cals));
-            let timeout = self.duration_in(j.timeout.as_ref(), 30, None)?;
-            let meeting = match (&j.join_meeting_id, &j.thread_id) {
-                (Some(id), None) => {
-                    if id.value.chars().any(|c| !c.is_ascii_digit() && c != ' ')
-                        && !id.value.contains("${")
-                    {
-                        self.error(
-                            "callflow::meeting::id",
-                            id.span,
-                            format!("`{}` is not a meeting id", id.value),
-                        )
-                        .label("expected digits")
-                        .help("copy the numeric Meeting ID from the invitation, e.g. `1234567890`");
-                    }
-                    Meeting::JoinId {
-                        join_meeting_id: self.template(id, cals)?,
-                        passcode: j.passcode.as_ref().and_then(|p| self.template(p, cals)),
-                    }
-                }
-                (None, Some(thread)) => {
-                    let (Some(msg), Some(org)) = (&j.message_id, &j.organizer) else {
-                        let at = key_before(&self.file.text.clone(), a.span, "join_meeting");
-                        self.error(
-                            "callflow::meeting::incomplete",
-                            at,
-                            "joining by thread needs `thread_id`, `message_id` and `organizer`",
-                        )
-                        .help("add the missing fields, or join by `join_meeting_id`");
-                        return None;
-                    };
-                    Meeting::Thread {
-                        thread_id: self.template(thread, cals)?,
-                        message_id: self.template(msg, cals)?,
-                        organizer: self.template(org, cals)?,
-                    }
-                }
-                (Some(_), Some(thread)) => {
-                    let at = key_before(&self.file.text.clone(), thread.span, "thread_id");
-                    self.error(
-                        "callflow::meeting::both",
-                        at,
-                        "give `join_meeting_id` or `thread_id`, not both",
-                    )
-                    .label("second way to name the meeting")
-                    .help("keep `join_meeting_id` (with `passcode`), or `thread_id` with `message_id` and `organizer`");
-                    return None;
-                }
-                (None, None) => {
-                    let at = key_before(&self.file.text.clone(), a.span, "join_meeting");
-                    self.error("callflow::meeting::incomplete", at, "`join_meeting` names no meeting")
-                        .label("which meeting?")
-                        .help("give `join_meeting_id` (and `passcode`), or `thread_id`, `message_id` and `organizer`");
-                    return None;
-                }
-            };
-            return Some(Action::JoinMeeting {
-                meeting,
-                tenant,
-                timeout,
-            });
-        }
-        if let Some(a) = &d.call {
-            let defs = a.value.to.as_slice();
-            let targets: Vec<Target> = defs.iter().filter_map(|t| self.target(t, cals)).collect();
-            if defs.len() > 5 {
-                let at = key_before(&self.file.text.clone(), a.span, "call");
-                self.error(
-                    "callflow::target::too_many",
-                    at,
-                    format!(
-                        "this call invites {} targets; a group call invites at most 5",
-                        defs.len()
-                    ),
-                )
-                .label("too many targets")
-                .help("call at most 5, or place several calls");
-            }
-            let subject = a
-                .value
-                .subject
-                .as_ref()
-                .and_then(|s| self.template(s, cals));
-            let timeout = self.duration_in(a.value.timeout.as_ref(), 30, None)?;
-            return (targets.len() == defs.len()).then_some(Action::Call {
-                targets,
-                subject,
-                timeout,
-            });
-        }
-        if let Some(a) = &d.play {
-            return Some(Action::Play {
-                prompt: self.prompt(&a.value.prompt, cals)?,
-            });
-        }
-        if let Some(a) = &d.menu {
-            let m = &a.value;
-            let prompt = self.prompt(&m.prompt, cals);
-            let mut choices = Vec::new();
-            for (key, step) in &m.choices {
-                let mut chars = key.value.chars();
-                let digit = match (chars.next(), chars.next()) {
-                    (Some(c), None) if c.is_ascii_digit() || c == '*' || c == '#' => Some(c),
-                    _ => {
-                        self.error(
-                            "callflow::menu::key",
-                            key.span,
-                            format!("`{}` is not a key of a phone keypad", key.value),
-                        )
-                        .label("menu key")
-                        .help("a key is one of `0` to `9`, `*` or `#`");
-                        None
-                    }
-                };
-                let id = self.resolve(r, step, &format!("key `{}`", key.value));
-                if let (Some(d), Some(id)) = (digit, id) {
-                    choices.push((d, id));
-                }
-            }
-            if m.choices.is_empty() {
-                let at = key_before(&self.file.text.clone(), a.span, "menu");
-                self.error("callflow::menu::empty", at, "the menu offers no choice")
-                    .label("no `choices`")
-                    .help("add `choices: {\"1\": some_step}`");
-            }
-            let timeout = self.duration_in(m.timeout.as_ref(), 10, None)?;
-            let invalid_prompt = m.invalid_prompt.as_ref().and_then(|p| self.prompt(p, cals));
-            if choices.len() != m.choices.len() {
-                return None;
-            }
-            return Some(Action::Menu {
-                prompt: prompt?,
-                choices,
-                timeout,
-                retries: m.retries.as_ref().map_or(0, |r| r.value),
-                invalid_prompt,
-            });
-        }
-        if let Some(cases) = &d.switch {
-            let mut out = Vec::new();
-            let n = cases.value.len();
-            let mut ok = true;
-            for (i, c) in cases.value.iter().enumerate() {
-                let when = match &c.value.when {
-                    Some(w) => match self.condition(w, cals) {
-                        Some(e) => Some(e),
-                        None => {
-                            ok = false;
-                            None
-                        }
-                    },
-                    None => {
-                        if i + 1 < n {
-                            let at = key_before(&self.file.text.clone(), c.value.goto.span, "goto");
-                            self.warning(
-                                "callflow::switch::unreachable_case",
-                                at,
-                                "this case always holds, so the cases after it never run",
-                            )
-                            .label("case without `when`")
-                            .help("move it last, as the default");
-                        }
-                        None
-                    }
-                };
-                match self.resolve(r, &c.value.goto, "`goto`") {
-                    Some(id) => out.push((when, id)),
-                    None => ok = false,
-                }
-            }
-            let has_default = cases.value.iter().any(|c| c.value.when.is_none());
-            if let Some(last) = cases.value.last().and_then(|c| c.value.when.as_ref())
-                && !has_default
-            {
-                self.warning(
-                    "callflow::switch::no_default",
-                    last.span,
-                    "no case is the default; when none holds, the run fails",
-                )
-                .label("the last case has a `when`")
-                .help("add a last case with only `goto`");
-            }
-            return ok.then_some(Action::Switch { cases: out });
-        }
-        if let Some(s) = &d.set {
-            let assignments = self.assignments(s, cals)?;
-            return Some(Action::Set { assignments });
-        }
-        if let Some(l) = &d.log {
-            return Some(Action::Log {
-                text: self.template(l, cals)?,
-            });
-        }
-        if d.hangup.is_some() {
-            return Some(Action::Hangup);
-        }
-        if let Some(w) = &d.wait {
-            if let Some(s) = &w.value.state {
-                self.state_name(s);
-            }
-            let timeout = self.duration(&w.value.timeout, None)?;
-            return Some(Action::Wait {
-                state: w.value.state.as_ref().map(|s| s.value.clone()),
-                timeout,
-            });
-        }
-        None
-    }
-
-    pub(super) fn assignments(
+    pub(in crate::flow) fn assignments(
         &mut self,
         s: &Spanned<IndexMap<Text, Text>>,
         cals: &[&str],
@@ -691,12 +368,7 @@ impl Cx {
                 .into_iter()
                 .flatten()
                 .collect();
-            if let Some(m) = &d.menu {
-                targets.extend(m.value.choices.values());
-            }
-            if let Some(s) = &d.switch {
-                targets.extend(s.value.iter().map(|c| &c.value.goto));
-            }
+            targets.extend(d.branch_names());
             edges[i].extend(targets.into_iter().filter_map(idx));
         }
         let mut seen = vec![false; names.len()];

@@ -3,7 +3,11 @@
 use super::*;
 
 impl Cx {
-    pub(super) fn target(&mut self, t: &Spanned<TargetDef>, cals: &[&str]) -> Option<Target> {
+    pub(in crate::flow) fn target(
+        &mut self,
+        t: &Spanned<TargetDef>,
+        cals: &[&str],
+    ) -> Option<Target> {
         let d = &t.value;
         let display_name = d.display_name.as_ref().and_then(|n| self.template(n, cals));
         match (&d.user, &d.phone) {
@@ -77,7 +81,7 @@ impl Cx {
         }
     }
 
-    pub(super) fn duration_in(
+    pub(in crate::flow) fn duration_in(
         &mut self,
         t: Option<&Text>,
         default_secs: u64,
@@ -89,7 +93,11 @@ impl Cx {
         }
     }
 
-    pub(super) fn duration(&mut self, t: &Text, range: Option<(u64, u64)>) -> Option<Duration> {
+    pub(in crate::flow) fn duration(
+        &mut self,
+        t: &Text,
+        range: Option<(u64, u64)>,
+    ) -> Option<Duration> {
         let text = t.value.trim();
         let parsed = humantime::parse_duration(text)
             .ok()
@@ -136,7 +144,7 @@ impl Cx {
         }
     }
 
-    pub(super) fn prompt(&mut self, t: &Text, cals: &[&str]) -> Option<Template> {
+    pub(in crate::flow) fn prompt(&mut self, t: &Text, cals: &[&str]) -> Option<Template> {
         let tpl = self.template(t, cals)?;
         if let Some(lit) = tpl.as_literal()
             && !(lit.starts_with("https://") || lit.starts_with("http://"))

@@ -1,0 +1,94 @@
+//! `call`: the bot places an outgoing call to a user or a number, or a
+//! group call to up to 5 users.
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ActionType, Branch, CheckAction, OutcomeField, Shape};
+use crate::flow::check::{Cx, Resolver};
+use crate::flow::compiled::{Target, Template};
+use crate::flow::model::{OneOrMany, TargetDef, Text};
+use crate::flow::span::Spanned;
+
+/// Most users a group call invites.
+const MAX_TARGETS: usize = 5;
+
+/// `call: {to, subject?}`: an outgoing call.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallAction {
+    /// Who to call: one target, or a list for a group call (at most 5 users).
+    pub to: OneOrMany<Spanned<TargetDef>>,
+    /// The call's subject.
+    #[serde(default)]
+    pub subject: Option<Text>,
+    /// How long the call may ring before `on_timeout`. Default 30s.
+    #[serde(default)]
+    pub timeout: Option<Text>,
+}
+
+/// `call`, compiled.
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// Who to call (several for a group call).
+    pub targets: Vec<Target>,
+    /// The subject.
+    pub subject: Option<Template>,
+    /// Ring time.
+    pub timeout: Duration,
+}
+
+impl ActionType for Call {
+    type Model = CallAction;
+    const DOC: &'static str = "Place an outgoing call to a user or a phone number.";
+    const OUTCOMES: &'static [OutcomeField] = &[OutcomeField::Next, OutcomeField::OnFailure, OutcomeField::OnTimeout];
+    const SHAPE: Shape = Shape::Handoff;
+    const NEEDS_CALL: bool = true;
+    const BARE: bool = false;
+
+    fn branches(&self) -> Vec<Branch> {
+        Vec::new()
+    }
+}
+
+impl CheckAction for Call {
+    fn branch_names(_: &CallAction) -> Vec<&Text> {
+        Vec::new()
+    }
+
+    fn check(
+        cx: &mut Cx,
+        a: &Spanned<CallAction>,
+        _: &Resolver<'_>,
+        cals: &[&str],
+    ) -> Option<Self> {
+        let defs = a.value.to.as_slice();
+        let targets: Vec<Target> = defs.iter().filter_map(|t| cx.target(t, cals)).collect();
+        if defs.len() > MAX_TARGETS {
+            let at = cx.key_span(a.span, "call");
+            cx.error(
+                "callflow::target::too_many",
+                at,
+                format!(
+                    "this call invites {} targets; a group call invites at most 5",
+                    defs.len()
+                ),
+            )
+            .label("too many targets")
+            .help("call at most 5, or place several calls");
+        }
+        let subject = a
+            .value
+            .subject
+            .as_ref()
+            .and_then(|s| cx.template(s, cals));
+        let timeout = cx.duration_in(a.value.timeout.as_ref(), 30, None)?;
+        (targets.len() == defs.len()).then_some(Call {
+            targets,
+            subject,
+            timeout,
+        })
+    }
+}

@@ -1,0 +1,320 @@
+//! The actions of the flow language, one module each, tied together by one list.
+//!
+//! Each module (`answer`, `menu`, `transfer`, …) holds everything about its
+//! action: its YAML form (a `Deserialize` + `JsonSchema` type whose doc
+//! comments become the schema's descriptions), its compiled form (the
+//! variant's payload in [`Action`]), the outcomes it can produce, its
+//! load-time checks, and what diagrams, coverage and the engine read from it
+//! ([`ActionType`], `CheckAction`). The `actions!` list below is the
+//! only place that names them all: from it come the step's fields
+//! ([`StepDef`], so `deny_unknown_fields` and the schema list every action),
+//! [`Action`] and [`ActionKind`]. Every `match` over actions elsewhere (the
+//! engine's) is exhaustive, so a new action does not compile until each one
+//! handles it. Adding one is described in `ARCHITECTURE.md`.
+//!
+//! Nothing here runs a call or knows Graph's JSON: the engine gives each
+//! compiled action its behaviour.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::check::{Cx, Resolver};
+use super::compiled::StepId;
+use super::model::Text;
+use super::span::{Span, Spanned};
+
+pub use super::diagram::Shape;
+
+/// The outcome fields a step may have, one per way an action can end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OutcomeField {
+    /// `next`: the action did what it does.
+    Next,
+    /// `on_failure`: it failed.
+    OnFailure,
+    /// `on_timeout`: its time ran out.
+    OnTimeout,
+    /// `on_invalid`: the caller pressed keys it does not accept.
+    OnInvalid,
+}
+
+impl OutcomeField {
+    /// Every outcome, in the order of a step's fields.
+    pub const ALL: [OutcomeField; 4] = [
+        OutcomeField::Next,
+        OutcomeField::OnFailure,
+        OutcomeField::OnTimeout,
+        OutcomeField::OnInvalid,
+    ];
+
+    /// Its field name in flow files, which is also how the timeline says a
+    /// step was reached through it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            OutcomeField::Next => "next",
+            OutcomeField::OnFailure => "on_failure",
+            OutcomeField::OnTimeout => "on_timeout",
+            OutcomeField::OnInvalid => "on_invalid",
+        }
+    }
+}
+
+/// A way on that an action chooses itself (a menu key, a switch case),
+/// besides its outcome fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Branch {
+    /// The step it leads to.
+    pub to: StepId,
+    /// How the timeline says the step was reached (`key 1`, `when …`, `otherwise`).
+    pub via: String,
+    /// How a diagram labels the edge (`1`, the condition, `else`).
+    pub label: String,
+}
+
+/// What every action declares about itself. No item has a default: a new
+/// action states each one.
+pub trait ActionType: Sized {
+    /// Its YAML form: the value under the action's key in a step.
+    type Model;
+    /// What the action does, in one line: the description of its field in
+    /// the JSON Schema, which editors show while the designer types.
+    const DOC: &'static str;
+    /// The outcome fields a step with this action may have; any other is
+    /// `callflow::outcome::impossible`. Empty: the action ends the run or
+    /// chooses the next step itself.
+    const OUTCOMES: &'static [OutcomeField];
+    /// How diagrams draw its step.
+    const SHAPE: Shape;
+    /// Whether it acts on a call; one that does not (`switch`, `set`,
+    /// `log`) still runs after the call has ended.
+    const NEEDS_CALL: bool;
+    /// Whether `name: {}` is a complete action (the hint when a designer
+    /// writes `hangup: now`).
+    const BARE: bool;
+    /// The steps it chooses between itself, in the order written.
+    fn branches(&self) -> Vec<Branch>;
+}
+
+/// How an action is read from a flow file: checked, every problem reported,
+/// and compiled.
+pub(in crate::flow) trait CheckAction: ActionType {
+    /// The steps its YAML form names besides the outcome fields (menu
+    /// choices, switch cases), for reachability.
+    fn branch_names(model: &Self::Model) -> Vec<&Text>;
+    /// Checks the action as written, reporting each problem through `cx`;
+    /// its compiled form when it has none.
+    fn check(
+        cx: &mut Cx,
+        model: &Spanned<Self::Model>,
+        r: &Resolver<'_>,
+        cals: &[&str],
+    ) -> Option<Self>;
+}
+
+/// Declares the actions: `key: Variant` makes the module `key` (in
+/// `key.rs`), the step field `key` (the YAML key), the variant
+/// `Action::Variant(key::Variant)` and `ActionKind::Variant`. The order is
+/// the step's field order (the schema's, and the "two actions" message's).
+macro_rules! actions {
+    ($($key:ident: $Variant:ident,)+) => {
+        $(pub mod $key;)+
+
+        /// What a step does: one variant per action, holding its compiled
+        /// form from the action's module.
+        #[derive(Clone, Debug)]
+        pub enum Action {
+            $(
+                #[doc = concat!("`", stringify!($key), "`: see [`", stringify!($key), "`].")]
+                $Variant($key::$Variant),
+            )+
+        }
+
+        /// Which action, without its settings.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ActionKind {
+            $(
+                #[doc = concat!("`", stringify!($key), "`.")]
+                $Variant,
+            )+
+        }
+
+        impl ActionKind {
+            /// Every action, in the order of a step's fields.
+            pub const ALL: &'static [ActionKind] = &[$(ActionKind::$Variant,)+];
+
+            /// Its name in flow files (the step's key), in the timeline and in metrics.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(ActionKind::$Variant => stringify!($key),)+
+                }
+            }
+
+            /// The outcome fields a step with this action may have.
+            pub const fn outcomes(self) -> &'static [OutcomeField] {
+                match self {
+                    $(ActionKind::$Variant => <$key::$Variant as ActionType>::OUTCOMES,)+
+                }
+            }
+
+            /// How diagrams draw it.
+            pub const fn shape(self) -> Shape {
+                match self {
+                    $(ActionKind::$Variant => <$key::$Variant as ActionType>::SHAPE,)+
+                }
+            }
+
+            /// Whether it acts on a call.
+            pub const fn needs_call(self) -> bool {
+                match self {
+                    $(ActionKind::$Variant => <$key::$Variant as ActionType>::NEEDS_CALL,)+
+                }
+            }
+
+            /// Whether `name: {}` is complete.
+            pub const fn bare(self) -> bool {
+                match self {
+                    $(ActionKind::$Variant => <$key::$Variant as ActionType>::BARE,)+
+                }
+            }
+
+            /// What it does, in one line (the schema's description).
+            pub const fn doc(self) -> &'static str {
+                match self {
+                    $(ActionKind::$Variant => <$key::$Variant as ActionType>::DOC,)+
+                }
+            }
+        }
+
+        impl Action {
+            /// Which action this is.
+            pub const fn action_kind(&self) -> ActionKind {
+                match self {
+                    $(Action::$Variant(_) => ActionKind::$Variant,)+
+                }
+            }
+
+            /// The steps it chooses between itself (menu keys, switch cases).
+            pub fn branches(&self) -> Vec<Branch> {
+                match self {
+                    $(Action::$Variant(a) => a.branches(),)+
+                }
+            }
+        }
+
+        /// One step: exactly one action, then the outcomes that lead on.
+        #[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct StepDef {
+            /// What the step is for (shown in diagrams).
+            #[serde(default)]
+            pub description: Option<String>,
+            $(
+                #[doc = concat!("The `", stringify!($key), "` action: see [`", stringify!($key), "`].")]
+                #[schemars(description = <$key::$Variant as ActionType>::DOC)]
+                #[serde(default)]
+                pub $key: Option<Spanned<<$key::$Variant as ActionType>::Model>>,
+            )+
+            /// The step to go to when the action succeeds. Without it, the run ends there.
+            #[serde(default)]
+            pub next: Option<Text>,
+            /// The step to go to when the action fails.
+            #[serde(default)]
+            pub on_failure: Option<Text>,
+            /// The step to go to when the action times out.
+            #[serde(default)]
+            pub on_timeout: Option<Text>,
+            /// The step to go to when the caller presses a key the menu does not offer.
+            #[serde(default)]
+            pub on_invalid: Option<Text>,
+        }
+
+        impl StepDef {
+            /// The actions written in this step, in field order, each with
+            /// the span of its value. A valid step has exactly one.
+            pub fn actions(&self) -> Vec<(ActionKind, Span)> {
+                let mut out = Vec::new();
+                $(
+                    if let Some(a) = &self.$key {
+                        out.push((ActionKind::$Variant, a.span));
+                    }
+                )+
+                out
+            }
+
+            /// The steps its actions name besides the outcome fields (menu
+            /// choices, switch cases), as written.
+            pub fn branch_names(&self) -> Vec<&Text> {
+                let mut out = Vec::new();
+                $(
+                    if let Some(a) = &self.$key {
+                        out.extend(<$key::$Variant as CheckAction>::branch_names(&a.value));
+                    }
+                )+
+                out
+            }
+
+            /// Checks and compiles the action of kind `kind` (one of
+            /// [`actions`](Self::actions)).
+            pub(in crate::flow) fn check_action(
+                &self,
+                kind: ActionKind,
+                cx: &mut Cx,
+                r: &Resolver<'_>,
+                cals: &[&str],
+            ) -> Option<Action> {
+                match kind {
+                    $(
+                        ActionKind::$Variant => {
+                            let a = self.$key.as_ref()?;
+                            <$key::$Variant as CheckAction>::check(cx, a, r, cals).map(Action::$Variant)
+                        }
+                    )+
+                }
+            }
+        }
+    };
+}
+
+actions! {
+    answer: Answer,
+    reject: Reject,
+    redirect: Redirect,
+    transfer: Transfer,
+    consultative_transfer: ConsultativeTransfer,
+    join_meeting: JoinMeeting,
+    call: Call,
+    play: Play,
+    menu: Menu,
+    switch: Switch,
+    set: Set,
+    log: Log,
+    hangup: Hangup,
+    wait: Wait,
+}
+
+impl Action {
+    /// The action's name in flow files.
+    pub const fn kind(&self) -> &'static str {
+        self.action_kind().name()
+    }
+}
+
+impl ActionKind {
+    /// The action named `name` in flow files, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.name() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for kind in ActionKind::ALL {
+            assert_eq!(ActionKind::from_name(kind.name()), Some(*kind));
+        }
+        assert_eq!(ActionKind::from_name("no_such_action"), None);
+    }
+}
