@@ -18,8 +18,11 @@
 //!   instance its flow names in `from:` (an id or a number), else as the
 //!   default one.
 //!
-//! Nothing here does I/O; [`BotIdentity::session_bot`] only builds the
-//! [`Bot`] a [`Session`](super::Session) carries.
+//! - a `call` whose `from:` names an instance (an id or a number) goes out
+//!   as that instance, whatever the session speaks as otherwise.
+//!
+//! Nothing here does I/O; [`BotIdentity::bot`] only builds the [`Bot`] a
+//! [`Session`](super::Session) carries.
 
 use serde::{Deserialize, Serialize};
 
@@ -136,6 +139,7 @@ impl BotIdentity {
                 .and_then(|i| i.name.clone())
                 .or_else(|| self.display_name.clone()),
             tenant_id: self.tenant_id.clone(),
+            instances: self.instances.clone(),
         }
     }
 

@@ -772,3 +772,58 @@ fn create_calls_from_the_configured_identity_are_the_seeds_bodies() {
         "join"
     );
 }
+
+/// A `call` with `from:` goes out as the instance it names (by number or
+/// id), whatever the run speaks as; a `from` naming no instance fails the
+/// step with the configured ones named.
+#[test]
+fn a_calls_from_picks_the_instance_it_goes_out_as() {
+    let mut identity = seeds_identity("aa67bd4c-8475-432d-bd41-39f255720e0a");
+    identity.instances.push(callflow::engine::Instance {
+        id: "branch-instance".into(),
+        number: Some("+12065550180".into()),
+        name: Some("Branch office".into()),
+    });
+    for from in ["+12065550180", "branch-instance"] {
+        let ours = api_create(
+            &format!("call: {{ to: {{ phone: \"+12345678901\" }}, from: \"{from}\" }}"),
+            &identity,
+        );
+        assert_eq!(
+            ours["source"]["identity"]["applicationInstance"],
+            json!({"id": "branch-instance", "displayName": "Branch office"}),
+            "from {from}: {ours}"
+        );
+    }
+    let ours = api_create("call: { to: { phone: \"+12345678901\" } }", &identity);
+    assert_eq!(
+        ours["source"]["identity"]["applicationInstance"]["id"],
+        "3d913abb-aec0-4964-8fa6-3c6850c4f278",
+        "without from, the default instance"
+    );
+    let f = flow(
+        "flow: seed\ntrigger: {api: {}}\nstart: a\nsteps:\n  a: {call: {to: {phone: \"+12345678901\"}, from: \"+33100000000\"}, on_failure: b}\n  b: {log: refused}\n",
+    );
+    let bot = identity
+        .for_api("https://bot.contoso.com/callback", None)
+        .expect("bot");
+    let mut s = Session::new(&f, "run", bot);
+    let sent = feed(
+        &f,
+        &mut s,
+        Event::ApiStart {
+            params: serde_json::Map::new(),
+        },
+    );
+    assert!(sent.is_empty(), "nothing is sent: {sent:?}");
+    let text = s.timeline.render(f.timezone);
+    assert!(
+        text.contains("`from: +33100000000` names no application instance")
+            && text.contains("+14255550100, +12065550180"),
+        "{text}"
+    );
+    assert!(
+        s.step_name(&f) == Some("b") || text.contains("b (on_failure)"),
+        "{text}"
+    );
+}
