@@ -118,6 +118,11 @@ enum Keys {
 }
 
 async fn stack(keys: Keys, max_body: usize) -> Stack {
+    stack_with(keys, max_body, |_| {}).await
+}
+
+/// [`stack`], with the server's configuration changed by `tweak`.
+async fn stack_with(keys: Keys, max_body: usize, tweak: impl FnOnce(&mut ServerConfig)) -> Stack {
     let sim = SimGraphServer::start(
         SimGraphConfig::default(),
         TcpListener::bind("127.0.0.1:0").await.expect("bind"),
@@ -172,6 +177,7 @@ async fn stack(keys: Keys, max_body: usize) -> Stack {
     let mut config = ServerConfig::new(auth);
     config.admin_token = Some(ADMIN.into());
     config.max_body = max_body;
+    tweak(&mut config);
     let state = ServerState::new(config, runtime.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(callflow::server::serve(
@@ -1434,4 +1440,93 @@ async fn graphs_other_shapes_are_read_and_broken_entries_refused_out_loud() {
         assert!(metrics.contains(line), "no {line:?} in:\n{metrics}");
     }
     s.stop().await;
+}
+
+/// Reads from `stream` until it closes (or `limit` passes); what it read.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&got).into_owned())
+}
+
+/// A slow or stalled client holds neither a connection nor a graceful
+/// stop: a stalled body gets `408`, stalled headers a closed connection,
+/// and a stop finishes within its grace period although a request is
+/// still stuck. Over real loopback sockets.
+#[tokio::test]
+async fn stalled_clients_are_cut_off_and_cannot_hang_a_stop() {
+    use tokio::io::AsyncWriteExt;
+    let s = stack_with(Keys::Insecure, 1024 * 1024, |c| {
+        c.header_timeout = Duration::from_millis(300);
+        c.request_timeout = Duration::from_millis(500);
+    })
+    .await;
+    // A body that stops half way: 408, then the connection closes.
+    let mut body = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    body.write_all(
+        b"POST /api/calls HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"value\": [",
+    )
+    .await
+    .expect("write");
+    let answer = read_until_closed(&mut body, Duration::from_secs(20))
+        .await
+        .expect("the server answers and closes");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // Headers that never end: the connection is closed.
+    let mut headers = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    headers
+        .write_all(b"POST /api/calls HTTP/1.1\r\nhost: x\r\ncontent-ty")
+        .await
+        .expect("write");
+    assert!(
+        read_until_closed(&mut headers, Duration::from_secs(20))
+            .await
+            .is_some(),
+        "a client that never finishes its headers is disconnected"
+    );
+    s.stop().await;
+
+    // A stop with a request stuck in its body finishes after the grace period.
+    let s = stack_with(Keys::Insecure, 1024 * 1024, |c| {
+        c.request_timeout = Duration::from_secs(3600);
+        c.shutdown_grace = Duration::from_millis(200);
+    })
+    .await;
+    let mut stuck = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    stuck
+        .write_all(
+            b"POST /api/calls HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+        )
+        .await
+        .expect("write");
+    // The request has reached the server (its body is being read) once the
+    // callback counts nothing yet but a healthz on another connection works.
+    let health = s.http.get(s.url("/healthz")).send().await.expect("healthz");
+    assert_eq!(health.status(), 200);
+    tokio::time::timeout(Duration::from_secs(30), s.stop())
+        .await
+        .expect("the stop does not hang on a stalled request");
+    assert!(
+        read_until_closed(&mut stuck, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "the stuck connection was closed"
+    );
 }
