@@ -36,7 +36,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH", env = "CALLFLOW_CALLBACK_PATH")]
     pub callback_path: Option<String>,
     /// This server's public base URL, e.g. `https://bot.example.com`; the callbackUri given to Graph
-    /// is this URL plus the callback path (or the URL itself when it already has a path).
+    /// is this URL plus the callback path. A URL with a path (`https://bot.example.com/hooks/graph`)
+    /// is served at that path, and a --callback-path that says otherwise is refused.
     #[arg(long, value_name = "URL", env = "CALLFLOW_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// The bot's application id: the audience of notification tokens.

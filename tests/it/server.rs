@@ -1530,3 +1530,36 @@ async fn stalled_clients_are_cut_off_and_cannot_hang_a_stop() {
         "the stuck connection was closed"
     );
 }
+
+/// A public URL whose path differs from --callback-path is refused at
+/// start, with what to change; one with a path alone is served there.
+#[test]
+fn a_public_url_path_that_contradicts_the_callback_path_is_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args([
+            "serve",
+            "--public-url",
+            "https://bot.example.com/hooks/graph",
+        ])
+        .args([
+            "--callback-path",
+            "/api/calls",
+            "--app-id",
+            "a",
+            "--tenant",
+            "t",
+        ])
+        .arg("--flows")
+        .arg(flows_dir())
+        .env("CALLFLOW_CLIENT_SECRET", "s")
+        .env_remove("CALLFLOW_CONFIG")
+        .output()
+        .expect("callflow runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the public URL's path is /hooks/graph but --callback-path is /api/calls")
+            && stderr.contains("--public-url https://bot.example.com"),
+        "{stderr}"
+    );
+}

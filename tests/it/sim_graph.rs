@@ -1650,3 +1650,132 @@ async fn the_in_process_graph_refuses_the_same() {
     let e = g.keep_alive(&id).await.expect_err("terminated");
     assert_eq!((e.status, e.code.as_str()), (404, "8522"));
 }
+
+/// The banner of `callflow sim-graph` says how to point `callflow serve` at
+/// it; following that advice with the real binaries works: serve starts,
+/// takes the call the banner's curl line places, and answers it through
+/// sim-graph (the only change: a free port instead of 8080).
+#[test]
+fn the_banners_advice_works_when_followed() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_callflow");
+    let mut sim = Command::new(bin)
+        .args(["sim-graph", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sim-graph starts");
+    let mut lines = BufReader::new(sim.stdout.take().expect("stdout")).lines();
+    let mut banner = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("a line");
+        let done = line.trim_start().starts_with("curl ");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    let serve_line = banner
+        .iter()
+        .find(|l| l.trim_start().starts_with("CALLFLOW_"))
+        .unwrap_or_else(|| panic!("no serve line in the banner:\n{}", banner.join("\n")))
+        .clone();
+    let curl_line = banner.last().expect("the curl line").clone();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let ours = |text: &str| text.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+    let (env_part, args_part) = serve_line
+        .trim()
+        .split_once("callflow serve")
+        .expect("env, then the command");
+    let mut serve = Command::new(bin);
+    serve.current_dir(env!("CARGO_MANIFEST_DIR")).arg("serve");
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CALLFLOW_")) {
+        serve.env_remove(key);
+    }
+    for pair in env_part.split_whitespace() {
+        let (name, value) = pair.split_once('=').expect("NAME=value");
+        serve.env(name, value);
+    }
+    serve.args(ours(args_part).split_whitespace());
+    let mut serve = serve
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let outcome = std::panic::catch_unwind(|| {
+        callflow::graph::client::install_tls_provider();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async {
+            let http = reqwest::Client::new();
+            let ready = crate::support::poll::eventually(Duration::from_secs(60), || {
+                let http = http.clone();
+                async move {
+                    http.get(format!("http://127.0.0.1:{port}/readyz"))
+                        .send()
+                        .await
+                        .ok()
+                        .filter(|r| r.status() == 200)
+                }
+            })
+            .await;
+            assert!(
+                ready.is_some(),
+                "serve, started as the banner says, never got ready"
+            );
+            // The banner's curl line: its URL and its body.
+            let url = curl_line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://") && w.ends_with("/sim/calls"))
+                .expect("the curl URL")
+                .to_owned();
+            let body = ours(
+                curl_line
+                    .split_once("-d '")
+                    .and_then(|(_, b)| b.strip_suffix('\''))
+                    .expect("the curl body"),
+            );
+            let placed: Value = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("placed")
+                .json()
+                .await
+                .expect("json");
+            let id = placed["id"].as_str().expect("a call id").to_owned();
+            let requests = url.replace("/sim/calls", &format!("/sim/calls/{id}/requests"));
+            let answered = crate::support::poll::eventually(Duration::from_secs(60), || {
+                let (http, requests) = (http.clone(), requests.clone());
+                async move {
+                    let list: Value = http.get(&requests).send().await.ok()?.json().await.ok()?;
+                    list["value"]
+                        .as_array()?
+                        .iter()
+                        .find(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/answer")))
+                        .cloned()
+                }
+            })
+            .await
+            .expect("serve answered the call through sim-graph");
+            assert_eq!(answered["status"], 202, "{answered}");
+        });
+    });
+    let _ = serve.kill();
+    let out = serve.wait_with_output().expect("serve's output");
+    let _ = sim.kill();
+    let _ = sim.wait();
+    if let Err(panic) = outcome {
+        eprintln!("serve's log:\n{}", String::from_utf8_lossy(&out.stderr));
+        std::panic::resume_unwind(panic);
+    }
+}
