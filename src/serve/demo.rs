@@ -367,17 +367,24 @@ pub fn timeline_lines(detail: &crate::runtime::SessionDetail) -> Vec<String> {
     detail
         .timeline
         .iter()
-        .map(|e| {
-            let offset = start.map_or(0, |s| (e.at - s).num_milliseconds());
-            format!(
-                "{:>7.3}s  {:<12} {:<8} {}",
-                offset as f64 / 1000.0,
-                e.step.as_deref().unwrap_or("-"),
-                e.what.kind(),
-                e.what
-            )
-        })
+        .map(|e| timeline_line(e, start))
         .collect()
+}
+
+/// One timeline entry as printed: its offset from `start` (the first
+/// entry's time), the step, the kind of entry, what happened.
+pub fn timeline_line(
+    e: &crate::engine::TimelineEntry,
+    start: Option<chrono::DateTime<chrono::Utc>>,
+) -> String {
+    let offset = start.map_or(0, |s| (e.at - s).num_milliseconds());
+    format!(
+        "{:>7.3}s  {:<12} {:<8} {}",
+        offset as f64 / 1000.0,
+        e.step.as_deref().unwrap_or("-"),
+        e.what.kind(),
+        e.what
+    )
 }
 
 mod bundled {
@@ -423,5 +430,64 @@ mod bundled {
                 .map_err(|e| format!("cannot write {}: {e}", dir.join(name).display()))?;
         }
         Ok(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Outcome, TimelineEntry};
+    use crate::runtime::{SessionDetail, SessionSummary};
+
+    fn detail(steps: &[&str], outcome: Outcome) -> SessionDetail {
+        let at = chrono::Utc::now();
+        SessionDetail {
+            summary: SessionSummary {
+                id: "call-1".into(),
+                flow: "reception".into(),
+                version: String::new(),
+                step: None,
+                state: "ended",
+                outcome: Some(outcome),
+                started_at: Some(at),
+                calls: vec!["call-1".into()],
+            },
+            reason: None,
+            vars: serde_json::Map::new(),
+            params: serde_json::Map::new(),
+            timeline: steps
+                .iter()
+                .map(|s| TimelineEntry {
+                    at,
+                    step: Some((*s).into()),
+                    what: Entry::Enter {
+                        step: (*s).into(),
+                        via: "next".into(),
+                    },
+                })
+                .collect(),
+            timeline_text: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_narration_says_the_path_taken_not_the_plan() {
+        let pressed = Arc::new(AtomicBool::new(false));
+        let w = Watched::new(1, "call-1".into(), Some("1"), pressed.clone());
+        let closed = w.narration(&detail(&["greet", "hours", "closed"], Outcome::Transferred));
+        assert_eq!(
+            closed,
+            "=> reception took greet → hours → closed; no menu listened for keys, so the caller \
+             never pressed 1; ended transferred"
+        );
+        pressed.store(true, Ordering::Release);
+        let open = w.narration(&detail(
+            &["greet", "hours", "menu", "sales"],
+            Outcome::Transferred,
+        ));
+        assert!(
+            open.contains("menu → sales; the caller pressed 1; ended transferred"),
+            "{open}"
+        );
     }
 }

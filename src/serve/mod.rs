@@ -8,12 +8,14 @@
 //! - [`demo`]: `serve --simulate`: the same wiring against an in-process
 //!   sim-graph, sample calls placed through its control API, and a
 //!   narration of what each call really did.
+//! - [`admin`]: a client of a running server's admin API (`callflow run`).
 //! - [`wire_to_sim_graph`]: the server, runtime and real Graph client
 //!   wired to a sim-graph at some base URL (the demo's and the load test's).
 //!
 //! This module wires and reports; it holds no rule of the engine, parses no
 //! notification and serves no route itself (that is [`crate::server`]).
 
+pub mod admin;
 pub mod demo;
 pub mod settings;
 

@@ -897,6 +897,25 @@ fn serve_simulate_runs_to_completion() {
     }
     assert!(stdout.contains("answer"), "{stdout}");
     assert!(stdout.contains("all 3 sample calls ended"), "{stdout}");
+    // What the demo says is what happened: each call's summary names the
+    // path its flow took, and says the caller pressed a key only when a
+    // menu listened for one (outside office hours it does not).
+    for n in 1..=3 {
+        let summary = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("[call {n}] => ")))
+            .unwrap_or_else(|| panic!("no summary for call {n}:\n{stdout}"));
+        assert!(
+            summary.contains(" took ") && summary.contains("; ended "),
+            "{summary}"
+        );
+        if summary.contains("=> reception") {
+            let menu = summary.contains("→ menu");
+            assert_eq!(summary.contains("the caller pressed"), menu, "{summary}");
+            assert_eq!(summary.contains("never pressed"), !menu, "{summary}");
+        }
+    }
+    assert!(!stdout.contains("caller presses 1 (sales)\n"), "{stdout}");
 }
 
 /// `serve --simulate --keep-running` on a copy of the flows: a designer's
@@ -1562,4 +1581,119 @@ fn a_public_url_path_that_contradicts_the_callback_path_is_refused() {
             && stderr.contains("--public-url https://bot.example.com"),
         "{stderr}"
     );
+}
+
+/// `serve --simulate --keep-running` on the bundled flows: the child, the
+/// server's base URL and its admin token (read from its banner).
+fn demo_server() -> (std::process::Child, String, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(["serve", "--simulate", "--keep-running", "--flows"])
+        .arg(flows_dir())
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .env_remove("CALLFLOW_ADMIN_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn callflow");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut admin = None;
+    for line in lines.by_ref() {
+        let Ok(line) = line else { break };
+        if let Some(rest) = line.split("admin API     ").nth(1) {
+            let url = rest.split_whitespace().next().unwrap_or("");
+            let token = rest
+                .split("Bearer ")
+                .nth(1)
+                .unwrap_or("")
+                .trim_end_matches(')');
+            admin = Some((url.replace("/api/sessions", ""), token.to_owned()));
+        }
+        if line.starts_with("edits to ") {
+            break;
+        }
+    }
+    // Keep draining its output so that it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let (url, token) = admin.expect("the banner names the admin API");
+    (child, url, token)
+}
+
+/// `callflow run` against a real server: prints the session id, and with
+/// `--follow` the run's timeline until it ends; a wrong flow or parameter
+/// is refused with the server's reason and exit status 2.
+#[test]
+fn callflow_run_starts_and_follows_an_api_flow() {
+    let (mut server, url, token) = demo_server();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+            .arg("run")
+            .args(args)
+            .args(["--url", &url])
+            .env("CALLFLOW_ADMIN_TOKEN", &token)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("callflow run")
+    };
+    let outcome = std::panic::catch_unwind(|| {
+        let out = run(&[
+            "outbound-reminder",
+            "--param",
+            "phone=+33612345678",
+            "--param",
+            "appointment=https://cdn.contoso.com/reminders/dentist-tuesday.wav",
+            "--follow",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        let first = stdout.lines().next().unwrap_or("");
+        assert!(first.starts_with("run-"), "the session id first:\n{stdout}");
+        for said in [
+            "dial",
+            "create_call",
+            "play_prompt",
+            "hangup",
+            "ended: hung_up",
+        ] {
+            assert!(stdout.contains(said), "no {said:?} in:\n{stdout}");
+        }
+        // Without --follow: the id alone.
+        let out = run(&[
+            "outbound-reminder",
+            "--param",
+            "phone=+33612345678",
+            "--param",
+            "appointment=https://cdn.contoso.com/x.wav",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        assert_eq!(stdout.lines().count(), 1, "{stdout}");
+        // The server's refusals, said plainly.
+        let out = run(&["no-such-flow"]);
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("no-such-flow was not started: 404"),
+            "{stderr}"
+        );
+        let out = run(&["outbound-reminder", "--param", "phone=12"]);
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("phone"), "{stderr}");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+            .args(["run", "outbound-reminder", "--url", &url])
+            .env_remove("CALLFLOW_ADMIN_TOKEN")
+            .output()
+            .expect("callflow run");
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("admin token is required"));
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }

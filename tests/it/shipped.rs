@@ -333,6 +333,8 @@ fn help_texts() {
         ("help_simulate", vec!["simulate", "--help"]),
         ("help_sim_graph", vec!["sim-graph", "--help"]),
         ("help_serve", vec!["serve", "--help"]),
+        ("help_run", vec!["run", "--help"]),
+        ("help_load", vec!["load", "--help"]),
     ] {
         let out = callflow(&args);
         assert!(out.status.success(), "{name}");
