@@ -123,6 +123,16 @@ async fn stack(keys: Keys, max_body: usize) -> Stack {
 
 /// [`stack`], with the server's configuration changed by `tweak`.
 async fn stack_with(keys: Keys, max_body: usize, tweak: impl FnOnce(&mut ServerConfig)) -> Stack {
+    stack_full(keys, max_body, |_| {}, tweak).await
+}
+
+/// [`stack`], with the runtime's and the server's configurations changed.
+async fn stack_full(
+    keys: Keys,
+    max_body: usize,
+    runtime_tweak: impl FnOnce(&mut RuntimeConfig),
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> Stack {
     let sim = SimGraphServer::start(
         SimGraphConfig::default(),
         TcpListener::bind("127.0.0.1:0").await.expect("bind"),
@@ -163,17 +173,16 @@ async fn stack_with(keys: Keys, max_body: usize, tweak: impl FnOnce(&mut ServerC
         .with_base_urls(&base, &base)
         .expect("urls");
     let client = GraphClient::new(graph).expect("client");
-    let runtime = Runtime::start(
-        RuntimeConfig {
-            flows_dir: flows_dir(),
-            callback_uri: callback.clone(),
-            bot: callflow::serve::sim_graph_identity(),
-            ..RuntimeConfig::default()
-        },
-        Arc::new(client),
-    )
-    .await
-    .unwrap_or_else(|d| panic!("bundled flows load: {} diagnostics", d.len()));
+    let mut runtime_config = RuntimeConfig {
+        flows_dir: flows_dir(),
+        callback_uri: callback.clone(),
+        bot: callflow::serve::sim_graph_identity(),
+        ..RuntimeConfig::default()
+    };
+    runtime_tweak(&mut runtime_config);
+    let runtime = Runtime::start(runtime_config, Arc::new(client))
+        .await
+        .unwrap_or_else(|d| panic!("bundled flows load: {} diagnostics", d.len()));
     let mut config = ServerConfig::new(auth);
     config.admin_token = Some(ADMIN.into());
     config.max_body = max_body;
@@ -1696,4 +1705,130 @@ fn callflow_run_starts_and_follows_an_api_flow() {
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// The instance an incoming call reached is the one its consultation call
+/// goes out as: two resource accounts, a call to each, and sim-graph's log
+/// of the create-call bodies the real client sent (with `tenantId`).
+#[tokio::test]
+async fn the_called_instance_places_the_consultation_call() {
+    let flows = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        flows.path().join("desk.yaml"),
+        "flow: desk\ntrigger: {incoming_call: {}}\nstart: a\nsteps:\n  a: {answer: {}, next: c}\n  c:\n    consultative_transfer: {to: {phone: \"+12345678901\"}}\n    on_failure: bye\n  bye: {hangup: {}}\n",
+    )
+    .expect("write the flow");
+    let dir = flows.path().to_path_buf();
+    let s = stack_full(
+        Keys::Insecure,
+        1024 * 1024,
+        move |r| {
+            r.flows_dir = dir;
+            r.bot.instances = vec![
+                "i-reception,+14255550100,Reception"
+                    .parse()
+                    .expect("an instance"),
+                "i-branch,+12065550180,Branch office"
+                    .parse()
+                    .expect("an instance"),
+            ];
+        },
+        |_| {},
+    )
+    .await;
+    let sim = s.sim.base_url().to_owned();
+    for (number, instance, name) in [
+        ("+12065550180", "i-branch", "Branch office"),
+        ("+14255550100", "i-reception", "Reception"),
+    ] {
+        let placed: Value = s
+            .http
+            .post(format!("{sim}/sim/calls"))
+            .json(&json!({"from": {"phone": "+15550142"}, "to": {"phone": number}, "callbackUri": s.callback}))
+            .send()
+            .await
+            .expect("placed")
+            .json()
+            .await
+            .expect("json");
+        let main = placed["id"].as_str().expect("an id").to_owned();
+        let http = s.http.clone();
+        let sim = sim.clone();
+        let created = eventually(Duration::from_secs(30), || {
+            let (http, sim, main) = (http.clone(), sim.clone(), main.clone());
+            let instance = instance.to_owned();
+            async move {
+                let calls: Value = http
+                    .get(format!("{sim}/sim/calls"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                for call in calls["value"].as_array()? {
+                    let id = call["id"].as_str()?;
+                    if id == main {
+                        continue;
+                    }
+                    let log: Value = http
+                        .get(format!("{sim}/sim/calls/{id}/requests"))
+                        .send()
+                        .await
+                        .ok()?
+                        .json()
+                        .await
+                        .ok()?;
+                    let Some(create) = log["value"].as_array()?.iter().find(|r| {
+                        r["method"] == "POST"
+                            && r["path"]
+                                .as_str()
+                                .is_some_and(|p| p.ends_with("/communications/calls"))
+                    }) else {
+                        continue;
+                    };
+                    let instance_id =
+                        create["body"]["source"]["identity"]["applicationInstance"]["id"].as_str();
+                    if create["body"]["targets"][0]["identity"]["phone"]["id"] == "+12345678901"
+                        && instance_id == Some(instance.as_str())
+                    {
+                        return Some(create.clone());
+                    }
+                }
+                None
+            }
+        })
+        .await;
+        let Some(created) = created else {
+            let calls: Value = s
+                .http
+                .get(format!("{sim}/sim/calls"))
+                .send()
+                .await
+                .expect("calls")
+                .json()
+                .await
+                .expect("json");
+            let sessions: Vec<String> = s
+                .runtime
+                .sessions()
+                .iter()
+                .filter_map(|x| s.runtime.session(&x.id))
+                .map(|d| d.timeline_text)
+                .collect();
+            panic!(
+                "no consultation call was created as {instance}: {calls}\n{}",
+                sessions.join("\n")
+            );
+        };
+        let body = &created["body"];
+        assert_eq!(created["status"], 201, "{created}");
+        assert_eq!(
+            body["source"]["identity"]["applicationInstance"],
+            json!({"id": instance, "displayName": name}),
+            "a call to {number}: {body}"
+        );
+        assert_eq!(body["tenantId"], TENANT, "{body}");
+    }
+    s.stop().await;
 }
