@@ -1660,13 +1660,23 @@ fn the_banners_advice_works_when_followed() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let bin = env!("CARGO_BIN_EXE_callflow");
-    let mut sim = Command::new(bin)
-        .args(["sim-graph", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sim-graph starts");
-    let mut lines = BufReader::new(sim.stdout.take().expect("stdout")).lines();
+    /// Kills the child when dropped, also when an assertion fails.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut sim = Killed(
+        Command::new(bin)
+            .args(["sim-graph", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sim-graph starts"),
+    );
+    let mut lines = BufReader::new(sim.0.stdout.take().expect("stdout")).lines();
     let mut banner = Vec::new();
     for line in lines.by_ref() {
         let line = line.expect("a line");
@@ -1772,8 +1782,7 @@ fn the_banners_advice_works_when_followed() {
     });
     let _ = serve.kill();
     let out = serve.wait_with_output().expect("serve's output");
-    let _ = sim.kill();
-    let _ = sim.wait();
+    drop(sim);
     if let Err(panic) = outcome {
         eprintln!("serve's log:\n{}", String::from_utf8_lossy(&out.stderr));
         std::panic::resume_unwind(panic);
