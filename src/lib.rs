@@ -27,6 +27,8 @@ pub mod cli;
 pub mod engine;
 pub mod flow;
 pub mod graph;
+pub mod load;
 pub mod runtime;
+pub mod serve;
 pub mod server;
 pub mod sim;

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 pub mod graph;
 pub mod load;
 pub mod output;
+pub mod run;
 pub mod schema;
 pub mod serve;
 pub mod sim_graph;
@@ -46,9 +47,11 @@ pub enum Command {
     /// Serve a simulated Microsoft Graph over HTTP (calls, tokens, signed notifications, faults).
     SimGraph(sim_graph::SimGraphArgs),
     /// Run flows against Graph's webhooks (--simulate: a demo on a local sim-graph).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Measure notifications per second through the server on loopback, against sim-graph.
     Load(load::LoadArgs),
+    /// Start an `api` flow on a running server; print its session id (--follow: its timeline).
+    Run(run::RunArgs),
 }
 
 impl Cli {
@@ -63,6 +66,7 @@ impl Cli {
             Command::SimGraph(args) => sim_graph::run(&args),
             Command::Serve(args) => serve::run(&args),
             Command::Load(args) => load::run(&args),
+            Command::Run(args) => run::run(&args),
         }
     }
 }

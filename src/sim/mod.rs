@@ -33,7 +33,7 @@ use crate::flow::Flow;
 
 pub use behaviour::{CallMode, GraphBehaviour, JoinMode, PerAttempt, SimDuration, TransferMode};
 pub use graph::SimGraph;
-pub use runner::{SimRun, SimulateOptions, default_bot, replay, run};
+pub use runner::{SimRun, SimulateOptions, default_bot, default_identity, replay, run};
 
 /// Simulates one call of `flow` and returns its timeline (the run's end,
 /// and any problem the simulation found, are in the last entries).
