@@ -14,6 +14,7 @@ pub mod graph;
 pub mod hours;
 pub mod load;
 pub mod output;
+pub mod run;
 pub mod schema;
 pub mod serve;
 pub mod sim_graph;
@@ -52,9 +53,11 @@ pub enum Command {
     /// Open the designer's workbench in the browser: flows, diagrams, calls clicked through.
     Studio(studio::StudioArgs),
     /// Run flows against Graph's webhooks (--simulate: a demo on a local sim-graph).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Measure notifications per second through the server on loopback, against sim-graph.
     Load(load::LoadArgs),
+    /// Start an `api` flow on a running server; print its session id (--follow: its timeline).
+    Run(run::RunArgs),
 }
 
 impl Cli {
@@ -71,6 +74,7 @@ impl Cli {
             Command::Studio(args) => studio::run(&args),
             Command::Serve(args) => serve::run(&args),
             Command::Load(args) => load::run(&args),
+            Command::Run(args) => run::run(&args),
         }
     }
 }

@@ -131,7 +131,7 @@ pub fn run(args: &SimGraphArgs) -> ExitCode {
             }
         };
         let tenant = config.tenant_id.clone();
-        let server = match SimGraphServer::start(config, listener).await {
+        let server = match SimGraphServer::start(config.clone(), listener).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -145,9 +145,21 @@ pub fn run(args: &SimGraphArgs) -> ExitCode {
         println!("  keys (JWKS)    {base}/.well-known/jwks.json");
         println!("  OpenID config  {base}/.well-known/OpenIdConfiguration");
         println!("  control API    {base}/sim/calls");
+        let env: Vec<String> = crate::sim::http::serve_environment(&config, &base)
+            .into_iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        println!();
+        println!("Point callflow serve at it (a callback on 127.0.0.1:8080):");
         println!(
-            "  client setup   CALLFLOW_GRAPH_BASE_URL={base} CALLFLOW_GRAPH_AUTHORITY_URL={base} \
-             CALLFLOW_GRAPH_TENANT_ID={tenant}"
+            "  {} callflow serve --flows flows --listen 127.0.0.1:8080 --public-url http://127.0.0.1:8080",
+            env.join(" ")
+        );
+        println!("then place a call to the bot:");
+        println!(
+            "  curl -X POST {base}/sim/calls -H 'content-type: application/json' -d \
+             '{{\"from\":{{\"phone\":\"+15550100\"}},\"to\":{{\"phone\":\"+14255550100\"}},\
+             \"callbackUri\":\"http://127.0.0.1:8080/api/calls\"}}'"
         );
         let stdin_closed = args.until_stdin_closes.then(|| {
             let (closed, stdin_closed) = tokio::sync::oneshot::channel::<()>();

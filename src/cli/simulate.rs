@@ -93,14 +93,12 @@ pub fn run(args: &SimulateArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    for pair in &args.params {
-        let Some((name, value)) = pair.split_once('=') else {
-            eprintln!("error: --param {pair}: write NAME=VALUE");
+    match crate::serve::admin::parse_params(&args.params) {
+        Ok(params) => options.params.extend(params),
+        Err(e) => {
+            eprintln!("error: {e}");
             return ExitCode::from(2);
-        };
-        let value = serde_json::from_str(value)
-            .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
-        options.params.insert(name.trim().to_owned(), value);
+        }
     }
     print!("{}", simulate(&flow, &options).render(flow.timezone));
     ExitCode::SUCCESS

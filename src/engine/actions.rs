@@ -40,7 +40,9 @@ impl Run<'_> {
             Action::Transfer(t) => self.transfer(t),
             Action::ConsultativeTransfer(c) => self.consult(&c.to, c.timeout),
             Action::JoinMeeting(j) => self.join(&j.meeting, j.tenant.as_ref(), j.timeout),
-            Action::Call(c) => self.call(&c.targets, c.subject.as_ref(), c.timeout),
+            Action::Call(c) => {
+                self.call(&c.targets, c.subject.as_ref(), c.from.as_ref(), c.timeout)
+            }
             Action::Play(p) => self.play(&p.prompt),
             Action::Menu(m) => {
                 self.s.digits.clear();
@@ -449,6 +451,7 @@ impl Run<'_> {
         &mut self,
         targets: &[Target],
         subject: Option<&Template>,
+        from: Option<&Template>,
         timeout: Duration,
     ) -> Progress {
         let input = scope::Inputs::new(self.flow, self.s);
@@ -464,6 +467,15 @@ impl Run<'_> {
             match scope::render(self.flow, s, &input, self.now) {
                 Ok(s) => body.subject = Some(s),
                 Err(e) => return Progress::Then(Transition::Failure(e.to_string())),
+            }
+        }
+        if let Some(f) = from {
+            let source = scope::render(self.flow, f, &input, self.now)
+                .map_err(|e| e.to_string())
+                .and_then(|from| scope::instance_source(&self.s.bot, &from));
+            match source {
+                Ok(source) => body.source = Some(source),
+                Err(e) => return Progress::Then(Transition::Failure(e)),
             }
         }
         let role = self.role_for_new_call();

@@ -14,6 +14,7 @@
 //! - [`event`]: [`Event`] and the translation of notifications.
 //! - [`command`]: [`Command`], and requests in the flow file's words ([`RequestLine`]).
 //! - [`session`]: [`Session`], its calls ([`Leg`]), [`Outcome`]s.
+//! - [`identity`]: who the bot is, and which instance a session speaks as.
 //! - [`timeline`]: what happened, renderable as text.
 //! - [`control`]: [`CallControl`] and [`execute`].
 //! - [`trigger`]: which incoming calls a flow takes.
@@ -23,6 +24,7 @@ mod actions;
 pub mod command;
 pub mod control;
 pub mod event;
+pub mod identity;
 pub mod leg;
 pub mod outcome;
 mod reactions;
@@ -40,6 +42,7 @@ use crate::flow::Flow;
 pub use command::{Command, CommandId, RequestKind, RequestLine, TimerId};
 pub use control::{CallControl, ControlError, execute};
 pub use event::{Event, IncomingCall, OperationUpdate, Party, RosterEntry, StateChange};
+pub use identity::{BotIdentity, Instance, UnknownInstance};
 pub use outcome::{ActionDone, ActionOutcome};
 pub use run::{MAX_PENDING, MAX_STEPS_PER_EVENT};
 pub use session::{

@@ -375,6 +375,33 @@ pub fn bot_source(bot: &Bot) -> Option<ParticipantInfo> {
     }
 }
 
+/// The bot as the `source` of a call that a `call` step's `from:` sends out
+/// as `instance` (an id or a number of one of the bot's instances).
+///
+/// # Errors
+///
+/// A message when `from` names no instance of the bot.
+pub fn instance_source(bot: &Bot, from: &str) -> Result<ParticipantInfo, String> {
+    let Some(instance) = bot.instances.iter().find(|i| i.is(from)) else {
+        let known: Vec<&str> = bot
+            .instances
+            .iter()
+            .map(|i| i.number.as_deref().unwrap_or(&i.id))
+            .collect();
+        return Err(format!(
+            "`from: {from}` names no application instance of the bot (configured: {})",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        ));
+    };
+    let mut who = Identity::new(instance.id.clone());
+    who.display_name = instance.name.clone().or_else(|| bot.display_name.clone());
+    Ok(ParticipantInfo::new(IdentitySet::application_instance(who)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,10 @@ pub struct Bot {
     /// The tenant the bot places calls in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
+    /// Every application instance of the bot, which a `call`'s `from:` may
+    /// name (see [`super::identity`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<super::identity::Instance>,
 }
 
 impl Bot {

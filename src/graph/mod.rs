@@ -21,9 +21,9 @@ pub mod notification;
 pub mod wire;
 
 pub use notification::{
-    CallPayload, CallsRoot, ChangeType, MAX_BATCH_SIZE, Notification, NotificationError,
-    NotificationPayload, OperationPayload, ResourcePath, ResourcePathError, ResourceTarget,
-    parse_batch,
+    Batch, CallPayload, CallbackBody, CallsRoot, ChangeType, MAX_BATCH_SIZE, Notification,
+    NotificationError, NotificationPayload, OperationPayload, RefusedEntry, ResourcePath,
+    ResourcePathError, ResourceTarget, parse_batch, read_callback,
 };
 pub use wire::{
     AnswerRequest, AppHostedMediaConfig, Call, CallDirection, CallMediaState, CallOptions,

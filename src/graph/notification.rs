@@ -431,6 +431,20 @@ pub enum NotificationError {
 }
 
 impl NotificationError {
+    /// A short, stable name of the problem, for metrics and error codes.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::Truncated { .. } | Self::Json { .. } => "invalid_json",
+            Self::Shape(_) => "bad_shape",
+            Self::TooMany { .. } => "too_many",
+            Self::NotAnObject { .. } => "not_an_object",
+            Self::MissingChangeType { .. } | Self::UnknownChangeType { .. } => "bad_change_type",
+            Self::MissingResource { .. } | Self::BadResource { .. } => "bad_resource",
+            Self::BadPayload { .. } => "bad_payload",
+        }
+    }
+
     fn from_json(error: &serde_json::Error) -> Self {
         let (line, column) = (error.line(), error.column());
         if error.is_eof() {
@@ -470,7 +484,66 @@ where
     Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-/// Reads the body of one callback POST.
+/// A callback body, read: Graph's notifications, or the legacy (Skype
+/// calling) first notification of an incoming call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallbackBody {
+    /// A `commsNotifications` batch: the entries that read, and those that did not.
+    Graph(Batch),
+    /// The legacy Skype-calling format (Bot Builder v3's `conversation`):
+    /// Microsoft's "protocol determination" asks the bot to answer `204 No
+    /// Content`, and Graph posts the same notification again in its own format.
+    LegacySkype,
+}
+
+/// The notifications of one callback body.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    /// Every entry that reads, in order (an array of calls on a call's
+    /// path gives one notification per call).
+    pub notifications: Vec<Notification>,
+    /// Every entry that does not, with why: the others are not lost for it.
+    pub refused: Vec<RefusedEntry>,
+}
+
+/// One entry of a batch that does not read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefusedEntry {
+    /// The call it names, when its resource path says.
+    pub call_id: Option<String>,
+    /// Its resource path as written, if any.
+    pub resource: Option<String>,
+    /// Why it was refused.
+    pub error: NotificationError,
+}
+
+impl RefusedEntry {
+    /// A short, stable reason for metrics (`bad_payload`, `bad_resource`, …).
+    pub fn reason(&self) -> &'static str {
+        self.error.reason()
+    }
+}
+
+/// Whether `root` is the legacy Skype-calling notification (Bot Builder
+/// v3's `conversation` or `conversationResult`): no `value` or `changeType`,
+/// but the fields that format has (`participants`, `callState`,
+/// `presentedModalityTypes`, `isMultiparty`, `operationOutcome`).
+fn is_legacy_skype(root: &Map<String, Value>) -> bool {
+    if root.contains_key("value") || root.contains_key("changeType") {
+        return false;
+    }
+    let conversation = root.get("participants").is_some_and(Value::is_array)
+        && ["callState", "presentedModalityTypes", "isMultiparty"]
+            .iter()
+            .any(|k| root.contains_key(*k));
+    let result = root.contains_key("operationOutcome") && root.contains_key("conversationResult")
+        || root.contains_key("conversationResult") && root.contains_key("appState");
+    conversation || result
+}
+
+/// Reads the body of one callback POST, strictly: one entry that does not
+/// read fails the whole body (for scenario recordings and tools; the
+/// server uses [`read_callback`], which keeps the entries that read).
 ///
 /// Accepts a `commsNotifications` envelope (`{"value": [...]}`), a bare
 /// array of notifications, or one notification without envelope. An empty
@@ -479,18 +552,41 @@ where
 /// # Errors
 ///
 /// A [`NotificationError`] naming the problem when the body is empty,
-/// truncated, not JSON, not shaped like notifications, larger than
-/// [`MAX_BATCH_SIZE`], or holds a notification without a known
-/// `changeType`, without a call resource path, or whose `resourceData` does
-/// not fit its kind. One bad notification fails the batch: the error says
+/// truncated, not JSON, not shaped like notifications (the legacy Skype
+/// format included), larger than [`MAX_BATCH_SIZE`], or holds a
+/// notification without a known `changeType`, without a call resource
+/// path, or whose `resourceData` does not fit its kind; the error says
 /// which (`#index`).
 pub fn parse_batch(body: &[u8]) -> Result<Vec<Notification>, NotificationError> {
+    match read_callback(body)? {
+        CallbackBody::Graph(batch) => match batch.refused.into_iter().next() {
+            Some(refused) => Err(refused.error),
+            None => Ok(batch.notifications),
+        },
+        CallbackBody::LegacySkype => Err(NotificationError::Shape(
+            "this is the legacy Skype calling format, not a Graph notification".into(),
+        )),
+    }
+}
+
+/// Reads the body of one callback POST, keeping every entry that reads.
+///
+/// # Errors
+///
+/// A [`NotificationError`] when the body as a whole cannot be read: empty,
+/// truncated, not JSON, not shaped like notifications, or larger than
+/// [`MAX_BATCH_SIZE`]. An entry that does not read is not an error of the
+/// body: it is in [`Batch::refused`].
+pub fn read_callback(body: &[u8]) -> Result<CallbackBody, NotificationError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(NotificationError::Empty);
     }
     let root: Value = serde_json::from_slice(body).map_err(|e| NotificationError::from_json(&e))?;
     let items = match root {
+        Value::Object(envelope) if is_legacy_skype(&envelope) => {
+            return Ok(CallbackBody::LegacySkype);
+        }
         Value::Object(mut envelope) => match envelope.remove("value") {
             Some(Value::Array(items)) => items,
             Some(other) => {
@@ -526,14 +622,28 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Notification>, NotificationError> 
             limit: MAX_BATCH_SIZE,
         });
     }
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(index, item)| parse_one(index, item))
-        .collect()
+    let mut batch = Batch::default();
+    for (index, item) in items.into_iter().enumerate() {
+        let resource = item
+            .as_object()
+            .and_then(|f| string_field(f, "resourceUrl").or_else(|| string_field(f, "resource")))
+            .map(str::to_owned);
+        match parse_one(index, item) {
+            Ok(read) => batch.notifications.extend(read),
+            Err(error) => batch.refused.push(RefusedEntry {
+                call_id: resource
+                    .as_deref()
+                    .and_then(|r| ResourcePath::parse(r).ok())
+                    .map(|p| p.call_id),
+                resource,
+                error,
+            }),
+        }
+    }
+    Ok(CallbackBody::Graph(batch))
 }
 
-fn parse_one(index: usize, item: Value) -> Result<Notification, NotificationError> {
+fn parse_one(index: usize, item: Value) -> Result<Vec<Notification>, NotificationError> {
     let Value::Object(mut fields) = item else {
         return Err(NotificationError::NotAnObject {
             index,
@@ -560,20 +670,44 @@ fn parse_one(index: usize, item: Value) -> Result<Notification, NotificationErro
         .map_err(|source| NotificationError::BadResource { index, source })?;
     let callback_uri = string_field(&fields, "callbackUri").map(str::to_owned);
     let data = fields.remove("resourceData").unwrap_or(Value::Null);
-    let payload =
-        read_payload(&path, data).map_err(|(expected, message)| NotificationError::BadPayload {
-            index,
+    let bad = |(expected, message): PayloadError| NotificationError::BadPayload {
+        index,
+        resource: resource.clone(),
+        expected,
+        message,
+    };
+    // A call's path with an array of calls (tagged or not): one
+    // notification per call, as Graph's docs allow `resourceData` either way.
+    let payloads = match data {
+        Value::Array(items)
+            if path.is_call() && !items.is_empty() && items.iter().all(is_call_object) =>
+        {
+            items
+                .into_iter()
+                .map(|item| read_payload(&path, item).map_err(bad))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        data => vec![read_payload(&path, data).map_err(bad)?],
+    };
+    Ok(payloads
+        .into_iter()
+        .map(|payload| Notification {
+            change_type,
             resource: resource.clone(),
-            expected,
-            message,
-        })?;
-    Ok(Notification {
-        change_type,
-        resource,
-        path,
-        callback_uri,
-        payload,
-    })
+            path: path.clone(),
+            callback_uri: callback_uri.clone(),
+            payload,
+        })
+        .collect())
+}
+
+/// Whether an entry of a `resourceData` array on a call's path is a call:
+/// tagged `#microsoft.graph.call`, or an untagged object.
+fn is_call_object(item: &Value) -> bool {
+    match odata_type_of(item) {
+        Some(tag) => odata_short_name(tag).eq_ignore_ascii_case("call"),
+        None => item.is_object(),
+    }
 }
 
 fn string_field<'a>(fields: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -737,5 +871,88 @@ mod tests {
         assert_eq!(ChangeType::from_wire("Deleted"), Some(ChangeType::Deleted));
         assert_eq!(ChangeType::from_wire("CREATED"), Some(ChangeType::Created));
         assert_eq!(ChangeType::from_wire("moved"), None);
+    }
+
+    fn call_state(n: &Notification) -> Option<&CallState> {
+        match &n.payload {
+            NotificationPayload::Call(c) => c.state.as_ref(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn an_array_of_calls_reads_tagged_or_not() {
+        for data in [
+            serde_json::json!([{"@odata.type": "#microsoft.graph.call", "state": "Established"}]),
+            serde_json::json!([{"state": "established"}]),
+        ] {
+            let body = serde_json::json!({"value": [{
+                "changeType": "Updated", "resourceUrl": "/communications/calls/c1", "resourceData": data
+            }]});
+            let read = parse_batch(body.to_string().as_bytes()).expect("reads");
+            assert_eq!(read.len(), 1, "{body}");
+            assert_eq!(read[0].change_type, ChangeType::Updated);
+            assert_eq!(
+                call_state(&read[0]),
+                Some(&CallState::Established),
+                "{body}"
+            );
+        }
+        let two = serde_json::json!({"value": [{
+            "changeType": "updated", "resourceUrl": "/communications/calls/c1",
+            "resourceData": [{"state": "transferring"}, {"state": "transferAccepted"}]
+        }]});
+        let read = parse_batch(two.to_string().as_bytes()).expect("reads");
+        assert_eq!(read.len(), 2);
+        assert_eq!(call_state(&read[1]), Some(&CallState::TransferAccepted));
+    }
+
+    #[test]
+    fn a_broken_entry_costs_its_neighbours_nothing() {
+        let body = serde_json::json!({"value": [
+            {"changeType": "deleted", "resourceUrl": "/communications/calls/c1",
+             "resourceData": {"state": "terminated"}},
+            {"changeType": "updated", "resourceUrl": "/communications/calls/c2",
+             "resourceData": {"state": 7}},
+            "not an object",
+        ]});
+        let CallbackBody::Graph(batch) = read_callback(body.to_string().as_bytes()).expect("reads")
+        else {
+            panic!("a Graph batch");
+        };
+        assert_eq!(batch.notifications.len(), 1);
+        assert_eq!(
+            call_state(&batch.notifications[0]),
+            Some(&CallState::Terminated)
+        );
+        let reasons: Vec<(&str, Option<&str>)> = batch
+            .refused
+            .iter()
+            .map(|r| (r.reason(), r.call_id.as_deref()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [("bad_payload", Some("c2")), ("not_an_object", None)]
+        );
+        assert!(parse_batch(body.to_string().as_bytes()).is_err(), "strict");
+    }
+
+    #[test]
+    fn the_legacy_skype_format_is_recognised() {
+        let legacy = serde_json::json!({
+            "id": "x", "participants": [{"identity": "29:a", "originator": true}],
+            "isMultiparty": false, "presentedModalityTypes": ["audio"], "callState": "incoming"
+        });
+        assert_eq!(
+            read_callback(legacy.to_string().as_bytes()),
+            Ok(CallbackBody::LegacySkype)
+        );
+        // A Graph notification with a `participants` field is not legacy.
+        let graph = serde_json::json!({"changeType": "created", "resourceUrl": "/communications/calls/c",
+            "participants": [], "callState": "x"});
+        assert!(matches!(
+            read_callback(graph.to_string().as_bytes()),
+            Ok(CallbackBody::Graph(_))
+        ));
     }
 }

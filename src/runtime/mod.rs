@@ -47,7 +47,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::engine::{Bot, CallControl, Event, Session};
+use crate::engine::{BotIdentity, CallControl, Event, Session};
 use crate::flow::{Diagnostic, Flow, FlowSet};
 use crate::graph::notification::{Notification, NotificationPayload};
 use crate::graph::wire::CallState;
@@ -67,6 +67,10 @@ pub struct RuntimeConfig {
     pub flows_dir: PathBuf,
     /// Where Graph posts the notifications of the calls the bot answers or creates.
     pub callback_uri: String,
+    /// Who the bot is: its application, tenant and instances (each
+    /// session speaks as the instance its call reached, see
+    /// [`BotIdentity`]).
+    pub bot: BotIdentity,
     /// How long the flows folder must be quiet before a change is reloaded.
     pub reload_debounce: Duration,
     /// A session nothing has happened to for this long is ended and removed
@@ -88,6 +92,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             flows_dir: PathBuf::from("flows"),
             callback_uri: "https://localhost/api/calls".into(),
+            bot: BotIdentity::default(),
             reload_debounce: Duration::from_millis(300),
             idle_reap_after: Duration::from_secs(2 * 60 * 60),
             max_sessions: 100_000,
@@ -108,7 +113,6 @@ const KEEP_FINISHED: usize = 1000;
 
 struct Inner {
     config: RuntimeConfig,
-    bot: Bot,
     flows: ArcSwap<FlowSet>,
     reload: Mutex<reload::ReloadState>,
     control: Arc<dyn worker::DynControl>,
@@ -142,10 +146,8 @@ impl Runtime {
         control: Arc<C>,
     ) -> Result<Runtime, Vec<Diagnostic>> {
         let (set, state) = reload::initial(&config.flows_dir)?;
-        let bot = Bot::new(config.callback_uri.clone());
         Ok(Runtime {
             inner: Arc::new(Inner {
-                bot,
                 flows: ArcSwap::from_pointee(set),
                 reload: Mutex::new(state),
                 control: Arc::new(worker::Control(control)),
@@ -452,7 +454,14 @@ impl Inner {
         first: Event,
         received: tokio::time::Instant,
     ) -> Result<(), &'static str> {
-        let session = Session::new(&flow, id, self.bot.clone());
+        let bot = match &first {
+            Event::IncomingCall(call) => self
+                .config
+                .bot
+                .for_incoming(&self.config.callback_uri, &call.to),
+            _ => self.config.bot.bot(&self.config.callback_uri, None),
+        };
+        let session = Session::new(&flow, id, bot);
         let cell = Arc::new(SessionCell::new(flow, session));
         let (tx, rx) = mpsc::channel(self.config.queue_per_call.max(1));
         {

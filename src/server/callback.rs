@@ -2,12 +2,21 @@
 //!
 //! In order: intake open (else `503`), the bearer token (else `401`/`403`),
 //! the content type (else `415`), the body within the limit (else `413`),
-//! the body read by [`parse_batch`] (else `400`), the batch queued on the
+//! the body read by [`read_callback`] (else `400`), the batch queued on the
 //! runtime (else `503` with `Retry-After`), then `202`. The work happens
 //! after the answer. Every refusal is logged and counted; bad input never
-//! gets a `500` and never panics. This module must never interpret a
-//! notification: reading is [`crate::graph::notification`]'s, meaning is
-//! the runtime's.
+//! gets a `500` and never panics.
+//!
+//! Two bodies are not a plain batch. The legacy (Skype calling) first
+//! notification of an incoming call gets `204 No Content`, logged and
+//! counted: Microsoft's "protocol determination" then posts it again in
+//! Graph's format. A batch where some entries do not read still applies
+//! the others; each refused entry is logged (call, resource, why) and
+//! counted by reason, and the answer is `202` with the refused entries
+//! listed, or `400` when no entry read (see docs/decisions.md).
+//!
+//! This module must never interpret a notification: reading is
+//! [`crate::graph::notification`]'s, meaning is the runtime's.
 
 use std::time::Instant;
 
@@ -16,7 +25,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::graph::notification::{NotificationError, parse_batch};
+use crate::graph::notification::{CallbackBody, NotificationError, RefusedEntry, read_callback};
 
 use super::ServerState;
 use super::auth::NotificationAuth;
@@ -30,10 +39,32 @@ pub(crate) async fn receive(
 ) -> Response {
     let route = state.config().callback_path.as_str();
     match accept(&state, &headers, body).await {
-        Ok(count) => {
+        Ok(Accepted::Legacy) => {
+            state.stats().count_callback(204);
+            state.stats().count_legacy();
+            tracing::info!(
+                route,
+                "a notification in the legacy Skype calling format: answered 204 No Content, so \
+                 that Graph sends it again in its own format (protocol determination)"
+            );
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Accepted::Batch { queued, refused }) => {
             state.stats().count_callback(202);
-            tracing::debug!(route, notifications = count, "notifications queued");
-            StatusCode::ACCEPTED.into_response()
+            tracing::debug!(route, notifications = queued, "notifications queued");
+            if refused.is_empty() {
+                StatusCode::ACCEPTED.into_response()
+            } else {
+                let listed: Vec<serde_json::Value> = refused.iter().map(refused_json).collect();
+                (
+                    StatusCode::ACCEPTED,
+                    axum::Json(serde_json::json!({
+                        "accepted": queued,
+                        "refused": listed,
+                    })),
+                )
+                    .into_response()
+            }
         }
         Err(e) => {
             state.stats().count_callback(e.status.as_u16());
@@ -42,7 +73,45 @@ pub(crate) async fn receive(
     }
 }
 
-async fn accept(state: &ServerState, headers: &HeaderMap, body: Body) -> Result<usize, ApiError> {
+/// What an accepted callback body was.
+enum Accepted {
+    /// The legacy Skype-calling format.
+    Legacy,
+    /// A batch: how many notifications were queued, and the entries refused.
+    Batch {
+        queued: usize,
+        refused: Vec<RefusedEntry>,
+    },
+}
+
+fn refused_json(r: &RefusedEntry) -> serde_json::Value {
+    serde_json::json!({
+        "callId": r.call_id,
+        "resource": r.resource,
+        "reason": r.reason(),
+        "message": r.error.to_string(),
+    })
+}
+
+/// Logs and counts the entries of a batch that did not read.
+fn report_refused(state: &ServerState, refused: &[RefusedEntry]) {
+    for r in refused {
+        state.stats().count_refused_entry(r.reason());
+        tracing::warn!(
+            call = r.call_id.as_deref().unwrap_or("-"),
+            resource = r.resource.as_deref().unwrap_or("-"),
+            reason = r.reason(),
+            error = %r.error,
+            "a notification of the batch was refused; the others were applied"
+        );
+    }
+}
+
+async fn accept(
+    state: &ServerState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Accepted, ApiError> {
     if state.is_closing() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -108,15 +177,34 @@ async fn accept(state: &ServerState, headers: &HeaderMap, body: Body) -> Result<
         }
     })?;
     let started = Instant::now();
-    let batch = parse_batch(&bytes).map_err(|e| {
+    let read = read_callback(&bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             error_code(&e),
             format!("{e}; expected a commsNotifications envelope"),
         )
     })?;
-    let count = batch.len();
-    if let Err(overloaded) = state.runtime().submit(batch) {
+    let batch = match read {
+        CallbackBody::LegacySkype => return Ok(Accepted::Legacy),
+        CallbackBody::Graph(batch) => batch,
+    };
+    report_refused(state, &batch.refused);
+    if batch.notifications.is_empty()
+        && let Some(first) = batch.refused.first()
+    {
+        let more = batch.refused.len() - 1;
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            error_code(&first.error),
+            if more == 0 {
+                format!("{}; expected a commsNotifications envelope", first.error)
+            } else {
+                format!("{} (and {more} more entries refused)", first.error)
+            },
+        ));
+    }
+    let count = batch.notifications.len();
+    if let Err(overloaded) = state.runtime().submit(batch.notifications) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
@@ -128,7 +216,10 @@ async fn accept(state: &ServerState, headers: &HeaderMap, body: Body) -> Result<
         micros = started.elapsed().as_micros() as u64,
         "batch parsed and queued"
     );
-    Ok(count)
+    Ok(Accepted::Batch {
+        queued: count,
+        refused: batch.refused,
+    })
 }
 
 /// `application/json`, with or without parameters, in any case.

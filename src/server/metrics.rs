@@ -173,6 +173,29 @@ pub(crate) fn render(state: &ServerState) -> String {
     }
     family(
         &mut out,
+        "callflow_notifications_refused_total",
+        "counter",
+        "Notifications in a callback body that did not read (logged; the others in the body were applied), by reason.",
+    );
+    for (reason, count) in state.stats().refused_entries() {
+        let _ = writeln!(
+            out,
+            "callflow_notifications_refused_total{{reason=\"{reason}\"}} {count}"
+        );
+    }
+    family(
+        &mut out,
+        "callflow_legacy_notifications_total",
+        "counter",
+        "Legacy (Skype calling) first notifications answered 204 No Content, so that Graph sends them again in its own format.",
+    );
+    let _ = writeln!(
+        out,
+        "callflow_legacy_notifications_total {}",
+        state.stats().legacy()
+    );
+    family(
+        &mut out,
         "callflow_admin_refused_total",
         "counter",
         "Admin requests refused for a missing or wrong token.",

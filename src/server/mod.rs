@@ -50,6 +50,17 @@ pub const DEFAULT_CALLBACK_PATH: &str = "/api/calls";
 /// The default largest callback body: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 
+/// How long a client may take to send a request's headers, by default.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one request may take, its body included, by default: Graph
+/// sends a callback body of a few KiB at once, so a body still arriving
+/// after this is stalled or hostile.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a graceful stop waits for requests in flight, by default.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// How the HTTP side is set up.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -63,6 +74,13 @@ pub struct ServerConfig {
     pub auth: NotificationAuth,
     /// The shortest time between two "authentication is off" warnings.
     pub insecure_warn_every: Duration,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Duration,
+    /// How long one request may take, its body included (`408` after).
+    pub request_timeout: Duration,
+    /// How long a graceful stop waits for requests in flight before it
+    /// closes the connections that still hold one.
+    pub shutdown_grace: Duration,
 }
 
 impl ServerConfig {
@@ -74,6 +92,9 @@ impl ServerConfig {
             admin_token: None,
             auth,
             insecure_warn_every: Duration::from_secs(60),
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -83,6 +104,10 @@ impl ServerConfig {
 pub struct ServerStats {
     callbacks: Mutex<Vec<(u16, u64)>>,
     admin_refused: AtomicU64,
+    /// Entries of accepted callback bodies that did not read, by reason.
+    refused_entries: Mutex<Vec<(&'static str, u64)>>,
+    /// Legacy (Skype calling) first notifications answered `204`.
+    legacy: AtomicU64,
 }
 
 impl ServerStats {
@@ -98,6 +123,38 @@ impl ServerStats {
                 counts.sort_unstable();
             }
         }
+    }
+
+    pub(crate) fn count_refused_entry(&self, reason: &'static str) {
+        let mut counts = self
+            .refused_entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match counts.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => {
+                counts.push((reason, 1));
+                counts.sort_unstable();
+            }
+        }
+    }
+
+    pub(crate) fn count_legacy(&self) {
+        self.legacy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notifications in callback bodies that did not read, by reason
+    /// (`bad_payload`, `bad_resource`, …); their neighbours were applied.
+    pub fn refused_entries(&self) -> Vec<(&'static str, u64)> {
+        self.refused_entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Legacy (Skype calling) notifications answered `204 No Content`.
+    pub fn legacy(&self) -> u64 {
+        self.legacy.load(Ordering::Relaxed)
     }
 
     /// Callback requests answered, by status.
@@ -218,8 +275,15 @@ pub fn router(state: ServerState) -> Router {
 }
 
 /// Serves `state` on `listener` until `shutdown` completes; then stops
-/// intake, finishes the requests in flight and shuts the runtime down
-/// (its in-flight work included).
+/// intake, finishes the requests in flight (for at most
+/// [`ServerConfig::shutdown_grace`]; connections still busy then are
+/// closed) and shuts the runtime down (its in-flight work included).
+///
+/// Reads are bounded: a client that does not send its headers within
+/// [`ServerConfig::header_timeout`] is disconnected, and a request (its
+/// body included) that takes longer than [`ServerConfig::request_timeout`]
+/// is answered `408`, so a slow or stalled client can hold neither a
+/// connection nor a graceful stop.
 ///
 /// # Errors
 ///
@@ -229,19 +293,91 @@ pub async fn serve(
     state: ServerState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state.clone());
-    let closing = state.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: intake stopped, finishing work in flight");
-            closing.close_intake();
-        })
-        .await;
+    let config = state.config().clone();
+    let app = router(state.clone()).layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        config.request_timeout,
+    ));
+    let (stopping, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((io, _peer)) => {
+                    connections.spawn(connection(io, app.clone(), config.header_timeout, stop_rx.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    tracing::info!("shutting down: intake stopped, finishing work in flight");
     state.close_intake();
+    drop(listener);
+    let _ = stopping.send(true);
+    let drained = tokio::time::timeout(config.shutdown_grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = connections.len(),
+            grace = ?config.shutdown_grace,
+            "connections still busy after the grace period are closed"
+        );
+        connections.shutdown().await;
+    }
     state.runtime().clone().shutdown().await;
     tracing::info!("stopped");
-    served
+    Ok(())
+}
+
+/// Serves one connection: headers within `header_timeout`; a graceful
+/// close when `stop` turns true.
+async fn connection(
+    io: tokio::net::TcpStream,
+    app: Router,
+    header_timeout: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    let service =
+        hyper_util::service::TowerToHyperService::new(app.map_request(
+            |r: axum::http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new),
+        ));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        result = conn.as_mut() => Some(result),
+        stopping = async { stop.wait_for(|s| *s).await.is_ok() } => {
+            if stopping {
+                conn.as_mut().graceful_shutdown();
+            }
+            None
+        }
+    };
+    // After a graceful close begins, the connection runs to its end (or
+    // until the server aborts it).
+    let result = match ended {
+        Some(result) => result,
+        None => conn.as_mut().await,
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection closed with an error");
+    }
 }
 
 /// Compares two secrets in constant time: both are hashed, and the

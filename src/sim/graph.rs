@@ -28,7 +28,7 @@ use crate::graph::wire::{
 use super::behaviour::GraphBehaviour;
 pub use super::happening::{Happening, Scheduled};
 use super::notify::{Notifier, SimResult};
-use super::world::{Kind, SimCall, World, refused};
+use super::world::{Kind, SimCall, World, graph_errors, refused};
 
 /// The simulated Graph's id for the bot's application.
 pub const BOT_APP_ID: &str = "2891555a-92ff-42e6-80fa-6e1300c6b5c6";
@@ -92,13 +92,14 @@ impl SimGraph {
         let id = w.new_call_id();
         w.calls.insert(
             id.clone(),
-            SimCall {
-                kind: Kind::Incoming,
-                state: CallState::Incoming,
-                decided: false,
-                subscribed: false,
-                tone_seq: 0,
-            },
+            // A call to a number reaches an application instance (the only
+            // holder of a number); one to the bot's application id does not.
+            SimCall::new(
+                Kind::Incoming,
+                CallState::Incoming,
+                false,
+                to.phone.is_some() || to.application.as_deref().is_some_and(|a| a != BOT_APP_ID),
+            ),
         );
         w.parties.push(from.clone());
         let body = w.notifier.incoming(&id, from, to);
@@ -118,13 +119,7 @@ impl SimGraph {
         let id = w.new_call_id();
         w.calls.insert(
             id.clone(),
-            SimCall {
-                kind: Kind::Outgoing,
-                state: state.clone(),
-                decided: true,
-                subscribed: false,
-                tone_seq: 0,
-            },
+            SimCall::new(Kind::Outgoing, state.clone(), true, true),
         );
         let mut body = w.notifier.state(&id, state, None, None, None);
         if let Some(data) = body.pointer_mut("/value/0/resourceData") {
@@ -274,6 +269,21 @@ impl SimGraph {
         }
     }
 
+    /// Checks a transfer as Graph would (see `World::transfer_refusal`)
+    /// without carrying it out: for sim-graph, when a fault decides how
+    /// the transfer ends.
+    ///
+    /// # Errors
+    ///
+    /// Graph's refusal.
+    pub fn check_transfer(
+        &self,
+        call_id: &str,
+        body: &TransferRequest,
+    ) -> Result<(), ControlError> {
+        self.lock().transfer_refusal(call_id, body).map(|_| ())
+    }
+
     /// Requests Graph refused because their call had ended or never existed.
     pub fn violations(&self) -> Vec<String> {
         self.lock().violations.clone()
@@ -303,9 +313,15 @@ impl CallControl for SimGraph {
 
     async fn redirect(&self, call_id: &str, body: &RedirectRequest) -> Result<(), ControlError> {
         let mut w = self.lock();
-        w.decide(RequestKind::Redirect, call_id)?;
         body.validate()
-            .map_err(|e| refused(400, "BadRequest", e.to_string()))?;
+            .map_err(|e| graph_errors::bad_request(e.to_string()))?;
+        let to_phone = body.targets.iter().any(|t| t.identity.phone.is_some());
+        if to_phone && !w.passive && w.calls.get(call_id).is_some_and(|c| !c.instance) {
+            return Err(graph_errors::source_identity_invalid(&format!(
+                "call {call_id} reached the bot's application, not an application instance"
+            )));
+        }
+        w.decide(RequestKind::Redirect, call_id)?;
         w.burst(vec![(500, World::ended(call_id, None, None))]);
         Ok(())
     }
@@ -320,13 +336,7 @@ impl CallControl for SimGraph {
             let id = format!("replay-call-{}", w.calls.len() + 1);
             w.calls.insert(
                 id.clone(),
-                SimCall {
-                    kind: Kind::Outgoing,
-                    state: CallState::Establishing,
-                    decided: true,
-                    subscribed: false,
-                    tone_seq: 0,
-                },
+                SimCall::new(Kind::Outgoing, CallState::Establishing, true, true),
             );
             let mut created = body.clone();
             created.id = Some(id);

@@ -16,7 +16,9 @@ use std::task::{Context, Poll, Waker};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 
-use crate::engine::{self, ActionDone, Bot, Command, Event, Party, Session, execute};
+use crate::engine::{
+    self, ActionDone, Bot, BotIdentity, Command, Event, Instance, Party, Session, execute,
+};
 use crate::flow::{Flow, Trigger};
 use crate::graph::parse_batch;
 use crate::graph::wire::CallState;
@@ -46,8 +48,9 @@ pub struct SimulateOptions {
     pub params: Map<String, Value>,
     /// How Graph and the people on the call behave.
     pub graph: GraphBehaviour,
-    /// Who the bot is.
-    pub bot: Bot,
+    /// Who the bot is; the session speaks as the instance the call reached
+    /// ([`BotIdentity::for_incoming`]) or, for an `api` flow, its default one.
+    pub bot: BotIdentity,
 }
 
 impl SimulateOptions {
@@ -75,20 +78,36 @@ impl SimulateOptions {
             to,
             params: Map::new(),
             graph: GraphBehaviour::default(),
-            bot: default_bot(),
+            bot: default_identity(),
         }
     }
 }
 
-/// The simulated bot: an application instance with a phone number.
-pub fn default_bot() -> Bot {
-    Bot {
-        callback_uri: SIM_CALLBACK.into(),
+/// The simulated bot's application instance (the seeds' example id).
+pub const SIM_INSTANCE_ID: &str = "3d913abb-aec0-4964-8fa6-3c6850c4f278";
+
+/// The simulated bot's tenant (the seeds' example id).
+pub const SIM_TENANT_ID: &str = "aa67bd4c-8475-432d-bd41-39f255720e0a";
+
+/// Who the simulated bot is: the seeds' application, tenant and one
+/// application instance (with no number of its own, so that it answers
+/// every number a flow names).
+pub fn default_identity() -> BotIdentity {
+    BotIdentity {
         application_id: Some(BOT_APP_ID.into()),
-        application_instance_id: Some("3d913abb-aec0-4964-8fa6-3c6850c4f278".into()),
         display_name: Some("Calling Bot".into()),
-        tenant_id: Some("aa67bd4c-8475-432d-bd41-39f255720e0a".into()),
+        tenant_id: Some(SIM_TENANT_ID.into()),
+        instances: vec![Instance {
+            id: SIM_INSTANCE_ID.into(),
+            number: None,
+            name: None,
+        }],
     }
+}
+
+/// The simulated bot as a session carries it: its default instance.
+pub fn default_bot() -> Bot {
+    default_identity().bot(SIM_CALLBACK, None)
 }
 
 /// What a simulated call did.
@@ -240,17 +259,18 @@ impl Driver {
 /// an `api` start, an existing call for a `state_change` flow, or an
 /// incoming call.
 pub(super) fn begin(flow: &Flow, options: &SimulateOptions) -> Driver {
-    let graph = SimGraph::new(
-        options.graph.clone(),
-        options.bot.callback_uri.clone(),
-        options.clock,
-    );
+    let graph = SimGraph::new(options.graph.clone(), SIM_CALLBACK, options.clock);
     let api = matches!(flow.trigger, Trigger::Api { .. });
+    let bot = if api {
+        options.bot.bot(SIM_CALLBACK, None)
+    } else {
+        options.bot.for_incoming(SIM_CALLBACK, &options.to)
+    };
     let session_id = if api { "run-1" } else { "call-1" };
     let mut driver = Driver {
         graph,
         run: SimRun {
-            session: Session::new(flow, session_id, options.bot.clone()),
+            session: Session::new(flow, session_id, bot),
             events: Vec::new(),
             commands: Vec::new(),
             actions: Vec::new(),

@@ -18,13 +18,13 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::engine::{Party, Timeline};
+use crate::engine::{BotIdentity, Instance, Party, Timeline};
 use crate::flow::Flow;
 
 use super::behaviour::GraphBehaviour;
 use super::expect::{Actual, Expectation, actual_lines, match_lines};
 pub use super::report::{ScenarioReport, TestReport};
-use super::runner::{self, SimRun, SimulateOptions, default_bot};
+use super::runner::{self, SimRun, SimulateOptions, default_bot, default_identity};
 
 pub use super::coverage::{Coverage, coverage};
 
@@ -73,6 +73,45 @@ pub struct CallDef {
     pub to: Option<PartyDef>,
 }
 
+/// `bot:`: who the bot is in a scenario, over the simulated default (the
+/// seeds' application, tenant and one application instance).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotDef {
+    /// The bot's display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The tenant; `tenant: null` leaves it out of the calls the bot places.
+    #[serde(default, deserialize_with = "present")]
+    pub tenant: Option<Option<String>>,
+    /// The application instances (`[]`: none, the bot speaks as its
+    /// application); each `{id, number?, name?}`.
+    #[serde(default)]
+    pub instances: Option<Vec<Instance>>,
+}
+
+/// A field that is present, possibly `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+impl BotDef {
+    /// The simulated default identity with what this says changed.
+    pub fn identity(&self) -> BotIdentity {
+        let mut id = default_identity();
+        if let Some(name) = &self.name {
+            id.display_name = Some(name.clone());
+        }
+        if let Some(tenant) = &self.tenant {
+            id.tenant_id = tenant.clone();
+        }
+        if let Some(instances) = &self.instances {
+            id.instances = instances.clone();
+        }
+        id
+    }
+}
+
 /// A scenario file, as written.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +132,9 @@ pub struct ScenarioFile {
     /// Parameters, for `api` flows.
     #[serde(default)]
     pub params: Map<String, Value>,
+    /// Who the bot is (default: the simulated bot, an application instance).
+    #[serde(default)]
+    pub bot: Option<BotDef>,
     /// How Graph behaves.
     #[serde(default)]
     pub graph: GraphBehaviour,
@@ -125,6 +167,8 @@ pub struct Scenario {
     pub to: Option<Party>,
     /// Parameters of an `api` start.
     pub params: Map<String, Value>,
+    /// Who the bot is.
+    pub bot: BotIdentity,
     /// How Graph behaves.
     pub graph: GraphBehaviour,
     /// The lines expected.
@@ -213,6 +257,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         from: call.from.map(Party::from),
         to: call.to.map(Party::from),
         params: file.params,
+        bot: file
+            .bot
+            .as_ref()
+            .map_or_else(default_identity, BotDef::identity),
         graph: file.graph,
         expect,
         strict: file.strict,
@@ -278,6 +326,7 @@ pub fn simulate(scenario: &Scenario, flow: &Flow) -> Result<SimRun, ScenarioErro
                 options.to = to.clone();
             }
             options.params = scenario.params.clone();
+            options.bot = scenario.bot.clone();
             options.graph = scenario.graph.clone();
             runner::run(flow, &options)
         }

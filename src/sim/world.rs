@@ -41,7 +41,62 @@ pub(super) struct SimCall {
     pub(super) decided: bool,
     pub(super) subscribed: bool,
     pub(super) tone_seq: i64,
+    /// Whether the bot's side of the call is an application instance (a
+    /// resource account): only then may it transfer to a phone number.
+    pub(super) instance: bool,
 }
+
+impl SimCall {
+    /// A call in `state`, nothing decided yet unless `decided`.
+    pub(super) fn new(kind: Kind, state: CallState, decided: bool, instance: bool) -> Self {
+        SimCall {
+            kind,
+            state,
+            decided,
+            subscribed: false,
+            tone_seq: 0,
+            instance,
+        }
+    }
+}
+
+/// Graph's refusals, with the codes and messages Graph answers them with
+/// (see docs/decisions.md for where each comes from).
+pub(super) mod graph_errors {
+    use crate::engine::ControlError;
+
+    /// A request on a call that has ended or never existed (Graph's 8522).
+    pub(in crate::sim) fn call_not_found() -> ControlError {
+        ControlError::new(404, "8522", "Call not found.")
+    }
+
+    /// A create call without `tenantId` (Graph's 7505).
+    pub(in crate::sim) fn tenant_mismatch() -> ControlError {
+        ControlError::new(403, "7505", "Request authorization tenant mismatch.")
+    }
+
+    /// A call to, or a transfer to, a phone number by a bot that does not
+    /// speak as an application instance (Graph's 7507).
+    pub(in crate::sim) fn source_identity_invalid(detail: &str) -> ControlError {
+        ControlError::new(
+            400,
+            "7507",
+            format!(
+                "Call source identity invalid. ({detail}: a call to or a transfer to a phone \
+                 number needs an application instance with a phone number as its source)"
+            ),
+        )
+    }
+
+    /// A body outside Graph's documented limits.
+    pub(in crate::sim) fn bad_request(message: impl Into<String>) -> ControlError {
+        ControlError::new(400, "BadRequest", message)
+    }
+}
+
+/// The most targets of a group call Graph places (the create-call page:
+/// "up to 5 VoIP users").
+pub const MAX_GROUP_TARGETS: usize = 5;
 
 pub(super) struct World {
     pub(super) now: DateTime<Utc>,
@@ -168,21 +223,13 @@ impl World {
                 self.violations.push(format!(
                     "{kind} sent for call {call_id}, which does not exist"
                 ));
-                Err(refused(
-                    404,
-                    "NotFound",
-                    format!("call {call_id} does not exist"),
-                ))
+                Err(graph_errors::call_not_found())
             }
             Some(c) if c.state == CallState::Terminated => {
                 self.violations.push(format!(
                     "{kind} sent for call {call_id}, which has terminated"
                 ));
-                Err(refused(
-                    404,
-                    "NotFound",
-                    format!("call {call_id} has terminated"),
-                ))
+                Err(graph_errors::call_not_found())
             }
             Some(_) => Ok(()),
         }
@@ -353,7 +400,7 @@ impl World {
             return Ok(());
         }
         let Some(c) = self.call_mut(call_id) else {
-            return Err(refused(404, "NotFound", "no such call"));
+            return Err(graph_errors::call_not_found());
         };
         if c.state != CallState::Incoming || c.decided {
             return Err(refused(
@@ -387,7 +434,43 @@ impl World {
                 "BadRequest",
                 format!("{kind}: call {call_id} is {s}, not established"),
             )),
-            None => Err(refused(404, "NotFound", "no such call")),
+            None => Err(graph_errors::call_not_found()),
+        }
+    }
+
+    /// Checks a transfer as Graph would: the call is established, the body
+    /// within Graph's limits, a phone target reached from an application
+    /// instance, and a `replacesCallId` naming a live (established)
+    /// consultation call, whose mode it returns.
+    pub(super) fn transfer_refusal(
+        &mut self,
+        call_id: &str,
+        body: &TransferRequest,
+    ) -> Result<Option<TransferMode>, ControlError> {
+        self.established(RequestKind::Transfer, call_id)?;
+        body.validate()
+            .map_err(|e| graph_errors::bad_request(e.to_string()))?;
+        if self.passive {
+            return Ok(None);
+        }
+        let to_phone = body.transfer_target.identity.phone.is_some();
+        if to_phone && self.calls.get(call_id).is_some_and(|c| !c.instance) {
+            return Err(graph_errors::source_identity_invalid(&format!(
+                "call {call_id} reached the bot's application, not an application instance"
+            )));
+        }
+        match &body.transfer_target.replaces_call_id {
+            None => Ok(None),
+            Some(consult) => match self.calls.get(consult) {
+                Some(SimCall {
+                    kind: Kind::Consultation(mode),
+                    state: CallState::Established,
+                    ..
+                }) => Ok(Some(*mode)),
+                _ => Err(graph_errors::bad_request(format!(
+                    "replacesCallId {consult} names no live consultation call"
+                ))),
+            },
         }
     }
 
@@ -396,25 +479,10 @@ impl World {
         call_id: &str,
         body: &TransferRequest,
     ) -> Result<(), ControlError> {
-        self.established(RequestKind::Transfer, call_id)?;
-        body.validate()
-            .map_err(|e| refused(400, "BadRequest", e.to_string()))?;
+        let consult_mode = self.transfer_refusal(call_id, body)?;
         let replaces = body.transfer_target.replaces_call_id.clone();
-        let mode = match &replaces {
-            Some(consult) => match self.calls.get(consult) {
-                Some(SimCall {
-                    kind: Kind::Consultation(mode),
-                    state: CallState::Established,
-                    ..
-                }) => *mode,
-                _ => {
-                    return Err(refused(
-                        400,
-                        "BadRequest",
-                        format!("replacesCallId {consult} is not an established consultation call"),
-                    ));
-                }
-            },
+        let mode = match consult_mode {
+            Some(mode) => mode,
             None => {
                 let mode = self.behaviour.transfer.nth(self.transfers);
                 self.transfers += 1;
@@ -519,6 +587,28 @@ impl World {
         if targets.iter().any(|t| t.identity.is_empty()) {
             return Err(refused(400, "BadRequest", "a target has an empty identity"));
         }
+        if body
+            .tenant_id
+            .as_deref()
+            .is_none_or(|t| t.trim().is_empty())
+        {
+            return Err(graph_errors::tenant_mismatch());
+        }
+        if targets.len() > MAX_GROUP_TARGETS {
+            return Err(graph_errors::bad_request(format!(
+                "a group call takes at most {MAX_GROUP_TARGETS} targets, not {}",
+                targets.len()
+            )));
+        }
+        let instance = body
+            .source
+            .as_ref()
+            .is_some_and(|s| s.identity.application_instance.is_some());
+        if !instance && targets.iter().any(|t| t.identity.phone.is_some()) {
+            return Err(graph_errors::source_identity_invalid(
+                "the call's source is not an application instance",
+            ));
+        }
         let id = self.new_call_id();
         let first = self.calls.is_empty();
         let live_main = self
@@ -536,13 +626,7 @@ impl World {
         };
         self.calls.insert(
             id.clone(),
-            SimCall {
-                kind: kind.clone(),
-                state: CallState::Establishing,
-                decided: true,
-                subscribed: false,
-                tone_seq: 0,
-            },
+            SimCall::new(kind.clone(), CallState::Establishing, true, instance),
         );
         let mut items = vec![(500, Self::state(&id, CallState::Establishing))];
         let answers = match &kind {

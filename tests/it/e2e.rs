@@ -122,6 +122,7 @@ async fn stack(flows: &Path, sim_config: SimGraphConfig) -> Stack {
             flows_dir: flows.to_path_buf(),
             callback_uri: callback.clone(),
             clock: clock.clone().map_or(Clock::System, Clock::Manual),
+            bot: callflow::serve::sim_graph_identity(),
             ..RuntimeConfig::default()
         },
         Arc::new(client),

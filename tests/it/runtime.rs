@@ -50,6 +50,7 @@ fn config(dir: &Path) -> RuntimeConfig {
         idle_reap_after: Duration::from_secs(3600),
         max_sessions: 1000,
         queue_per_call: 64,
+        bot: callflow::sim::default_identity(),
         ..RuntimeConfig::default()
     }
 }

@@ -118,6 +118,21 @@ enum Keys {
 }
 
 async fn stack(keys: Keys, max_body: usize) -> Stack {
+    stack_with(keys, max_body, |_| {}).await
+}
+
+/// [`stack`], with the server's configuration changed by `tweak`.
+async fn stack_with(keys: Keys, max_body: usize, tweak: impl FnOnce(&mut ServerConfig)) -> Stack {
+    stack_full(keys, max_body, |_| {}, tweak).await
+}
+
+/// [`stack`], with the runtime's and the server's configurations changed.
+async fn stack_full(
+    keys: Keys,
+    max_body: usize,
+    runtime_tweak: impl FnOnce(&mut RuntimeConfig),
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> Stack {
     let sim = SimGraphServer::start(
         SimGraphConfig::default(),
         TcpListener::bind("127.0.0.1:0").await.expect("bind"),
@@ -158,19 +173,20 @@ async fn stack(keys: Keys, max_body: usize) -> Stack {
         .with_base_urls(&base, &base)
         .expect("urls");
     let client = GraphClient::new(graph).expect("client");
-    let runtime = Runtime::start(
-        RuntimeConfig {
-            flows_dir: flows_dir(),
-            callback_uri: callback.clone(),
-            ..RuntimeConfig::default()
-        },
-        Arc::new(client),
-    )
-    .await
-    .unwrap_or_else(|d| panic!("bundled flows load: {} diagnostics", d.len()));
+    let mut runtime_config = RuntimeConfig {
+        flows_dir: flows_dir(),
+        callback_uri: callback.clone(),
+        bot: callflow::serve::sim_graph_identity(),
+        ..RuntimeConfig::default()
+    };
+    runtime_tweak(&mut runtime_config);
+    let runtime = Runtime::start(runtime_config, Arc::new(client))
+        .await
+        .unwrap_or_else(|d| panic!("bundled flows load: {} diagnostics", d.len()));
     let mut config = ServerConfig::new(auth);
     config.admin_token = Some(ADMIN.into());
     config.max_body = max_body;
+    tweak(&mut config);
     let state = ServerState::new(config, runtime.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(callflow::server::serve(
@@ -494,18 +510,12 @@ async fn an_incoming_call_is_answered_and_transferred_through_the_real_server() 
     let base = s.sim.base_url().to_owned();
     let call_id = s.place_reception_call().await;
     let runtime = s.runtime.clone();
-    let session = eventually(Duration::from_secs(30), || {
-        let runtime = runtime.clone();
-        let call_id = call_id.clone();
-        async move {
-            runtime
-                .sessions()
-                .into_iter()
-                .find(|x| x.calls.contains(&call_id))
-        }
-    })
-    .await
-    .expect("the incoming call started a session");
+    let session_id = s.session_of(&call_id).await;
+    let session = runtime
+        .sessions()
+        .into_iter()
+        .find(|x| x.id == session_id)
+        .expect("the session is listed");
     assert_eq!(session.flow, "reception");
 
     // The caller presses 1 once the menu listens (office hours), or the
@@ -896,6 +906,25 @@ fn serve_simulate_runs_to_completion() {
     }
     assert!(stdout.contains("answer"), "{stdout}");
     assert!(stdout.contains("all 3 sample calls ended"), "{stdout}");
+    // What the demo says is what happened: each call's summary names the
+    // path its flow took, and says the caller pressed a key only when a
+    // menu listened for one (outside office hours it does not).
+    for n in 1..=3 {
+        let summary = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("[call {n}] => ")))
+            .unwrap_or_else(|| panic!("no summary for call {n}:\n{stdout}"));
+        assert!(
+            summary.contains(" took ") && summary.contains("; ended "),
+            "{summary}"
+        );
+        if summary.contains("=> reception") {
+            let menu = summary.contains("→ menu");
+            assert_eq!(summary.contains("the caller pressed"), menu, "{summary}");
+            assert_eq!(summary.contains("never pressed"), !menu, "{summary}");
+        }
+    }
+    assert!(!stdout.contains("caller presses 1 (sales)\n"), "{stdout}");
 }
 
 /// `serve --simulate --keep-running` on a copy of the flows: a designer's
@@ -1290,4 +1319,516 @@ fn serve_without_a_flows_folder_says_so_first() {
         stderr.trim(),
         "error: no flows folder at flows (set --flows DIR or CALLFLOW_FLOWS)"
     );
+}
+
+impl Stack {
+    /// The session that owns `call_id`, once there is one.
+    async fn session_of(&self, call_id: &str) -> String {
+        let runtime = self.runtime.clone();
+        let call_id = call_id.to_owned();
+        eventually(Duration::from_secs(30), || {
+            let runtime = runtime.clone();
+            let call_id = call_id.clone();
+            async move {
+                runtime
+                    .sessions()
+                    .into_iter()
+                    .find(|x| x.calls.contains(&call_id))
+                    .map(|x| x.id)
+            }
+        })
+        .await
+        .expect("the call has a session")
+    }
+
+    /// Waits until session `id` has ended; its detail.
+    async fn ended(&self, id: &str) -> callflow::runtime::SessionDetail {
+        let runtime = self.runtime.clone();
+        let id = id.to_owned();
+        eventually(Duration::from_secs(30), || {
+            let runtime = runtime.clone();
+            let id = id.clone();
+            async move { runtime.session(&id).filter(|d| d.summary.state == "ended") }
+        })
+        .await
+        .expect("the session ended")
+    }
+
+    async fn metrics(&self) -> String {
+        self.admin_get("/metrics", Some(ADMIN))
+            .await
+            .text()
+            .await
+            .expect("metrics text")
+    }
+}
+
+/// What Graph may send is read, or refused out loud: `resourceData` as an
+/// array on a call (tagged or not), states and change types in any case,
+/// a batch whose broken entry does not cost its neighbours, and the legacy
+/// Skype-calling first notification answered `204`. Over loopback HTTP,
+/// through the real server and runtime.
+#[tokio::test]
+async fn graphs_other_shapes_are_read_and_broken_entries_refused_out_loud() {
+    let s = stack(Keys::Insecure, 1024 * 1024).await;
+    let json = "application/json";
+
+    // A tagged array, `Deleted` and `Terminated` capitalised, on the old
+    // `/app/calls` path, beside an entry with a bad change type: the valid
+    // one is applied (the session ends), the broken one listed and counted.
+    let a = s.place_reception_call().await;
+    let session_a = s.session_of(&a).await;
+    let batch = json!({
+        "value": [
+            {
+                "changeType": "Deleted",
+                "resource": format!("/app/calls/{a}"),
+                "resourceData": [{
+                    "@odata.type": "#microsoft.graph.call",
+                    "state": "Terminated",
+                    "resultInfo": {"code": 200, "subcode": 4097, "message": "The conversation ended"}
+                }]
+            },
+            {
+                "changeType": "moved",
+                "resourceUrl": format!("/communications/calls/{a}"),
+                "resourceData": {"state": "established"}
+            }
+        ]
+    });
+    let (status, body) = s.post_callback(None, json, batch.to_string()).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["accepted"], 1, "{body}");
+    assert_eq!(body["refused"][0]["reason"], "bad_change_type", "{body}");
+    assert_eq!(body["refused"][0]["callId"], a.as_str(), "{body}");
+    let detail = s.ended(&session_a).await;
+    assert_eq!(
+        detail.summary.outcome.map(|o| o.as_str()),
+        Some("caller_hung_up"),
+        "{}",
+        detail.timeline_text
+    );
+
+    // An untagged array (states in Microsoft's own capitalised spelling,
+    // `Established`, are read as well: see the reader's unit tests).
+    let b = s.place_reception_call().await;
+    let session_b = s.session_of(&b).await;
+    let ended = json!({"value": [{
+        "changeType": "deleted",
+        "resourceUrl": format!("/communications/calls/{b}"),
+        "resourceData": [{"state": "terminated"}]
+    }]});
+    let (status, body) = s.post_callback(None, json, ended.to_string()).await;
+    assert_eq!(status, 202, "{body}");
+    let detail = s.ended(&session_b).await;
+    assert_eq!(
+        detail.summary.outcome.map(|o| o.as_str()),
+        Some("caller_hung_up"),
+        "{}",
+        detail.timeline_text
+    );
+
+    // A batch of nothing but broken entries is a 400.
+    let broken = json!({"value": [{"changeType": "updated", "resourceUrl": "/me/drive"}]});
+    let (status, body) = s.post_callback(None, json, broken.to_string()).await;
+    assert_eq!(status, 400, "{body}");
+
+    // The legacy (Skype calling) first notification: 204, logged, counted;
+    // nothing is started.
+    let sessions = s.runtime.sessions().len();
+    let legacy = json!({
+        "id": "3c4a5f2d-3ad6-4d7b-9e9a-c0ffee000001",
+        "participants": [
+            {"identity": "29:1abcdef", "displayName": "Ada", "languageId": "en-US", "originator": true},
+            {"identity": "28:2891555a-92ff-42e6-80fa-6e1300c6b5c6", "originator": false}
+        ],
+        "isMultiparty": false,
+        "presentedModalityTypes": ["audio"],
+        "callState": "incoming"
+    });
+    let response = s
+        .http
+        .post(&s.callback)
+        .header("content-type", json)
+        .body(legacy.to_string())
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 204);
+    assert_eq!(response.bytes().await.expect("body").len(), 0);
+    assert_eq!(s.runtime.sessions().len(), sessions);
+
+    let metrics = s.metrics().await;
+    for line in [
+        "callflow_notifications_refused_total{reason=\"bad_change_type\"} 1",
+        "callflow_notifications_refused_total{reason=\"bad_resource\"} 1",
+        "callflow_legacy_notifications_total 1",
+        "callflow_callback_requests_total{status=\"204\"} 1",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in:\n{metrics}");
+    }
+    s.stop().await;
+}
+
+/// Reads from `stream` until it closes (or `limit` passes); what it read.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&got).into_owned())
+}
+
+/// A slow or stalled client holds neither a connection nor a graceful
+/// stop: a stalled body gets `408`, stalled headers a closed connection,
+/// and a stop finishes within its grace period although a request is
+/// still stuck. Over real loopback sockets.
+#[tokio::test]
+async fn stalled_clients_are_cut_off_and_cannot_hang_a_stop() {
+    use tokio::io::AsyncWriteExt;
+    let s = stack_with(Keys::Insecure, 1024 * 1024, |c| {
+        c.header_timeout = Duration::from_millis(300);
+        c.request_timeout = Duration::from_millis(500);
+    })
+    .await;
+    // A body that stops half way: 408, then the connection closes.
+    let mut body = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    body.write_all(
+        b"POST /api/calls HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"value\": [",
+    )
+    .await
+    .expect("write");
+    let answer = read_until_closed(&mut body, Duration::from_secs(20))
+        .await
+        .expect("the server answers and closes");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // Headers that never end: the connection is closed.
+    let mut headers = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    headers
+        .write_all(b"POST /api/calls HTTP/1.1\r\nhost: x\r\ncontent-ty")
+        .await
+        .expect("write");
+    assert!(
+        read_until_closed(&mut headers, Duration::from_secs(20))
+            .await
+            .is_some(),
+        "a client that never finishes its headers is disconnected"
+    );
+    s.stop().await;
+
+    // A stop with a request stuck in its body finishes after the grace period.
+    let s = stack_with(Keys::Insecure, 1024 * 1024, |c| {
+        c.request_timeout = Duration::from_secs(3600);
+        c.shutdown_grace = Duration::from_millis(200);
+    })
+    .await;
+    let mut stuck = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    stuck
+        .write_all(
+            b"POST /api/calls HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+        )
+        .await
+        .expect("write");
+    // The request has reached the server (its body is being read) once the
+    // callback counts nothing yet but a healthz on another connection works.
+    let health = s.http.get(s.url("/healthz")).send().await.expect("healthz");
+    assert_eq!(health.status(), 200);
+    tokio::time::timeout(Duration::from_secs(30), s.stop())
+        .await
+        .expect("the stop does not hang on a stalled request");
+    assert!(
+        read_until_closed(&mut stuck, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "the stuck connection was closed"
+    );
+}
+
+/// A public URL whose path differs from --callback-path is refused at
+/// start, with what to change; one with a path alone is served there.
+#[test]
+fn a_public_url_path_that_contradicts_the_callback_path_is_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args([
+            "serve",
+            "--public-url",
+            "https://bot.example.com/hooks/graph",
+        ])
+        .args([
+            "--callback-path",
+            "/api/calls",
+            "--app-id",
+            "a",
+            "--tenant",
+            "t",
+        ])
+        .arg("--flows")
+        .arg(flows_dir())
+        .env("CALLFLOW_CLIENT_SECRET", "s")
+        .env_remove("CALLFLOW_CONFIG")
+        .output()
+        .expect("callflow runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the public URL's path is /hooks/graph but --callback-path is /api/calls")
+            && stderr.contains("--public-url https://bot.example.com"),
+        "{stderr}"
+    );
+}
+
+/// `serve --simulate --keep-running` on the bundled flows: the child, the
+/// server's base URL and its admin token (read from its banner).
+fn demo_server() -> (std::process::Child, String, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(["serve", "--simulate", "--keep-running", "--flows"])
+        .arg(flows_dir())
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .env_remove("CALLFLOW_ADMIN_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn callflow");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut admin = None;
+    for line in lines.by_ref() {
+        let Ok(line) = line else { break };
+        if let Some(rest) = line.split("admin API     ").nth(1) {
+            let url = rest.split_whitespace().next().unwrap_or("");
+            let token = rest
+                .split("Bearer ")
+                .nth(1)
+                .unwrap_or("")
+                .trim_end_matches(')');
+            admin = Some((url.replace("/api/sessions", ""), token.to_owned()));
+        }
+        if line.starts_with("edits to ") {
+            break;
+        }
+    }
+    // Keep draining its output so that it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let (url, token) = admin.expect("the banner names the admin API");
+    (child, url, token)
+}
+
+/// `callflow run` against a real server: prints the session id, and with
+/// `--follow` the run's timeline until it ends; a wrong flow or parameter
+/// is refused with the server's reason and exit status 2.
+#[test]
+fn callflow_run_starts_and_follows_an_api_flow() {
+    let (mut server, url, token) = demo_server();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+            .arg("run")
+            .args(args)
+            .args(["--url", &url])
+            .env("CALLFLOW_ADMIN_TOKEN", &token)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("callflow run")
+    };
+    let outcome = std::panic::catch_unwind(|| {
+        let out = run(&[
+            "outbound-reminder",
+            "--param",
+            "phone=+33612345678",
+            "--param",
+            "appointment=https://cdn.contoso.com/reminders/dentist-tuesday.wav",
+            "--follow",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        let first = stdout.lines().next().unwrap_or("");
+        assert!(first.starts_with("run-"), "the session id first:\n{stdout}");
+        for said in [
+            "dial",
+            "create_call",
+            "play_prompt",
+            "hangup",
+            "ended: hung_up",
+        ] {
+            assert!(stdout.contains(said), "no {said:?} in:\n{stdout}");
+        }
+        // Without --follow: the id alone.
+        let out = run(&[
+            "outbound-reminder",
+            "--param",
+            "phone=+33612345678",
+            "--param",
+            "appointment=https://cdn.contoso.com/x.wav",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        assert_eq!(stdout.lines().count(), 1, "{stdout}");
+        // The server's refusals, said plainly.
+        let out = run(&["no-such-flow"]);
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("no-such-flow was not started: 404"),
+            "{stderr}"
+        );
+        let out = run(&["outbound-reminder", "--param", "phone=12"]);
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("phone"), "{stderr}");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
+            .args(["run", "outbound-reminder", "--url", &url])
+            .env_remove("CALLFLOW_ADMIN_TOKEN")
+            .output()
+            .expect("callflow run");
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("admin token is required"));
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The instance an incoming call reached is the one its consultation call
+/// goes out as: two resource accounts, a call to each, and sim-graph's log
+/// of the create-call bodies the real client sent (with `tenantId`).
+#[tokio::test]
+async fn the_called_instance_places_the_consultation_call() {
+    let flows = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        flows.path().join("desk.yaml"),
+        "flow: desk\ntrigger: {incoming_call: {}}\nstart: a\nsteps:\n  a: {answer: {}, next: c}\n  c:\n    consultative_transfer: {to: {phone: \"+12345678901\"}}\n    on_failure: bye\n  bye: {hangup: {}}\n",
+    )
+    .expect("write the flow");
+    let dir = flows.path().to_path_buf();
+    let s = stack_full(
+        Keys::Insecure,
+        1024 * 1024,
+        move |r| {
+            r.flows_dir = dir;
+            r.bot.instances = vec![
+                "i-reception,+14255550100,Reception"
+                    .parse()
+                    .expect("an instance"),
+                "i-branch,+12065550180,Branch office"
+                    .parse()
+                    .expect("an instance"),
+            ];
+        },
+        |_| {},
+    )
+    .await;
+    let sim = s.sim.base_url().to_owned();
+    for (number, instance, name) in [
+        ("+12065550180", "i-branch", "Branch office"),
+        ("+14255550100", "i-reception", "Reception"),
+    ] {
+        let placed: Value = s
+            .http
+            .post(format!("{sim}/sim/calls"))
+            .json(&json!({"from": {"phone": "+15550142"}, "to": {"phone": number}, "callbackUri": s.callback}))
+            .send()
+            .await
+            .expect("placed")
+            .json()
+            .await
+            .expect("json");
+        let main = placed["id"].as_str().expect("an id").to_owned();
+        let http = s.http.clone();
+        let sim = sim.clone();
+        let created = eventually(Duration::from_secs(30), || {
+            let (http, sim, main) = (http.clone(), sim.clone(), main.clone());
+            let instance = instance.to_owned();
+            async move {
+                let calls: Value = http
+                    .get(format!("{sim}/sim/calls"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                for call in calls["value"].as_array()? {
+                    let id = call["id"].as_str()?;
+                    if id == main {
+                        continue;
+                    }
+                    let log: Value = http
+                        .get(format!("{sim}/sim/calls/{id}/requests"))
+                        .send()
+                        .await
+                        .ok()?
+                        .json()
+                        .await
+                        .ok()?;
+                    let Some(create) = log["value"].as_array()?.iter().find(|r| {
+                        r["method"] == "POST"
+                            && r["path"]
+                                .as_str()
+                                .is_some_and(|p| p.ends_with("/communications/calls"))
+                    }) else {
+                        continue;
+                    };
+                    let instance_id =
+                        create["body"]["source"]["identity"]["applicationInstance"]["id"].as_str();
+                    if create["body"]["targets"][0]["identity"]["phone"]["id"] == "+12345678901"
+                        && instance_id == Some(instance.as_str())
+                    {
+                        return Some(create.clone());
+                    }
+                }
+                None
+            }
+        })
+        .await;
+        let Some(created) = created else {
+            let calls: Value = s
+                .http
+                .get(format!("{sim}/sim/calls"))
+                .send()
+                .await
+                .expect("calls")
+                .json()
+                .await
+                .expect("json");
+            let sessions: Vec<String> = s
+                .runtime
+                .sessions()
+                .iter()
+                .filter_map(|x| s.runtime.session(&x.id))
+                .map(|d| d.timeline_text)
+                .collect();
+            panic!(
+                "no consultation call was created as {instance}: {calls}\n{}",
+                sessions.join("\n")
+            );
+        };
+        let body = &created["body"];
+        assert_eq!(created["status"], 201, "{created}");
+        assert_eq!(
+            body["source"]["identity"]["applicationInstance"],
+            json!({"id": instance, "displayName": name}),
+            "a call to {number}: {body}"
+        );
+        assert_eq!(body["tenantId"], TENANT, "{body}");
+    }
+    s.stop().await;
 }

@@ -333,6 +333,8 @@ fn help_texts() {
         ("help_simulate", vec!["simulate", "--help"]),
         ("help_sim_graph", vec!["sim-graph", "--help"]),
         ("help_serve", vec!["serve", "--help"]),
+        ("help_run", vec!["run", "--help"]),
+        ("help_load", vec!["load", "--help"]),
         ("help_studio", vec!["studio", "--help"]),
         ("help_hours", vec!["hours", "--help"]),
     ] {
@@ -603,5 +605,28 @@ fn every_diagnostic_code_is_documented() {
     assert!(
         missing.is_empty(),
         "not in docs/flow-language.md: {missing:?}"
+    );
+}
+
+/// The README's `serve.toml` is a config file `serve` reads.
+#[test]
+fn the_readmes_serve_toml_reads() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    let start = readme
+        .find("```toml\n# serve.toml")
+        .expect("the serve.toml block")
+        + 8;
+    let end = start + readme[start..].find("```").expect("its end");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("serve.toml");
+    std::fs::write(&path, &readme[start..end]).expect("write");
+    let s =
+        callflow::serve::Settings::layered(&callflow::serve::ServeOptions::default(), Some(&path))
+            .unwrap_or_else(|e| panic!("the README's serve.toml does not read: {e}"));
+    assert_eq!(s.instances.len(), 2);
+    assert_eq!(s.bot_name.as_deref(), Some("Contoso Bot"));
+    assert_eq!(
+        s.callback_uri().as_deref(),
+        Ok("https://bot.example.com/api/calls")
     );
 }

@@ -34,6 +34,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 const TENANT: &str = "tenant-sim";
+/// The bot's application instance (a resource account with a number).
+const INSTANCE: &str = "3d913abb-aec0-4964-8fa6-3c6850c4f278";
 const CLIENT_ID: &str = "bot-client";
 const SECRET: &str = "sim-s3cret";
 
@@ -214,7 +216,11 @@ impl Bed {
             .control(
                 reqwest::Method::POST,
                 "/sim/calls",
-                Some(json!({"from": {"phone": "+15550100"}, "callbackUri": callback})),
+                Some(json!({
+                    "from": {"phone": "+15550100"},
+                    "to": {"phone": "+14255550100"},
+                    "callbackUri": callback,
+                })),
             )
             .await;
         assert_eq!(status, 201, "{call}");
@@ -261,6 +267,13 @@ fn form(pairs: &[(&str, &str)]) -> String {
     url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()
+}
+
+/// The bot as an application instance: the source of calls to phone numbers.
+fn instance() -> ParticipantInfo {
+    ParticipantInfo::new(IdentitySet::application_instance(
+        Identity::new(INSTANCE).with_display_name("Calling Bot"),
+    ))
 }
 
 fn media() -> MediaConfig {
@@ -322,7 +335,8 @@ async fn the_client_drives_every_request_kind() {
         vec![InvitationParticipantInfo::phone("+12345678901")],
         media(),
     )
-    .with_source(bot);
+    .with_source(instance())
+    .with_tenant_id(TENANT);
     let pstn = client
         .create_call(&pstn)
         .await
@@ -334,7 +348,8 @@ async fn the_client_drives_every_request_kind() {
         cb.uri("meeting"),
         MeetingInfo::join_meeting_id("1234567", Some("pass")),
         media(),
-    );
+    )
+    .with_tenant_id(TENANT);
     let meeting = client
         .create_call(&meeting)
         .await
@@ -383,8 +398,14 @@ async fn the_client_drives_every_request_kind() {
         "ctx-prompt"
     );
 
-    // Blind transfer: transferring, transferAccepted, terminated 0/7015.
-    let transfer = TransferRequest::new(InvitationParticipantInfo::phone("+33123456789"));
+    // Blind transfer (to a Teams user: the call went out as the
+    // application, not as an instance, so Graph would refuse a phone
+    // number): transferring, transferAccepted, terminated 0/7015.
+    let transfer = TransferRequest::new(InvitationParticipantInfo::user(
+        "user-3",
+        Some(TENANT),
+        None,
+    ));
     client
         .transfer(&out, &transfer)
         .await
@@ -484,7 +505,12 @@ async fn the_client_drives_every_request_kind() {
 async fn a_token_is_required() {
     let bed = start(config(SimClock::Manual)).await;
     let calls = bed.url("/v1.0/communications/calls");
-    let body = json!({"callbackUri": "http://127.0.0.1:9/cb", "targets": [{"identity": {"phone": {"id": "+15550100"}}}]});
+    let body = json!({
+        "callbackUri": "http://127.0.0.1:9/cb",
+        "source": {"identity": {"applicationInstance": {"id": INSTANCE}}},
+        "targets": [{"identity": {"phone": {"id": "+15550100"}}}],
+        "tenantId": TENANT,
+    });
     let response = bed
         .http
         .post(&calls)
@@ -557,7 +583,9 @@ async fn throttling_and_unavailability_are_retried() {
         cb.uri("out"),
         vec![InvitationParticipantInfo::phone("+12345678901")],
         media(),
-    );
+    )
+    .with_source(instance())
+    .with_tenant_id(TENANT);
     let created = bed
         .client
         .create_call(&body)
@@ -851,7 +879,9 @@ async fn transfer_faults_and_callees_that_never_answer() {
         cb.uri("ringing"),
         vec![InvitationParticipantInfo::phone("+12345678901")],
         media(),
-    );
+    )
+    .with_source(instance())
+    .with_tenant_id(TENANT);
     let out = bed
         .client
         .create_call(&body)
@@ -1129,7 +1159,8 @@ async fn a_consultative_transfer_replaces_the_consultation_call() {
         .await;
     // The bot calls the target first (a consultation call) ...
     let target = InvitationParticipantInfo::user("user-2", Some(TENANT), Some("Grace"));
-    let consult = Call::outgoing(cb.uri("consult"), vec![target.clone()], media());
+    let consult =
+        Call::outgoing(cb.uri("consult"), vec![target.clone()], media()).with_tenant_id(TENANT);
     let consult = bed
         .client
         .create_call(&consult)
@@ -1333,4 +1364,427 @@ async fn anonymous_existing_and_replayed_calls_on_the_manual_clock() {
         waited += 1;
     }
     assert_eq!(bed.server.in_flight(), 0);
+}
+
+/// One Graph request over HTTP with a valid token: status and body.
+async fn graph_post(bed: &Bed, token: &str, path: &str, body: &Value) -> (u16, Value) {
+    let response = bed
+        .http
+        .post(bed.url(path))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("sim-graph answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Asserts Graph's error body with `status` and `code` (and that the
+/// message says `says`).
+fn refused(answer: &(u16, Value), status: u16, code: &str, says: &str) {
+    let (got, body) = answer;
+    assert_graph_error(*got, body, status);
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains(says), "{message:?} does not say {says:?}");
+}
+
+/// Every refusal of issue 9 over HTTP, with Graph's status and error body:
+/// what real Graph refuses, sim-graph refuses, so a dry run cannot pass
+/// where production fails. Raw requests, so that no client-side check
+/// stands in for the server's.
+#[tokio::test]
+async fn sim_graph_refuses_what_graph_refuses() {
+    let bed = start(config(SimClock::Manual)).await;
+    let mut cb = Callback::start().await;
+    let token = bed.token().await;
+    let calls = "/v1.0/communications/calls";
+    let instance = json!({"identity": {"applicationInstance": {"id": INSTANCE, "displayName": "Calling Bot"}}});
+    let application = json!({"identity": {"application": {"id": BOT_APP_ID}}});
+    let phone = json!({"identity": {"phone": {"id": "+12345678901"}}});
+    let user = |id: &str| json!({"identity": {"user": {"id": id, "tenantId": TENANT}}});
+    let create = |source: &Value, targets: Vec<Value>, tenant: Option<&str>| {
+        let mut body = json!({
+            "callbackUri": cb.uri("out"),
+            "source": source,
+            "targets": targets,
+            "requestedModalities": ["audio"],
+            "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+        });
+        if let Some(t) = tenant {
+            body["tenantId"] = json!(t);
+        }
+        body
+    };
+
+    // A call to a phone number needs an application instance as its source.
+    let a = graph_post(
+        &bed,
+        &token,
+        calls,
+        &create(&application, vec![phone.clone()], Some(TENANT)),
+    )
+    .await;
+    refused(&a, 400, "7507", "Call source identity invalid.");
+    // Every create call carries tenantId.
+    let a = graph_post(
+        &bed,
+        &token,
+        calls,
+        &create(&instance, vec![phone.clone()], None),
+    )
+    .await;
+    refused(&a, 403, "7505", "Request authorization tenant mismatch.");
+    // A group call takes at most five targets.
+    let six: Vec<Value> = (1..=6).map(|n| user(&format!("user-{n}"))).collect();
+    let a = graph_post(
+        &bed,
+        &token,
+        calls,
+        &create(&application, six, Some(TENANT)),
+    )
+    .await;
+    refused(&a, 400, "BadRequest", "at most 5 targets");
+    // ... while the same bodies within the rules are created.
+    let ok = graph_post(
+        &bed,
+        &token,
+        calls,
+        &create(&instance, vec![phone.clone()], Some(TENANT)),
+    )
+    .await;
+    assert_eq!(ok.0, 201, "{}", ok.1);
+    let five: Vec<Value> = (1..=5).map(|n| user(&format!("user-{n}"))).collect();
+    let ok = graph_post(
+        &bed,
+        &token,
+        calls,
+        &create(&application, five, Some(TENANT)),
+    )
+    .await;
+    assert_eq!(ok.0, 201, "{}", ok.1);
+
+    // A redirect: at most 25 targets, a timeout of 15 to 90 s.
+    let id = bed.incoming(&cb.uri("bot")).await;
+    let redirect = format!("{calls}/{id}/redirect");
+    let many: Vec<Value> = (0..26).map(|n| user(&format!("u{n}"))).collect();
+    let a = graph_post(
+        &bed,
+        &token,
+        &redirect,
+        &json!({"targets": many, "timeout": 30}),
+    )
+    .await;
+    refused(&a, 400, "BadRequest", "25");
+    for timeout in [10, 91] {
+        let a = graph_post(
+            &bed,
+            &token,
+            &redirect,
+            &json!({"targets": [user("u1")], "timeout": timeout}),
+        )
+        .await;
+        refused(&a, 400, "BadRequest", &timeout.to_string());
+    }
+    // Neither refusal decided the call: it can still be answered.
+    let answer = json!({"callbackUri": cb.uri("bot"), "acceptedModalities": ["audio"], "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}});
+    let a = graph_post(&bed, &token, &format!("{calls}/{id}/answer"), &answer).await;
+    assert_eq!(a.0, 202, "{}", a.1);
+    bed.advance(2).await;
+    cb.until(|p| p.state() == Some("established")).await;
+
+    // At most 20 prompts.
+    let prompt = json!({"@odata.type": "#microsoft.graph.mediaPrompt", "mediaInfo": {"uri": "https://cdn.contoso.com/a.wav"}});
+    let prompts: Vec<Value> = (0..21).map(|_| prompt.clone()).collect();
+    let a = graph_post(
+        &bed,
+        &token,
+        &format!("{calls}/{id}/playPrompt"),
+        &json!({"prompts": prompts}),
+    )
+    .await;
+    refused(&a, 400, "BadRequest", "20");
+    // A replacesCallId that names no live consultation call.
+    let transfer = json!({"transferTarget": {"endpointType": "default", "identity": {"user": {"id": "u2", "tenantId": TENANT}}, "replacesCallId": "call-999"}});
+    let a = graph_post(&bed, &token, &format!("{calls}/{id}/transfer"), &transfer).await;
+    refused(&a, 400, "BadRequest", "call-999");
+
+    // Any request on a terminated call: Graph's 404 8522.
+    let (status, _) = bed
+        .control(
+            reqwest::Method::POST,
+            &format!("/sim/calls/{id}/hangup"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202);
+    let a = graph_post(&bed, &token, &format!("{calls}/{id}/keepAlive"), &json!({})).await;
+    refused(&a, 404, "8522", "Call not found.");
+    let a = graph_post(
+        &bed,
+        &token,
+        &format!("{calls}/{id}/playPrompt"),
+        &json!({"prompts": [prompt]}),
+    )
+    .await;
+    refused(&a, 404, "8522", "Call not found.");
+
+    // An answer after 15 s: the call is gone.
+    let late = bed.incoming(&cb.uri("late")).await;
+    bed.advance(16).await;
+    let a = graph_post(&bed, &token, &format!("{calls}/{late}/answer"), &answer).await;
+    refused(&a, 404, "8522", "Call not found.");
+
+    // A transfer to a phone number of a call that reached the bot's
+    // application (not an instance).
+    let (status, placed) = bed
+        .control(
+            reqwest::Method::POST,
+            "/sim/calls",
+            Some(json!({"from": {"user": "caller"}, "callbackUri": cb.uri("app")})),
+        )
+        .await;
+    assert_eq!(status, 201, "{placed}");
+    let app_call = placed["id"].as_str().expect("an id").to_owned();
+    let a = graph_post(&bed, &token, &format!("{calls}/{app_call}/answer"), &answer).await;
+    assert_eq!(a.0, 202, "{}", a.1);
+    bed.advance(2).await;
+    let to_phone = json!({"transferTarget": {"endpointType": "default", "identity": {"phone": {"id": "+33123456789"}}}});
+    let a = graph_post(
+        &bed,
+        &token,
+        &format!("{calls}/{app_call}/transfer"),
+        &to_phone,
+    )
+    .await;
+    refused(&a, 400, "7507", "application instance");
+    bed.server.shutdown().await.expect("clean shutdown");
+}
+
+/// The in-process simulated Graph (what `callflow test` runs against)
+/// refuses the same requests with the same codes.
+#[tokio::test]
+async fn the_in_process_graph_refuses_the_same() {
+    use callflow::engine::{CallControl, Party};
+    use callflow::graph::wire::{MediaInfo, MediaPrompt, PlayPromptRequest, RedirectRequest};
+    use callflow::sim::SimGraph;
+    use callflow::sim::behaviour::GraphBehaviour;
+    let g = SimGraph::new(
+        GraphBehaviour::default(),
+        "https://bot/cb",
+        chrono::Utc::now(),
+    );
+    let phone = || vec![InvitationParticipantInfo::phone("+12345678901")];
+    let app = ParticipantInfo::new(IdentitySet::application(Identity::new(BOT_APP_ID)));
+    let e = g
+        .create_call(
+            &Call::outgoing("https://bot/cb", phone(), media())
+                .with_source(app.clone())
+                .with_tenant_id(TENANT),
+        )
+        .await
+        .expect_err("no instance");
+    assert_eq!((e.status, e.code.as_str()), (400, "7507"));
+    let e = g
+        .create_call(&Call::outgoing("https://bot/cb", phone(), media()).with_source(instance()))
+        .await
+        .expect_err("no tenant");
+    assert_eq!((e.status, e.code.as_str()), (403, "7505"));
+    let six = (0..6)
+        .map(|n| InvitationParticipantInfo::user(format!("u{n}"), Some(TENANT), None))
+        .collect();
+    let e = g
+        .create_call(
+            &Call::outgoing("https://bot/cb", six, media())
+                .with_source(app)
+                .with_tenant_id(TENANT),
+        )
+        .await
+        .expect_err("six targets");
+    assert_eq!((e.status, e.code.as_str()), (400, "BadRequest"));
+    let (id, _) = g.incoming_call(&Party::phone("+15550100"), &Party::phone("+14255550100"));
+    let many = (0..26)
+        .map(|n| InvitationParticipantInfo::user(format!("u{n}"), None, None))
+        .collect();
+    let e = g
+        .redirect(&id, &RedirectRequest::new(many).with_timeout(30))
+        .await
+        .expect_err("26 targets");
+    assert_eq!((e.status, e.code.as_str()), (400, "BadRequest"));
+    g.answer(
+        &id,
+        &callflow::graph::wire::AnswerRequest::new("https://bot/cb", media()),
+    )
+    .await
+    .expect("the refusal decided nothing");
+    g.happen(callflow::sim::graph::Happening::State {
+        call: id.clone(),
+        state: CallState::Established,
+        result: None,
+        termination_reason: None,
+        replaces_context: None,
+    });
+    let prompts = (0..21)
+        .map(|_| MediaPrompt::new(MediaInfo::new("https://cdn.contoso.com/a.wav")))
+        .collect();
+    let e = g
+        .play_prompt(&id, &PlayPromptRequest::new(prompts))
+        .await
+        .expect_err("21 prompts");
+    assert_eq!((e.status, e.code.as_str()), (400, "BadRequest"));
+    let bogus = TransferRequest::consultative(
+        InvitationParticipantInfo::user("u2", Some(TENANT), None),
+        "call-999",
+    );
+    let e = g.transfer(&id, &bogus).await.expect_err("no consultation");
+    assert_eq!((e.status, e.code.as_str()), (400, "BadRequest"));
+    g.hangup(&id).await.expect("hung up");
+    g.happen(callflow::sim::graph::Happening::State {
+        call: id.clone(),
+        state: CallState::Terminated,
+        result: None,
+        termination_reason: None,
+        replaces_context: None,
+    });
+    let e = g.keep_alive(&id).await.expect_err("terminated");
+    assert_eq!((e.status, e.code.as_str()), (404, "8522"));
+}
+
+/// The banner of `callflow sim-graph` says how to point `callflow serve` at
+/// it; following that advice with the real binaries works: serve starts,
+/// takes the call the banner's curl line places, and answers it through
+/// sim-graph (the only change: a free port instead of 8080).
+#[test]
+fn the_banners_advice_works_when_followed() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_callflow");
+    /// Kills the child when dropped, also when an assertion fails.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut sim = Killed(
+        Command::new(bin)
+            .args(["sim-graph", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sim-graph starts"),
+    );
+    let mut lines = BufReader::new(sim.0.stdout.take().expect("stdout")).lines();
+    let mut banner = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("a line");
+        let done = line.trim_start().starts_with("curl ");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    let serve_line = banner
+        .iter()
+        .find(|l| l.trim_start().starts_with("CALLFLOW_"))
+        .unwrap_or_else(|| panic!("no serve line in the banner:\n{}", banner.join("\n")))
+        .clone();
+    let curl_line = banner.last().expect("the curl line").clone();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let ours = |text: &str| text.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+    let (env_part, args_part) = serve_line
+        .trim()
+        .split_once("callflow serve")
+        .expect("env, then the command");
+    let mut serve = Command::new(bin);
+    serve.current_dir(env!("CARGO_MANIFEST_DIR")).arg("serve");
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CALLFLOW_")) {
+        serve.env_remove(key);
+    }
+    for pair in env_part.split_whitespace() {
+        let (name, value) = pair.split_once('=').expect("NAME=value");
+        serve.env(name, value);
+    }
+    serve.args(ours(args_part).split_whitespace());
+    let mut serve = serve
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let outcome = std::panic::catch_unwind(|| {
+        callflow::graph::client::install_tls_provider();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async {
+            let http = reqwest::Client::new();
+            let ready = crate::support::poll::eventually(Duration::from_secs(60), || {
+                let http = http.clone();
+                async move {
+                    http.get(format!("http://127.0.0.1:{port}/readyz"))
+                        .send()
+                        .await
+                        .ok()
+                        .filter(|r| r.status() == 200)
+                }
+            })
+            .await;
+            assert!(
+                ready.is_some(),
+                "serve, started as the banner says, never got ready"
+            );
+            // The banner's curl line: its URL and its body.
+            let url = curl_line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://") && w.ends_with("/sim/calls"))
+                .expect("the curl URL")
+                .to_owned();
+            let body = ours(
+                curl_line
+                    .split_once("-d '")
+                    .and_then(|(_, b)| b.strip_suffix('\''))
+                    .expect("the curl body"),
+            );
+            let placed: Value = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("placed")
+                .json()
+                .await
+                .expect("json");
+            let id = placed["id"].as_str().expect("a call id").to_owned();
+            let requests = url.replace("/sim/calls", &format!("/sim/calls/{id}/requests"));
+            let answered = crate::support::poll::eventually(Duration::from_secs(60), || {
+                let (http, requests) = (http.clone(), requests.clone());
+                async move {
+                    let list: Value = http.get(&requests).send().await.ok()?.json().await.ok()?;
+                    list["value"]
+                        .as_array()?
+                        .iter()
+                        .find(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/answer")))
+                        .cloned()
+                }
+            })
+            .await
+            .expect("serve answered the call through sim-graph");
+            assert_eq!(answered["status"], 202, "{answered}");
+        });
+    });
+    let _ = serve.kill();
+    let out = serve.wait_with_output().expect("serve's output");
+    drop(sim);
+    if let Err(panic) = outcome {
+        eprintln!("serve's log:\n{}", String::from_utf8_lossy(&out.stderr));
+        std::panic::resume_unwind(panic);
+    }
 }

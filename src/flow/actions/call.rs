@@ -1,5 +1,6 @@
 //! `call`: the bot places an outgoing call to a user or a number, or a
-//! group call to up to 5 users.
+//! group call to up to 5 users, as the application instance `from:` names
+//! (by default the one the run speaks as).
 
 use std::time::Duration;
 
@@ -27,6 +28,12 @@ pub struct CallAction {
     /// How long the call may ring before `on_timeout`. Default 30s.
     #[serde(default)]
     pub timeout: Option<Text>,
+    /// The application instance (resource account) the call goes out as:
+    /// its phone number (`+14255550100`) or its id. Default: the instance
+    /// the run speaks as (the one an incoming call reached, else the first
+    /// one `serve` is configured with). Calls to phone numbers need one.
+    #[serde(default)]
+    pub from: Option<Text>,
 }
 
 /// `call`, compiled.
@@ -38,6 +45,8 @@ pub struct Call {
     pub subject: Option<Template>,
     /// Ring time.
     pub timeout: Duration,
+    /// The instance it goes out as (a number or an id), if the flow says.
+    pub from: Option<Template>,
 }
 
 impl ActionType for Call {
@@ -84,11 +93,15 @@ impl CheckAction for Call {
             .subject
             .as_ref()
             .and_then(|s| cx.template(s, cals));
+        let from = a.value.from.as_ref().and_then(|f| cx.template(f, cals));
         let timeout = cx.duration_in(a.value.timeout.as_ref(), 30, None)?;
-        (targets.len() == defs.len()).then_some(Call {
-            targets,
-            subject,
-            timeout,
-        })
+        (targets.len() == defs.len() && from.is_some() == a.value.from.is_some()).then_some(
+            Call {
+                targets,
+                subject,
+                timeout,
+                from,
+            },
+        )
     }
 }

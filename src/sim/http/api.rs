@@ -572,23 +572,8 @@ async fn transfer(
     let Some(mode @ (TransferMode::Fail | TransferMode::NoAnswer)) = mode else {
         return core.graph.transfer(call_id, body).await;
     };
+    core.graph.check_transfer(call_id, body)?;
     let record = &core.calls[call_id];
-    let state = record.call.state.clone();
-    if !matches!(
-        state,
-        Some(CallState::Established | CallState::Hold | CallState::Transferring)
-    ) {
-        return Err(ControlError::new(
-            400,
-            "BadRequest",
-            format!(
-                "transfer: call {call_id} is {}, not established",
-                state.map_or("unknown".to_owned(), |s| s.to_string())
-            ),
-        ));
-    }
-    body.validate()
-        .map_err(|e| ControlError::new(400, "BadRequest", e.to_string()))?;
     let consultative = body.transfer_target.replaces_call_id.is_some();
     let notifier = Notifier {
         callback_uri: record.callback_uri.clone(),

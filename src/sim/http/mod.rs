@@ -42,6 +42,7 @@
 
 mod api;
 pub mod auth;
+pub mod client;
 mod control;
 mod delivery;
 mod error;
@@ -388,6 +389,42 @@ fn router(shared: Arc<Shared>) -> Router {
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(shared)
+}
+
+/// The environment that points `callflow serve` at this sim-graph: the
+/// Graph and token URLs, the tenant, the bot's app id (the audience of the
+/// notification tokens), a client secret the token endpoint takes, the
+/// published keys, and the simulated bot's application instance (so that
+/// it may call phone numbers). Printed by `callflow sim-graph`, as
+/// `NAME=value` pairs for `callflow serve`'s `CALLFLOW_*` variables.
+pub fn serve_environment(config: &SimGraphConfig, base: &str) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("CALLFLOW_GRAPH_URL", base.to_owned()),
+        ("CALLFLOW_AUTHORITY_URL", base.to_owned()),
+        ("CALLFLOW_TENANT", config.tenant_id.clone()),
+        ("CALLFLOW_APP_ID", config.bot_app_id.clone()),
+    ];
+    if let Some(id) = &config.client_id {
+        env.push(("CALLFLOW_CLIENT_ID", id.clone()));
+    }
+    // Any secret passes unless one was set; that one is not printed.
+    env.push((
+        "CALLFLOW_CLIENT_SECRET",
+        if config.client_secret.is_some() {
+            "\"$CALLFLOW_SIM_GRAPH_CLIENT_SECRET\"".to_owned()
+        } else {
+            "sim-secret".to_owned()
+        },
+    ));
+    env.push((
+        "CALLFLOW_OPENID_CONFIG_URL",
+        format!("{base}/.well-known/OpenIdConfiguration"),
+    ));
+    env.push((
+        "CALLFLOW_INSTANCES",
+        crate::sim::runner::SIM_INSTANCE_ID.to_owned(),
+    ));
+    env
 }
 
 /// The OpenID configuration sim-graph publishes.

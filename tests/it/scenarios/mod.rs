@@ -6,6 +6,7 @@
 
 mod actions;
 mod properties;
+mod refusals;
 mod seeds_json;
 
 use std::path::PathBuf;

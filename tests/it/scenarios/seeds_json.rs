@@ -262,8 +262,14 @@ fn engine_create_for(example: &Value) -> Option<Value> {
         }
         format!("call: {}", Value::Object(c))
     };
-    let text = format!("flow: seed\ntrigger: {{api: {{}}}}\nstart: a\nsteps:\n  a: {{{action}}}\n");
-    let f = flow(&text);
+    Some(api_create_body(&action, bot))
+}
+
+/// The create-call body an `api` run whose one step is `step` sends as `bot`.
+fn api_create_body(step: &str, bot: Bot) -> Value {
+    let f = flow(&format!(
+        "flow: seed\ntrigger: {{api: {{}}}}\nstart: a\nsteps:\n  a: {{{step}}}\n"
+    ));
     let mut s = Session::new(&f, "run", bot);
     let sent = feed(
         &f,
@@ -273,7 +279,7 @@ fn engine_create_for(example: &Value) -> Option<Value> {
         },
     );
     match sent.as_slice() {
-        [Command::CreateCall { body, .. }] => Some(serde_json::to_value(body).expect("serialises")),
+        [Command::CreateCall { body, .. }] => serde_json::to_value(body).expect("serialises"),
         other => panic!("expected one create_call, got {other:?}"),
     }
 }
@@ -595,5 +601,229 @@ steps:
     assert!(
         s.main().is_some_and(|m| m.roster >= 1),
         "the roster was read"
+    );
+}
+
+/// The seeds' bot: its application instance, name and tenant (example 9
+/// of the create-call page).
+fn seeds_identity(tenant: &str) -> callflow::engine::BotIdentity {
+    callflow::engine::BotIdentity {
+        application_id: Some("2891555a-92ff-42e6-80fa-6e1300c6b5c6".into()),
+        display_name: Some("Calling Bot".into()),
+        tenant_id: Some(tenant.into()),
+        instances: vec![callflow::engine::Instance {
+            id: "3d913abb-aec0-4964-8fa6-3c6850c4f278".into(),
+            number: Some("+14255550100".into()),
+            name: None,
+        }],
+    }
+}
+
+/// The create-call request example of the create-call page that `pick` chooses.
+fn create_example(pick: impl Fn(&Value) -> bool) -> Value {
+    let found: Vec<Example> = seed_examples("003")
+        .into_iter()
+        .filter(|e| {
+            let http = e.http.as_deref().unwrap_or("");
+            http.starts_with("POST ")
+                && http.trim_end().ends_with("/communications/calls")
+                && !is_notification(e)
+                && e.json.get("id").is_none()
+                && pick(&e.json)
+        })
+        .collect();
+    assert!(!found.is_empty(), "no such create-call example");
+    normalize(&found[0].json)
+}
+
+/// `v` without the members at `paths` (`/a/b`).
+fn without(v: &Value, paths: &[&str]) -> Value {
+    let mut v = v.clone();
+    for path in paths {
+        let (parent, key) = path.rsplit_once('/').expect("a path");
+        if let Some(Value::Object(m)) = v.pointer_mut(parent) {
+            m.remove(key);
+        } else if parent.is_empty()
+            && let Value::Object(m) = &mut v
+        {
+            m.remove(key);
+        }
+    }
+    v
+}
+
+/// The create-call body an `api` run of `step` sends, as the configured
+/// `identity` speaks.
+fn api_create(step: &str, identity: &callflow::engine::BotIdentity) -> Value {
+    let bot = identity
+        .for_api("https://bot.contoso.com/callback", None)
+        .expect("the default instance");
+    normalize(&api_create_body(step, bot))
+}
+
+/// Every create call the engine makes from a configured identity, field by
+/// field against the create-call page's example of the same case: PSTN,
+/// a consultation call, P2P to a user, a group call, a join by
+/// joinMeetingId. Where the page's example says less (no `tenantId` or
+/// `source` in the P2P example), only those two members differ, and they
+/// are exactly what the PSTN example shows; where it says what the flow
+/// language cannot (`callOptions`, `preFetchMedia`, `direction` in a
+/// request), those are named and left out.
+#[test]
+fn create_calls_from_the_configured_identity_are_the_seeds_bodies() {
+    if !crate::support::require::seeds() {
+        return;
+    }
+    let tenant = "aa67bd4c-8475-432d-bd41-39f255720e0a";
+    let identity = seeds_identity(tenant);
+
+    // PSTN, example 9: the same body, member for member.
+    let pstn = create_example(|j| {
+        j.pointer("/targets/0/identity/phone").is_some() && j.pointer("/mediaConfig/blob").is_none()
+    });
+    let ours = api_create("call: { to: { phone: \"+12345678901\" } }", &identity);
+    assert_eq!(ours, pstn, "PSTN");
+
+    // A consultation call to a number, from a call to the bot's number:
+    // the same PSTN body, as the instance that was called.
+    let f = flow(
+        "flow: seed\ntrigger: {incoming_call: {}}\nstart: a\nsteps:\n  a: {answer: {}, next: c}\n  c: {consultative_transfer: {to: {phone: \"+12345678901\"}}}\n",
+    );
+    let bot = identity.for_incoming(
+        "https://bot.contoso.com/callback",
+        &Party::phone("+14255550100"),
+    );
+    let mut s = answered(&f, CALLER, bot);
+    let sent = feed(
+        &f,
+        &mut s,
+        Event::CallState(StateChange::new(CALLER, CallState::Established)),
+    );
+    let Some(Command::CreateCall { body, .. }) = sent.first() else {
+        panic!("the consultation call first: {sent:?}");
+    };
+    assert_eq!(
+        normalize(&serde_json::to_value(body).expect("json")),
+        pstn,
+        "consultation"
+    );
+
+    // P2P to a Teams user, example 1: the page sends no source or
+    // tenantId; ours adds exactly the PSTN example's.
+    let p2p = create_example(|j| {
+        j.get("source").is_none()
+            && j.pointer("/targets/0/identity/user").is_some()
+            && j.pointer("/mediaConfig/blob").is_none()
+    });
+    let ours = api_create(
+        "call: { to: { user: \"112f7296-5fa4-42ca-bae8-6a692b15d4b8\", display_name: John } }",
+        &identity,
+    );
+    assert_eq!(
+        without(&ours, &["/source", "/tenantId"]),
+        without(&p2p, &["/callOptions"]),
+        "P2P"
+    );
+    assert_eq!(ours["source"], pstn["source"]);
+    assert_eq!(ours["tenantId"], pstn["tenantId"]);
+
+    // A group call, example 3, from a bot with no instance: its application.
+    let group = create_example(|j| {
+        j.get("targets")
+            .and_then(Value::as_array)
+            .is_some_and(|t| t.len() == 2)
+            && j.pointer("/mediaConfig/blob").is_none()
+    });
+    let app = callflow::engine::BotIdentity {
+        application_id: Some("dd3885da-f9ab-486b-bfae-85de3d445555".into()),
+        display_name: Some("TestBot".into()),
+        tenant_id: Some(tenant.into()),
+        instances: Vec::new(),
+    };
+    let ours = api_create(
+        "call: { to: [ { user: \"98da8a1a-1b87-452c-a713-65d3f10b5555\", display_name: user1 }, { user: \"bf5aae9a-d11d-47a8-93b1-782504c95555\", display_name: user2 } ], subject: \"Create a group call with service hosted media\" }",
+        &app,
+    );
+    assert_eq!(
+        without(&ours, &["/tenantId"]),
+        without(
+            &group,
+            &["/direction", "/mediaConfig/removeFromDefaultAudioGroup"]
+        ),
+        "group"
+    );
+    assert_eq!(ours["tenantId"], tenant);
+
+    // Join by joinMeetingId and passcode, example 7: tenantId from the
+    // configuration (the flow names none).
+    let join = create_example(|j| {
+        j.pointer("/meetingInfo/joinMeetingId").is_some()
+            && j.pointer("/meetingInfo/passcode")
+                .is_some_and(|p| !p.is_null())
+    });
+    let join_tenant = join["tenantId"].as_str().expect("the page's tenant");
+    let ours = api_create(
+        "join_meeting: { join_meeting_id: \"1234567\", passcode: psw123 }",
+        &seeds_identity(join_tenant),
+    );
+    assert_eq!(
+        ours,
+        without(&join, &["/mediaConfig/preFetchMedia"]),
+        "join"
+    );
+}
+
+/// A `call` with `from:` goes out as the instance it names (by number or
+/// id), whatever the run speaks as; a `from` naming no instance fails the
+/// step with the configured ones named.
+#[test]
+fn a_calls_from_picks_the_instance_it_goes_out_as() {
+    let mut identity = seeds_identity("aa67bd4c-8475-432d-bd41-39f255720e0a");
+    identity.instances.push(callflow::engine::Instance {
+        id: "branch-instance".into(),
+        number: Some("+12065550180".into()),
+        name: Some("Branch office".into()),
+    });
+    for from in ["+12065550180", "branch-instance"] {
+        let ours = api_create(
+            &format!("call: {{ to: {{ phone: \"+12345678901\" }}, from: \"{from}\" }}"),
+            &identity,
+        );
+        assert_eq!(
+            ours["source"]["identity"]["applicationInstance"],
+            json!({"id": "branch-instance", "displayName": "Branch office"}),
+            "from {from}: {ours}"
+        );
+    }
+    let ours = api_create("call: { to: { phone: \"+12345678901\" } }", &identity);
+    assert_eq!(
+        ours["source"]["identity"]["applicationInstance"]["id"],
+        "3d913abb-aec0-4964-8fa6-3c6850c4f278",
+        "without from, the default instance"
+    );
+    let f = flow(
+        "flow: seed\ntrigger: {api: {}}\nstart: a\nsteps:\n  a: {call: {to: {phone: \"+12345678901\"}, from: \"+33100000000\"}, on_failure: b}\n  b: {log: refused}\n",
+    );
+    let bot = identity
+        .for_api("https://bot.contoso.com/callback", None)
+        .expect("bot");
+    let mut s = Session::new(&f, "run", bot);
+    let sent = feed(
+        &f,
+        &mut s,
+        Event::ApiStart {
+            params: serde_json::Map::new(),
+        },
+    );
+    assert!(sent.is_empty(), "nothing is sent: {sent:?}");
+    let text = s.timeline.render(f.timezone);
+    assert!(
+        text.contains("`from: +33100000000` names no application instance")
+            && text.contains("+14255550100, +12065550180"),
+        "{text}"
+    );
+    assert!(
+        s.step_name(&f) == Some("b") || text.contains("b (on_failure)"),
+        "{text}"
     );
 }

@@ -1,0 +1,121 @@
+//! `callflow run`: start an `api` flow on a running server and print its
+//! session id; with `--follow`, its timeline until it ends. Thin: the
+//! requests are [`crate::serve::admin`]'s.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::serve::admin::{AdminClient, AdminError, parse_params};
+use crate::serve::demo::timeline_line;
+
+/// Arguments of `callflow run`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example: callflow run outbound-reminder --param phone=+33612345678 \
+                  --param appointment=https://cdn.contoso.com/reminders/dentist.wav --follow \
+                  (the admin token in CALLFLOW_ADMIN_TOKEN)"
+)]
+pub struct RunArgs {
+    /// The `api` flow to start, by name.
+    #[arg(value_name = "FLOW")]
+    pub flow: String,
+    /// A parameter of the flow (a JSON value or text; repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// The server's base URL.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CALLFLOW_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+    /// The server's admin token (prefer the environment variable).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CALLFLOW_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+    /// Print the run's timeline as it happens, until it ends.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+/// Runs `callflow run`.
+pub fn run(args: &RunArgs) -> ExitCode {
+    let Some(token) = args.admin_token.clone().filter(|t| !t.is_empty()) else {
+        eprintln!("error: the admin token is required (--admin-token or CALLFLOW_ADMIN_TOKEN)");
+        return ExitCode::from(2);
+    };
+    let params = match parse_params(&args.params) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let client = match AdminClient::new(&args.url, token) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: the async runtime would not start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let id = match client.start_run(&args.flow, params).await {
+            Ok(id) => id,
+            Err(e) => {
+                eprintln!("error: {} was not started: {e}", args.flow);
+                return match e {
+                    AdminError::Refused { status, .. } if (400..500).contains(&status) => {
+                        ExitCode::from(2)
+                    }
+                    _ => ExitCode::FAILURE,
+                };
+            }
+        };
+        println!("{id}");
+        if !args.follow {
+            return ExitCode::SUCCESS;
+        }
+        let mut start = None;
+        let followed = client
+            .follow(&id, Duration::from_millis(200), |entry| {
+                let first = *start.get_or_insert(entry.at);
+                println!("{}", timeline_line(entry, Some(first)));
+            })
+            .await;
+        match followed {
+            Ok(view) => {
+                let outcome = view.outcome.as_deref().unwrap_or("unknown");
+                match &view.reason {
+                    Some(r) => println!("ended: {outcome}: {r}"),
+                    None => println!("ended: {outcome}"),
+                }
+                if outcome == "error" {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("error: following {id}: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
