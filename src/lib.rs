@@ -32,3 +32,4 @@ pub mod runtime;
 pub mod serve;
 pub mod server;
 pub mod sim;
+pub mod studio;

@@ -58,7 +58,14 @@ pub fn run(args: &GraphArgs) -> ExitCode {
             print!("{}", diagram(&flow, args.format.into()));
             ExitCode::SUCCESS
         }
-        Err(Problem::Diagnostics(diags)) => {
+        Err(problem) => report(problem),
+    }
+}
+
+/// Prints why a flow could not be found or loaded; exit status 1.
+pub fn report(problem: Problem) -> ExitCode {
+    match problem {
+        Problem::Diagnostics(diags) => {
             let style = Style::detect();
             let mut out = std::io::stdout().lock();
             for d in diags.iter().filter(|d| d.is_error()) {
@@ -66,7 +73,7 @@ pub fn run(args: &GraphArgs) -> ExitCode {
             }
             ExitCode::FAILURE
         }
-        Err(Problem::NotFound(message)) => {
+        Problem::NotFound(message) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod graph;
+pub mod hours;
 pub mod load;
 pub mod output;
 pub mod run;
@@ -18,6 +19,7 @@ pub mod schema;
 pub mod serve;
 pub mod sim_graph;
 pub mod simulate;
+pub mod studio;
 pub mod test;
 pub mod validate;
 
@@ -40,12 +42,16 @@ pub enum Command {
     Schema(schema::SchemaArgs),
     /// Draw a flow as a Mermaid or Graphviz diagram.
     Graph(graph::GraphArgs),
+    /// Print where a call to a flow goes at each hour of a week (its calendars, holidays).
+    Hours(hours::HoursArgs),
     /// Run every scenario against the simulated Graph.
     Test(test::TestArgs),
     /// Simulate one call of a flow and print its timeline.
     Simulate(simulate::SimulateArgs),
     /// Serve a simulated Microsoft Graph over HTTP (calls, tokens, signed notifications, faults).
     SimGraph(sim_graph::SimGraphArgs),
+    /// Open the designer's workbench in the browser: flows, diagrams, calls clicked through.
+    Studio(studio::StudioArgs),
     /// Run flows against Graph's webhooks (--simulate: a demo on a local sim-graph).
     Serve(Box<serve::ServeArgs>),
     /// Measure notifications per second through the server on loopback, against sim-graph.
@@ -61,9 +67,11 @@ impl Cli {
             Command::Validate(args) => validate::run(&args),
             Command::Schema(args) => schema::run(&args),
             Command::Graph(args) => graph::run(&args),
+            Command::Hours(args) => hours::run(&args),
             Command::Test(args) => test::run(&args),
             Command::Simulate(args) => simulate::run(&args),
             Command::SimGraph(args) => sim_graph::run(&args),
+            Command::Studio(args) => studio::run(&args),
             Command::Serve(args) => serve::run(&args),
             Command::Load(args) => load::run(&args),
             Command::Run(args) => run::run(&args),

@@ -1,17 +1,25 @@
-//! Flow diagrams (Mermaid and Graphviz dot): a node per step, an edge per outcome.
+//! Flow diagrams: one graph model, drawn as Mermaid, Graphviz dot, or by the studio.
 //!
-//! A node's shape says what kind of action its step does (a decision, a
-//! hand-off to someone else, an end); each edge is labelled with the outcome
-//! that takes it (`next`, `on_failure`, a menu key, a switch condition).
-//! `on:` handlers that `goto` a step are drawn as dashed edges. The output
-//! is text for a viewer; this module reads a checked [`Flow`] and never
-//! changes it. Labels are escaped so that no step name or expression can
-//! break the diagram's syntax.
+//! [`graph`] turns a checked [`Flow`] into a [`Graph`]: a node per step
+//! (and per `on:` handler), an edge per outcome. A node's [`Shape`] says
+//! what kind of action its step does (a decision, a hand-off to someone
+//! else, an end); each edge is labelled with the outcome that takes it
+//! (`next`, `on_failure`, a menu key, a switch condition) and carries the
+//! words a timeline uses for it (`via`), so that the path a run took
+//! ([`Graph::path`]) and scenario coverage are read off the same edges.
+//! `on:` handlers that `goto` a step are dashed edges. [`mermaid`] and
+//! [`dot`] render the model as text for a viewer (labels escaped so that no
+//! step name or expression can break the syntax); the studio serialises it
+//! as JSON and draws it in the page. This module reads a checked [`Flow`]
+//! and never changes it.
 
 use std::fmt::Write as _;
 
+use serde::Serialize;
+
 use super::actions::Action;
 use super::compiled::{Flow, HandlerOp, StepId};
+use super::span::line_col;
 
 /// The diagram languages `callflow graph` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -33,7 +41,8 @@ pub fn diagram(flow: &Flow, format: DiagramFormat) -> String {
 
 /// How a step is drawn: the family of its action (each action says which,
 /// in [`ActionType::SHAPE`](super::actions::ActionType::SHAPE)).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Shape {
     /// Does something on the call and goes on (answer, play, set, log, wait).
     Plain,
@@ -43,6 +52,10 @@ pub enum Shape {
     Handoff,
     /// Ends the call (hangup, reject).
     End,
+    /// The start marker.
+    Start,
+    /// An `on:` handler.
+    Handler,
 }
 
 fn shape(action: &Action) -> Shape {
@@ -50,8 +63,9 @@ fn shape(action: &Action) -> Shape {
 }
 
 /// How an edge is drawn.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Line {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Line {
     /// The way on when all goes well.
     Solid,
     /// A failure, timeout or invalid key.
@@ -60,12 +74,13 @@ enum Line {
     Handler,
 }
 
-/// One edge: from, to, label, kind.
+/// One edge: from, to, label, kind, and the timeline's words for it.
 struct Edge {
     from: Node,
     to: StepId,
     label: String,
     line: Line,
+    via: String,
 }
 
 /// A node that an edge leaves from.
@@ -89,20 +104,21 @@ fn shorten(text: &str) -> String {
 }
 
 /// Every outcome edge of the flow, in step order, then the handlers' gotos.
-fn edges(flow: &Flow) -> Vec<Edge> {
+fn edges_of(flow: &Flow) -> Vec<Edge> {
     let mut out = Vec::new();
     for (i, step) in flow.steps.iter().enumerate() {
         let from = Node::Step(StepId(i as u32));
-        let mut push = |to: StepId, label: String, line: Line| {
+        let mut push = |to: StepId, label: String, line: Line, via: String| {
             out.push(Edge {
                 from,
                 to,
                 label,
                 line,
+                via,
             })
         };
         for branch in step.action.branches() {
-            push(branch.to, shorten(&branch.label), Line::Solid);
+            push(branch.to, shorten(&branch.label), Line::Solid, branch.via);
         }
         let outcomes = [
             (step.next, "next", Line::Solid),
@@ -112,11 +128,11 @@ fn edges(flow: &Flow) -> Vec<Edge> {
         ];
         for (to, label, line) in outcomes {
             if let Some(to) = to {
-                push(to, label.to_owned(), line);
+                push(to, label.to_owned(), line, label.to_owned());
             }
         }
     }
-    for (h, (_, ops)) in handlers(flow).iter().enumerate() {
+    for (h, (name, ops)) in handlers(flow).iter().enumerate() {
         for op in *ops {
             if let HandlerOp::Goto(to) = op {
                 out.push(Edge {
@@ -124,6 +140,7 @@ fn edges(flow: &Flow) -> Vec<Edge> {
                     to: *to,
                     label: "goto".to_owned(),
                     line: Line::Handler,
+                    via: format!("on.{name}"),
                 });
             }
         }
@@ -156,6 +173,202 @@ fn handler_summary(ops: &[HandlerOp]) -> String {
         })
         .collect();
     words.join(", ")
+}
+
+// ---------------------------------------------------------------- the model
+
+/// A flow as a graph: what `callflow graph` and the studio draw.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Graph {
+    /// The flow's name.
+    pub flow: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// The start marker (`start`), every step in file order (`s0`, `s1`, …),
+    /// then every `on:` handler (`h0`, …).
+    pub nodes: Vec<GraphNode>,
+    /// The start edge first, then every step's outcomes in step order, then
+    /// the handlers' `goto`s.
+    pub edges: Vec<GraphEdge>,
+}
+
+/// One node of a [`Graph`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GraphNode {
+    /// `start`, `s{index}` for a step, `h{index}` for a handler.
+    pub id: String,
+    /// How it is drawn.
+    pub shape: Shape,
+    /// The step's name, `on STATE` for a handler, `start`.
+    pub title: String,
+    /// The step's action, what a handler does (`log, hangup`), or nothing.
+    pub subtitle: String,
+    /// The step it draws, if any.
+    pub step: Option<String>,
+    /// The lines of the flow file that define it (1-based, inclusive).
+    pub lines: Option<[usize; 2]>,
+}
+
+/// One edge of a [`Graph`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GraphEdge {
+    /// The node it leaves.
+    pub from: String,
+    /// The node it enters.
+    pub to: String,
+    /// What the diagram writes on it (`next`, `1`, a condition cut short).
+    pub label: String,
+    /// How it is drawn.
+    pub line: Line,
+    /// How a timeline says a step was reached through it (`next`, `key 1`,
+    /// `when open("office")`, `otherwise`, `on.error`, `start`).
+    pub via: String,
+}
+
+/// The nodes and edges a run went through.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Walk {
+    /// Node ids, in the order they were entered (repeats kept).
+    pub nodes: Vec<String>,
+    /// Indices into [`Graph::edges`], in the order they were taken.
+    pub edges: Vec<usize>,
+}
+
+fn node_id(node: Node) -> String {
+    match node {
+        Node::Step(id) => format!("s{}", id.0),
+        Node::Handler(h) => format!("h{h}"),
+    }
+}
+
+/// The lines a step's definition spans: from its name to the last line
+/// indented deeper than it.
+fn step_lines(text: &str, offset: usize) -> [usize; 2] {
+    let (first, col) = line_col(text, offset);
+    let mut last = first;
+    for (i, line) in text.lines().enumerate().skip(first) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if line.chars().count() - trimmed.chars().count() < col {
+            break;
+        }
+        last = i + 1;
+    }
+    [first, last]
+}
+
+/// The graph of `flow`.
+pub fn graph(flow: &Flow) -> Graph {
+    let text = &*flow.source.text;
+    let mut nodes = vec![GraphNode {
+        id: "start".into(),
+        shape: Shape::Start,
+        title: "start".into(),
+        subtitle: String::new(),
+        step: None,
+        lines: None,
+    }];
+    for (i, step) in flow.steps.iter().enumerate() {
+        nodes.push(GraphNode {
+            id: node_id(Node::Step(StepId(i as u32))),
+            shape: shape(&step.action),
+            title: step.name.clone(),
+            subtitle: step.action.kind().to_owned(),
+            step: Some(step.name.clone()),
+            lines: (!text.is_empty()).then(|| step_lines(text, step.span.start)),
+        });
+    }
+    for (h, (name, ops)) in handlers(flow).iter().enumerate() {
+        nodes.push(GraphNode {
+            id: node_id(Node::Handler(h)),
+            shape: Shape::Handler,
+            title: format!("on {name}"),
+            subtitle: handler_summary(ops),
+            step: None,
+            lines: None,
+        });
+    }
+    let mut edges = vec![GraphEdge {
+        from: "start".into(),
+        to: node_id(Node::Step(flow.start)),
+        label: String::new(),
+        line: Line::Solid,
+        via: "start".into(),
+    }];
+    edges.extend(edges_of(flow).into_iter().map(|e| GraphEdge {
+        from: node_id(e.from),
+        to: node_id(Node::Step(e.to)),
+        label: e.label,
+        line: e.line,
+        via: e.via,
+    }));
+    Graph {
+        flow: flow.name.clone(),
+        description: flow.description.clone(),
+        nodes,
+        edges,
+    }
+}
+
+impl Graph {
+    /// The node that draws the step named `step`.
+    pub fn step_node(&self, step: &str) -> Option<&GraphNode> {
+        self.nodes.iter().find(|n| n.step.as_deref() == Some(step))
+    }
+
+    /// What a run went through, from its steps as a timeline records them
+    /// (each step entered and how it was reached, in order): the start
+    /// marker and every step entered, and each edge that matches how the
+    /// next step was reached (`via`) from the step before it (or from the
+    /// start marker, or from a handler for `on.…`).
+    pub fn path<'a>(&self, steps: impl IntoIterator<Item = (&'a str, &'a str)>) -> Walk {
+        let mut walk = Walk::default();
+        let mut prev: Option<String> = None;
+        for (step, via) in steps {
+            let Some(node) = self.step_node(step) else {
+                continue;
+            };
+            let found = self.edges.iter().position(|e| {
+                e.to == node.id
+                    && e.via == via
+                    && match via {
+                        "start" => e.from == "start",
+                        v if v.starts_with("on.") => e.from.starts_with('h'),
+                        _ => prev.as_deref() == Some(e.from.as_str()),
+                    }
+            });
+            if via == "start" && walk.nodes.is_empty() {
+                walk.nodes.push("start".into());
+            }
+            if let Some(i) = found {
+                if let Some(from) = self.edges[i].from.strip_prefix('h') {
+                    walk.nodes.push(format!("h{from}"));
+                }
+                walk.edges.push(i);
+            }
+            walk.nodes.push(node.id.clone());
+            prev = Some(node.id.clone());
+        }
+        walk
+    }
+
+    fn node(&self, id: &str) -> Option<&GraphNode> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// Every link between two steps as `(from step, via, to step)`.
+    pub fn step_links(&self) -> Vec<(String, String, String)> {
+        self.edges
+            .iter()
+            .filter_map(|e| {
+                let from = self.node(&e.from)?.step.clone()?;
+                let to = self.node(&e.to)?.step.clone()?;
+                Some((from, e.via.clone(), to))
+            })
+            .collect()
+    }
 }
 
 // ---------------------------------------------------------------- Mermaid
@@ -192,46 +405,50 @@ fn one_line(text: &str) -> String {
     line
 }
 
-fn mermaid_id(node: Node) -> String {
-    match node {
-        Node::Step(id) => format!("s{}", id.0),
-        Node::Handler(h) => format!("h{h}"),
-    }
-}
-
 /// The flow as a Mermaid flowchart.
 pub fn mermaid(flow: &Flow) -> String {
+    render_mermaid(&graph(flow))
+}
+
+/// A graph as a Mermaid flowchart.
+pub fn render_mermaid(g: &Graph) -> String {
     let mut out = String::new();
     // A JSON string is a valid YAML double-quoted scalar: the title cannot
     // break the front matter.
-    let title = serde_json::to_string(&one_line(&flow.name)).unwrap_or_default();
+    let title = serde_json::to_string(&one_line(&g.flow)).unwrap_or_default();
     let _ = writeln!(out, "---\ntitle: {title}\n---");
     out.push_str("flowchart TD\n");
-    if let Some(d) = &flow.description {
+    if let Some(d) = &g.description {
         let _ = writeln!(out, "    %% {}", one_line(d));
     }
-    out.push_str("    start((\"start\"))\n");
-    for (i, step) in flow.steps.iter().enumerate() {
-        let id = mermaid_id(Node::Step(StepId(i as u32)));
-        let label = mermaid_escape(&format!("{}: {}", step.name, step.action.kind()));
-        let (open, close) = match shape(&step.action) {
+    for n in &g.nodes {
+        let label = match n.shape {
+            Shape::Start => n.title.clone(),
+            _ => format!("{}: {}", n.title, n.subtitle),
+        };
+        let (open, close) = match n.shape {
             Shape::Plain => ("(", ")"),
             Shape::Decision => ("{", "}"),
             Shape::Handoff => ("[[", "]]"),
             Shape::End => ("([", "])"),
+            Shape::Start => ("((", "))"),
+            Shape::Handler => (">", "]"),
         };
-        let _ = writeln!(out, "    {id}{open}\"{label}\"{close}");
+        let _ = writeln!(
+            out,
+            "    {}{open}\"{}\"{close}",
+            n.id,
+            mermaid_escape(&label)
+        );
     }
-    for (h, (name, ops)) in handlers(flow).iter().enumerate() {
-        let label = mermaid_escape(&format!("on {name}: {}", handler_summary(ops)));
-        let _ = writeln!(out, "    {}>\"{label}\"]", mermaid_id(Node::Handler(h)));
-    }
-    let _ = writeln!(out, "    start --> {}", mermaid_id(Node::Step(flow.start)));
     let mut fallbacks = Vec::new();
-    for (i, e) in edges(flow).into_iter().enumerate() {
+    for (i, e) in g.edges.iter().enumerate() {
         if e.line == Line::Fallback {
-            // Link 0 is the start marker's.
-            fallbacks.push((i + 1).to_string());
+            fallbacks.push(i.to_string());
+        }
+        if e.from == "start" {
+            let _ = writeln!(out, "    start --> {}", e.to);
+            continue;
         }
         let arrow = match e.line {
             Line::Solid | Line::Fallback => "-->",
@@ -240,9 +457,9 @@ pub fn mermaid(flow: &Flow) -> String {
         let _ = writeln!(
             out,
             "    {} {arrow}|\"{}\"| {}",
-            mermaid_id(e.from),
+            e.from,
             mermaid_escape(&e.label),
-            mermaid_id(Node::Step(e.to))
+            e.to
         );
     }
     if !fallbacks.is_empty() {
@@ -252,12 +469,11 @@ pub fn mermaid(flow: &Flow) -> String {
             fallbacks.join(",")
         );
     }
-    let ends: Vec<String> = flow
-        .steps
+    let ends: Vec<&str> = g
+        .nodes
         .iter()
-        .enumerate()
-        .filter(|(_, s)| shape(&s.action) == Shape::End)
-        .map(|(i, _)| mermaid_id(Node::Step(StepId(i as u32))))
+        .filter(|n| n.shape == Shape::End)
+        .map(|n| n.id.as_str())
         .collect();
     if !ends.is_empty() {
         out.push_str("    classDef ending stroke-width:3px\n");
@@ -282,52 +498,46 @@ pub fn dot_escape(text: &str) -> String {
     out
 }
 
-fn dot_id(node: Node) -> String {
-    match node {
-        Node::Step(id) => format!("s{}", id.0),
-        Node::Handler(h) => format!("h{h}"),
-    }
-}
-
 /// The flow as a Graphviz dot digraph.
 pub fn dot(flow: &Flow) -> String {
+    render_dot(&graph(flow))
+}
+
+/// A graph as a Graphviz dot digraph.
+pub fn render_dot(g: &Graph) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(&flow.name));
+    let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(&g.flow));
     out.push_str("    node [fontname=\"Helvetica\"];\n");
     out.push_str("    edge [fontname=\"Helvetica\", fontsize=10];\n");
-    let _ = writeln!(
-        out,
-        "    start [shape=circle, style=filled, fillcolor=black, label=\"\", width=0.25, tooltip=\"{}\"];",
-        dot_escape(flow.description.as_deref().unwrap_or(&flow.name))
-    );
-    for (i, step) in flow.steps.iter().enumerate() {
-        let attrs = match shape(&step.action) {
+    for n in &g.nodes {
+        let attrs = match n.shape {
+            Shape::Start => {
+                let _ = writeln!(
+                    out,
+                    "    start [shape=circle, style=filled, fillcolor=black, label=\"\", width=0.25, tooltip=\"{}\"];",
+                    dot_escape(g.description.as_deref().unwrap_or(&g.flow))
+                );
+                continue;
+            }
             Shape::Plain => "shape=box, style=rounded",
             Shape::Decision => "shape=diamond",
             Shape::Handoff => "shape=box, peripheries=2",
             Shape::End => "shape=doublecircle",
+            Shape::Handler => "shape=note, style=dashed",
         };
-        let label = format!("{}\\n{}", dot_escape(&step.name), step.action.kind());
         let _ = writeln!(
             out,
-            "    {} [{attrs}, label=\"{label}\"];",
-            dot_id(Node::Step(StepId(i as u32)))
+            "    {} [{attrs}, label=\"{}\\n{}\"];",
+            n.id,
+            dot_escape(&n.title),
+            dot_escape(&n.subtitle)
         );
     }
-    for (h, (name, ops)) in handlers(flow).iter().enumerate() {
-        let label = format!(
-            "on {}\\n{}",
-            dot_escape(name),
-            dot_escape(&handler_summary(ops))
-        );
-        let _ = writeln!(
-            out,
-            "    {} [shape=note, style=dashed, label=\"{label}\"];",
-            dot_id(Node::Handler(h))
-        );
-    }
-    let _ = writeln!(out, "    start -> {};", dot_id(Node::Step(flow.start)));
-    for e in edges(flow) {
+    for e in &g.edges {
+        if e.from == "start" {
+            let _ = writeln!(out, "    start -> {};", e.to);
+            continue;
+        }
         let style = match e.line {
             Line::Solid => "",
             Line::Fallback => ", color=firebrick, fontcolor=firebrick",
@@ -336,8 +546,8 @@ pub fn dot(flow: &Flow) -> String {
         let _ = writeln!(
             out,
             "    {} -> {} [label=\"{}\"{style}];",
-            dot_id(e.from),
-            dot_id(Node::Step(e.to)),
+            e.from,
+            e.to,
             dot_escape(&e.label)
         );
     }
@@ -360,6 +570,39 @@ mod tests {
     #[test]
     fn dot_labels_cannot_break_out() {
         assert_eq!(dot_escape(r#"a "b" \ c"#), r#"a \"b\" \\ c"#);
+    }
+
+    #[test]
+    fn the_graph_knows_lines_and_paths() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("flows/reception.yaml");
+        let flow = crate::flow::load_file(&path)
+            .flow
+            .expect("reception.yaml loads");
+        let g = graph(&flow);
+        let greet = g.step_node("greet").expect("a node for greet");
+        assert_eq!((greet.id.as_str(), greet.shape), ("s0", Shape::Plain));
+        let text = &*flow.source.text;
+        let [first, last] = greet.lines.expect("lines");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[first - 1].trim(), "greet:");
+        assert_eq!(lines[last - 1].trim(), "next: hours");
+        let walk = g.path([
+            ("greet", "start"),
+            ("hours", "next"),
+            ("menu", "when open(\"office\")"),
+            ("sales", "key 1"),
+        ]);
+        assert_eq!(walk.nodes, ["start", "s0", "s1", "s2", "s3"]);
+        let vias: Vec<&str> = walk
+            .edges
+            .iter()
+            .map(|i| g.edges[*i].via.as_str())
+            .collect();
+        assert_eq!(vias, ["start", "next", "when open(\"office\")", "key 1"]);
+        assert!(
+            g.step_links()
+                .contains(&("menu".into(), "on_timeout".into(), "operator".into()))
+        );
     }
 
     #[test]

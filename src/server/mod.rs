@@ -17,6 +17,7 @@
 //! | `GET /api/flows` | the loaded flows, version, last reload error (admin token) |
 //! | `POST /api/flows/{flow}/runs` | starts an `api` flow with JSON params (admin token) |
 //! | `GET /api/sessions`, `/api/sessions/{id}` | live sessions, one session's detail (admin token) |
+//! | `GET /ui/` and `/ui/api/…` | the studio, read-only, with live sessions (admin token or its cookie; [`ui`]) |
 //!
 //! This is the only module that knows axum on the production side; it must
 //! never interpret a notification or a flow (the runtime does), and never
@@ -27,6 +28,7 @@ pub mod auth;
 mod callback;
 mod error;
 mod metrics;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -268,7 +270,8 @@ pub fn router(state: ServerState) -> Router {
         .route("/api/sessions/{id}", get(admin::session))
         .fallback(admin::not_found)
         .method_not_allowed_fallback(admin::method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(ui::routes(state))
 }
 
 /// Serves `state` on `listener` until `shutdown` completes; then stops

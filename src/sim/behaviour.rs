@@ -137,6 +137,16 @@ impl<T: Default> Default for PerAttempt<T> {
     }
 }
 
+/// A key the caller presses at a set moment (what the studio's keypad records).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimedPress {
+    /// When, counted from the start of the call.
+    pub at: SimDuration,
+    /// The key: 0-9, `*`, `#`.
+    pub key: String,
+}
+
 /// How the simulated Graph and the people on the calls behave.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -153,6 +163,11 @@ pub struct GraphBehaviour {
     /// When the caller (the far end of the main call, or the meeting) hangs
     /// up, counted from the start; never by default.
     pub hangup: Option<SimDuration>,
+    /// Keys the caller presses at set moments, counted from the start:
+    /// `[{at: 4s, key: "1"}]` (Graph delivers a key only while tones are
+    /// subscribed; a person acts after whatever Graph does at the same instant).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub presses: Vec<TimedPress>,
     /// How long each prompt plays. Default 3s.
     pub prompt: Option<SimDuration>,
     /// Swap the first two notifications Graph sends after each request
@@ -198,7 +213,7 @@ impl GraphBehaviour {
                 ));
             }
         }
-        for key in &self.dtmf {
+        for key in self.dtmf.iter().chain(self.presses.iter().map(|p| &p.key)) {
             if key.chars().count() > 1
                 || key
                     .chars()
@@ -239,6 +254,20 @@ impl GraphBehaviour {
             "call" => self.call = from_yaml(&modes(value))?,
             "join" => self.join = from_yaml(&modes(value))?,
             "dtmf" => self.dtmf = list(value),
+            "presses" => {
+                self.presses = list(value)
+                    .iter()
+                    .map(|item| {
+                        let (at, key) = item
+                            .split_once(':')
+                            .ok_or_else(|| format!("`{item}` is not TIME:KEY, e.g. 4s:1"))?;
+                        Ok(TimedPress {
+                            at: SimDuration::parse(at)?,
+                            key: key.trim().to_owned(),
+                        })
+                    })
+                    .collect::<Result<_, String>>()?
+            }
             "hangup" => self.hangup = Some(SimDuration::parse(value)?),
             "prompt" => self.prompt = Some(SimDuration::parse(value)?),
             "delay" => self.delay = Some(SimDuration::parse(value)?),
@@ -258,8 +287,8 @@ impl GraphBehaviour {
                 }
                 None => {
                     return Err(format!(
-                        "`{other}` is not a graph setting; use transfer, call, join, dtmf, hangup, \
-                         prompt, delay, reorder, duplicate, media_first, legacy or fail.REQUEST"
+                        "`{other}` is not a graph setting; use transfer, call, join, dtmf, presses, \
+                         hangup, prompt, delay, reorder, duplicate, media_first, legacy or fail.REQUEST"
                     ));
                 }
             },
@@ -292,6 +321,9 @@ mod tests {
         c.set("transfer=no_answer").expect("a mode");
         c.set("call=answer,unreachable").expect("modes");
         c.set("dtmf=1,#").expect("keys");
+        c.set("presses=4s:1,7500ms:#").expect("timed keys");
+        assert_eq!(c.presses[1].at, SimDuration(Duration::from_millis(7500)));
+        assert!(c.set("presses=4s:12").is_err());
         assert_eq!(c.transfer.nth(0), TransferMode::NoAnswer);
         assert_eq!(c.call.nth(1), CallMode::Unreachable);
         assert_eq!(c.dtmf, vec!["1".to_owned(), "#".to_owned()]);

@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 
 use crate::engine::{Entry, Outcome};
 use crate::flow::Flow;
-use crate::flow::actions::OutcomeField;
 
 use super::scenario::ScenarioReport;
 
@@ -34,26 +33,9 @@ impl Coverage {
 }
 
 /// Every link a flow declares: (from, via, to), with `via` worded as the
-/// timeline words it.
+/// timeline words it: the links between steps of its diagram.
 pub fn links(flow: &Flow) -> Vec<(String, String, String)> {
-    let name = |id: crate::flow::StepId| {
-        flow.steps
-            .get(id.index())
-            .map_or_else(|| format!("#{}", id.0), |s| s.name.clone())
-    };
-    let mut out = Vec::new();
-    for step in &flow.steps {
-        let mut add = |via: String, to| out.push((step.name.clone(), via, name(to)));
-        for outcome in OutcomeField::ALL {
-            if let Some(to) = step.outcome(outcome) {
-                add(outcome.name().to_owned(), to);
-            }
-        }
-        for branch in step.action.branches() {
-            add(branch.via, branch.to);
-        }
-    }
-    out
+    crate::flow::diagram::graph(flow).step_links()
 }
 
 /// The steps and links of `flow` that none of `reports` went through.

@@ -108,12 +108,7 @@ impl SimGraph {
             now + Duration::seconds(15),
             Happening::AnswerDeadline { call: id.clone() },
         );
-        if let Some(after) = w.behaviour.hangup {
-            w.schedule(
-                now + after.chrono(),
-                Happening::CallerHangsUp { call: id.clone() },
-            );
-        }
+        w.schedule_far_end(&id);
         (id, body)
     }
 
@@ -131,13 +126,7 @@ impl SimGraph {
             data["direction"] = Value::String(direction.to_owned());
             data["id"] = Value::String(id.clone());
         }
-        if let Some(after) = w.behaviour.hangup {
-            let now = w.now;
-            w.schedule(
-                now + after.chrono(),
-                Happening::CallerHangsUp { call: id.clone() },
-            );
-        }
+        w.schedule_far_end(&id);
         (id, body)
     }
 
@@ -153,6 +142,15 @@ impl SimGraph {
         w.queue.insert(key, Scheduled::Timer(timer));
     }
 
+    /// Queues a timer that comes after everything due at `at`, what people
+    /// do included (a marker: sim-graph pops up to it to make what fell due
+    /// happen).
+    pub fn set_marker(&self, at: DateTime<Utc>, timer: TimerId) {
+        self.lock()
+            .queue
+            .insert((at, u64::MAX), Scheduled::Timer(timer));
+    }
+
     /// Drops a timer of the engine.
     pub fn cancel_timer(&self, timer: TimerId) {
         self.lock()
@@ -166,6 +164,75 @@ impl SimGraph {
         let (key, item) = w.queue.pop_first()?;
         w.now = w.now.max(key.0);
         Some((key.0, item))
+    }
+
+    /// The next queued item and when it is due, without taking it.
+    pub fn peek(&self) -> Option<(DateTime<Utc>, Scheduled)> {
+        let w = self.lock();
+        w.queue.iter().next().map(|((at, _), s)| (*at, s.clone()))
+    }
+
+    /// Moves the clock forward to `at` (never back).
+    pub fn advance_to(&self, at: DateTime<Utc>) {
+        let mut w = self.lock();
+        w.now = w.now.max(at);
+    }
+
+    /// The first call placed: the caller's (or the callee of the bot's
+    /// first outgoing call).
+    pub fn first_call(&self) -> Option<String> {
+        self.lock().calls.keys().next().cloned()
+    }
+
+    /// Whether Graph would deliver a key pressed on `call` now: the call is
+    /// established and the bot subscribed to its tones.
+    pub fn hears_keys(&self, call: &str) -> bool {
+        self.lock()
+            .calls
+            .get(call)
+            .is_some_and(|c| c.state == CallState::Established && c.subscribed)
+    }
+
+    /// Whether `call` exists and has not terminated.
+    pub fn is_live(&self, call: &str) -> bool {
+        self.lock()
+            .calls
+            .get(call)
+            .is_some_and(|c| c.state != CallState::Terminated)
+    }
+
+    /// Queues what a person does now (a key, a hang-up): after whatever
+    /// Graph does at this instant.
+    pub fn person_now(&self, h: Happening) {
+        let mut w = self.lock();
+        let now = w.now;
+        w.schedule_person(now, h);
+    }
+
+    /// Drops queued happenings that can no longer do anything: the answer
+    /// deadline of a call already answered or rejected, a hang-up of a call
+    /// that has ended. (Making them happen would do nothing either.)
+    pub fn drop_moot(&self) {
+        let mut w = self.lock();
+        let calls = &w.calls;
+        let moot = |h: &Happening| match h {
+            Happening::AnswerDeadline { call } => calls
+                .get(call)
+                .is_none_or(|c| c.decided || c.state != CallState::Incoming),
+            Happening::CallerHangsUp { call } => calls
+                .get(call)
+                .is_none_or(|c| c.state == CallState::Terminated),
+            _ => false,
+        };
+        let dropped: Vec<_> = w
+            .queue
+            .iter()
+            .filter(|(_, s)| matches!(s, Scheduled::Graph(h) if moot(h)))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in dropped {
+            w.queue.remove(&k);
+        }
     }
 
     /// When the earliest happening (not an engine timer) is due.

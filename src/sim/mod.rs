@@ -13,6 +13,8 @@
 //!   every request and problem ([`SimRun`]).
 //! - [`scenario`]: scenario files (`callflow test`): load, run, compare,
 //!   coverage.
+//! - [`hours`]: where a call goes at each hour of a week (`callflow hours`).
+//! - [`interactive`]: one call clicked through step by step (the studio).
 //! - [`graph`]: the simulated Graph ([`SimGraph`]); [`behaviour`]: how it
 //!   behaves ([`GraphBehaviour`]); [`notify`]: the bodies it posts.
 
@@ -21,7 +23,9 @@ pub mod coverage;
 pub mod expect;
 pub mod graph;
 pub mod happening;
+pub mod hours;
 pub mod http;
+pub mod interactive;
 pub mod notify;
 pub mod report;
 pub mod runner;
@@ -31,8 +35,11 @@ mod world;
 use crate::engine::Timeline;
 use crate::flow::Flow;
 
-pub use behaviour::{CallMode, GraphBehaviour, JoinMode, PerAttempt, SimDuration, TransferMode};
+pub use behaviour::{
+    CallMode, GraphBehaviour, JoinMode, PerAttempt, SimDuration, TimedPress, TransferMode,
+};
 pub use graph::SimGraph;
+pub use interactive::Interactive;
 pub use runner::{SimRun, SimulateOptions, default_bot, default_identity, replay, run};
 
 /// Simulates one call of `flow` and returns its timeline (the run's end,

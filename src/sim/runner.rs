@@ -141,21 +141,22 @@ fn now_or_never<F: Future>(f: F) -> Option<F::Output> {
     }
 }
 
-struct Driver<'f> {
-    flow: &'f Flow,
-    graph: SimGraph,
-    run: SimRun,
+/// The loop both a whole run and an interactive call go through: the
+/// simulated Graph, and what the run did so far.
+pub(super) struct Driver {
+    pub(super) graph: SimGraph,
+    pub(super) run: SimRun,
 }
 
-impl Driver<'_> {
-    fn deliver(&mut self, at: DateTime<Utc>, body: Value) {
+impl Driver {
+    pub(super) fn deliver(&mut self, flow: &Flow, at: DateTime<Utc>, body: Value) {
         self.run.delivered.push((at, body.clone()));
         let bytes = body.to_string();
         match parse_batch(bytes.as_bytes()) {
             Ok(list) => {
                 for n in &list {
                     for event in Event::from_notification(n) {
-                        self.feed(at, event);
+                        self.feed(flow, at, event);
                     }
                 }
             }
@@ -167,11 +168,11 @@ impl Driver<'_> {
     }
 
     /// Feeds one event, then the results of the requests it caused, in order.
-    fn feed(&mut self, now: DateTime<Utc>, event: Event) {
+    pub(super) fn feed(&mut self, flow: &Flow, now: DateTime<Utc>, event: Event) {
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
             self.run.events.push((now, event.clone()));
-            let stepped = engine::step_reported(self.flow, &mut self.run.session, event, now);
+            let stepped = engine::step_reported(flow, &mut self.run.session, event, now);
             self.run.actions.extend(stepped.actions);
             for cmd in stepped.commands {
                 match &cmd {
@@ -193,52 +194,71 @@ impl Driver<'_> {
         }
     }
 
-    fn drain(&mut self, start: DateTime<Utc>) {
+    fn drain(&mut self, flow: &Flow, start: DateTime<Utc>) {
         let mut items = 0;
-        while let Some((at, item)) = self.graph.pop() {
-            items += 1;
-            if items > MAX_ITEMS || at - start > MAX_DURATION {
-                self.run.problems.push(format!(
-                    "the simulation was stopped after {items} happenings and {}s of simulated time",
-                    (at - start).num_seconds()
-                ));
-                break;
-            }
-            match item {
-                Scheduled::Timer(timer) => self.feed(at, Event::TimerFired { timer }),
-                Scheduled::Graph(h) => {
-                    for body in self.graph.happen(h) {
-                        self.deliver(at, body);
-                    }
+        while self.next(flow, start, &mut items) {}
+    }
+
+    /// Takes the next queued item and makes it happen; `false` when nothing
+    /// is left or the run went on too long (counted in `items`, a problem
+    /// recorded).
+    pub(super) fn next(&mut self, flow: &Flow, start: DateTime<Utc>, items: &mut usize) -> bool {
+        let Some((at, item)) = self.graph.pop() else {
+            return false;
+        };
+        *items += 1;
+        if *items > MAX_ITEMS || at - start > MAX_DURATION {
+            self.run.problems.push(format!(
+                "the simulation was stopped after {items} happenings and {}s of simulated time",
+                (at - start).num_seconds()
+            ));
+            return false;
+        }
+        match item {
+            Scheduled::Timer(timer) => self.feed(flow, at, Event::TimerFired { timer }),
+            Scheduled::Graph(h) => {
+                for body in self.graph.happen(h) {
+                    self.deliver(flow, at, body);
                 }
             }
         }
+        true
     }
 
-    fn finish(mut self) -> SimRun {
-        for v in self.graph.violations() {
-            self.run
-                .problems
-                .push(format!("engine broke a promise: {v}"));
-        }
+    /// Problems found at the end of a run: promises broken, a run that never ended.
+    pub(super) fn end_problems(&self, flow: &Flow) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .graph
+            .violations()
+            .into_iter()
+            .map(|v| format!("engine broke a promise: {v}"))
+            .collect();
         if !self.run.session.is_ended() {
             let step = self
                 .run
                 .session
-                .step_name(self.flow)
+                .step_name(flow)
                 .unwrap_or("(not started)")
                 .to_owned();
-            self.run.problems.push(format!(
+            out.push(format!(
                 "the run never ended: it was still in step `{step}`, waiting for {:?}",
                 self.run.session.waiting
             ));
         }
+        out
+    }
+
+    fn finish(mut self, flow: &Flow) -> SimRun {
+        let problems = self.end_problems(flow);
+        self.run.problems.extend(problems);
         self.run
     }
 }
 
-/// Runs one simulated call of `flow`.
-pub fn run(flow: &Flow, options: &SimulateOptions) -> SimRun {
+/// A simulated call placed as `options` say, its first event delivered:
+/// an `api` start, an existing call for a `state_change` flow, or an
+/// incoming call.
+pub(super) fn begin(flow: &Flow, options: &SimulateOptions) -> Driver {
     let graph = SimGraph::new(options.graph.clone(), SIM_CALLBACK, options.clock);
     let api = matches!(flow.trigger, Trigger::Api { .. });
     let bot = if api {
@@ -248,7 +268,6 @@ pub fn run(flow: &Flow, options: &SimulateOptions) -> SimRun {
     };
     let session_id = if api { "run-1" } else { "call-1" };
     let mut driver = Driver {
-        flow,
         graph,
         run: SimRun {
             session: Session::new(flow, session_id, bot),
@@ -264,6 +283,7 @@ pub fn run(flow: &Flow, options: &SimulateOptions) -> SimRun {
     }
     if api {
         driver.feed(
+            flow,
             options.clock,
             Event::ApiStart {
                 params: options.params.clone(),
@@ -274,13 +294,19 @@ pub fn run(flow: &Flow, options: &SimulateOptions) -> SimRun {
             .first()
             .map_or(CallState::Established, |s| CallState::from_wire(s));
         let (_, body) = driver.graph.existing_call(&state, "outgoing");
-        driver.deliver(options.clock, body);
+        driver.deliver(flow, options.clock, body);
     } else {
         let (_, body) = driver.graph.incoming_call(&options.from, &options.to);
-        driver.deliver(options.clock, body);
+        driver.deliver(flow, options.clock, body);
     }
-    driver.drain(options.clock);
-    driver.finish()
+    driver
+}
+
+/// Runs one simulated call of `flow`.
+pub fn run(flow: &Flow, options: &SimulateOptions) -> SimRun {
+    let mut driver = begin(flow, options);
+    driver.drain(flow, options.clock);
+    driver.finish(flow)
 }
 
 /// Replays recorded notification bodies (with their times) against `flow`;
@@ -295,7 +321,6 @@ pub fn replay(flow: &Flow, recording: &[(DateTime<Utc>, Value)], bot: &Bot) -> S
         graph.schedule_recorded(*at, body.clone());
     }
     let mut driver = Driver {
-        flow,
         graph,
         run: SimRun {
             session: Session::new(flow, "replay", bot.clone()),
@@ -306,8 +331,8 @@ pub fn replay(flow: &Flow, recording: &[(DateTime<Utc>, Value)], bot: &Bot) -> S
             problems: Vec::new(),
         },
     };
-    driver.drain(start);
-    driver.finish()
+    driver.drain(flow, start);
+    driver.finish(flow)
 }
 
 #[cfg(test)]

@@ -117,6 +117,10 @@ pub(super) struct World {
     pub(super) parties: Vec<Party>,
 }
 
+/// Sequence numbers of what people do start here: they sort after Graph's
+/// own happenings at the same instant.
+const PERSON_SEQ: u64 = 1 << 62;
+
 pub(super) fn refused(status: u16, code: &str, message: impl Into<String>) -> ControlError {
     ControlError::new(status, code, message)
 }
@@ -130,6 +134,40 @@ impl World {
     pub(super) fn schedule(&mut self, at: DateTime<Utc>, h: Happening) {
         let key = self.key(at);
         self.queue.insert(key, Scheduled::Graph(h));
+    }
+
+    /// Schedules what a person does at `at`: after everything Graph does at
+    /// the same instant, whenever that was scheduled (so a key pressed or a
+    /// hang-up in the studio at some moment replays the same from a scenario).
+    pub(super) fn schedule_person(&mut self, at: DateTime<Utc>, h: Happening) {
+        self.seq += 1;
+        self.queue
+            .insert((at, PERSON_SEQ + self.seq), Scheduled::Graph(h));
+    }
+
+    /// Schedules what the far end of `call` does by the behaviour, counted
+    /// from now: hang up, press keys.
+    pub(super) fn schedule_far_end(&mut self, call: &str) {
+        let now = self.now;
+        if let Some(after) = self.behaviour.hangup {
+            self.schedule_person(
+                now + after.chrono(),
+                Happening::CallerHangsUp {
+                    call: call.to_owned(),
+                },
+            );
+        }
+        for press in self.behaviour.presses.clone() {
+            if let Some(key) = press.key.chars().next() {
+                self.schedule_person(
+                    now + press.at.chrono(),
+                    Happening::Press {
+                        call: call.to_owned(),
+                        key,
+                    },
+                );
+            }
+        }
     }
 
     /// Schedules what follows a request: offsets in milliseconds from now,
@@ -644,10 +682,10 @@ impl World {
             items.sort_by_key(|(ms, _)| *ms);
         }
         self.burst(items);
-        if first && let Some(after) = self.behaviour.hangup {
-            // The far end of the bot's first call hangs up (or the meeting ends).
-            let at = self.now + after.chrono();
-            self.schedule(at, Happening::CallerHangsUp { call: id.clone() });
+        if first {
+            // The far end of the bot's first call hangs up (or the meeting
+            // ends), and presses keys.
+            self.schedule_far_end(&id);
         }
         let mut created = body.clone();
         created.id = Some(id);

@@ -9,6 +9,7 @@
 
 mod support;
 
+mod browser;
 mod diagnostics;
 mod e2e;
 mod every_action;
@@ -21,3 +22,4 @@ mod scenarios;
 mod server;
 mod shipped;
 mod sim_graph;
+mod studio;

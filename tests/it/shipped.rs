@@ -335,6 +335,8 @@ fn help_texts() {
         ("help_serve", vec!["serve", "--help"]),
         ("help_run", vec!["run", "--help"]),
         ("help_load", vec!["load", "--help"]),
+        ("help_studio", vec!["studio", "--help"]),
+        ("help_hours", vec!["hours", "--help"]),
     ] {
         let out = callflow(&args);
         assert!(out.status.success(), "{name}");

@@ -142,7 +142,7 @@ impl Core {
         let until = self.now(shared);
         self.marker += 1;
         let marker = TimerId(u64::MAX - self.marker);
-        self.graph.set_timer(until, marker);
+        self.graph.set_marker(until, marker);
         let mut bodies = Vec::new();
         while let Some((_, item)) = self.graph.pop() {
             match item {

@@ -1,5 +1,8 @@
 //! What several test modules share.
 
+pub mod browser;
+pub mod demo;
 pub mod poll;
 pub mod require;
 pub mod seeds;
+pub mod studio;

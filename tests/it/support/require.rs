@@ -62,3 +62,33 @@ pub fn seeds() -> bool {
         }
     })
 }
+
+/// The Chromium binary and its driver: `CALLFLOW_CHROMIUM` and
+/// `CALLFLOW_CHROMEDRIVER`, else Debian's `/usr/bin/chromium` and
+/// `/usr/bin/chromedriver` (`apt-get install chromium chromium-driver`).
+pub fn chromium_paths() -> (std::path::PathBuf, std::path::PathBuf) {
+    let pick = |var: &str, default: &str| {
+        std::env::var_os(var).map_or_else(|| default.into(), std::path::PathBuf::from)
+    };
+    (
+        pick("CALLFLOW_CHROMIUM", "/usr/bin/chromium"),
+        pick("CALLFLOW_CHROMEDRIVER", "/usr/bin/chromedriver"),
+    )
+}
+
+/// Whether headless Chromium and chromedriver are installed.
+pub fn chromium() -> bool {
+    static CELL: OnceLock<Option<String>> = OnceLock::new();
+    check("chromium", &CELL, || {
+        let (browser, driver) = chromium_paths();
+        if browser.is_file() && driver.is_file() {
+            Ok(())
+        } else {
+            Err(format!(
+                "Chromium and chromedriver ({} and {}; `apt-get install chromium chromium-driver`)",
+                browser.display(),
+                driver.display()
+            ))
+        }
+    })
+}
