@@ -58,7 +58,4 @@ impl Style {
     }
 }
 
-/// `1 warning`, `2 warnings`.
-pub fn count(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
+pub use crate::flow::diagnostic::count;

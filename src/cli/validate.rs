@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 
-use super::output::{Style, count};
+use super::output::Style;
 use crate::flow::{LoadReport, load_paths};
 
 /// Arguments of `callflow validate`.
@@ -43,7 +43,7 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
     let report = load_paths(&args.paths);
     let out = match args.format {
         ReportFormat::Text => text(&report, Style::detect()),
-        ReportFormat::Json => json(&report),
+        ReportFormat::Json => report.to_json(),
     };
     print!("{out}");
     if report.has_errors() {
@@ -60,38 +60,7 @@ pub fn text(report: &LoadReport, style: Style) -> String {
         out.push_str(style.render(d).trim_end());
         out.push_str("\n\n");
     }
-    out.push_str(&summary(report));
+    out.push_str(&report.summary());
     out.push('\n');
     out
-}
-
-/// `checked 7 files: 7 flows, 0 errors, 1 warning`.
-pub fn summary(report: &LoadReport) -> String {
-    let (errors, warnings) = tally(report);
-    format!(
-        "checked {}: {}, {}, {}",
-        count(report.files.len(), "file", "files"),
-        count(report.flows.len(), "flow", "flows"),
-        count(errors, "error", "errors"),
-        count(warnings, "warning", "warnings"),
-    )
-}
-
-fn tally(report: &LoadReport) -> (usize, usize) {
-    let errors = report.diagnostics.iter().filter(|d| d.is_error()).count();
-    (errors, report.diagnostics.len() - errors)
-}
-
-/// The JSON report, pretty-printed, ending with a newline.
-pub fn json(report: &LoadReport) -> String {
-    let (errors, warnings) = tally(report);
-    let value = serde_json::json!({
-        "files": report.files.len(),
-        "errors": errors,
-        "warnings": warnings,
-        "diagnostics": report.diagnostics.iter().map(|d| d.to_json()).collect::<Vec<_>>(),
-    });
-    let mut s = serde_json::to_string_pretty(&value).unwrap_or_default();
-    s.push('\n');
-    s
 }

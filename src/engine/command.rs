@@ -98,6 +98,37 @@ impl RequestKind {
         }
     }
 
+    /// Graph's HTTP method for this request and its path under
+    /// `/communications/calls/{id}/` (`""` for the call itself, `None` for
+    /// create call, which posts to `/communications/calls`). The one table
+    /// the studio shows and the simulated Graph's routes are checked against.
+    pub fn http(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            RequestKind::Answer => ("POST", Some("answer")),
+            RequestKind::Reject => ("POST", Some("reject")),
+            RequestKind::Redirect => ("POST", Some("redirect")),
+            RequestKind::Transfer => ("POST", Some("transfer")),
+            RequestKind::CreateCall => ("POST", None),
+            RequestKind::PlayPrompt => ("POST", Some("playPrompt")),
+            RequestKind::SubscribeToTone => ("POST", Some("subscribeToTone")),
+            RequestKind::Invite => ("POST", Some("participants/invite")),
+            RequestKind::Hangup => ("DELETE", Some("")),
+            RequestKind::KeepAlive => ("POST", Some("keepAlive")),
+        }
+    }
+
+    /// The method and the path under Graph's root (`/v1.0`) of this request
+    /// on call `call_id`.
+    pub fn route(self, call_id: &str) -> (&'static str, String) {
+        let (method, action) = self.http();
+        let path = match action {
+            None => "/communications/calls".to_owned(),
+            Some("") => format!("/communications/calls/{call_id}"),
+            Some(action) => format!("/communications/calls/{call_id}/{action}"),
+        };
+        (method, path)
+    }
+
     /// The kind named `name` (snake_case), if any.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == name)

@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 
 use super::check;
 use super::compiled::{Flow, Pattern, Trigger};
-use super::diagnostic::{Diagnostic, SourceFile};
+use super::diagnostic::{Diagnostic, SourceFile, count};
 use super::span::Span;
 use super::yaml::Budget;
 
@@ -38,6 +38,41 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
+    /// `checked 7 files: 7 flows, 0 errors, 1 warning`: the last line of
+    /// `callflow validate`, and the studio's status line.
+    pub fn summary(&self) -> String {
+        let (errors, warnings) = self.tally();
+        format!(
+            "checked {}: {}, {}, {}",
+            count(self.files.len(), "file", "files"),
+            count(self.flows.len(), "flow", "flows"),
+            count(errors, "error", "errors"),
+            count(warnings, "warning", "warnings"),
+        )
+    }
+
+    /// How many diagnostics are errors, and how many warnings.
+    pub fn tally(&self) -> (usize, usize) {
+        let errors = self.diagnostics.iter().filter(|d| d.is_error()).count();
+        (errors, self.diagnostics.len() - errors)
+    }
+
+    /// The JSON report of `callflow validate --format json`:
+    /// `{"files", "errors", "warnings", "diagnostics"}`, pretty-printed,
+    /// ending with a newline.
+    pub fn to_json(&self) -> String {
+        let (errors, warnings) = self.tally();
+        let value = serde_json::json!({
+            "files": self.files.len(),
+            "errors": errors,
+            "warnings": warnings,
+            "diagnostics": self.diagnostics.iter().map(|d| d.to_json()).collect::<Vec<_>>(),
+        });
+        let mut s = serde_json::to_string_pretty(&value).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
     /// Whether any diagnostic is an error.
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)

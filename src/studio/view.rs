@@ -63,24 +63,6 @@ pub struct RequestView {
     pub body: Option<Value>,
 }
 
-/// The method and path the Graph client uses for a request (see
-/// [`crate::graph::client`]).
-pub fn http_of(kind: RequestKind, call_id: &str) -> (&'static str, String) {
-    let on = |action: &str| format!("/communications/calls/{call_id}/{action}");
-    match kind {
-        RequestKind::Answer => ("POST", on("answer")),
-        RequestKind::Reject => ("POST", on("reject")),
-        RequestKind::Redirect => ("POST", on("redirect")),
-        RequestKind::Transfer => ("POST", on("transfer")),
-        RequestKind::CreateCall => ("POST", "/communications/calls".into()),
-        RequestKind::PlayPrompt => ("POST", on("playPrompt")),
-        RequestKind::SubscribeToTone => ("POST", on("subscribeToTone")),
-        RequestKind::Invite => ("POST", on("participants/invite")),
-        RequestKind::Hangup => ("DELETE", format!("/communications/calls/{call_id}")),
-        RequestKind::KeepAlive => ("POST", on("keepAlive")),
-    }
-}
-
 /// The requests of a run, each with its time when the timeline has it.
 pub fn requests(
     commands: &[Command],
@@ -101,7 +83,7 @@ pub fn requests(
         .map(|(i, c)| {
             let kind = c.kind();
             let (method, path) = kind.map_or(("POST", String::new()), |k| {
-                http_of(k, c.call_id().unwrap_or("{id}"))
+                k.route(c.call_id().unwrap_or("{id}"))
             });
             let body = serde_json::to_value(c)
                 .ok()

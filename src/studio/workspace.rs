@@ -189,7 +189,7 @@ impl Workspace {
                     .and_then(|old| old.shown().cloned());
             }
         }
-        self.summary = crate::cli::validate::summary(&report);
+        self.summary = report.summary();
         self.files = files;
         self.other = other;
         self.version += 1;

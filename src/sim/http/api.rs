@@ -601,3 +601,26 @@ async fn transfer(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Op;
+    use crate::engine::RequestKind;
+
+    /// Every action the engine asks for on a call has a route here, under the
+    /// path the engine's table gives (the studio shows that table).
+    #[test]
+    fn every_call_action_has_a_route() {
+        for kind in RequestKind::ALL {
+            if let (_, Some(action)) = kind.http()
+                && !action.is_empty()
+                && !action.contains('/')
+            {
+                assert!(
+                    Op::from_action(action).is_some(),
+                    "{kind}: no route for {action}"
+                );
+            }
+        }
+    }
+}
