@@ -237,15 +237,24 @@ function renderDiagram(box, g, opts) {
   g.edges.forEach((e, i) => { const k = e.from + ">" + e.to; (groups.get(k) || groups.set(k, []).get(k)).push(i); });
   const edgeLayer = s("g"), labelLayer = s("g"), nodeLayer = s("g");
   let lane = 0;
+  const placed = [];
   for (const idx of groups.values()) {
     const e0 = g.edges[idx[0]], a = xy.get(e0.from), b = xy.get(e0.to);
     if (!a || !b) continue;
     const isBack = idx.some((i) => back.has(i)) || b.y <= a.y;
-    let d, lx, ly;
+    let d, lx, ly, xAt = null;
     if (!isBack) {
       const x1 = a.x + a.w / 2, y1 = a.y + a.h, x2 = b.x + b.w / 2, y2 = b.y, my = (y1 + y2) / 2;
       d = `M${x1},${y1} C${x1},${my} ${x2},${my} ${x2},${y2 - 2}`;
-      lx = (x1 + x2) / 2; ly = my;
+      // The label sits on the curve in the gap just below its source: an
+      // edge that skips rows would otherwise put it on a node in between.
+      const at = (t, p0, p1, p2, p3) => { const u = 1 - t; return u * u * u * p0 + 3 * u * u * t * p1 + 3 * u * t * t * p2 + t * t * t * p3; };
+      xAt = (want) => {
+        let lo = 0, hi = 1;
+        for (let k = 0; k < 20; k++) { const t = (lo + hi) / 2; if (at(t, y1, my, my, y2) < want) lo = t; else hi = t; }
+        return at(lo, x1, x1, x2, x2);
+      };
+      ly = Math.min(my, y1 + GAP_Y / 2); lx = xAt(ly);
     } else {
       lane += 1;
       const x1 = a.x + a.w, y1 = a.y + a.h / 2, x2 = b.x + b.w, y2 = b.y + b.h / 2, side = Math.max(x1, x2) + 18 + lane * 8;
@@ -262,6 +271,19 @@ function renderDiagram(box, g, opts) {
     edgeLayer.append(group);
     const labels = idx.filter((i) => g.edges[i].label);
     if (labels.length) {
+      // Labels in the same gap must not overlap: try heights along the
+      // curve, nearest first, and take the first free one.
+      const chars = labels.reduce((n, i) => n + g.edges[i].label.length + 3, -3);
+      const w = chars * 6 + 6;
+      const box = (x, y) => (isBack ? { l: x, r: x + w, t: y - 8, b: y + 8 } : { l: x - w / 2, r: x + w / 2, t: y - 8, b: y + 8 });
+      const free = (bx) => !placed.some((o) => bx.l < o.r && o.l < bx.r && bx.t < o.b && o.t < bx.b);
+      if (xAt) {
+        for (const dy of [0, -15, 15, -30, 30]) {
+          const y = ly + dy, x = xAt(y);
+          if (free(box(x, y))) { lx = x; ly = y; break; }
+        }
+      }
+      placed.push(box(lx, ly));
       const text = s("text", { x: lx, y: ly + 4, "text-anchor": isBack ? "start" : "middle" });
       labels.forEach((i, k) => {
         if (k) text.append(s("tspan", {}, document.createTextNode(" · ")));

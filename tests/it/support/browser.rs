@@ -4,8 +4,10 @@
 //! Each [`Browser`] starts its own chromedriver on a free loopback port and
 //! one Chromium with a fresh profile, headless, sandbox off (the tests may
 //! run as root), nothing fetched from the network; both end when it is
-//! dropped. Screenshots go to `target/studio-screenshots/` (never committed).
+//! dropped, also when a test panics: chromedriver leads its own process
+//! group, and the whole group (Chromium and its helpers with it) is killed. Screenshots go to `target/studio-screenshots/` (never committed).
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -39,6 +41,7 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("chromedriver starts");
         let profile = tempfile::tempdir().expect("a profile dir");
@@ -143,6 +146,17 @@ impl Browser {
     /// Ends the session and the driver.
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
+        self.kill_group();
+    }
+
+    /// Kills chromedriver's process group: the driver, Chromium and every
+    /// helper process Chromium started.
+    fn kill_group(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -150,6 +164,6 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        self.kill_group();
     }
 }
