@@ -228,7 +228,7 @@ impl StoreUrl {
     /// Opens the store (creating the file and its folder if needed).
     pub fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
         match self {
-            StoreUrl::Memory => Ok(Arc::new(memory::MemoryStore::default())),
+            StoreUrl::Memory => Ok(Arc::new(memory::MemoryStore)),
             StoreUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
         }
     }
@@ -250,7 +250,7 @@ pub struct StoreHandle(pub Arc<dyn Store>);
 impl StoreHandle {
     /// The in-memory store.
     pub fn memory() -> Self {
-        StoreHandle(Arc::new(memory::MemoryStore::default()))
+        StoreHandle(Arc::new(memory::MemoryStore))
     }
 }
 
