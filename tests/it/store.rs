@@ -386,6 +386,18 @@ async fn a_call_in_a_menu_survives_kill_9_and_sigterm() {
         list, plain_requests,
         "the same requests as the uninterrupted call"
     );
+    // Both calls are kept; the list comes a page at a time.
+    let page: Value = reqwest::Client::new()
+        .get(format!("{}/api/sessions?limit=1", serve.public))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("sessions")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page["sessions"].as_array().map(Vec::len), Some(1), "{page}");
+    assert_eq!(page["next"], 1, "{page}");
     drop(serve);
     let _ = sim.shutdown().await;
 }
