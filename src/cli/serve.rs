@@ -108,6 +108,16 @@ pub struct ServeArgs {
     /// Accept notifications without checking their tokens. Local development only.
     #[arg(long, env = "CALLFLOW_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+    /// Where live sessions are kept: sqlite:PATH, or memory (nothing survives a restart)
+    /// [default: sqlite:DATA_DIR/callflow.db].
+    #[arg(long, value_name = "URL", env = "CALLFLOW_STORE")]
+    pub store: Option<String>,
+    /// The folder of the default store [default: ./callflow-data].
+    #[arg(long, value_name = "DIR", env = "CALLFLOW_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// How long ended sessions stay in the store, e.g. 7d, 12h [default: 7d].
+    #[arg(long, value_name = "DURATION", env = "CALLFLOW_KEEP_ENDED")]
+    pub keep_ended: Option<String>,
     /// Run the bundled flows against an in-process sim-graph, place sample calls, print them.
     #[arg(long)]
     pub simulate: bool,
@@ -139,6 +149,9 @@ impl ServeArgs {
             max_body: self.max_body.clone().map(Size::Text),
             log_format: self.log_format,
             insecure_no_auth: self.insecure_no_auth.then_some(true),
+            store: self.store.clone(),
+            data_dir: self.data_dir.clone(),
+            keep_ended: self.keep_ended.clone(),
         }
     }
 

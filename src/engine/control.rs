@@ -105,6 +105,17 @@ pub trait CallControl {
 
     /// `POST …/calls/{id}/keepAlive` (`200`).
     fn keep_alive(&self, call_id: &str) -> impl Future<Output = Result<(), ControlError>> + Send;
+
+    /// `GET …/calls/{id}`: the call as Graph has it (a `404` when it is
+    /// gone), for the runtime to reconcile a session after a restart.
+    /// `Ok(None)`: this control cannot tell (the default).
+    fn get_call(
+        &self,
+        call_id: &str,
+    ) -> impl Future<Output = Result<Option<Call>, ControlError>> + Send {
+        let _ = call_id;
+        std::future::ready(Ok(None))
+    }
 }
 
 /// Sends one command through `control` and returns the event to feed back

@@ -137,6 +137,11 @@ pub struct Metrics {
     pub reloads_ok: AtomicU64,
     /// Reloads refused (the old set kept serving).
     pub reloads_failed: AtomicU64,
+    /// Writes the session store refused (a full disk, a failing device):
+    /// notifications then get `503`.
+    pub store_errors: AtomicU64,
+    /// Sessions loaded from the store at start.
+    pub sessions_recovered: AtomicU64,
 }
 
 fn zeros<const N: usize>() -> [AtomicU64; N] {
@@ -150,6 +155,8 @@ impl Default for Metrics {
             unknown_call_events: AtomicU64::new(0),
             orphans_claimed: AtomicU64::new(0),
             overloaded: AtomicU64::new(0),
+            store_errors: AtomicU64::new(0),
+            sessions_recovered: AtomicU64::new(0),
             unmatched_incoming: AtomicU64::new(0),
             sessions_started: AtomicU64::new(0),
             sessions_live: AtomicU64::new(0),

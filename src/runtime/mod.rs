@@ -30,15 +30,17 @@ mod clock;
 mod error;
 pub mod metrics;
 mod params;
+mod recover;
 mod reload;
 mod status;
+pub mod store;
 mod table;
 mod trigger;
 mod worker;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -56,6 +58,7 @@ pub use clock::{Clock, ManualClock};
 pub use error::{Overloaded, StartError};
 pub use metrics::Metrics;
 pub use status::{FlowStatus, FlowsStatus, ReloadOutcome, SessionDetail, SessionSummary};
+pub use store::{StoreHandle, StoreUrl};
 use table::{Orphans, Route, Table};
 use trigger::{pick_flow, pick_state_flow};
 use worker::{Input, SessionCell};
@@ -85,6 +88,11 @@ pub struct RuntimeConfig {
     /// The clock sessions run on: the system's, or a [`ManualClock`] that
     /// moves only when told (tests over real HTTP, simulations).
     pub clock: Clock,
+    /// Where sessions are kept ([`StoreHandle::memory`]: nowhere).
+    pub store: StoreHandle,
+    /// How long an ended session stays in the store (for `/api/sessions`
+    /// and `callflow sessions export`) before it is removed.
+    pub keep_ended: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -98,6 +106,8 @@ impl Default for RuntimeConfig {
             max_sessions: 100_000,
             queue_per_call: 64,
             clock: Clock::System,
+            store: StoreHandle::memory(),
+            keep_ended: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -129,6 +139,8 @@ struct Inner {
     creates_in_flight: AtomicUsize,
     /// Becomes `true` when the runtime shuts down (stops the watcher).
     stopping: tokio::sync::watch::Sender<bool>,
+    /// The next journal sequence number.
+    seq: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -146,7 +158,7 @@ impl Runtime {
         control: Arc<C>,
     ) -> Result<Runtime, Vec<Diagnostic>> {
         let (set, state) = reload::initial(&config.flows_dir)?;
-        Ok(Runtime {
+        let runtime = Runtime {
             inner: Arc::new(Inner {
                 flows: ArcSwap::from_pointee(set),
                 reload: Mutex::new(state),
@@ -161,9 +173,30 @@ impl Runtime {
                 tasks: AtomicUsize::new(0),
                 tasks_done: Notify::new(),
                 creates_in_flight: AtomicUsize::new(0),
+                seq: AtomicU64::new(0),
                 config,
             }),
-        })
+        };
+        Ok(runtime)
+    }
+
+    /// Stores the live flows' sources, then loads the sessions the store
+    /// kept (each pinned to its flow version), re-arms their timers, applies
+    /// the events journaled and not applied, and reconciles every session
+    /// with Graph (a request in flight is `MaybeSent`; a call that ended
+    /// while the server was down ends its session). Returns how many
+    /// sessions came back. Call once, right after [`Runtime::start`].
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read or written.
+    pub async fn recover(&self) -> Result<usize, store::StoreError> {
+        recover::recover(&self.inner).await
+    }
+
+    /// The store sessions are kept in.
+    pub fn store(&self) -> &StoreHandle {
+        &self.inner.config.store
     }
 
     /// The configuration the runtime started with.
@@ -183,10 +216,61 @@ impl Runtime {
     /// ([`Metrics::unknown_call_events`]). A full queue or the session limit
     /// refuses the rest of the batch ([`Overloaded`]).
     pub fn submit(&self, batch: Vec<Notification>) -> Result<(), Overloaded> {
+        let events = self.events_of(&batch);
+        self.submit_events(events, None)
+    }
+
+    /// Like [`Runtime::submit`], but journals the events in the store first
+    /// and returns once they are durable: what the server waits for before
+    /// it answers `202`. A store that refuses the write (a full disk)
+    /// refuses the batch ([`Overloaded`], counted in
+    /// [`Metrics::store_errors`]), so nothing is acknowledged that is not stored.
+    pub async fn submit_durable(&self, batch: Vec<Notification>) -> Result<(), Overloaded> {
         let inner = &self.inner;
-        let received = tokio::time::Instant::now();
+        let events = self.events_of(&batch);
+        if !inner.config.store.durable() {
+            return self.submit_events(events, None);
+        }
+        if inner.closing.load(Ordering::Acquire) {
+            return self.submit_events(events, None);
+        }
+        let now = inner.clock.now();
+        let mut entries = Vec::with_capacity(events.len());
+        let mut seqs = Vec::with_capacity(events.len());
+        for event in &events {
+            let seq = inner.seq.fetch_add(1, Ordering::AcqRel);
+            seqs.push(seq);
+            entries.push(store::JournalEntry {
+                seq,
+                event: serde_json::to_string(event).unwrap_or_default(),
+                received_at: now,
+            });
+        }
+        if let Err(e) = inner
+            .config
+            .store
+            .write(vec![store::Write::Journal(entries)])
+            .await
+        {
+            metrics::inc(&inner.metrics.store_errors);
+            tracing::error!(error = %e, "a notification could not be journaled: answered 503");
+            return Err(Overloaded {
+                reason: if matches!(e, store::StoreError::Full(_)) {
+                    "the session store is full"
+                } else {
+                    "the session store refused the write"
+                },
+                queued: 0,
+                refused: events.len(),
+            });
+        }
+        self.submit_events(events, Some(seqs))
+    }
+
+    fn events_of(&self, batch: &[Notification]) -> Vec<Event> {
+        let inner = &self.inner;
         let mut events = Vec::with_capacity(batch.len());
-        for n in &batch {
+        for n in batch {
             let kind = match n.payload {
                 NotificationPayload::Call(_) => 0,
                 NotificationPayload::Operation(_) => 1,
@@ -196,6 +280,12 @@ impl Runtime {
             metrics::inc(&inner.metrics.notifications[kind]);
             events.extend(Event::from_notification(n));
         }
+        events
+    }
+
+    fn submit_events(&self, events: Vec<Event>, seqs: Option<Vec<u64>>) -> Result<(), Overloaded> {
+        let inner = &self.inner;
+        let received = tokio::time::Instant::now();
         if inner.closing.load(Ordering::Acquire) {
             metrics::inc(&inner.metrics.overloaded);
             return Err(Overloaded {
@@ -206,7 +296,8 @@ impl Runtime {
         }
         let total = events.len();
         for (queued, event) in events.into_iter().enumerate() {
-            if let Err(reason) = inner.route(event, received) {
+            let seq = seqs.as_ref().and_then(|s| s.get(queued).copied());
+            if let Err(reason) = inner.route(event, received, seq) {
                 metrics::inc(&inner.metrics.overloaded);
                 return Err(Overloaded {
                     reason,
@@ -238,7 +329,7 @@ impl Runtime {
         let id = format!("run-{}", uuid::Uuid::new_v4());
         let received = tokio::time::Instant::now();
         inner
-            .spawn_session(flow, &id, None, Event::ApiStart { params }, received)
+            .spawn_session(flow, &id, None, Event::ApiStart { params }, received, None)
             .map_err(|_| StartError::Overloaded {
                 max: inner.config.max_sessions,
             })?;
@@ -360,6 +451,7 @@ impl Inner {
         self: &Arc<Self>,
         event: Event,
         received: tokio::time::Instant,
+        seq: Option<u64>,
     ) -> Result<(), &'static str> {
         let Some(call_id) = event.call_id() else {
             tracing::debug!(?event, "an event without a call id was ignored");
@@ -369,7 +461,7 @@ impl Inner {
         // created by a session keep their order with those held for it.
         let mut table = lock(&self.table);
         if let Some(route) = table.route(call_id) {
-            return self.send(route, Box::new(Input::Event(event, received)));
+            return self.send(route, Box::new(Input::Event(event, received, seq)));
         }
         if table.ended.contains(call_id) {
             metrics::inc(&self.metrics.unknown_call_events);
@@ -390,7 +482,7 @@ impl Inner {
                 return Ok(());
             };
             let id = call.call_id.clone();
-            return self.spawn_session(flow, &id, Some(&id), event, received);
+            return self.spawn_session(flow, &id, Some(&id), event, received, seq);
         }
         // A state change on a call nobody owns starts a `state_change` flow,
         // unless a session may be about to claim it (a create in flight).
@@ -402,12 +494,12 @@ impl Inner {
             let set = self.flows.load();
             if let Some(flow) = pick_state_flow(&set, change, self.clock.now()) {
                 let id = change.call_id.clone();
-                return self.spawn_session(flow, &id, Some(&id), event, received);
+                return self.spawn_session(flow, &id, Some(&id), event, received, seq);
             }
             table = lock(&self.table);
             // The call may have been claimed while the lock was free.
             if let Some(route) = table.route(call_id) {
-                return self.send(route, Box::new(Input::Event(event, received)));
+                return self.send(route, Box::new(Input::Event(event, received, seq)));
             }
         }
         metrics::inc(&self.metrics.unknown_call_events);
@@ -416,9 +508,11 @@ impl Inner {
             "a notification for an unknown call: held briefly in case a session just created it"
         );
         let call_id: Box<str> = call_id.into();
-        table
-            .orphans
-            .hold(call_id, Box::new(Input::Event(event, received)), received);
+        table.orphans.hold(
+            call_id,
+            Box::new(Input::Event(event, received, seq)),
+            received,
+        );
         Ok(())
     }
 
@@ -453,6 +547,7 @@ impl Inner {
         call_id: Option<&str>,
         first: Event,
         received: tokio::time::Instant,
+        seq: Option<u64>,
     ) -> Result<(), &'static str> {
         let bot = match &first {
             Event::IncomingCall(call) => self
@@ -475,13 +570,13 @@ impl Inner {
             if let Some(call_id) = call_id {
                 // A duplicate of the incoming call won the race: it owns the call.
                 if let Some(route) = table.route(call_id) {
-                    return self.send(route, Box::new(Input::Event(first, received)));
+                    return self.send(route, Box::new(Input::Event(first, received, seq)));
                 }
                 table.calls.insert(call_id.into(), cell.id.clone());
             }
             self.pending.fetch_add(1, Ordering::AcqRel);
             if tx
-                .try_send(Box::new(Input::Event(first, received)))
+                .try_send(Box::new(Input::Event(first, received, seq)))
                 .is_err()
             {
                 self.pending.fetch_sub(1, Ordering::AcqRel);
@@ -499,7 +594,7 @@ impl Inner {
         }
         metrics::inc(&self.metrics.sessions_started);
         self.metrics.sessions_live.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(worker::run(self.clone(), cell, rx));
+        tokio::spawn(worker::run(self.clone(), cell, rx, None));
         Ok(())
     }
 

@@ -105,6 +105,9 @@ pub(super) fn reload(inner: &Inner) -> ReloadOutcome {
             state.first_seen.retain(|k, _| live.contains(k.as_str()));
             let result = outcome(true, version, set.flows.len(), &diagnostics);
             tracing::info!(version, flows = set.flows.len(), "flows reloaded");
+            // Submitted before the swap: the store writes in order, so a
+            // session pinned to a new version never lands before its source.
+            drop(inner.config.store.write(super::recover::flow_writes(&set)));
             inner.flows.store(Arc::new(set));
             metrics::inc(&inner.metrics.reloads_ok);
             state.last = result.clone();

@@ -22,17 +22,20 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::engine::{
-    self, CallControl, Command, Entry, Event, KEEP_ALIVE_EVERY, Outcome, RunEnd, Session, TimerId,
+    self, CallControl, Command, CommandId, Entry, Event, KEEP_ALIVE_EVERY, Outcome, RunEnd,
+    Session, StateChange, TimerId,
 };
 use crate::flow::Flow;
+use crate::graph::wire::{Call, CallState};
 use crate::graph::wire::{RejectReason, RejectRequest};
 
 use super::{Inner, SessionDetail, SessionSummary, lock, metrics};
 
 /// What a session's queue carries.
 pub(super) enum Input {
-    /// An event of one of its calls, with when `submit` received it.
-    Event(Event, Instant),
+    /// An event of one of its calls, with when `submit` received it and
+    /// its journal sequence number (when it was journaled).
+    Event(Event, Instant, Option<u64>),
 }
 
 /// How long a session whose run has ended and whose calls are all down
@@ -62,6 +65,12 @@ pub(super) trait DynControl: Send + Sync {
         &'a self,
         command: &'a Command,
     ) -> Pin<Box<dyn Future<Output = Option<Event>> + Send + 'a>>;
+
+    /// `GET` of a call (`None`: this control cannot tell).
+    fn get_call<'a>(
+        &'a self,
+        call_id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<Call>, engine::ControlError>> + Send + 'a>>;
 }
 
 /// Any `CallControl`, as a [`DynControl`].
@@ -73,6 +82,13 @@ impl<C: CallControl + Send + Sync + 'static> DynControl for Control<C> {
         command: &'a Command,
     ) -> Pin<Box<dyn Future<Output = Option<Event>> + Send + 'a>> {
         Box::pin(engine::execute(&*self.0, command))
+    }
+
+    fn get_call<'a>(
+        &'a self,
+        call_id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<Call>, engine::ControlError>> + Send + 'a>> {
+        Box::pin(self.0.get_call(call_id))
     }
 }
 
@@ -162,6 +178,31 @@ struct Worker {
     /// The engine or the `CallControl` panicked: the run is over and
     /// nothing more of it goes through them.
     faulted: bool,
+    /// Requests decided (and stored) whose result has not been applied.
+    inflight: Vec<Command>,
+    /// Journal entries applied since the state was last stored.
+    applied: Vec<u64>,
+}
+
+/// A session's runtime state as it was stored (see [`super::store::Persisted`]).
+pub(super) struct Restored {
+    pub(super) timers: Vec<(TimerId, DateTime<Utc>)>,
+    pub(super) inflight: Vec<Command>,
+    pub(super) owned: Vec<String>,
+    pub(super) last_activity: DateTime<Utc>,
+    pub(super) next_keep_alive: DateTime<Utc>,
+}
+
+/// The request a result event settles.
+fn settles(event: &Event, inflight: &[Command]) -> Option<CommandId> {
+    match event {
+        Event::Accepted { command, .. } | Event::RequestFailed { command, .. } => Some(*command),
+        Event::CallCreated { tag: created, .. } => inflight.iter().find_map(|c| match c {
+            Command::CreateCall { id, tag, .. } if tag == created => Some(*id),
+            _ => None,
+        }),
+        _ => None,
+    }
 }
 
 /// Runs one session until its calls are down (and a short linger), it is
@@ -170,6 +211,7 @@ pub(super) async fn run(
     inner: Arc<Inner>,
     cell: Arc<SessionCell>,
     mut rx: mpsc::Receiver<Box<Input>>,
+    restored: Option<Restored>,
 ) {
     let start = inner.clock.now();
     let keep_alive = KEEP_ALIVE_EVERY;
@@ -183,7 +225,19 @@ pub(super) async fn run(
         ended_at: None,
         owned: Vec::new(),
         faulted: false,
+        inflight: Vec::new(),
+        applied: Vec::new(),
     };
+    if let Some(r) = restored {
+        w.timers = r.timers;
+        w.inflight = r.inflight;
+        w.owned = r.owned;
+        w.last_activity = r.last_activity;
+        w.next_keep_alive = r.next_keep_alive;
+        Box::pin(w.reconcile()).await;
+        w.inner.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+    let mut finished = false;
     // Events handled since the last turn, and the deadline being handled:
     // both are released only once the next sleep is registered, so that a
     // manual clock never sees this task idle with its next deadline unknown.
@@ -200,7 +254,8 @@ pub(super) async fn run(
             biased;
             input = rx.recv() => match input {
                 Some(input) => {
-                    let Input::Event(event, received) = *input;
+                    let Input::Event(event, received, seq) = *input;
+                    w.applied.extend(seq);
                     w.last_activity = w.inner.clock.now();
                     // Boxed: the task's idle footprint stays small.
                     Box::pin(w.feed(event, Some(received))).await;
@@ -211,6 +266,7 @@ pub(super) async fn run(
             wake = sleep => {
                 _woken = Some(wake);
                 if !Box::pin(w.on_deadline(keep_alive)).await {
+                    finished = true;
                     break;
                 }
             }
@@ -222,6 +278,9 @@ pub(super) async fn run(
         handled += 1;
     }
     w.inner.pending.fetch_sub(handled, Ordering::AcqRel);
+    // A session stopped by a shutdown stays live in the store: the next
+    // start picks it up. One that finished is stored as ended.
+    w.save(!finished).await;
     let outcome = w.cell.lock().outcome();
     if let Some(outcome) = outcome {
         w.inner.metrics.count_end(outcome);
@@ -303,6 +362,9 @@ impl Worker {
     async fn drain(&mut self, mut queue: VecDeque<Event>, mut received: Option<Instant>) {
         self.cell.busy.store(true, Ordering::Release);
         while let Some(event) = queue.pop_front() {
+            if let Some(command) = settles(&event, &self.inflight) {
+                self.inflight.retain(|c| c.id() != Some(command));
+            }
             let now = self.inner.clock.now();
             let stepped = {
                 let mut s = self.cell.lock();
@@ -313,7 +375,7 @@ impl Worker {
             let commands = match stepped {
                 Ok(stepped) => {
                     self.inner.metrics.count_actions(&stepped.actions);
-                    stepped.commands
+                    self.write_ahead(stepped.commands).await
                 }
                 Err(panic) => {
                     self.internal_error("the engine", panic_message(&*panic))
@@ -342,7 +404,120 @@ impl Worker {
         if done && self.ended_at.is_none() {
             self.ended_at = Some(self.inner.clock.now());
         }
+        self.save(true).await;
         self.cell.busy.store(false, Ordering::Release);
+    }
+
+    /// Keeps the timers a step set, and, when it asks for Graph requests,
+    /// stores the session (with the requests as in flight) before any is
+    /// sent: a restart then knows they may have reached Graph, and never
+    /// sends them again blindly. Returns the requests to send.
+    async fn write_ahead(&mut self, commands: Vec<Command>) -> Vec<Command> {
+        let mut requests = Vec::with_capacity(commands.len());
+        for cmd in commands {
+            match cmd {
+                Command::SetTimer { timer, at } => {
+                    self.timers.retain(|(t, _)| *t != timer);
+                    self.timers.push((timer, at));
+                }
+                Command::CancelTimer { timer } => self.timers.retain(|(t, _)| *t != timer),
+                cmd => requests.push(cmd),
+            }
+        }
+        if !requests.is_empty() && self.inner.config.store.durable() {
+            self.inflight
+                .extend(requests.iter().filter(|c| c.id().is_some()).cloned());
+            self.save(true).await;
+        }
+        requests
+    }
+
+    /// Writes the session's state to the store (`live`: still running or
+    /// lingering), with the journal entries it has applied.
+    async fn save(&mut self, live: bool) {
+        let store = &self.inner.config.store;
+        if !store.durable() {
+            return;
+        }
+        let now = self.inner.clock.now();
+        let record = {
+            let s = self.cell.lock();
+            let persisted = super::store::Persisted {
+                session: s.clone(),
+                timers: self.timers.clone(),
+                inflight: self.inflight.clone(),
+                owned: self.owned.clone(),
+                last_activity: self.last_activity,
+                next_keep_alive: self.next_keep_alive,
+            };
+            super::store::SessionRecord {
+                id: s.id.clone(),
+                flow: s.flow.clone(),
+                flow_version: s.flow_version.clone(),
+                live,
+                state: serde_json::to_string(&persisted).unwrap_or_default(),
+                updated_at: now,
+                ended_at: (!live).then(|| s.end.as_ref().map_or(now, |e| e.at)),
+            }
+        };
+        let applied = std::mem::take(&mut self.applied);
+        let written = store.write(vec![super::store::Write::Session { record, applied }]);
+        if let Err(e) = written.await {
+            metrics::inc(&self.inner.metrics.store_errors);
+            tracing::error!(session = %self.cell.id, error = %e, "the session's state could not be stored");
+        }
+    }
+
+    /// After a restart: every request that was in flight may or may not
+    /// have reached Graph (`MaybeSent`, never sent again); then each call
+    /// still up in the session is asked of Graph, and one that ended while
+    /// the server was down ends as Graph says.
+    async fn reconcile(&mut self) {
+        let mut queue = VecDeque::new();
+        for cmd in std::mem::take(&mut self.inflight) {
+            let Some(command) = cmd.id() else { continue };
+            self.inflight.push(cmd);
+            queue.push_back(Event::RequestFailed {
+                command,
+                status: 0,
+                code: "MaybeSent".into(),
+                message: "the server stopped while this request was in flight: it may or may \
+                          not have reached Graph, and was not sent again"
+                    .into(),
+            });
+        }
+        let calls: Vec<String> = self
+            .cell
+            .lock()
+            .live_call_ids()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        for call_id in calls {
+            let ended = match self.inner.control.get_call(&call_id).await {
+                Ok(Some(call)) => match call.state {
+                    Some(CallState::Terminated) => Some(call.result_info),
+                    _ => None,
+                },
+                Ok(None) => None,
+                Err(e) if e.status == 404 => Some(None),
+                Err(e) => {
+                    tracing::warn!(session = %self.cell.id, call = %call_id, error = %e.message,
+                        "could not ask Graph about a recovered call; it carries on");
+                    None
+                }
+            };
+            if let Some(result) = ended {
+                tracing::info!(session = %self.cell.id, call = %call_id,
+                    "a call ended while the server was down");
+                let mut change = StateChange::new(call_id, CallState::Terminated);
+                if let Some(result) = result {
+                    change = change.with_result(result);
+                }
+                queue.push_back(Event::CallState(change));
+            }
+        }
+        self.drain(queue, None).await;
     }
 
     /// Carries out one command: a timer is kept here, a request goes to

@@ -72,6 +72,7 @@ pub fn runtime_config(flows: PathBuf, callback_uri: String, bot: BotIdentity) ->
         max_sessions: 100_000,
         queue_per_call: 256,
         clock: Clock::System,
+        ..RuntimeConfig::default()
     }
 }
 
@@ -139,15 +140,20 @@ pub async fn production(s: Settings) -> Result<(), ServeError> {
              file): calls to and transfers to phone numbers will be refused by Graph"
         );
     }
-    let runtime = Runtime::start(
-        runtime_config(s.flows.clone(), callback.clone(), s.bot_identity()),
-        Arc::new(client),
-    )
-    .await
-    .map_err(|diagnostics| ServeError::Flows {
-        dir: s.flows.clone(),
-        diagnostics,
-    })?;
+    let store = open_store(&s.store)?;
+    let mut config = runtime_config(s.flows.clone(), callback.clone(), s.bot_identity());
+    config.store = store;
+    config.keep_ended = s.keep_ended;
+    let runtime = Runtime::start(config, Arc::new(client))
+        .await
+        .map_err(|diagnostics| ServeError::Flows {
+            dir: s.flows.clone(),
+            diagnostics,
+        })?;
+    let recovered = runtime
+        .recover()
+        .await
+        .map_err(|e| ServeError::Usage(format!("the session store {}: {e}", s.store)))?;
     let auth = if s.insecure_no_auth {
         NotificationAuth::InsecureNoAuth
     } else {
@@ -178,6 +184,8 @@ pub async fn production(s: Settings) -> Result<(), ServeError> {
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or(listen),
         callback = %callback,
         flows = %s.flows.display(),
+        store = %s.store,
+        recovered,
         "callflow serving"
     );
     let served = crate::server::serve(listener, state, stop_signal()).await;
@@ -186,6 +194,29 @@ pub async fn production(s: Settings) -> Result<(), ServeError> {
         h.abort();
     }
     served.map_err(|e| ServeError::Failed(format!("the server stopped: {e}")))
+}
+
+/// Opens the session store `url`; a store that cannot be opened (locked by
+/// another server, corrupt, written by a newer callflow) is a usage error
+/// (exit status 2), and nothing in it is changed. The memory store says
+/// that nothing survives a restart.
+///
+/// # Errors
+///
+/// [`ServeError::Usage`] with the store's message.
+pub fn open_store(
+    url: &crate::runtime::StoreUrl,
+) -> Result<crate::runtime::StoreHandle, ServeError> {
+    let store = url.open().map_err(|e| ServeError::Usage(e.to_string()))?;
+    if store.durable() {
+        tracing::info!(store = %url, "sessions are stored: calls survive a restart");
+    } else {
+        tracing::warn!(
+            "the session store is memory: nothing survives a restart (calls in progress are lost \
+             if this process stops); use --store sqlite:PATH, the default, to keep them"
+        );
+    }
+    Ok(crate::runtime::StoreHandle(store))
 }
 
 /// Ctrl-C, or SIGTERM on Unix.

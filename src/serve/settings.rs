@@ -107,6 +107,15 @@ pub struct ServeOptions {
     /// Authentication off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure_no_auth: Option<bool>,
+    /// The session store (`sqlite:PATH` or `memory`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// The folder of the default store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// How long ended sessions are kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_ended: Option<String>,
 }
 
 /// The settings after every layer, checked.
@@ -151,6 +160,10 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Authentication off.
     pub insecure_no_auth: bool,
+    /// The session store.
+    pub store: crate::runtime::StoreUrl,
+    /// How long ended sessions are kept in the store.
+    pub keep_ended: std::time::Duration,
 }
 
 /// A figment provider named for its layer.
@@ -244,6 +257,19 @@ impl Settings {
             (None, None) => KeySource::OpenIdConfiguration(GRAPH_OPENID_CONFIGURATION.into()),
         };
         let callback_path = callback_path(o.public_url.as_deref(), o.callback_path.as_deref())?;
+        let data_dir = o
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("callflow-data"));
+        let store = match &o.store {
+            Some(url) => crate::runtime::StoreUrl::parse(url).map_err(|e| format!("store: {e}"))?,
+            None => crate::runtime::StoreUrl::default_in(&data_dir),
+        };
+        let keep_ended = match &o.keep_ended {
+            Some(text) => humantime::parse_duration(text.trim())
+                .map_err(|e| format!("keep-ended {text:?}: {e}"))?,
+            None => std::time::Duration::from_secs(7 * 24 * 3600),
+        };
         let mut instances = o.instances.unwrap_or_default();
         for (n, i) in instances.iter_mut().enumerate() {
             i.id = i.id.trim().to_owned();
@@ -271,6 +297,8 @@ impl Settings {
             max_body,
             log_format: o.log_format.unwrap_or_default(),
             insecure_no_auth: o.insecure_no_auth.unwrap_or(false),
+            store,
+            keep_ended,
         })
     }
 

@@ -164,12 +164,46 @@ fn start_error(flow: &str, error: StartError) -> ApiError {
     }
 }
 
-/// `GET /api/sessions`.
-pub(crate) async fn sessions(State(state): State<ServerState>, headers: HeaderMap) -> Response {
+/// The page `/api/sessions` answers when none is asked for.
+pub const SESSIONS_PAGE: usize = 1000;
+/// The largest page `/api/sessions` answers.
+pub const SESSIONS_PAGE_MAX: usize = 10_000;
+
+/// `?offset=N&limit=M` of `GET /api/sessions`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct PageQuery {
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/sessions?offset=N&limit=M`: live sessions, then finished
+/// ones, one page at a time (`next` is the offset of the next page, when
+/// there is one).
+pub(crate) async fn sessions(
+    State(state): State<ServerState>,
+    axum::extract::Query(page): axum::extract::Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(e) = require_admin(&state, &headers, "/api/sessions") {
         return e.into_response();
     }
-    Json(json!({ "sessions": state.runtime().sessions() })).into_response()
+    let all = state.runtime().sessions();
+    let total = all.len();
+    let offset = page.offset.unwrap_or(0).min(total);
+    let limit = page
+        .limit
+        .unwrap_or(SESSIONS_PAGE)
+        .clamp(1, SESSIONS_PAGE_MAX);
+    let end = offset.saturating_add(limit).min(total);
+    let next = (end < total).then_some(end);
+    Json(json!({
+        "sessions": &all[offset..end],
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "next": next,
+    }))
+    .into_response()
 }
 
 /// `GET /api/sessions/{id}`.

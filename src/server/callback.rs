@@ -204,7 +204,7 @@ async fn accept(
         ));
     }
     let count = batch.notifications.len();
-    if let Err(overloaded) = state.runtime().submit(batch.notifications) {
+    if let Err(overloaded) = state.runtime().submit_durable(batch.notifications).await {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",

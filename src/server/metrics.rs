@@ -42,6 +42,16 @@ pub(crate) fn render(state: &ServerState) -> String {
             get(&m.overloaded),
         ),
         (
+            "callflow_store_errors_total",
+            "Writes the session store refused (notifications answered 503).",
+            get(&m.store_errors),
+        ),
+        (
+            "callflow_sessions_recovered_total",
+            "Sessions loaded from the store at start.",
+            get(&m.sessions_recovered),
+        ),
+        (
             "callflow_unmatched_incoming_total",
             "Incoming calls no flow takes.",
             get(&m.unmatched_incoming),

@@ -22,4 +22,5 @@ mod scenarios;
 mod server;
 mod shipped;
 mod sim_graph;
+mod store;
 mod studio;

@@ -756,6 +756,7 @@ async fn serve_binary_in_production_mode() {
         .expect("free port")
         .port();
     let public = format!("http://127.0.0.1:{port}");
+    let data = tempfile::tempdir().expect("temp dir");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args([
@@ -773,6 +774,7 @@ async fn serve_binary_in_production_mode() {
         .arg(flows_dir())
         .env("CALLFLOW_CLIENT_SECRET", "sim-secret")
         .env("CALLFLOW_ADMIN_TOKEN", ADMIN)
+        .env("CALLFLOW_DATA_DIR", data.path())
         .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -1711,6 +1711,9 @@ fn the_banners_advice_works_when_followed() {
         serve.env(name, value);
     }
     serve.args(ours(args_part).split_whitespace());
+    // The default store (./callflow-data) in a folder of the test's own.
+    let data = tempfile::tempdir().expect("temp dir");
+    serve.env("CALLFLOW_DATA_DIR", data.path());
     let mut serve = serve
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())

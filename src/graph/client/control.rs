@@ -148,4 +148,8 @@ impl CallControl for GraphClient {
     async fn keep_alive(&self, call_id: &str) -> Result<(), ControlError> {
         Ok(GraphClient::keep_alive(self, call_id).await?)
     }
+
+    async fn get_call(&self, call_id: &str) -> Result<Option<Call>, ControlError> {
+        Ok(Some(GraphClient::get_call(self, call_id).await?))
+    }
 }

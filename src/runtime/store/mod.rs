@@ -1,0 +1,268 @@
+//! The session store: what survives a crash, a restart and a deploy.
+//!
+//! One trait, [`Store`], with two implementations: [`sqlite`] (the default,
+//! a file under the data directory, written by one thread that groups
+//! commits) and [`memory`] (nothing kept: tests and the demo). The runtime
+//! writes three kinds of things through it, and reads them back once, at
+//! start ([`Store::recover`]):
+//!
+//! - the **journal**: every notification's events, written (and committed)
+//!   before the server answers `202`, each with a sequence number; an entry
+//!   is deleted in the same transaction as the session state that applied it;
+//! - each **session**'s state after each step ([`Persisted`]: the engine's
+//!   `Session`, its timers as deadlines, the Graph requests in flight, the
+//!   calls it created), written before any Graph request it causes is sent;
+//! - **flow sources** by content hash, so that a call pinned to a flow
+//!   version finishes on it across a restart even after the file changed.
+//!
+//! The trait is shaped for a shared database next (PostgreSQL, several
+//! instances): writes are batches applied atomically, completion is a future
+//! (a network round trip, not a thread hop), and every write of a session
+//! carries the whole state, so that a lease holder's fenced write
+//! (`UPDATE … WHERE lease = $epoch`) is one statement. See docs/decisions.md.
+//!
+//! This module never interprets a session or an event: it keeps JSON text.
+
+pub mod memory;
+pub mod sqlite;
+
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Command, CommandId, Session, TimerId};
+
+/// What a session's record holds: the engine's state and the runtime's.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Persisted {
+    /// The engine's state.
+    pub session: Session,
+    /// Timers set and not fired nor cancelled, as deadlines.
+    #[serde(default)]
+    pub timers: Vec<(TimerId, DateTime<Utc>)>,
+    /// Graph requests decided and maybe sent, whose result was not applied.
+    #[serde(default)]
+    pub inflight: Vec<Command>,
+    /// Calls the session created (routed to it).
+    #[serde(default)]
+    pub owned: Vec<String>,
+    /// When something last happened to it (the idle reaper counts from here).
+    pub last_activity: DateTime<Utc>,
+    /// When the next `keepAlive` is due.
+    pub next_keep_alive: DateTime<Utc>,
+}
+
+impl Persisted {
+    /// Forgets the request `command` (its result was applied).
+    pub fn settled(&mut self, command: CommandId) {
+        self.inflight.retain(|c| c.id() != Some(command));
+    }
+}
+
+/// One session as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionRecord {
+    /// The session's id.
+    pub id: String,
+    /// Its flow's name.
+    pub flow: String,
+    /// The flow version (SHA-256 of its source) it is pinned to.
+    pub flow_version: String,
+    /// Whether it still runs (or waits for its calls to end).
+    pub live: bool,
+    /// [`Persisted`] as JSON.
+    pub state: String,
+    /// When it was written.
+    pub updated_at: DateTime<Utc>,
+    /// When it ended, once it has.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// One journaled event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JournalEntry {
+    /// Its sequence number (arrival order).
+    pub seq: u64,
+    /// The engine's `Event`, as JSON.
+    pub event: String,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+}
+
+/// One write of a batch.
+#[derive(Clone, Debug)]
+pub enum Write {
+    /// Events received, to apply if the process stops before they are.
+    Journal(Vec<JournalEntry>),
+    /// A session's state; the journal entries `applied` are deleted with it.
+    Session {
+        /// The record.
+        record: SessionRecord,
+        /// Journal entries this state has applied.
+        applied: Vec<u64>,
+    },
+    /// A flow's source, by its hash (kept once).
+    Flow {
+        /// SHA-256 of the source.
+        hash: String,
+        /// The flow's name.
+        name: String,
+        /// The text.
+        source: String,
+    },
+    /// Removes sessions that ended before `ended_before`, and journal
+    /// entries received before `journal_before` (events no session took:
+    /// a call nobody owns, a late notification).
+    Purge {
+        /// Sessions ended before this are removed.
+        ended_before: DateTime<Utc>,
+        /// Journal entries received before this are removed.
+        journal_before: DateTime<Utc>,
+    },
+}
+
+/// What a store holds at start.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Live sessions.
+    pub sessions: Vec<SessionRecord>,
+    /// Events journaled and not applied, in sequence order.
+    pub journal: Vec<JournalEntry>,
+}
+
+/// Why the store failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be opened: locked, corrupt, newer, unreadable.
+    #[error("{0}")]
+    Open(String),
+    /// No space left (writes refused until there is).
+    #[error("the store is full (no space left on the device): {0}")]
+    Full(String),
+    /// Any other failure.
+    #[error("the store failed: {0}")]
+    Failed(String),
+    /// The store's writer has stopped.
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// A write's completion.
+pub type Done = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'static>>;
+
+/// A page of stored sessions.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// The records, newest first.
+    pub records: Vec<SessionRecord>,
+    /// Whether there are more.
+    pub more: bool,
+}
+
+/// Where sessions are kept.
+///
+/// Writes are batches: a store applies each batch atomically and may group
+/// several batches into one commit; the future resolves once the batch is
+/// durable. A write is submitted when [`Store::write`] is called (dropping
+/// the future only ignores its result), and writes are applied in
+/// submission order.
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `memory`.
+    fn kind(&self) -> &'static str;
+    /// Whether what is written survives the process.
+    fn durable(&self) -> bool;
+    /// Applies `writes` atomically; resolves once durable.
+    fn write(&self, writes: Vec<Write>) -> Done;
+    /// Everything needed at start: live sessions and unapplied events.
+    fn recover(&self) -> Result<Recovered, StoreError>;
+    /// A flow's source by hash: `(name, text)`.
+    fn flow_source(&self, hash: &str) -> Result<Option<(String, String)>, StoreError>;
+    /// One stored session.
+    fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+    /// Ended sessions, newest first, from `offset`, at most `limit`.
+    fn ended(&self, offset: usize, limit: usize) -> Result<Page, StoreError>;
+    /// Waits until every write submitted so far is durable.
+    fn flush(&self) -> Done {
+        self.write(Vec::new())
+    }
+}
+
+/// Which store, as `--store` names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `sqlite:PATH`.
+    Sqlite(PathBuf),
+    /// `memory`.
+    Memory,
+}
+
+impl StoreUrl {
+    /// Reads `sqlite:PATH`, `sqlite://PATH` or `memory`.
+    pub fn parse(text: &str) -> Result<StoreUrl, String> {
+        let text = text.trim();
+        if text == "memory" || text == "memory:" {
+            return Ok(StoreUrl::Memory);
+        }
+        if let Some(path) = text.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err("sqlite: needs a path (sqlite:callflow-data/callflow.db)".into());
+            }
+            return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
+        }
+        Err(format!(
+            "unknown store {text:?}: use sqlite:PATH or memory (postgres is not supported yet)"
+        ))
+    }
+
+    /// The default: `sqlite:DATA_DIR/callflow.db`.
+    pub fn default_in(data_dir: &Path) -> StoreUrl {
+        StoreUrl::Sqlite(data_dir.join("callflow.db"))
+    }
+
+    /// Opens the store (creating the file and its folder if needed).
+    pub fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
+        match self {
+            StoreUrl::Memory => Ok(Arc::new(memory::MemoryStore)),
+            StoreUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
+        }
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::Memory => f.write_str("memory"),
+            StoreUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+        }
+    }
+}
+
+/// A store as the runtime holds it (a shared handle that prints its kind).
+#[derive(Clone)]
+pub struct StoreHandle(pub Arc<dyn Store>);
+
+impl StoreHandle {
+    /// The in-memory store.
+    pub fn memory() -> Self {
+        StoreHandle(Arc::new(memory::MemoryStore))
+    }
+}
+
+impl fmt::Debug for StoreHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreHandle({})", self.0.kind())
+    }
+}
+
+impl std::ops::Deref for StoreHandle {
+    type Target = dyn Store;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}

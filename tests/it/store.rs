@@ -1,0 +1,521 @@
+//! Durable sessions: `callflow serve` (the real binary, in a child process)
+//! against sim-graph over loopback, with its SQLite store in a temporary
+//! folder; killed with `kill -9` or stopped with SIGTERM while calls wait,
+//! started again on the same store, and each call finishes as it would
+//! have. Also: a corrupt, a locked and a newer store refused with exit 2.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use callflow::sim::graph::BOT_APP_ID;
+use callflow::sim::http::{SimGraphConfig, SimGraphServer};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::support::poll::eventually;
+
+const ADMIN: &str = "store-admin-token";
+const TENANT: &str = "sim-tenant";
+const MENU_NUMBER: &str = "+14255550177";
+const TIMEOUT_NUMBER: &str = "+14255550178";
+
+const FLOW: &str = r#"flow: durable
+trigger:
+  incoming_call:
+    to: ["+14255550177"]
+start: greet
+steps:
+  greet:
+    answer: {}
+    next: menu
+  menu:
+    menu:
+      prompt: https://cdn.contoso.com/menu.wav
+      choices: { "1": sales }
+      timeout: 1h
+      retries: 0
+    on_timeout: bye
+    on_invalid: bye
+  sales:
+    transfer: { to: { phone: "+14255550123" } }
+    on_failure: bye
+  bye:
+    hangup: {}
+"#;
+
+const TIMEOUT_FLOW: &str = r#"flow: durable-timeout
+trigger:
+  incoming_call:
+    to: ["+14255550178"]
+start: greet
+steps:
+  greet:
+    answer: {}
+    next: menu
+  menu:
+    menu:
+      prompt: https://cdn.contoso.com/menu.wav
+      choices: { "1": bye }
+      timeout: 1s
+      retries: 0
+    on_timeout: bye
+    on_invalid: bye
+  bye:
+    hangup: {}
+"#;
+
+fn flows(dir: &Path) -> PathBuf {
+    let flows = dir.join("flows");
+    std::fs::create_dir_all(&flows).expect("flows dir");
+    std::fs::write(flows.join("durable.yaml"), FLOW).expect("flow");
+    std::fs::write(flows.join("durable-timeout.yaml"), TIMEOUT_FLOW).expect("flow");
+    flows
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// `callflow serve` in production mode against sim-graph at `graph`.
+struct Serve {
+    child: Option<Child>,
+    public: String,
+}
+
+fn serve_command(graph: &str, port: u16, flows: &Path, store: &str) -> Command {
+    let public = format!("http://127.0.0.1:{port}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callflow"));
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--public-url",
+            &public,
+            "--app-id",
+            BOT_APP_ID,
+            "--tenant",
+            TENANT,
+        ])
+        .args(["--graph-url", graph, "--authority-url", graph])
+        .arg("--openid-config-url")
+        .arg(format!("{graph}/.well-known/OpenIdConfiguration"))
+        .arg("--flows")
+        .arg(flows)
+        .args(["--store", store])
+        .env("CALLFLOW_CLIENT_SECRET", "sim-secret")
+        .env("CALLFLOW_ADMIN_TOKEN", ADMIN)
+        .env_remove("RUST_LOG")
+        .env_remove("CALLFLOW_STORE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+impl Serve {
+    async fn start(graph: &str, port: u16, flows: &Path, store: &str) -> Serve {
+        let child = serve_command(graph, port, flows, store)
+            .spawn()
+            .expect("spawn callflow serve");
+        let public = format!("http://127.0.0.1:{port}");
+        let mut serve = Serve {
+            child: Some(child),
+            public,
+        };
+        let http = reqwest::Client::new();
+        let url = format!("{}/readyz", serve.public);
+        let ready = eventually(Duration::from_secs(60), || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let r = http.get(url).send().await.ok()?;
+                (r.status() == 200).then_some(())
+            }
+        })
+        .await;
+        if ready.is_none() {
+            let mut child = serve.child.take().expect("child");
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "serve never got ready: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serve
+    }
+
+    async fn session(&self, id: &str) -> Option<Value> {
+        let r = reqwest::Client::new()
+            .get(format!("{}/api/sessions/{id}", self.public))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .ok()?;
+        if r.status() != 200 {
+            return None;
+        }
+        r.json().await.ok()
+    }
+
+    async fn wait_session(&self, id: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let found = eventually(Duration::from_secs(60), || async {
+            self.session(id).await.filter(|s| ok(s))
+        })
+        .await;
+        match found {
+            Some(s) => s,
+            None => panic!("session {id}: never {what}: {:?}", self.session(id).await),
+        }
+    }
+
+    /// `kill -9`.
+    fn kill9(mut self) {
+        let mut child = self.child.take().expect("child");
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+    }
+
+    /// SIGTERM; waits for the exit and returns its status and stderr.
+    async fn term(mut self) -> (std::process::ExitStatus, String, Duration) {
+        let child = self.child.take().expect("child");
+        let pid = child.id();
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .expect("join")
+            .expect("output");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            started.elapsed(),
+        )
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn place(graph: &str, to: &str, callback: &str) -> String {
+    let placed: Value = reqwest::Client::new()
+        .post(format!("{graph}/sim/calls"))
+        .json(&json!({
+            "from": { "phone": "+15550100" },
+            "to": { "phone": to },
+            "callbackUri": callback,
+        }))
+        .send()
+        .await
+        .expect("place")
+        .json()
+        .await
+        .expect("json");
+    placed["id"].as_str().expect("id").to_owned()
+}
+
+async fn sim_post(graph: &str, path: &str, body: Value) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{graph}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("sim-graph answers")
+        .status()
+        .as_u16()
+}
+
+/// The requests sim-graph received for `call`, as `METHOD last-path-segment`.
+async fn requests(graph: &str, call: &str) -> Vec<String> {
+    let v: Value = reqwest::get(format!("{graph}/sim/calls/{call}/requests"))
+        .await
+        .expect("requests")
+        .json()
+        .await
+        .expect("json");
+    v["value"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .map(|r| {
+            let path = r["path"].as_str().unwrap_or("");
+            let last = path.rsplit('/').next().unwrap_or("");
+            let last = if last == call { "call" } else { last };
+            format!("{} {last}", r["method"].as_str().unwrap_or(""))
+        })
+        .filter(|r| !r.starts_with("GET"))
+        .collect()
+}
+
+/// Whether the call waits in its menu with the prompt played to the end
+/// (its completion delivered and answered `202`).
+async fn menu_waiting(serve: &Serve, graph: &str, call: &str) -> bool {
+    let Some(s) = serve.session(call).await else {
+        return false;
+    };
+    if s["step"] != "menu" {
+        return false;
+    }
+    let Ok(r) = reqwest::get(format!("{graph}/sim/calls/{call}/notifications")).await else {
+        return false;
+    };
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    v["value"].as_array().is_some_and(|list| {
+        list.iter().any(|d| {
+            let body = d["body"].to_string();
+            d["status"] == 202 && body.contains("playPromptOperation") && body.contains("completed")
+        })
+    })
+}
+
+fn no_request_twice(list: &[String]) {
+    for r in list {
+        if r.starts_with("POST") {
+            let n = list.iter().filter(|x| *x == r).count();
+            assert_eq!(n, 1, "{r} sent {n} times: {list:?}");
+        }
+    }
+}
+
+async fn sim() -> SimGraphServer {
+    SimGraphServer::start(
+        SimGraphConfig::default(),
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+    )
+    .await
+    .expect("sim-graph")
+}
+
+/// A call waits in a menu; `serve` is killed with `kill -9`, started
+/// again, stopped with SIGTERM (intake stops, it exits cleanly and in
+/// bounded time, the call is not hung up), started again; the caller
+/// presses 1 and is transferred: the same outcome and the same requests
+/// as a call nobody interrupted, none sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_a_menu_survives_kill_9_and_sigterm() {
+    callflow::graph::client::install_tls_provider();
+    let sim = sim().await;
+    let graph = sim.base_url().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = flows(dir.path());
+    let store = format!("sqlite:{}", dir.path().join("data/callflow.db").display());
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/api/calls");
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    // The uninterrupted run.
+    let plain = place(&graph, MENU_NUMBER, &callback).await;
+    eventually(Duration::from_secs(60), || async {
+        menu_waiting(&serve, &graph, &plain).await.then_some(())
+    })
+    .await
+    .expect("the plain call waits in its menu");
+    assert!(
+        (200..300).contains(
+            &sim_post(
+                &graph,
+                &format!("/sim/calls/{plain}/press"),
+                json!({"digits": "1"})
+            )
+            .await
+        )
+    );
+    let ended = serve
+        .wait_session(&plain, "ended", |s| s["state"] == "ended")
+        .await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    let plain_requests = requests(&graph, &plain).await;
+
+    // The interrupted one.
+    let call = place(&graph, MENU_NUMBER, &callback).await;
+    eventually(Duration::from_secs(60), || async {
+        menu_waiting(&serve, &graph, &call).await.then_some(())
+    })
+    .await
+    .expect("the call waits in its menu");
+    serve.kill9();
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let s = serve
+        .wait_session(&call, "recovered in its menu", |s| {
+            s["step"] == "menu" && s["state"] == "running"
+        })
+        .await;
+    assert_eq!(s["flow"], "durable");
+
+    let (status, stderr, took) = serve.term().await;
+    assert!(status.success(), "SIGTERM: {status:?}\n{stderr}");
+    assert!(took < Duration::from_secs(20), "SIGTERM took {took:?}");
+    assert!(
+        !requests(&graph, &call)
+            .await
+            .iter()
+            .any(|r| r.starts_with("DELETE")),
+        "a graceful stop hung the call up"
+    );
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    serve
+        .wait_session(&call, "recovered again", |s| s["step"] == "menu")
+        .await;
+    assert!(
+        (200..300).contains(
+            &sim_post(
+                &graph,
+                &format!("/sim/calls/{call}/press"),
+                json!({"digits": "1"})
+            )
+            .await
+        )
+    );
+    let ended = serve
+        .wait_session(&call, "ended", |s| s["state"] == "ended")
+        .await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    let list = requests(&graph, &call).await;
+    no_request_twice(&list);
+    assert_eq!(
+        list, plain_requests,
+        "the same requests as the uninterrupted call"
+    );
+    // Both calls are kept; the list comes a page at a time.
+    let page: Value = reqwest::Client::new()
+        .get(format!("{}/api/sessions?limit=1", serve.public))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("sessions")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page["sessions"].as_array().map(Vec::len), Some(1), "{page}");
+    assert_eq!(page["next"], 1, "{page}");
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
+
+/// While `serve` is down, one call's menu timeout passes and another call
+/// is hung up by its caller. At restart the timeout fires at once (the flow
+/// says goodbye and hangs up), and the hung-up call's session ends as
+/// `caller_hung_up` after a `GET` of the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_and_hang_ups_while_down_are_applied_at_restart() {
+    callflow::graph::client::install_tls_provider();
+    let sim = sim().await;
+    let graph = sim.base_url().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = flows(dir.path());
+    let store = format!("sqlite:{}", dir.path().join("callflow.db").display());
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/api/calls");
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let hung = place(&graph, MENU_NUMBER, &callback).await;
+    eventually(Duration::from_secs(60), || async {
+        menu_waiting(&serve, &graph, &hung).await.then_some(())
+    })
+    .await
+    .expect("the first call waits in its menu");
+    let timed = place(&graph, TIMEOUT_NUMBER, &callback).await;
+    // Killed as soon as the second call's prompt has played: its 1 s
+    // timeout runs out while the server is down.
+    eventually(Duration::from_secs(60), || async {
+        menu_waiting(&serve, &graph, &timed).await.then_some(())
+    })
+    .await
+    .expect("the second call waits in its menu");
+    serve.kill9();
+    let killed = Instant::now();
+    assert!(
+        (200..300)
+            .contains(&sim_post(&graph, &format!("/sim/calls/{hung}/hangup"), json!({})).await)
+    );
+    eventually(Duration::from_secs(10), || async {
+        (killed.elapsed() > Duration::from_millis(1500)).then_some(())
+    })
+    .await;
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let ended = serve
+        .wait_session(&hung, "ended", |s| s["state"] == "ended")
+        .await;
+    assert_eq!(ended["outcome"], "caller_hung_up", "{ended}");
+    let ended = serve
+        .wait_session(&timed, "ended", |s| s["state"] == "ended")
+        .await;
+    assert_eq!(ended["outcome"], "hung_up", "{ended}");
+    assert!(
+        ended["timeline_text"].to_string().contains("bye"),
+        "the timeout led to bye: {ended}"
+    );
+    no_request_twice(&requests(&graph, &timed).await);
+    no_request_twice(&requests(&graph, &hung).await);
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
+
+fn refused(flows: &Path, store: &str) -> (i32, String) {
+    let port = free_port();
+    let out = serve_command("http://127.0.0.1:9", port, flows, store)
+        .output()
+        .expect("run serve");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A file that is not a store, a store a newer callflow wrote, and a store
+/// another server holds: each a clear error, exit status 2, the file left
+/// as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_stores_are_refused_and_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = flows(dir.path());
+
+    let corrupt = dir.path().join("corrupt.db");
+    let garbage = b"this is not a database, it is a file somebody wrote by mistake".repeat(100);
+    std::fs::write(&corrupt, &garbage).expect("write");
+    let (code, stderr) = refused(&flows, &format!("sqlite:{}", corrupt.display()));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("corrupt"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&corrupt).expect("read"),
+        garbage,
+        "the file was changed"
+    );
+
+    let newer = dir.path().join("newer.db");
+    {
+        let conn = rusqlite::Connection::open(&newer).expect("sqlite");
+        conn.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 99;")
+            .expect("schema");
+    }
+    let before = std::fs::read(&newer).expect("read");
+    let (code, stderr) = refused(&flows, &format!("sqlite:{}", newer.display()));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("newer callflow"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&newer).expect("read"),
+        before,
+        "the file was changed"
+    );
+
+    let sim = sim().await;
+    let graph = sim.base_url().to_owned();
+    let held = format!("sqlite:{}", dir.path().join("held.db").display());
+    let first = Serve::start(&graph, free_port(), &flows, &held).await;
+    let (code, stderr) = refused(&flows, &held);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("locked"), "{stderr}");
+    drop(first);
+    let _ = sim.shutdown().await;
+}
