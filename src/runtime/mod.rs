@@ -22,6 +22,7 @@
 //!
 //! - [`metrics`]: counters, gauges and histograms as plain atomics.
 //! - `worker`: one session's task.
+//! - `graph_control`: the Graph client as the engine's `CallControl` (production).
 //! - `params`: checking an `api` start's parameters.
 //! - `reload`: loading, checking and swapping the flow set; the folder watcher.
 //! - `table`: live sessions, the calls they own, events held for unknown calls.
@@ -30,6 +31,7 @@
 
 mod clock;
 mod error;
+mod graph_control;
 pub mod metrics;
 mod params;
 mod reload;
