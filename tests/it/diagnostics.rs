@@ -170,6 +170,7 @@ fixtures! {
     expr_unknown_param => "callflow::expr::unknown_field" at 14:33,
     expr_type_when => "callflow::expr::type" at 11:16,
     expr_type_compare => "callflow::expr::type" at 13:27,
+    phone_in_vars => "callflow::phone::e164" at 5:14,
 }
 
 #[test]

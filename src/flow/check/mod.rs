@@ -311,6 +311,7 @@ impl Cx {
         };
 
         self.roots = Some(roots_of(f));
+        self.var_phones(f);
         let trigger = self.trigger(&f.trigger, &cal_refs);
 
         let mut vars = IndexMap::new();
