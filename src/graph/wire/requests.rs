@@ -80,12 +80,12 @@ fn check_identity(
     if identity.is_empty() {
         return Err(RequestError::EmptyIdentity { field: field() });
     }
-    if let Some(phone) = &identity.phone {
-        if !crate::phone::is_e164(&phone.id) {
-            return Err(RequestError::NotE164 {
-                number: phone.id.clone(),
-            });
-        }
+    if let Some(phone) = &identity.phone
+        && !crate::phone::is_e164(&phone.id)
+    {
+        return Err(RequestError::NotE164 {
+            number: phone.id.clone(),
+        });
     }
     Ok(())
 }
