@@ -28,6 +28,7 @@ pub mod engine;
 pub mod flow;
 pub mod graph;
 pub mod load;
+pub mod phone;
 pub mod runtime;
 pub mod serve;
 pub mod server;
