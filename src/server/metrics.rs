@@ -185,6 +185,27 @@ pub(crate) fn render(state: &ServerState) -> String {
     }
     family(
         &mut out,
+        "callflow_notifications_dropped_total",
+        "counter",
+        "Events of accepted notifications applied to no session (each logged with its call and why), by reason.",
+    );
+    for why in crate::runtime::metrics::Dropped::ALL {
+        let _ = writeln!(
+            out,
+            "callflow_notifications_dropped_total{{reason=\"{}\"}} {}",
+            why.as_str(),
+            m.dropped(why)
+        );
+    }
+    family(
+        &mut out,
+        "callflow_orphans_held",
+        "gauge",
+        "Events held now for calls nobody owns yet (a create in flight).",
+    );
+    let _ = writeln!(out, "callflow_orphans_held {}", get(&m.orphans_held));
+    family(
+        &mut out,
         "callflow_legacy_notifications_total",
         "counter",
         "Legacy (Skype calling) first notifications answered 204 No Content, so that Graph sends them again in its own format.",
