@@ -153,8 +153,8 @@ pub struct Metrics {
     pub orphans_held: AtomicU64,
     /// Notifications received, by kind ([`NOTIFICATION_KINDS`] order).
     pub notifications: [AtomicU64; 4],
-    /// Events about a call no session owned when they came (logged; held a
-    /// few seconds in case a session claims the call, then dropped).
+    /// Events about a call no session owned when they came (held while a
+    /// create that may claim them is in flight, else dropped: [`Metrics::dropped`]).
     pub unknown_call_events: AtomicU64,
     /// Of those, events a session claimed soon after (the first notifications
     /// of a call it created, overtaking Graph's answer to the create request).
@@ -184,9 +184,9 @@ pub struct Metrics {
     pub graph_latency: Histogram,
     /// From a notification handed to `submit` to the first request it caused being sent.
     pub dispatch_latency: Histogram,
-    /// Timers fired.
+    /// Timers fired (steps' and the session's rules').
     pub timers_fired: AtomicU64,
-    /// Incoming calls not answered, rejected or redirected within 15 s (rejected by the runtime).
+    /// Incoming calls not answered, rejected or redirected within 15 s (rejected by the engine's answer rule).
     pub answer_deadline_missed: AtomicU64,
     /// Reloads that swapped in a new set.
     pub reloads_ok: AtomicU64,

@@ -33,7 +33,7 @@ pub(crate) fn render(state: &ServerState) -> String {
     for (name, help, value) in [
         (
             "callflow_unknown_call_events_total",
-            "Events about a call no session owns (logged, dropped).",
+            "Events about a call no session owned when they came (held for a create in flight, or dropped: see callflow_notifications_dropped_total).",
             get(&m.unknown_call_events),
         ),
         (
