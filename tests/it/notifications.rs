@@ -47,10 +47,18 @@ struct Stack {
 
 impl Stack {
     async fn start(flows: &[&str]) -> Stack {
+        Self::start_with(flows, &[]).await
+    }
+
+    /// A stack with bundled `flows` and inline ones (`(file, yaml)`).
+    async fn start_with(flows: &[&str], inline: &[(&str, &str)]) -> Stack {
         callflow::graph::client::install_tls_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         for f in flows {
             std::fs::copy(Path::new("flows").join(f), dir.path().join(f)).expect("copy flow");
+        }
+        for (name, yaml) in inline {
+            std::fs::write(dir.path().join(name), yaml).expect("write flow");
         }
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -319,6 +327,55 @@ async fn every_notification_that_reaches_no_session_is_counted_by_reason() {
     }
     assert!(
         text.contains("callflow_notifications_refused_total{reason="),
+        "{text}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_late_notification_for_an_ended_session_is_counted_as_such() {
+    let s = Stack::start_with(
+        &[],
+        &[(
+            "busy.yaml",
+            "flow: busy\ntrigger:\n  incoming_call:\n    to: [\"+14255550199\"]\nstart: no\nsteps:\n  no:\n    reject: { reason: busy }\n",
+        )],
+    )
+    .await;
+    let (call, incoming) = s.graph.incoming_call(
+        &callflow::engine::Party::phone("+33600000002"),
+        &callflow::engine::Party::phone("+14255550199"),
+    );
+    assert_eq!(s.post(&s.callback(), &incoming).await, 202);
+    s.settled().await;
+    // Graph ends the rejected call and says so.
+    while let Some((_, Scheduled::Graph(h))) = s.graph.pop() {
+        for body in s.graph.happen(h) {
+            assert_eq!(s.post(&s.callback(), &body).await, 202);
+        }
+    }
+    s.settled().await;
+    // The session lingers a few seconds for late notifications, then leaves.
+    s.clock.advance(Duration::from_secs(11));
+    eventually(LIMIT, || async {
+        (s.runtime.live_sessions() == 0).then_some(())
+    })
+    .await
+    .expect("the session retires");
+    // Graph repeats its last notification.
+    assert_eq!(
+        s.post(&s.callback(), &state_body(&call, "terminated", "incoming"))
+            .await,
+        202
+    );
+    s.settled().await;
+    let text = s.metrics().await;
+    assert!(
+        text.contains(&dropped_line(Dropped::EndedCall, 1)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&dropped_line(Dropped::UnknownCall, 0)),
         "{text}"
     );
     s.stop().await;
