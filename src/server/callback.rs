@@ -22,10 +22,11 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::graph::notification::{CallbackBody, NotificationError, RefusedEntry, read_callback};
+use crate::runtime::session_hint;
 
 use super::ServerState;
 use super::auth::NotificationAuth;
@@ -34,11 +35,14 @@ use super::error::ApiError;
 /// `POST {callback_path}`.
 pub(crate) async fn receive(
     State(state): State<ServerState>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let route = state.config().callback_path.as_str();
-    match accept(&state, &headers, body).await {
+    // The session a create's callback names (see `runtime::SESSION_HINT`).
+    let hint = session_hint(uri.query());
+    match accept(&state, &headers, hint.as_deref(), body).await {
         Ok(Accepted::Legacy) => {
             state.stats().count_callback(204);
             state.stats().count_legacy();
@@ -110,6 +114,7 @@ fn report_refused(state: &ServerState, refused: &[RefusedEntry]) {
 async fn accept(
     state: &ServerState,
     headers: &HeaderMap,
+    hint: Option<&str>,
     body: Body,
 ) -> Result<Accepted, ApiError> {
     if state.is_closing() {
@@ -204,7 +209,11 @@ async fn accept(
         ));
     }
     let count = batch.notifications.len();
-    if let Err(overloaded) = state.runtime().submit_durable(batch.notifications).await {
+    if let Err(overloaded) = state
+        .runtime()
+        .submit_durable(batch.notifications, hint)
+        .await
+    {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",

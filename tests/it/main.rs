@@ -17,6 +17,7 @@ mod graph_client;
 mod graph_seeds;
 mod hostile;
 mod load;
+mod notifications;
 mod runtime;
 mod scenarios;
 mod server;
