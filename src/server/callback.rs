@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use crate::graph::notification::{CallbackBody, NotificationError, RefusedEntry, read_callback};
 
 use super::ServerState;
-use super::auth::NotificationAuth;
+use super::auth::{NotificationAuth, authorization_header};
 use super::error::ApiError;
 
 /// `POST {callback_path}`.
@@ -122,10 +122,7 @@ async fn accept(
     }
     match &state.config().auth {
         NotificationAuth::Verify(verifier) => {
-            let authorization = headers
-                .get(header::AUTHORIZATION)
-                .map(|v| v.to_str().unwrap_or("\u{fffd}"));
-            if let Err(e) = verifier.verify(authorization).await {
+            if let Err(e) = verifier.verify(authorization_header(headers)).await {
                 let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
                 return Err(ApiError::new(status, e.code(), e.to_string()));
             }
