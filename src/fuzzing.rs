@@ -17,8 +17,10 @@ use std::sync::OnceLock;
 
 use crate::flow::{Diagnostic, load_str};
 use crate::graph::notification::{CallbackBody, read_callback};
-use crate::graph::{notification::NotificationError, notification::parse_batch};
-use crate::server::auth::{AuthConfig, GRAPH_ISSUERS, KeySource, Verifier, authorization_header};
+use crate::graph::notification::{NotificationError, parse_batch};
+use crate::server::auth::{
+    AuthConfig, AuthError, GRAPH_ISSUERS, KeySource, VerifiedToken, Verifier, authorization_header,
+};
 
 /// Reads `body` as the callback route does, and checks what it promises:
 /// no panic; every entry either read or refused with a reason, never more
@@ -119,16 +121,15 @@ fn token_bench() -> &'static TokenBench {
 /// message; an accepted token has one of Graph's issuers and the tenant;
 /// the second answer (from the cache of verified tokens) is the first.
 pub fn token(header: &[u8]) {
-    let Ok(value) = axum::http::HeaderValue::from_bytes(header) else {
+    let Some(first) = verify_as_served(header) else {
         return; // hyper refuses such a request before any handler runs
     };
-    let mut headers = axum::http::HeaderMap::new();
-    headers.insert(axum::http::header::AUTHORIZATION, value);
-    let authorization = authorization_header(&headers);
-    let bench = token_bench();
-    let first = bench.runtime.block_on(bench.verifier.verify(authorization));
-    let again = bench.runtime.block_on(bench.verifier.verify(authorization));
-    assert_eq!(first, again, "verifying twice gives the same answer");
+    let again = verify_as_served(header);
+    assert_eq!(
+        Some(&first),
+        again.as_ref(),
+        "verifying twice gives the same answer"
+    );
     match first {
         Ok(verified) => {
             assert!(GRAPH_ISSUERS.contains(&verified.issuer.as_str()));
@@ -140,6 +141,26 @@ pub fn token(header: &[u8]) {
             bounded_message(&e.to_string(), header.len());
         }
     }
+}
+
+/// Whether the fuzzing verifier accepts `header` as an `Authorization`
+/// header (for the replay test: the corpus must hold a valid token).
+pub fn token_accepted(header: &[u8]) -> bool {
+    matches!(verify_as_served(header), Some(Ok(_)))
+}
+
+/// `header` as the callback route's `Authorization` header, verified;
+/// `None` when HTTP does not allow those bytes in a header.
+fn verify_as_served(header: &[u8]) -> Option<Result<VerifiedToken, AuthError>> {
+    let value = axum::http::HeaderValue::from_bytes(header).ok()?;
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(axum::http::header::AUTHORIZATION, value);
+    let bench = token_bench();
+    Some(
+        bench
+            .runtime
+            .block_on(bench.verifier.verify(authorization_header(&headers))),
+    )
 }
 
 /// Loads `data` (when it is UTF-8, as a flow file must be) and checks what
