@@ -29,7 +29,7 @@ use crate::graph::notification::{CallbackBody, NotificationError, RefusedEntry, 
 use crate::runtime::session_hint;
 
 use super::ServerState;
-use super::auth::NotificationAuth;
+use super::auth::{NotificationAuth, authorization_header};
 use super::error::ApiError;
 
 /// `POST {callback_path}`.
@@ -127,10 +127,7 @@ async fn accept(
     }
     match &state.config().auth {
         NotificationAuth::Verify(verifier) => {
-            let authorization = headers
-                .get(header::AUTHORIZATION)
-                .map(|v| v.to_str().unwrap_or("\u{fffd}"));
-            if let Err(e) = verifier.verify(authorization).await {
+            if let Err(e) = verifier.verify(authorization_header(headers)).await {
                 let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
                 return Err(ApiError::new(status, e.code(), e.to_string()));
             }

@@ -13,6 +13,7 @@ mod browser;
 mod diagnostics;
 mod e2e;
 mod every_action;
+mod fuzz_corpus;
 mod graph_client;
 mod graph_seeds;
 mod hostile;
