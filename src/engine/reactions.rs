@@ -101,6 +101,7 @@ fn rules(action: &Action) -> ActionRules {
         | Action::JoinMeeting(_)
         | Action::Play(_)
         | Action::Menu(_)
+        | Action::Collect(_)
         | Action::Switch(_)
         | Action::Set(_)
         | Action::Log(_)
@@ -139,7 +140,11 @@ impl Run<'_> {
                 key,
                 sequence_id,
             } => {
-                let key = key.map_or_else(|| "?".to_owned(), |k| k.to_string());
+                let key = if self.collecting_secret() {
+                    "•".to_owned()
+                } else {
+                    key.map_or_else(|| "?".to_owned(), |k| k.to_string())
+                };
                 match sequence_id {
                     Some(n) => format!("{}: key {key} (#{n})", self.call_label(call_id)),
                     None => format!("{}: key {key}", self.call_label(call_id)),
@@ -180,6 +185,12 @@ impl Run<'_> {
             Event::RequestFailed { .. } => return,
         };
         self.entry(Entry::Event(text));
+    }
+
+    /// Whether the current step is a `collect` with `secret: true`.
+    fn collecting_secret(&self) -> bool {
+        self.current()
+            .is_some_and(|s| matches!(&s.action, Action::Collect(c) if c.secret))
     }
 
     fn request_name(&self, command: CommandId) -> String {
@@ -574,9 +585,18 @@ impl Run<'_> {
             leg.last_tone = Some(seq);
         }
         let key = key?;
-        let Waiting::Menu { attempt, .. } = self.s.waiting.clone() else {
-            self.note(format!("key {key} pressed outside a menu: ignored"));
-            return None;
+        let attempt = match self.s.waiting.clone() {
+            Waiting::Menu { attempt, .. } => attempt,
+            Waiting::Collect { attempt, .. } => {
+                if self.s.legs[i].role != LegRole::Main {
+                    return None;
+                }
+                return self.collect_key(attempt, key);
+            }
+            _ => {
+                self.note(format!("key {key} pressed outside a menu: ignored"));
+                return None;
+            }
         };
         if self.s.legs[i].role != LegRole::Main {
             return None;
@@ -625,6 +645,7 @@ impl Run<'_> {
                 "the prompt did not finish in time".into(),
             )),
             Waiting::Menu { attempt, .. } => self.menu_retry(attempt, false),
+            Waiting::Collect { attempt, .. } => self.collect_end(attempt),
             Waiting::State { .. } => Some(Transition::Timeout),
             Waiting::Timer => Some(Transition::Next),
             Waiting::Redirect { .. } | Waiting::Nothing => None,
@@ -784,7 +805,9 @@ impl Run<'_> {
                     l.tones_subscribed = false;
                 }
                 match waiting {
-                    Waiting::Menu { .. } => Some(Transition::Failure(why)),
+                    Waiting::Menu { .. } | Waiting::Collect { .. } => {
+                        Some(Transition::Failure(why))
+                    }
                     _ => None,
                 }
             }
@@ -805,7 +828,9 @@ impl Run<'_> {
     ) -> Option<Transition> {
         let context = p.client_context.as_deref();
         match waiting {
-            Waiting::Prompt { context: c } | Waiting::Menu { context: c, .. }
+            Waiting::Prompt { context: c }
+            | Waiting::Menu { context: c, .. }
+            | Waiting::Collect { context: c, .. }
                 if Some(c.as_str()) == context =>
             {
                 Some(Transition::Failure(why))
@@ -926,6 +951,36 @@ impl Run<'_> {
             }
             (
                 RequestKind::PlayPrompt,
+                Waiting::Collect {
+                    attempt,
+                    context: c,
+                    prompt_done: false,
+                },
+            ) if Some(c.as_str()) == context => {
+                if !ok {
+                    return Some(Transition::Failure(format!(
+                        "the collect prompt failed:{}",
+                        describe_result(result)
+                    )));
+                }
+                self.s.waiting = Waiting::Collect {
+                    attempt,
+                    context: c,
+                    prompt_done: true,
+                };
+                let step = self.current()?;
+                if let Action::Collect(col) = &step.action {
+                    let keyed = !self.collected(col.secret).is_empty();
+                    self.set_timer(if keyed {
+                        col.digit_timeout
+                    } else {
+                        col.first_digit_timeout
+                    });
+                }
+                None
+            }
+            (
+                RequestKind::PlayPrompt,
                 Waiting::ConsultAnnounce {
                     consult,
                     context: c,
@@ -940,7 +995,7 @@ impl Run<'_> {
                 if let Some(l) = self.s.legs.get_mut(p.leg) {
                     l.tones_subscribed = false;
                 }
-                matches!(waiting, Waiting::Menu { .. }).then(|| {
+                matches!(waiting, Waiting::Menu { .. } | Waiting::Collect { .. }).then(|| {
                     Transition::Failure(format!(
                         "subscribeToTone failed:{}",
                         describe_result(result)

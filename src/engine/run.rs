@@ -288,7 +288,7 @@ impl<'a> Run<'a> {
         for op in ops {
             match op {
                 HandlerOp::Log(t) => {
-                    let input = scope::Inputs::new(self.flow, self.s);
+                    let input = scope::Inputs::masked(self.flow, self.s);
                     match scope::render(self.flow, t, &input, self.now) {
                         Ok(text) => self.entry(Entry::Log(text)),
                         Err(e) => self.error_entry(format!("on.{name}: {e}")),

@@ -158,7 +158,8 @@ pub struct GraphBehaviour {
     /// Joining meetings: `accept` (default) or `fail`, or a list.
     pub join: PerAttempt<JoinMode>,
     /// Keys the caller presses, one entry per prompt played while tones are
-    /// subscribed, a second after it ends; `""` presses nothing (a timeout).
+    /// subscribed, a second after it ends (several keys, as for a `collect`,
+    /// one a second: `"123456#"`); `""` presses nothing (a timeout).
     pub dtmf: Vec<String>,
     /// When the caller (the far end of the main call, or the meeting) hangs
     /// up, counted from the start; never by default.
@@ -213,14 +214,20 @@ impl GraphBehaviour {
                 ));
             }
         }
-        for key in self.dtmf.iter().chain(self.presses.iter().map(|p| &p.key)) {
-            if key.chars().count() > 1
-                || key
-                    .chars()
-                    .any(|c| !c.is_ascii_digit() && !"*#ABCD".contains(c))
-            {
+        let is_key = |c: char| c.is_ascii_digit() || "*#ABCD".contains(c);
+        for keys in &self.dtmf {
+            if !keys.chars().all(is_key) {
                 return Err(format!(
-                    "`dtmf: {key:?}` is not one key: use 0-9, *, # or \"\" for none"
+                    "`dtmf: {keys:?}` is not keys: use 0-9, *, #, several for a collect \
+                     (\"123456#\"), or \"\" for none"
+                ));
+            }
+        }
+        for p in &self.presses {
+            if p.key.chars().count() > 1 || !p.key.chars().all(is_key) {
+                return Err(format!(
+                    "`presses: {:?}` is not one key: use 0-9, * or #",
+                    p.key
                 ));
             }
         }

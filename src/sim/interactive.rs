@@ -131,6 +131,7 @@ impl Interactive {
         let what = match item {
             Scheduled::Timer(_) => match self.waiting() {
                 Waiting::Menu { .. } => "the menu times out".to_owned(),
+                Waiting::Collect { .. } => "the input ends".to_owned(),
                 Waiting::Timer => "the wait ends".to_owned(),
                 _ => "the step times out".to_owned(),
             },

@@ -717,16 +717,18 @@ impl World {
         let subscribed = self.calls.get(call_id).is_some_and(|c| c.subscribed);
         if subscribed
             && !self.passive
-            && let Some(key) = self.dtmf.pop_front()
-            && let Some(key) = key.chars().next()
+            && let Some(keys) = self.dtmf.pop_front()
         {
-            items.push((
-                ms + 1000,
-                Happening::Press {
-                    call: call_id.to_owned(),
-                    key,
-                },
-            ));
+            // Several keys (a `collect`): one a second after the prompt ends.
+            for (n, key) in (1i64..).zip(keys.chars()) {
+                items.push((
+                    ms + 1000 * n,
+                    Happening::Press {
+                        call: call_id.to_owned(),
+                        key,
+                    },
+                ));
+            }
         }
         // Prompt ends and key presses are people, not notifications: never reordered.
         if !self.passive {

@@ -164,6 +164,9 @@ fixtures! {
     set_name => "callflow::set::name" at 9:7,
     call_too_many => "callflow::target::too_many" at 7:5,
     five_mistakes => "callflow::step::unknown" at 32:35,
+    collect_digits => "callflow::collect::digits" at 12:19,
+    collect_finish_on => "callflow::collect::finish_on" at 11:19,
+    collect_into => "callflow::set::name" at 10:13,
 }
 
 #[test]

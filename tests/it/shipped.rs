@@ -106,6 +106,7 @@ fn bundled_flows_cover_every_trigger_and_action() {
         "call",
         "play",
         "menu",
+        "collect",
         "switch",
         "set",
         "log",

@@ -290,6 +290,7 @@ actions! {
     log: Log,
     hangup: Hangup,
     wait: Wait,
+    collect: Collect,
 }
 
 impl Action {
