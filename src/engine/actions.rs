@@ -10,14 +10,15 @@ use std::time::Duration;
 
 use crate::flow::actions::collect::Collect;
 use crate::flow::actions::menu::Menu;
+use crate::flow::actions::record::Record;
 use crate::flow::actions::reject;
 use crate::flow::actions::switch::{self, Switch};
 use crate::flow::actions::transfer::Transfer;
 use crate::flow::{Action, Meeting, Step, Target, Template};
 use crate::graph::wire::{
     AnswerRequest, Call, CallState, ChatInfo, EndpointType, Identity, IdentitySet, MediaConfig,
-    MediaInfo, MediaPrompt, MeetingInfo, ParticipantInfo, PlayPromptRequest, RedirectRequest,
-    RejectReason, RejectRequest, SubscribeToToneRequest, TransferRequest,
+    MediaInfo, MediaPrompt, MeetingInfo, ParticipantInfo, PlayPromptRequest, RecordResponseRequest,
+    RedirectRequest, RejectReason, RejectRequest, SubscribeToToneRequest, TransferRequest,
 };
 
 use super::run::{Body, Progress, Run, Transition};
@@ -27,6 +28,9 @@ use super::timeline::Entry;
 
 /// How long a prompt may take to play before the step fails.
 pub const PROMPT_GUARD: Duration = Duration::from_secs(300);
+
+/// How long downloading and delivering a recording may take, retries included.
+pub const SAVE_RECORDING_GUARD: Duration = Duration::from_secs(120);
 
 /// How long a consultative transfer may take once the target answered.
 pub const CONSULT_TRANSFER_GUARD: Duration = Duration::from_secs(60);
@@ -54,6 +58,7 @@ impl Run<'_> {
                 self.s.secrets.digits.clear();
                 self.collect_prompt(step, c, false, 0)
             }
+            Action::Record(r) => self.record(step, r),
             Action::Switch(s) => self.switch(step, s),
             Action::Set(s) => match self.assign(&s.assignments) {
                 Ok(()) => Progress::Then(Transition::Next),
@@ -531,6 +536,116 @@ impl Run<'_> {
         self.s.waiting = Waiting::Prompt { context };
         self.set_timer(PROMPT_GUARD);
         Progress::Wait
+    }
+
+    /// Starts a `recordResponse` on the main call.
+    fn record(&mut self, step: &Step, r: &Record) -> Progress {
+        let i = match self.answered_main(&format!("record in `{}`", step.name)) {
+            Ok(i) => i,
+            Err(t) => return Progress::Then(t),
+        };
+        let mut prompts = Vec::new();
+        if let Some(p) = &r.prompt {
+            let input = scope::Inputs::new(self.flow, self.s);
+            match scope::render(self.flow, p, &input, self.now) {
+                Ok(uri) => prompts.push(MediaPrompt::new(MediaInfo::new(uri))),
+                Err(e) => return Progress::Then(Transition::Failure(e.to_string())),
+            }
+        }
+        let secs = |d: Duration| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX);
+        let context = self.client_context();
+        let body = RecordResponseRequest {
+            prompts,
+            barge_in_allowed: Some(true),
+            initial_silence_timeout_in_seconds: Some(secs(r.initial_silence)),
+            max_silence_timeout_in_seconds: Some(secs(r.max_silence)),
+            max_record_duration_in_seconds: Some(secs(r.max_duration)),
+            play_beep: Some(r.beep),
+            stop_tones: r.stop_tones.iter().map(char::to_string).collect(),
+            client_context: Some(context.clone()),
+        };
+        if let Err(e) = body.validate() {
+            return Progress::Then(Transition::Failure(e.to_string()));
+        }
+        if self
+            .send(i, Body::RecordResponse(body), Some(context.clone()))
+            .is_none()
+        {
+            return Progress::Then(Transition::Failure(
+                "the recording could not be started".into(),
+            ));
+        }
+        self.s.waiting = Waiting::Record { context };
+        self.set_timer(PROMPT_GUARD + r.initial_silence + r.max_duration);
+        Progress::Wait
+    }
+
+    /// The current `record`'s operation ended: download the recording, or
+    /// take `on_timeout` (nothing said) or `on_failure`.
+    pub(crate) fn record_ended(
+        &mut self,
+        leg: usize,
+        ok: bool,
+        reason: Option<&str>,
+        recording: Option<crate::engine::event::Recording>,
+        why: &str,
+    ) -> Option<Transition> {
+        let step = self.current()?;
+        if !matches!(step.action, Action::Record(_)) {
+            return None;
+        }
+        let silent = reason.is_some_and(|r| r.eq_ignore_ascii_case("initialSilenceTimeout"));
+        let recording = match (ok, recording) {
+            (true, Some(r)) => r,
+            _ if silent => {
+                self.cancel_timer();
+                self.note("nothing was said: no recording");
+                return Some(Transition::Timeout);
+            }
+            (true, None) => {
+                return Some(Transition::Failure(format!(
+                    "the recording completed without a recordingLocation{why}"
+                )));
+            }
+            (false, _) => return Some(Transition::Failure(format!("the recording failed{why}"))),
+        };
+        let n = self.s.next_id;
+        let name = format!("{}-{}-{n}.wav", self.s.id, step.name);
+        match self.send(leg, Body::SaveRecording { recording, name }, None) {
+            Some(command) => {
+                self.s.waiting = Waiting::SaveRecording { command };
+                self.set_timer(SAVE_RECORDING_GUARD);
+                None
+            }
+            None => Some(Transition::Failure(
+                "the recording could not be downloaded: the call is gone".into(),
+            )),
+        }
+    }
+
+    /// The recording was delivered: its variable is set, the step goes on.
+    pub(crate) fn recording_saved(
+        &mut self,
+        location: String,
+        bytes: u64,
+        duration_seconds: f64,
+    ) -> Option<Transition> {
+        let step = self.current()?;
+        let Action::Record(r) = &step.action else {
+            return None;
+        };
+        self.cancel_timer();
+        let value = serde_json::json!({
+            "location": location,
+            "duration": duration_seconds,
+            "bytes": bytes,
+        });
+        self.s.vars.insert(r.into.clone(), value);
+        self.note(format!(
+            "recording of {duration_seconds}s ({bytes} bytes) delivered to {location}, in `vars.{}`",
+            r.into
+        ));
+        Some(Transition::Next)
     }
 
     /// Plays a menu's prompt (after `before`, the invalid-key prompt), subscribing

@@ -102,6 +102,7 @@ fn rules(action: &Action) -> ActionRules {
         | Action::Play(_)
         | Action::Menu(_)
         | Action::Collect(_)
+        | Action::Record(_)
         | Action::Switch(_)
         | Action::Set(_)
         | Action::Log(_)
@@ -182,6 +183,12 @@ impl Run<'_> {
                 ),
                 None => return,
             },
+            Event::RecordingSaved {
+                location,
+                bytes,
+                duration_seconds,
+                ..
+            } => format!("recording saved: {location} ({bytes} bytes, {duration_seconds}s)"),
             Event::RequestFailed { .. } => return,
         };
         self.entry(Entry::Event(text));
@@ -237,6 +244,20 @@ impl Run<'_> {
             }
             Event::CallCreated { tag, call_id } => self.call_created(&tag, call_id),
             Event::Accepted { command, operation } => self.accepted(command, operation),
+            Event::RecordingSaved {
+                command,
+                location,
+                bytes,
+                duration_seconds,
+            } => {
+                self.take_pending(command);
+                match self.s.waiting {
+                    Waiting::SaveRecording { command: c } if c == command => {
+                        self.recording_saved(location, bytes, duration_seconds)
+                    }
+                    _ => None,
+                }
+            }
             Event::RequestFailed {
                 command,
                 status,
@@ -646,6 +667,12 @@ impl Run<'_> {
             )),
             Waiting::Menu { attempt, .. } => self.menu_retry(attempt, false),
             Waiting::Collect { attempt, .. } => self.collect_end(attempt),
+            Waiting::Record { .. } => Some(Transition::Failure(
+                "the recording did not finish in time".into(),
+            )),
+            Waiting::SaveRecording { .. } => Some(Transition::Failure(
+                "the recording was not delivered in time".into(),
+            )),
             Waiting::State { .. } => Some(Transition::Timeout),
             Waiting::Timer => Some(Transition::Next),
             Waiting::Redirect { .. } | Waiting::Nothing => None,
@@ -696,6 +723,27 @@ impl Run<'_> {
         let p = self.s.pending.iter_mut().find(|p| p.command == command)?;
         p.accepted = true;
         match p.kind {
+            RequestKind::RecordResponse => {
+                let op = operation?;
+                if !op.id.is_empty() {
+                    p.operation_id = Some(op.id.clone());
+                }
+                if op.status.as_ref().is_some_and(OperationStatus::is_final) {
+                    let p = self.take_pending(command)?;
+                    let recording = super::event::Recording::of(
+                        op.recording_location.as_ref(),
+                        op.recording_access_token.as_ref(),
+                    );
+                    return self.record_operation_done(
+                        &p,
+                        op.status == Some(OperationStatus::Completed),
+                        op.result_info.as_ref(),
+                        op.completion_reason.as_deref(),
+                        recording,
+                    );
+                }
+                None
+            }
             RequestKind::PlayPrompt | RequestKind::SubscribeToTone | RequestKind::Invite => {
                 let op = operation?;
                 if !op.id.is_empty() {
@@ -725,6 +773,7 @@ impl Run<'_> {
             | RequestKind::Reject
             | RequestKind::Transfer
             | RequestKind::CreateCall
+            | RequestKind::SaveRecording
             | RequestKind::Hangup
             | RequestKind::KeepAlive => {
                 self.take_pending(command);
@@ -811,6 +860,18 @@ impl Run<'_> {
                     _ => None,
                 }
             }
+            RequestKind::RecordResponse => match waiting {
+                Waiting::Record { context } if p.client_context.as_deref() == Some(&context) => {
+                    Some(Transition::Failure(why))
+                }
+                _ => None,
+            },
+            RequestKind::SaveRecording => match waiting {
+                Waiting::SaveRecording { command: c } if c == command => Some(Transition::Failure(
+                    format!("the recording was not saved: {why}"),
+                )),
+                _ => None,
+            },
             RequestKind::Reject
             | RequestKind::Hangup
             | RequestKind::KeepAlive
@@ -864,11 +925,41 @@ impl Run<'_> {
             return None;
         }
         let p = self.s.pending.remove(pos);
+        if p.kind == RequestKind::RecordResponse {
+            return self.record_operation_done(
+                &p,
+                status == Some(OperationStatus::Completed),
+                o.result.as_ref(),
+                o.completion_reason.as_deref(),
+                o.recording,
+            );
+        }
         self.operation_done(
             &p,
             status == Some(OperationStatus::Completed),
             o.result.as_ref(),
         )
+    }
+
+    /// A `recordResponse` the session sent is over.
+    fn record_operation_done(
+        &mut self,
+        p: &PendingRequest,
+        ok: bool,
+        result: Option<&ResultInfo>,
+        reason: Option<&str>,
+        recording: Option<super::event::Recording>,
+    ) -> Option<Transition> {
+        match self.s.waiting.clone() {
+            Waiting::Record { context } if p.client_context.as_deref() == Some(&context) => {
+                let mut why = describe_result(result);
+                if let Some(r) = reason {
+                    why.push_str(&format!(" ({r})"));
+                }
+                self.record_ended(p.leg, ok, reason, recording, &why)
+            }
+            _ => None,
+        }
     }
 
     /// The old beta reports a transfer's progress as an operation whose

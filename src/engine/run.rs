@@ -66,6 +66,14 @@ pub(crate) enum Body {
     Redirect(crate::graph::wire::RedirectRequest),
     Transfer(Box<crate::graph::wire::TransferRequest>),
     PlayPrompt(crate::graph::wire::PlayPromptRequest),
+    RecordResponse(crate::graph::wire::RecordResponseRequest),
+    /// Download a recording and deliver it as `name`.
+    SaveRecording {
+        /// Where it is and its token.
+        recording: super::event::Recording,
+        /// Its file name.
+        name: String,
+    },
     SubscribeToTone(crate::graph::wire::SubscribeToToneRequest),
     Hangup,
 }
@@ -436,6 +444,8 @@ impl<'a> Run<'a> {
             Body::Redirect(_) => RequestKind::Redirect,
             Body::Transfer(_) => RequestKind::Transfer,
             Body::PlayPrompt(_) => RequestKind::PlayPrompt,
+            Body::RecordResponse(_) => RequestKind::RecordResponse,
+            Body::SaveRecording { .. } => RequestKind::SaveRecording,
             Body::SubscribeToTone(_) => RequestKind::SubscribeToTone,
             Body::Hangup => RequestKind::Hangup,
         };
@@ -463,6 +473,13 @@ impl<'a> Run<'a> {
                 body: *body,
             },
             Body::PlayPrompt(body) => Command::PlayPrompt { id, call_id, body },
+            Body::RecordResponse(body) => Command::RecordResponse { id, call_id, body },
+            Body::SaveRecording { recording, name } => Command::SaveRecording {
+                id,
+                call_id,
+                recording,
+                name,
+            },
             Body::SubscribeToTone(body) => Command::SubscribeToTone { id, call_id, body },
             Body::Hangup => Command::Hangup { id, call_id },
         };

@@ -143,6 +143,16 @@ pub enum Waiting {
         /// Whether the current prompt has finished (the first-digit timeout runs from then).
         prompt_done: bool,
     },
+    /// A `recordResponse` to finish.
+    Record {
+        /// Its client context.
+        context: String,
+    },
+    /// A recording to be downloaded and delivered.
+    SaveRecording {
+        /// The command.
+        command: CommandId,
+    },
     /// The main call to reach a state.
     State {
         /// The state.

@@ -96,6 +96,19 @@ pub enum CallMode {
     Unreachable,
 }
 
+/// What the caller does when the bot records (`record`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordMode {
+    /// Speaks for 8 seconds (or up to the maximum duration): a recording to download.
+    #[default]
+    Speak,
+    /// Says nothing: the operation ends with `initialSilenceTimeout`, no recording.
+    Silent,
+    /// The recording fails (`failed`, 500).
+    Fail,
+}
+
 /// How joining a meeting goes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -157,6 +170,8 @@ pub struct GraphBehaviour {
     pub call: PerAttempt<CallMode>,
     /// Joining meetings: `accept` (default) or `fail`, or a list.
     pub join: PerAttempt<JoinMode>,
+    /// Recordings (`record`): `speak` (default), `silent`, `fail`, or a list, one per recording.
+    pub record: PerAttempt<RecordMode>,
     /// Keys the caller presses, one entry per prompt played while tones are
     /// subscribed, a second after it ends (several keys, as for a `collect`,
     /// one a second: `"123456#"`); `""` presses nothing (a timeout).

@@ -167,6 +167,7 @@ fixtures! {
     collect_digits => "callflow::collect::digits" at 12:19,
     collect_finish_on => "callflow::collect::finish_on" at 11:19,
     collect_into => "callflow::set::name" at 10:13,
+    record_too_long => "callflow::duration::range" at 9:21,
 }
 
 #[test]

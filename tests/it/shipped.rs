@@ -107,6 +107,7 @@ fn bundled_flows_cover_every_trigger_and_action() {
         "play",
         "menu",
         "collect",
+        "record",
         "switch",
         "set",
         "log",

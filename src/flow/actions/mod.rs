@@ -291,6 +291,7 @@ actions! {
     hangup: Hangup,
     wait: Wait,
     collect: Collect,
+    record: Record,
 }
 
 impl Action {
