@@ -18,6 +18,7 @@ mod graph_client;
 mod graph_seeds;
 mod hostile;
 mod load;
+mod recordings;
 mod runtime;
 mod scenarios;
 mod server;

@@ -5,7 +5,6 @@
 //! the operation completes. The token is never logged.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use reqwest::{StatusCode, Url};
 
@@ -54,17 +53,23 @@ fn transport(what: &str, e: &reqwest::Error) -> ControlError {
     ControlError::new(0, "Transport", format!("{what}: {e}"))
 }
 
-/// Waits before attempt `n` (1-based) after the first: 200 ms, 400 ms, …
-async fn back_off(n: u32) {
-    tokio::time::sleep(Duration::from_millis(200 << n.min(6))).await;
-}
-
 /// Whether a failure is worth another attempt: no answer, or a 5xx / 429.
 fn retryable(status: u16) -> bool {
     status == 0 || status == 429 || status >= 500
 }
 
 impl GraphClient {
+    /// Waits before attempt `n` (from 1): the configured retry delay,
+    /// doubled each time, at most its maximum.
+    async fn recording_back_off(&self, n: u32) {
+        let retry = &self.inner.config.retry;
+        let delay = retry
+            .base_delay
+            .saturating_mul(1 << n.min(16))
+            .min(retry.max_delay);
+        tokio::time::sleep(delay).await;
+    }
+
     /// `GET {location}` with `Authorization: Bearer {access_token}`: the
     /// audio, at most [`MAX_RECORDING_BYTES`], tried [`ATTEMPTS`] times.
     ///
@@ -82,7 +87,7 @@ impl GraphClient {
         let mut last = None;
         for n in 0..ATTEMPTS {
             if n > 0 {
-                back_off(n).await;
+                self.recording_back_off(n).await;
             }
             match self.download_once(&url, access_token).await {
                 Ok(audio) => return Ok(audio),
@@ -163,7 +168,7 @@ impl GraphClient {
                 let mut last = None;
                 for n in 0..ATTEMPTS {
                     if n > 0 {
-                        back_off(n).await;
+                        self.recording_back_off(n).await;
                     }
                     let sent = self
                         .inner
