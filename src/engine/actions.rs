@@ -16,9 +16,10 @@ use crate::flow::actions::switch::{self, Switch};
 use crate::flow::actions::transfer::Transfer;
 use crate::flow::{Action, Meeting, Step, Target, Template};
 use crate::graph::wire::{
-    AnswerRequest, Call, CallState, ChatInfo, EndpointType, Identity, IdentitySet, MediaConfig,
-    MediaInfo, MediaPrompt, MeetingInfo, ParticipantInfo, PlayPromptRequest, RecordResponseRequest,
-    RedirectRequest, RejectReason, RejectRequest, SubscribeToToneRequest, TransferRequest,
+    AnswerRequest, Call, CallState, ChatInfo, EndpointType, Identity, IdentitySet,
+    InviteParticipantsRequest, MediaConfig, MediaInfo, MediaPrompt, MeetingInfo, ParticipantInfo,
+    PlayPromptRequest, RecordResponseRequest, RedirectRequest, RejectReason, RejectRequest,
+    SubscribeToToneRequest, TransferRequest,
 };
 
 use super::run::{Body, Progress, Run, Transition};
@@ -59,6 +60,7 @@ impl Run<'_> {
                 self.collect_prompt(step, c, false, 0)
             }
             Action::Record(r) => self.record(step, r),
+            Action::Invite(v) => self.invite(v),
             Action::Switch(s) => self.switch(step, s),
             Action::Set(s) => match self.assign(&s.assignments) {
                 Ok(()) => Progress::Then(Transition::Next),
@@ -535,6 +537,36 @@ impl Run<'_> {
         }
         self.s.waiting = Waiting::Prompt { context };
         self.set_timer(PROMPT_GUARD);
+        Progress::Wait
+    }
+
+    /// Invites a participant into the main call.
+    fn invite(&mut self, v: &crate::flow::actions::invite::Invite) -> Progress {
+        let i = match self.answered_main("invite a participant") {
+            Ok(i) => i,
+            Err(t) => return Progress::Then(t),
+        };
+        let input = scope::Inputs::new(self.flow, self.s);
+        let target = match scope::invitation(self.flow, &v.to, &input, self.now) {
+            Ok(t) => t,
+            Err(e) => return Progress::Then(Transition::Failure(e)),
+        };
+        let context = self.client_context();
+        let mut body = InviteParticipantsRequest::new(vec![target]);
+        body.client_context = Some(context.clone());
+        if let Err(e) = body.validate() {
+            return Progress::Then(Transition::Failure(e.to_string()));
+        }
+        if self
+            .send(i, Body::Invite(body), Some(context.clone()))
+            .is_none()
+        {
+            return Progress::Then(Transition::Failure(
+                "the invitation could not be sent".into(),
+            ));
+        }
+        self.s.waiting = Waiting::Invite { context };
+        self.set_timer(v.timeout);
         Progress::Wait
     }
 

@@ -103,6 +103,7 @@ fn rules(action: &Action) -> ActionRules {
         | Action::Menu(_)
         | Action::Collect(_)
         | Action::Record(_)
+        | Action::Invite(_)
         | Action::Switch(_)
         | Action::Set(_)
         | Action::Log(_)
@@ -667,6 +668,7 @@ impl Run<'_> {
             )),
             Waiting::Menu { attempt, .. } => self.menu_retry(attempt, false),
             Waiting::Collect { attempt, .. } => self.collect_end(attempt),
+            Waiting::Invite { .. } => Some(Transition::Timeout),
             Waiting::Record { .. } => Some(Transition::Failure(
                 "the recording did not finish in time".into(),
             )),
@@ -872,10 +874,13 @@ impl Run<'_> {
                 )),
                 _ => None,
             },
-            RequestKind::Reject
-            | RequestKind::Hangup
-            | RequestKind::KeepAlive
-            | RequestKind::Invite => None,
+            RequestKind::Invite => match waiting {
+                Waiting::Invite { context } if p.client_context.as_deref() == Some(&context) => {
+                    Some(Transition::Failure(why))
+                }
+                _ => None,
+            },
+            RequestKind::Reject | RequestKind::Hangup | RequestKind::KeepAlive => None,
         }
     }
 
@@ -1081,6 +1086,19 @@ impl Run<'_> {
                     self.note("the announcement failed; transferring anyway");
                 }
                 self.consult_transfer(consult)
+            }
+            (RequestKind::Invite, Waiting::Invite { context: c })
+                if Some(c.as_str()) == context =>
+            {
+                self.cancel_timer();
+                if ok {
+                    Some(Transition::Next)
+                } else {
+                    Some(Transition::Failure(format!(
+                        "the invitation failed:{}",
+                        describe_result(result)
+                    )))
+                }
             }
             (RequestKind::SubscribeToTone, waiting) if !ok => {
                 if let Some(l) = self.s.legs.get_mut(p.leg) {

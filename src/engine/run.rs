@@ -67,6 +67,7 @@ pub(crate) enum Body {
     Transfer(Box<crate::graph::wire::TransferRequest>),
     PlayPrompt(crate::graph::wire::PlayPromptRequest),
     RecordResponse(crate::graph::wire::RecordResponseRequest),
+    Invite(crate::graph::wire::InviteParticipantsRequest),
     /// Download a recording and deliver it as `name`.
     SaveRecording {
         /// Where it is and its token.
@@ -445,6 +446,7 @@ impl<'a> Run<'a> {
             Body::Transfer(_) => RequestKind::Transfer,
             Body::PlayPrompt(_) => RequestKind::PlayPrompt,
             Body::RecordResponse(_) => RequestKind::RecordResponse,
+            Body::Invite(_) => RequestKind::Invite,
             Body::SaveRecording { .. } => RequestKind::SaveRecording,
             Body::SubscribeToTone(_) => RequestKind::SubscribeToTone,
             Body::Hangup => RequestKind::Hangup,
@@ -474,6 +476,7 @@ impl<'a> Run<'a> {
             },
             Body::PlayPrompt(body) => Command::PlayPrompt { id, call_id, body },
             Body::RecordResponse(body) => Command::RecordResponse { id, call_id, body },
+            Body::Invite(body) => Command::Invite { id, call_id, body },
             Body::SaveRecording { recording, name } => Command::SaveRecording {
                 id,
                 call_id,

@@ -153,6 +153,11 @@ pub enum Waiting {
         /// The command.
         command: CommandId,
     },
+    /// A `participants/invite` to complete.
+    Invite {
+        /// Its client context.
+        context: String,
+    },
     /// The main call to reach a state.
     State {
         /// The state.

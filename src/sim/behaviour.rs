@@ -109,6 +109,19 @@ pub enum RecordMode {
     Fail,
 }
 
+/// How an invited participant (`invite`) answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InviteMode {
+    /// Joins after 3 seconds: the operation completes.
+    #[default]
+    Accept,
+    /// Never answers: the operation stays running.
+    NoAnswer,
+    /// Declines: the operation fails (480/10037, no callee endpoint).
+    Fail,
+}
+
 /// How joining a meeting goes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -172,6 +185,8 @@ pub struct GraphBehaviour {
     pub join: PerAttempt<JoinMode>,
     /// Recordings (`record`): `speak` (default), `silent`, `fail`, or a list, one per recording.
     pub record: PerAttempt<RecordMode>,
+    /// Invitations (`invite`): `accept` (default), `no_answer`, `fail`, or a list, one per invitation.
+    pub invite: PerAttempt<InviteMode>,
     /// Keys the caller presses, one entry per prompt played while tones are
     /// subscribed, a second after it ends (several keys, as for a `collect`,
     /// one a second: `"123456#"`); `""` presses nothing (a timeout).

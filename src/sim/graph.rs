@@ -64,6 +64,7 @@ impl SimGraph {
                 outgoing: 0,
                 joins: 0,
                 recordings: 0,
+                invites: 0,
                 recorded: IndexMap::new(),
                 recordings_base: DEFAULT_RECORDINGS_BASE.to_owned(),
                 delivered: Vec::new(),
@@ -424,17 +425,7 @@ impl CallControl for SimGraph {
         call_id: &str,
         body: &InviteParticipantsRequest,
     ) -> Result<CommsOperation, ControlError> {
-        let mut w = self.lock();
-        w.established(RequestKind::Invite, call_id)?;
-        body.validate()
-            .map_err(|e| refused(400, "BadRequest", e.to_string()))?;
-        let id = w.new_op_id();
-        Ok(CommsOperation {
-            id,
-            status: Some(OperationStatus::Completed),
-            client_context: body.client_context.clone(),
-            ..CommsOperation::default()
-        })
+        self.lock().invite(call_id, body)
     }
 
     async fn hangup(&self, call_id: &str) -> Result<(), ControlError> {

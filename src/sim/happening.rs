@@ -57,6 +57,17 @@ pub enum Happening {
         /// Whether that is the most the request allowed.
         full: bool,
     },
+    /// An invitation is answered.
+    InviteDone {
+        /// The call.
+        call: String,
+        /// The operation.
+        operation: String,
+        /// Its client context.
+        context: Option<String>,
+        /// Whether the participant joined.
+        joined: bool,
+    },
     /// The caller presses a key.
     Press {
         /// The call.

@@ -138,6 +138,7 @@ impl Interactive {
             Scheduled::Graph(h) => match h {
                 Happening::PromptDone { .. } => "the prompt ends".into(),
                 Happening::RecordDone { .. } => "the recording ends".into(),
+                Happening::InviteDone { .. } => "the invitation is answered".into(),
                 Happening::Press { key, .. } => format!("the caller presses {key}"),
                 Happening::CallerHangsUp { .. } => "the caller hangs up".into(),
                 Happening::AnswerDeadline { .. } => "Graph drops the unanswered call (15 s)".into(),

@@ -15,11 +15,11 @@ use serde_json::Value;
 
 use crate::engine::{ControlError, Party, RequestKind};
 use crate::graph::wire::{
-    Call, CallDirection, CallState, CommsOperation, OperationStatus, PlayPromptRequest,
-    RecordResponseRequest, TransferRequest,
+    Call, CallDirection, CallState, CommsOperation, InviteParticipantsRequest, OperationStatus,
+    PlayPromptRequest, RecordResponseRequest, TransferRequest,
 };
 
-use super::behaviour::{CallMode, GraphBehaviour, JoinMode, RecordMode, TransferMode};
+use super::behaviour::{CallMode, GraphBehaviour, InviteMode, JoinMode, RecordMode, TransferMode};
 use super::graph::BOT_APP_ID;
 use super::happening::{Happening, Scheduled};
 use super::notify::{Notifier, SimResult};
@@ -112,6 +112,8 @@ pub(super) struct World {
     pub(super) joins: usize,
     /// Recordings asked for so far (the `record` behaviour's attempt).
     pub(super) recordings: usize,
+    /// Invitations asked for so far (the `invite` behaviour's attempt).
+    pub(super) invites: usize,
     /// Recordings made, by operation id: their access token and length in seconds.
     pub(super) recorded: IndexMap<String, (String, u32)>,
     /// The URL recordings are downloaded from (`{base}/{operation id}`).
@@ -339,6 +341,35 @@ impl World {
                 seconds,
                 full,
             } => self.record_done(&call, &operation, context.as_deref(), mode, seconds, full),
+            Happening::InviteDone {
+                call,
+                operation,
+                context,
+                joined,
+            } => match self.state_of(&call) {
+                Some(st) if st != CallState::Terminated => {
+                    let (status, result) = if joined {
+                        (
+                            "completed",
+                            SimResult::new(200, 0, "Action completed, participant joined."),
+                        )
+                    } else {
+                        (
+                            "failed",
+                            SimResult::new(480, 10037, "No callee endpoint found."),
+                        )
+                    };
+                    vec![self.notifier.operation(
+                        &call,
+                        "inviteParticipantsOperation",
+                        &operation,
+                        status,
+                        context.as_deref(),
+                        Some(&result),
+                    )]
+                }
+                _ => Vec::new(),
+            },
             Happening::Press { call, key } => {
                 let Some(c) = self.call_mut(&call) else {
                     return Vec::new();
@@ -930,5 +961,49 @@ impl World {
                 format!("no recording at {location}"),
             )),
         }
+    }
+
+    pub(super) fn invite(
+        &mut self,
+        call_id: &str,
+        body: &InviteParticipantsRequest,
+    ) -> Result<CommsOperation, ControlError> {
+        self.established(RequestKind::Invite, call_id)?;
+        body.validate()
+            .map_err(|e| refused(400, "BadRequest", e.to_string()))?;
+        let id = self.new_op_id();
+        if self.passive {
+            return Ok(CommsOperation {
+                id,
+                status: Some(OperationStatus::Completed),
+                client_context: body.client_context.clone(),
+                ..CommsOperation::default()
+            });
+        }
+        let mode = self.behaviour.invite.nth(self.invites);
+        self.invites += 1;
+        if mode != InviteMode::NoAnswer {
+            let at = self.now
+                + Duration::seconds(3)
+                + self
+                    .behaviour
+                    .delay
+                    .map_or(Duration::zero(), |d| d.chrono());
+            self.schedule(
+                at,
+                Happening::InviteDone {
+                    call: call_id.to_owned(),
+                    operation: id.clone(),
+                    context: body.client_context.clone(),
+                    joined: mode == InviteMode::Accept,
+                },
+            );
+        }
+        Ok(CommsOperation {
+            id,
+            status: Some(OperationStatus::Running),
+            client_context: body.client_context.clone(),
+            ..CommsOperation::default()
+        })
     }
 }

@@ -108,6 +108,7 @@ fn bundled_flows_cover_every_trigger_and_action() {
         "menu",
         "collect",
         "record",
+        "invite",
         "switch",
         "set",
         "log",

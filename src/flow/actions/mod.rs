@@ -292,6 +292,7 @@ actions! {
     wait: Wait,
     collect: Collect,
     record: Record,
+    invite: Invite,
 }
 
 impl Action {
