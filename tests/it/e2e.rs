@@ -941,3 +941,57 @@ fn first_version_label(status: &callflow::runtime::FlowsStatus, flow: &str) -> S
         .expect("flow listed");
     f.sha256.clone()
 }
+
+/// The clinic's PIN (`collect` with `secret: true`), keyed over real HTTP,
+/// is in neither the admin API's session nor its timeline; the patient
+/// number (not secret) is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_pin_is_not_in_the_admin_api() {
+    let flows = callflow::flow::load_paths(&[flows_dir()]).flows;
+    let path = flows_dir().join("scenarios/clinic/verified.yaml");
+    let (scenario, _flow, start, clock) = plan(&path, &flows);
+    let dir = copy_flows();
+    let sim_config = SimGraphConfig {
+        behaviour: scenario.graph.clone(),
+        faults: scenario_faults(),
+        clock: SimClock::Manual,
+        start: Some(clock),
+        ..SimGraphConfig::default()
+    };
+    let s = stack(dir.path(), sim_config).await;
+    let (id, _) = begin(&s, start).await.expect("the call starts");
+    let runtime = s.runtime.clone();
+    s.run_until(chrono::Duration::hours(1), || {
+        runtime
+            .session(&id)
+            .is_some_and(|d| d.summary.state == "ended")
+    })
+    .await
+    .expect("the call ends");
+    let body = s
+        .http
+        .get(format!("http://{}/api/sessions/{id}", s.addr))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("the admin API answers")
+        .text()
+        .await
+        .expect("a body");
+    s.stop().await;
+    assert!(
+        body.contains("412345"),
+        "the patient number is shown: {body}"
+    );
+    assert!(body.contains("collected 4 secret digits"), "{body}");
+    assert!(
+        !body.contains("9876"),
+        "the PIN is in the admin API: {body}"
+    );
+    for key in ['9', '8', '7', '6'] {
+        assert!(
+            !body.contains(&format!("key {key}")),
+            "a PIN key is shown: {body}"
+        );
+    }
+}
