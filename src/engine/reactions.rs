@@ -142,7 +142,16 @@ impl Run<'_> {
                 key,
                 sequence_id,
             } => {
-                let key = if self.collecting_secret() {
+                // A repeated press (Graph's duplicates, which may come after
+                // a secret collect has moved on) is shown masked: it tells
+                // nothing new, and may be a PIN's.
+                let repeat = sequence_id.is_some_and(|n| {
+                    self.s
+                        .leg_index(call_id)
+                        .and_then(|i| self.s.legs[i].last_tone)
+                        .is_some_and(|last| n <= last)
+                });
+                let key = if repeat || self.collecting_secret() {
                     "•".to_owned()
                 } else {
                     key.map_or_else(|| "?".to_owned(), |k| k.to_string())
