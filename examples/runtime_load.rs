@@ -94,6 +94,19 @@ impl CallControl for NoopGraph {
     ) -> Result<CommsOperation, ControlError> {
         Ok(CommsOperation::default())
     }
+    async fn record_response(
+        &self,
+        _: &str,
+        _: &callflow::graph::wire::RecordResponseRequest,
+    ) -> Result<CommsOperation, ControlError> {
+        Ok(CommsOperation::default())
+    }
+    async fn download_recording(&self, _: &str, _: &str) -> Result<Vec<u8>, ControlError> {
+        Ok(Vec::new())
+    }
+    async fn deliver_recording(&self, name: &str, _: Vec<u8>) -> Result<String, ControlError> {
+        Ok(name.to_owned())
+    }
     async fn hangup(&self, _: &str) -> Result<(), ControlError> {
         Ok(())
     }

@@ -118,6 +118,10 @@ pub struct ServeArgs {
     /// How long ended sessions stay in the store, e.g. 7d, 12h [default: 7d].
     #[arg(long, value_name = "DURATION", env = "CALLFLOW_KEEP_ENDED")]
     pub keep_ended: Option<String>,
+    /// Where `record` steps deliver recordings: a folder, or an http(s) URL to POST each to
+    /// [default: DATA_DIR/recordings].
+    #[arg(long, value_name = "DIR|URL", env = "CALLFLOW_RECORDINGS")]
+    pub recordings: Option<String>,
     /// Run the bundled flows against an in-process sim-graph, place sample calls, print them.
     #[arg(long)]
     pub simulate: bool,
@@ -152,6 +156,7 @@ impl ServeArgs {
             store: self.store.clone(),
             data_dir: self.data_dir.clone(),
             keep_ended: self.keep_ended.clone(),
+            recordings: self.recordings.clone(),
         }
     }
 

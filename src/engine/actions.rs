@@ -8,15 +8,18 @@
 
 use std::time::Duration;
 
+use crate::flow::actions::collect::Collect;
 use crate::flow::actions::menu::Menu;
+use crate::flow::actions::record::Record;
 use crate::flow::actions::reject;
 use crate::flow::actions::switch::{self, Switch};
 use crate::flow::actions::transfer::Transfer;
 use crate::flow::{Action, Meeting, Step, Target, Template};
 use crate::graph::wire::{
-    AnswerRequest, Call, CallState, ChatInfo, EndpointType, Identity, IdentitySet, MediaConfig,
-    MediaInfo, MediaPrompt, MeetingInfo, ParticipantInfo, PlayPromptRequest, RedirectRequest,
-    RejectReason, RejectRequest, SubscribeToToneRequest, TransferRequest,
+    AnswerRequest, Call, CallState, ChatInfo, EndpointType, Identity, IdentitySet,
+    InviteParticipantsRequest, MediaConfig, MediaInfo, MediaPrompt, MeetingInfo, ParticipantInfo,
+    PlayPromptRequest, RecordResponseRequest, RedirectRequest, RejectReason, RejectRequest,
+    SubscribeToToneRequest, TransferRequest,
 };
 
 use super::run::{Body, Progress, Run, Transition};
@@ -26,6 +29,9 @@ use super::timeline::Entry;
 
 /// How long a prompt may take to play before the step fails.
 pub const PROMPT_GUARD: Duration = Duration::from_secs(300);
+
+/// How long downloading and delivering a recording may take, retries included.
+pub const SAVE_RECORDING_GUARD: Duration = Duration::from_secs(120);
 
 /// How long a consultative transfer may take once the target answered.
 pub const CONSULT_TRANSFER_GUARD: Duration = Duration::from_secs(60);
@@ -48,13 +54,20 @@ impl Run<'_> {
                 self.s.digits.clear();
                 self.menu_prompt(step, &m.prompt, None, 0)
             }
+            Action::Collect(c) => {
+                self.s.digits.clear();
+                self.s.secrets.digits.clear();
+                self.collect_prompt(step, c, false, 0)
+            }
+            Action::Record(r) => self.record(step, r),
+            Action::Invite(v) => self.invite(v),
             Action::Switch(s) => self.switch(step, s),
             Action::Set(s) => match self.assign(&s.assignments) {
                 Ok(()) => Progress::Then(Transition::Next),
                 Err(e) => Progress::Then(Transition::Failure(e)),
             },
             Action::Log(l) => {
-                let input = scope::Inputs::new(self.flow, self.s);
+                let input = scope::Inputs::masked(self.flow, self.s);
                 match scope::render(self.flow, &l.text, &input, self.now) {
                     Ok(text) => {
                         self.entry(Entry::Log(text));
@@ -527,6 +540,146 @@ impl Run<'_> {
         Progress::Wait
     }
 
+    /// Invites a participant into the main call.
+    fn invite(&mut self, v: &crate::flow::actions::invite::Invite) -> Progress {
+        let i = match self.answered_main("invite a participant") {
+            Ok(i) => i,
+            Err(t) => return Progress::Then(t),
+        };
+        let input = scope::Inputs::new(self.flow, self.s);
+        let target = match scope::invitation(self.flow, &v.to, &input, self.now) {
+            Ok(t) => t,
+            Err(e) => return Progress::Then(Transition::Failure(e)),
+        };
+        let context = self.client_context();
+        let mut body = InviteParticipantsRequest::new(vec![target]);
+        body.client_context = Some(context.clone());
+        if let Err(e) = body.validate() {
+            return Progress::Then(Transition::Failure(e.to_string()));
+        }
+        if self
+            .send(i, Body::Invite(body), Some(context.clone()))
+            .is_none()
+        {
+            return Progress::Then(Transition::Failure(
+                "the invitation could not be sent".into(),
+            ));
+        }
+        self.s.waiting = Waiting::Invite { context };
+        self.set_timer(v.timeout);
+        Progress::Wait
+    }
+
+    /// Starts a `recordResponse` on the main call.
+    fn record(&mut self, step: &Step, r: &Record) -> Progress {
+        let i = match self.answered_main(&format!("record in `{}`", step.name)) {
+            Ok(i) => i,
+            Err(t) => return Progress::Then(t),
+        };
+        let mut prompts = Vec::new();
+        if let Some(p) = &r.prompt {
+            let input = scope::Inputs::new(self.flow, self.s);
+            match scope::render(self.flow, p, &input, self.now) {
+                Ok(uri) => prompts.push(MediaPrompt::new(MediaInfo::new(uri))),
+                Err(e) => return Progress::Then(Transition::Failure(e.to_string())),
+            }
+        }
+        let secs = |d: Duration| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX);
+        let context = self.client_context();
+        let body = RecordResponseRequest {
+            prompts,
+            barge_in_allowed: Some(true),
+            initial_silence_timeout_in_seconds: Some(secs(r.initial_silence)),
+            max_silence_timeout_in_seconds: Some(secs(r.max_silence)),
+            max_record_duration_in_seconds: Some(secs(r.max_duration)),
+            play_beep: Some(r.beep),
+            stop_tones: r.stop_tones.iter().map(char::to_string).collect(),
+            client_context: Some(context.clone()),
+        };
+        if let Err(e) = body.validate() {
+            return Progress::Then(Transition::Failure(e.to_string()));
+        }
+        if self
+            .send(i, Body::RecordResponse(body), Some(context.clone()))
+            .is_none()
+        {
+            return Progress::Then(Transition::Failure(
+                "the recording could not be started".into(),
+            ));
+        }
+        self.s.waiting = Waiting::Record { context };
+        self.set_timer(PROMPT_GUARD + r.initial_silence + r.max_duration);
+        Progress::Wait
+    }
+
+    /// The current `record`'s operation ended: download the recording, or
+    /// take `on_timeout` (nothing said) or `on_failure`.
+    pub(crate) fn record_ended(
+        &mut self,
+        leg: usize,
+        ok: bool,
+        reason: Option<&str>,
+        recording: Option<crate::engine::event::Recording>,
+        why: &str,
+    ) -> Option<Transition> {
+        let step = self.current()?;
+        if !matches!(step.action, Action::Record(_)) {
+            return None;
+        }
+        let silent = reason.is_some_and(|r| r.eq_ignore_ascii_case("initialSilenceTimeout"));
+        let recording = match (ok, recording) {
+            (true, Some(r)) => r,
+            _ if silent => {
+                self.cancel_timer();
+                self.note("nothing was said: no recording");
+                return Some(Transition::Timeout);
+            }
+            (true, None) => {
+                return Some(Transition::Failure(format!(
+                    "the recording completed without a recordingLocation{why}"
+                )));
+            }
+            (false, _) => return Some(Transition::Failure(format!("the recording failed{why}"))),
+        };
+        let n = self.s.next_id;
+        let name = format!("{}-{}-{n}.wav", self.s.id, step.name);
+        match self.send(leg, Body::SaveRecording { recording, name }, None) {
+            Some(command) => {
+                self.s.waiting = Waiting::SaveRecording { command };
+                self.set_timer(SAVE_RECORDING_GUARD);
+                None
+            }
+            None => Some(Transition::Failure(
+                "the recording could not be downloaded: the call is gone".into(),
+            )),
+        }
+    }
+
+    /// The recording was delivered: its variable is set, the step goes on.
+    pub(crate) fn recording_saved(
+        &mut self,
+        location: String,
+        bytes: u64,
+        duration_seconds: f64,
+    ) -> Option<Transition> {
+        let step = self.current()?;
+        let Action::Record(r) = &step.action else {
+            return None;
+        };
+        self.cancel_timer();
+        let value = serde_json::json!({
+            "location": location,
+            "duration": duration_seconds,
+            "bytes": bytes,
+        });
+        self.s.vars.insert(r.into.clone(), value);
+        self.note(format!(
+            "recording of {duration_seconds}s ({bytes} bytes) delivered to {location}, in `vars.{}`",
+            r.into
+        ));
+        Some(Transition::Next)
+    }
+
     /// Plays a menu's prompt (after `before`, the invalid-key prompt), subscribing
     /// to tones first if needed. `attempt` counts the prompts played after the first.
     pub(crate) fn menu_prompt(
@@ -536,10 +689,29 @@ impl Run<'_> {
         before: Option<&Template>,
         attempt: u32,
     ) -> Progress {
-        let i = match self.answered_main(&format!("play menu `{}`", step.name)) {
-            Ok(i) => i,
-            Err(t) => return Progress::Then(t),
-        };
+        match self.prompt_for_keys(&format!("play menu `{}`", step.name), prompt, before) {
+            Ok(context) => {
+                self.s.waiting = Waiting::Menu {
+                    attempt,
+                    context,
+                    prompt_done: false,
+                };
+                self.set_timer(PROMPT_GUARD);
+                Progress::Wait
+            }
+            Err(t) => Progress::Then(t),
+        }
+    }
+
+    /// Subscribes the main call to tones if it is not yet, and plays
+    /// `before` then `prompt` on it; the prompt's client context.
+    fn prompt_for_keys(
+        &mut self,
+        what: &str,
+        prompt: &Template,
+        before: Option<&Template>,
+    ) -> Result<String, Transition> {
+        let i = self.answered_main(what)?;
         if !self.s.legs[i].tones_subscribed {
             let context = self.client_context();
             let body = SubscribeToToneRequest {
@@ -557,7 +729,7 @@ impl Run<'_> {
         for t in before.into_iter().chain([prompt]) {
             match scope::render(self.flow, t, &input, self.now) {
                 Ok(uri) => prompts.push(MediaPrompt::new(MediaInfo::new(uri))),
-                Err(e) => return Progress::Then(Transition::Failure(e.to_string())),
+                Err(e) => return Err(Transition::Failure(e.to_string())),
             }
         }
         let context = self.client_context();
@@ -566,17 +738,136 @@ impl Run<'_> {
             .send(i, Body::PlayPrompt(body), Some(context.clone()))
             .is_none()
         {
-            return Progress::Then(Transition::Failure(
-                "the menu prompt could not be sent".into(),
-            ));
+            return Err(Transition::Failure(format!(
+                "cannot {what}: the prompt could not be sent"
+            )));
         }
-        self.s.waiting = Waiting::Menu {
-            attempt,
-            context,
-            prompt_done: false,
+        Ok(context)
+    }
+
+    /// Plays a collect's prompt (after its invalid prompt when `invalid`);
+    /// `attempt` counts the prompts played after the first.
+    pub(crate) fn collect_prompt(
+        &mut self,
+        step: &Step,
+        c: &Collect,
+        invalid: bool,
+        attempt: u32,
+    ) -> Progress {
+        let before = if invalid {
+            c.invalid_prompt.as_ref()
+        } else {
+            None
         };
-        self.set_timer(PROMPT_GUARD);
-        Progress::Wait
+        let what = format!("collect digits in `{}`", step.name);
+        match self.prompt_for_keys(&what, &c.prompt, before) {
+            Ok(context) => {
+                self.s.waiting = Waiting::Collect {
+                    attempt,
+                    context,
+                    prompt_done: false,
+                };
+                self.set_timer(PROMPT_GUARD);
+                Progress::Wait
+            }
+            Err(t) => Progress::Then(t),
+        }
+    }
+
+    /// The digits keyed so far in the current collect (secret or not).
+    pub(crate) fn collected(&mut self, secret: bool) -> &mut String {
+        if secret {
+            &mut self.s.secrets.digits
+        } else {
+            &mut self.s.digits
+        }
+    }
+
+    /// A key pressed in the current collect: kept, or the end of the input.
+    pub(crate) fn collect_key(&mut self, attempt: u32, key: char) -> Option<Transition> {
+        let step = self.current()?;
+        let Action::Collect(c) = &step.action else {
+            return None;
+        };
+        if c.finish_on == Some(key) {
+            self.cancel_timer();
+            return self.collect_end(attempt);
+        }
+        self.collected(c.secret).push(key);
+        let n = self.collected(c.secret).chars().count();
+        if n >= c.max_digits as usize {
+            self.cancel_timer();
+            return self.collect_end(attempt);
+        }
+        self.set_timer(c.digit_timeout);
+        None
+    }
+
+    /// The input of the current collect is over (a finish key, the most
+    /// digits, or a pause): stores it if valid, else asks again or gives up.
+    pub(crate) fn collect_end(&mut self, attempt: u32) -> Option<Transition> {
+        let step = self.current()?;
+        let Action::Collect(c) = &step.action else {
+            return None;
+        };
+        let digits = self.collected(c.secret).clone();
+        let n = digits.chars().count();
+        if n == 0 {
+            return self.collect_retry(attempt, false);
+        }
+        let shown = if c.secret {
+            format!("{n} secret digits")
+        } else {
+            format!("`{digits}`")
+        };
+        let mut why = None;
+        if n < c.min_digits as usize {
+            why = Some(format!("{shown} is fewer than {} digits", c.min_digits));
+        } else if let Some(valid) = &c.valid {
+            let input = scope::Inputs::new(self.flow, self.s);
+            match scope::eval_bool(self.flow, valid, input.get(), self.now) {
+                Ok(true) => {}
+                Ok(false) => why = Some(format!("{shown} does not meet `valid`")),
+                Err(e) => return Some(Transition::Failure(e.to_string())),
+            }
+        }
+        if let Some(why) = why {
+            self.note(format!("{why} in `{}`", step.name));
+            return self.collect_retry(attempt, true);
+        }
+        let value = serde_json::Value::String(digits);
+        if c.secret {
+            self.s.vars.remove(&c.into);
+            self.s.secrets.vars.insert(c.into.clone(), value);
+            self.s.secrets.digits.clear();
+        } else {
+            self.s.secrets.vars.remove(&c.into);
+            self.s.vars.insert(c.into.clone(), value);
+        }
+        self.note(format!("collected {shown} into `vars.{}`", c.into));
+        Some(Transition::Next)
+    }
+
+    /// Asks the current collect again after a timeout or an invalid input,
+    /// or gives the transition when its retries are used up.
+    pub(crate) fn collect_retry(&mut self, attempt: u32, invalid: bool) -> Option<Transition> {
+        let step = self.current()?;
+        let Action::Collect(c) = &step.action else {
+            return None;
+        };
+        self.collected(c.secret).clear();
+        let attempt = attempt + 1;
+        if attempt > c.retries {
+            return Some(if invalid {
+                Transition::Invalid
+            } else {
+                Transition::Timeout
+            });
+        }
+        match self.collect_prompt(step, c, invalid, attempt) {
+            Progress::Then(t) => Some(t),
+            Progress::Wait | Progress::Ended => None,
+        }
     }
 
     /// Plays the current menu again after a timeout or a wrong key, or gives

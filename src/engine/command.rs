@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::graph::wire::{
     AnswerRequest, Call, InviteParticipantsRequest, MeetingInfo, PlayPromptRequest,
-    RedirectRequest, RejectRequest, SubscribeToToneRequest, TransferRequest,
+    RecordResponseRequest, RedirectRequest, RejectRequest, SubscribeToToneRequest, TransferRequest,
 };
 
 use super::request_line::targets_words;
@@ -61,6 +61,11 @@ pub enum RequestKind {
     SubscribeToTone,
     /// `POST …/calls/{id}/participants/invite`.
     Invite,
+    /// `POST …/calls/{id}/recordResponse`.
+    RecordResponse,
+    /// `GET` of a recording's `recordingLocation` with its access token,
+    /// then its delivery (a folder, or a POST to a URL).
+    SaveRecording,
     /// `DELETE …/calls/{id}`.
     Hangup,
     /// `POST …/calls/{id}/keepAlive`.
@@ -69,7 +74,7 @@ pub enum RequestKind {
 
 impl RequestKind {
     /// Every kind, in the order of the docs.
-    pub const ALL: [RequestKind; 10] = [
+    pub const ALL: [RequestKind; 12] = [
         RequestKind::Answer,
         RequestKind::Reject,
         RequestKind::Redirect,
@@ -78,6 +83,8 @@ impl RequestKind {
         RequestKind::PlayPrompt,
         RequestKind::SubscribeToTone,
         RequestKind::Invite,
+        RequestKind::RecordResponse,
+        RequestKind::SaveRecording,
         RequestKind::Hangup,
         RequestKind::KeepAlive,
     ];
@@ -93,6 +100,8 @@ impl RequestKind {
             RequestKind::PlayPrompt => "play_prompt",
             RequestKind::SubscribeToTone => "subscribe_to_tone",
             RequestKind::Invite => "invite",
+            RequestKind::RecordResponse => "record_response",
+            RequestKind::SaveRecording => "save_recording",
             RequestKind::Hangup => "hangup",
             RequestKind::KeepAlive => "keep_alive",
         }
@@ -112,6 +121,9 @@ impl RequestKind {
             RequestKind::PlayPrompt => ("POST", Some("playPrompt")),
             RequestKind::SubscribeToTone => ("POST", Some("subscribeToTone")),
             RequestKind::Invite => ("POST", Some("participants/invite")),
+            RequestKind::RecordResponse => ("POST", Some("recordResponse")),
+            // Not under the call: the `recordingLocation` Graph gave.
+            RequestKind::SaveRecording => ("GET", Some("recordingLocation")),
             RequestKind::Hangup => ("DELETE", Some("")),
             RequestKind::KeepAlive => ("POST", Some("keepAlive")),
         }
@@ -222,6 +234,27 @@ pub enum Command {
         /// The body.
         body: InviteParticipantsRequest,
     },
+    /// `POST …/calls/{call_id}/recordResponse`.
+    RecordResponse {
+        /// The command's id.
+        id: CommandId,
+        /// The call.
+        call_id: String,
+        /// The body.
+        body: RecordResponseRequest,
+    },
+    /// Download the recording at `recording` with its token, deliver it
+    /// as `name`; the result comes back as [`Event::RecordingSaved`](super::Event::RecordingSaved).
+    SaveRecording {
+        /// The command's id.
+        id: CommandId,
+        /// The call it was recorded on.
+        call_id: String,
+        /// Where Graph keeps it, and the token.
+        recording: super::event::Recording,
+        /// The file name to deliver it as (`{session}-{step}-{n}.wav`).
+        name: String,
+    },
     /// `DELETE …/calls/{call_id}`.
     Hangup {
         /// The command's id.
@@ -262,6 +295,8 @@ impl Command {
             | Command::PlayPrompt { id, .. }
             | Command::SubscribeToTone { id, .. }
             | Command::Invite { id, .. }
+            | Command::RecordResponse { id, .. }
+            | Command::SaveRecording { id, .. }
             | Command::Hangup { id, .. }
             | Command::KeepAlive { id, .. } => Some(*id),
             Command::SetTimer { .. } | Command::CancelTimer { .. } => None,
@@ -279,6 +314,8 @@ impl Command {
             Command::PlayPrompt { .. } => RequestKind::PlayPrompt,
             Command::SubscribeToTone { .. } => RequestKind::SubscribeToTone,
             Command::Invite { .. } => RequestKind::Invite,
+            Command::RecordResponse { .. } => RequestKind::RecordResponse,
+            Command::SaveRecording { .. } => RequestKind::SaveRecording,
             Command::Hangup { .. } => RequestKind::Hangup,
             Command::KeepAlive { .. } => RequestKind::KeepAlive,
             Command::SetTimer { .. } | Command::CancelTimer { .. } => return None,
@@ -295,6 +332,8 @@ impl Command {
             | Command::PlayPrompt { call_id, .. }
             | Command::SubscribeToTone { call_id, .. }
             | Command::Invite { call_id, .. }
+            | Command::RecordResponse { call_id, .. }
+            | Command::SaveRecording { call_id, .. }
             | Command::Hangup { call_id, .. }
             | Command::KeepAlive { call_id, .. } => Some(call_id),
             Command::CreateCall { .. } | Command::SetTimer { .. } | Command::CancelTimer { .. } => {
@@ -399,6 +438,17 @@ impl Command {
             },
             Command::Invite { body, .. } => {
                 fields.insert("to".into(), targets_words(&body.participants));
+            }
+            Command::RecordResponse { body, .. } => {
+                if let Some(p) = body.prompts.first() {
+                    fields.insert("prompt".into(), p.media_info.uri.clone().into());
+                }
+                if let Some(s) = body.max_record_duration_in_seconds {
+                    fields.insert("max_duration".into(), format!("{s}s").into());
+                }
+            }
+            Command::SaveRecording { name, .. } => {
+                fields.insert("name".into(), name.clone().into());
             }
             Command::SubscribeToTone { .. }
             | Command::Hangup { .. }

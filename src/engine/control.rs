@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::graph::wire::{
     AnswerRequest, Call, CommsOperation, InviteParticipantsRequest, PlayPromptRequest,
-    RedirectRequest, RejectRequest, SubscribeToToneRequest, TransferRequest,
+    RecordResponseRequest, RedirectRequest, RejectRequest, SubscribeToToneRequest, TransferRequest,
 };
 
 use super::command::Command;
@@ -100,6 +100,29 @@ pub trait CallControl {
         body: &InviteParticipantsRequest,
     ) -> impl Future<Output = Result<CommsOperation, ControlError>> + Send;
 
+    /// `POST …/calls/{id}/recordResponse` (`200` with a `recordOperation`).
+    fn record_response(
+        &self,
+        call_id: &str,
+        body: &RecordResponseRequest,
+    ) -> impl Future<Output = Result<CommsOperation, ControlError>> + Send;
+
+    /// `GET` of a completed recording's `recordingLocation` with
+    /// `Authorization: Bearer {recordingAccessToken}`: the audio (WAV).
+    fn download_recording(
+        &self,
+        location: &str,
+        access_token: &str,
+    ) -> impl Future<Output = Result<Vec<u8>, ControlError>> + Send;
+
+    /// Delivers a downloaded recording as `name` where the configuration
+    /// says (a folder, or a POST to a URL, with retries); where it went.
+    fn deliver_recording(
+        &self,
+        name: &str,
+        audio: Vec<u8>,
+    ) -> impl Future<Output = Result<String, ControlError>> + Send;
+
     /// `DELETE …/calls/{id}` (`204`).
     fn hangup(&self, call_id: &str) -> impl Future<Output = Result<(), ControlError>> + Send;
 
@@ -168,6 +191,13 @@ pub async fn execute<C: CallControl + ?Sized>(control: &C, command: &Command) ->
             .invite(call_id, body)
             .await
             .map(|op| accepted(Some(op))),
+        Command::RecordResponse { call_id, body, .. } => control
+            .record_response(call_id, body)
+            .await
+            .map(|op| accepted(Some(op))),
+        Command::SaveRecording {
+            recording, name, ..
+        } => save_recording(control, id, recording, name).await,
         Command::Hangup { call_id, .. } => control.hangup(call_id).await.map(|()| accepted(None)),
         Command::KeepAlive { call_id, .. } => {
             control.keep_alive(call_id).await.map(|()| accepted(None))
@@ -180,4 +210,76 @@ pub async fn execute<C: CallControl + ?Sized>(control: &C, command: &Command) ->
         code: e.code,
         message: e.message,
     }))
+}
+
+async fn save_recording<C: CallControl + ?Sized>(
+    control: &C,
+    id: super::command::CommandId,
+    recording: &super::event::Recording,
+    name: &str,
+) -> Result<Event, ControlError> {
+    let audio = control
+        .download_recording(&recording.location, &recording.access_token)
+        .await?;
+    let bytes = audio.len() as u64;
+    let duration_seconds = wav_seconds(&audio).unwrap_or(0.0);
+    let location = control.deliver_recording(name, audio).await?;
+    Ok(Event::RecordingSaved {
+        command: id,
+        location,
+        bytes,
+        duration_seconds,
+    })
+}
+
+/// The length of a RIFF/WAVE file's audio in seconds: its `data` chunk's
+/// size over the `fmt ` chunk's byte rate. `None` when it is not one.
+pub fn wav_seconds(wav: &[u8]) -> Option<f64> {
+    if wav.len() < 12 || &wav[0..4] != b"RIFF" || &wav[8..12] != b"WAVE" {
+        return None;
+    }
+    let u32_at =
+        |i: usize| -> Option<u32> { Some(u32::from_le_bytes(wav.get(i..i + 4)?.try_into().ok()?)) };
+    let mut at = 12;
+    let mut byte_rate = None;
+    while at + 8 <= wav.len() {
+        let size = u32_at(at + 4)? as usize;
+        match &wav[at..at + 4] {
+            b"fmt " => byte_rate = u32_at(at + 16),
+            b"data" => {
+                let rate = byte_rate.filter(|r| *r > 0)?;
+                let size = size.min(wav.len() - at - 8);
+                let seconds = size as f64 / f64::from(rate);
+                return Some((seconds * 1000.0).round() / 1000.0);
+            }
+            _ => {}
+        }
+        at += 8 + size + (size & 1);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wav_seconds;
+
+    #[test]
+    fn a_wav_header_gives_the_length() {
+        let mut wav = Vec::new();
+        wav.extend_from_slice(b"RIFF");
+        wav.extend_from_slice(&(36u32 + 32_000).to_le_bytes());
+        wav.extend_from_slice(b"WAVEfmt ");
+        wav.extend_from_slice(&16u32.to_le_bytes());
+        wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+        wav.extend_from_slice(&16_000u32.to_le_bytes()); // sample rate
+        wav.extend_from_slice(&32_000u32.to_le_bytes()); // byte rate
+        wav.extend_from_slice(&2u16.to_le_bytes());
+        wav.extend_from_slice(&16u16.to_le_bytes());
+        wav.extend_from_slice(b"data");
+        wav.extend_from_slice(&32_000u32.to_le_bytes());
+        wav.resize(wav.len() + 32_000, 0);
+        assert_eq!(wav_seconds(&wav), Some(1.0));
+        assert_eq!(wav_seconds(b"not a wav file at all"), None);
+    }
 }

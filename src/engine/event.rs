@@ -171,6 +171,40 @@ pub struct OperationUpdate {
     /// The outcome (the old beta puts `transferring`/`transferAccepted` here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<ResultInfo>,
+    /// How a prompt or a recording ended (`initialSilenceTimeout`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_reason: Option<String>,
+    /// A recording's download location and access token (`recordResponse`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<Recording>,
+}
+
+/// Where Graph keeps a recording for a short while, and the token to fetch it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recording {
+    /// `recordingLocation`.
+    pub location: String,
+    /// `recordingAccessToken`.
+    pub access_token: String,
+}
+
+impl std::fmt::Debug for Recording {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recording")
+            .field("location", &self.location)
+            .field("access_token", &"…")
+            .finish()
+    }
+}
+
+impl Recording {
+    /// The recording an operation carries, if it carries both fields.
+    pub fn of(location: Option<&String>, token: Option<&String>) -> Option<Self> {
+        Some(Recording {
+            location: location?.clone(),
+            access_token: token?.clone(),
+        })
+    }
 }
 
 /// One roster entry of a group call or meeting.
@@ -258,6 +292,18 @@ pub enum Event {
         /// The `commsOperation` Graph returned (`playPrompt`, `subscribeToTone`, `invite`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         operation: Option<CommsOperation>,
+    },
+    /// A recording was downloaded and delivered (the result of
+    /// [`Command::SaveRecording`](super::Command::SaveRecording)).
+    RecordingSaved {
+        /// The command.
+        command: CommandId,
+        /// Where it was delivered (a file's path, or the URL it was posted to).
+        location: String,
+        /// Its size in bytes.
+        bytes: u64,
+        /// Its length in seconds, read from the WAV header (0 when it has none).
+        duration_seconds: f64,
     },
     /// Graph refused a request, or it could not be sent.
     RequestFailed {
@@ -362,6 +408,11 @@ impl Event {
                 }),
                 client_context: op.client_context.clone(),
                 result: op.result_info.clone(),
+                completion_reason: op.completion_reason.clone(),
+                recording: Recording::of(
+                    op.recording_location.as_ref(),
+                    op.recording_access_token.as_ref(),
+                ),
             })],
             NotificationPayload::Participants(list) => vec![Event::Roster {
                 call_id,
@@ -385,6 +436,7 @@ impl Event {
             Event::ApiStart { .. }
             | Event::TimerFired { .. }
             | Event::Accepted { .. }
+            | Event::RecordingSaved { .. }
             | Event::RequestFailed { .. }
             | Event::Fault { .. } => None,
         }

@@ -49,8 +49,8 @@ pub use outcome::{ActionDone, ActionOutcome};
 pub use rules::{ANSWER_MARGIN, Applied, REAP_AFTER, Rule, Upkeep};
 pub use run::{MAX_PENDING, MAX_STEPS_PER_EVENT};
 pub use session::{
-    ANSWER_WITHIN, Bot, EventJson, KEEP_ALIVE_EVERY, Leg, LegRole, Outcome, RunEnd, Session,
-    Waiting,
+    ANSWER_WITHIN, Bot, EventJson, KEEP_ALIVE_EVERY, Leg, LegRole, MASK, Outcome, RunEnd, Secrets,
+    Session, Waiting,
 };
 pub use timeline::{Entry, Timeline, TimelineEntry};
 pub use trigger::matches_incoming;

@@ -101,6 +101,9 @@ fn rules(action: &Action) -> ActionRules {
         | Action::JoinMeeting(_)
         | Action::Play(_)
         | Action::Menu(_)
+        | Action::Collect(_)
+        | Action::Record(_)
+        | Action::Invite(_)
         | Action::Switch(_)
         | Action::Set(_)
         | Action::Log(_)
@@ -139,7 +142,20 @@ impl Run<'_> {
                 key,
                 sequence_id,
             } => {
-                let key = key.map_or_else(|| "?".to_owned(), |k| k.to_string());
+                // A repeated press (Graph's duplicates, which may come after
+                // a secret collect has moved on) is shown masked: it tells
+                // nothing new, and may be a PIN's.
+                let repeat = sequence_id.is_some_and(|n| {
+                    self.s
+                        .leg_index(call_id)
+                        .and_then(|i| self.s.legs[i].last_tone)
+                        .is_some_and(|last| n <= last)
+                });
+                let key = if repeat || self.collecting_secret() {
+                    "•".to_owned()
+                } else {
+                    key.map_or_else(|| "?".to_owned(), |k| k.to_string())
+                };
                 match sequence_id {
                     Some(n) => format!("{}: key {key} (#{n})", self.call_label(call_id)),
                     None => format!("{}: key {key}", self.call_label(call_id)),
@@ -177,9 +193,21 @@ impl Run<'_> {
                 ),
                 None => return,
             },
+            Event::RecordingSaved {
+                location,
+                bytes,
+                duration_seconds,
+                ..
+            } => format!("recording saved: {location} ({bytes} bytes, {duration_seconds}s)"),
             Event::RequestFailed { .. } | Event::Fault { .. } => return,
         };
         self.entry(Entry::Event(text));
+    }
+
+    /// Whether the current step is a `collect` with `secret: true`.
+    fn collecting_secret(&self) -> bool {
+        self.current()
+            .is_some_and(|s| matches!(&s.action, Action::Collect(c) if c.secret))
     }
 
     fn request_name(&self, command: CommandId) -> String {
@@ -226,6 +254,20 @@ impl Run<'_> {
             }
             Event::CallCreated { tag, call_id } => self.call_created(&tag, call_id),
             Event::Accepted { command, operation } => self.accepted(command, operation),
+            Event::RecordingSaved {
+                command,
+                location,
+                bytes,
+                duration_seconds,
+            } => {
+                self.take_pending(command);
+                match self.s.waiting {
+                    Waiting::SaveRecording { command: c } if c == command => {
+                        self.recording_saved(location, bytes, duration_seconds)
+                    }
+                    _ => None,
+                }
+            }
             Event::RequestFailed {
                 command,
                 status,
@@ -576,9 +618,18 @@ impl Run<'_> {
             leg.last_tone = Some(seq);
         }
         let key = key?;
-        let Waiting::Menu { attempt, .. } = self.s.waiting.clone() else {
-            self.note(format!("key {key} pressed outside a menu: ignored"));
-            return None;
+        let attempt = match self.s.waiting.clone() {
+            Waiting::Menu { attempt, .. } => attempt,
+            Waiting::Collect { attempt, .. } => {
+                if self.s.legs[i].role != LegRole::Main {
+                    return None;
+                }
+                return self.collect_key(attempt, key);
+            }
+            _ => {
+                self.note(format!("key {key} pressed outside a menu: ignored"));
+                return None;
+            }
         };
         if self.s.legs[i].role != LegRole::Main {
             return None;
@@ -627,6 +678,14 @@ impl Run<'_> {
                 "the prompt did not finish in time".into(),
             )),
             Waiting::Menu { attempt, .. } => self.menu_retry(attempt, false),
+            Waiting::Collect { attempt, .. } => self.collect_end(attempt),
+            Waiting::Invite { .. } => Some(Transition::Timeout),
+            Waiting::Record { .. } => Some(Transition::Failure(
+                "the recording did not finish in time".into(),
+            )),
+            Waiting::SaveRecording { .. } => Some(Transition::Failure(
+                "the recording was not delivered in time".into(),
+            )),
             Waiting::State { .. } => Some(Transition::Timeout),
             Waiting::Timer => Some(Transition::Next),
             Waiting::Redirect { .. } | Waiting::Nothing => None,
@@ -677,6 +736,27 @@ impl Run<'_> {
         let p = self.s.pending.iter_mut().find(|p| p.command == command)?;
         p.accepted = true;
         match p.kind {
+            RequestKind::RecordResponse => {
+                let op = operation?;
+                if !op.id.is_empty() {
+                    p.operation_id = Some(op.id.clone());
+                }
+                if op.status.as_ref().is_some_and(OperationStatus::is_final) {
+                    let p = self.take_pending(command)?;
+                    let recording = super::event::Recording::of(
+                        op.recording_location.as_ref(),
+                        op.recording_access_token.as_ref(),
+                    );
+                    return self.record_operation_done(
+                        &p,
+                        op.status == Some(OperationStatus::Completed),
+                        op.result_info.as_ref(),
+                        op.completion_reason.as_deref(),
+                        recording,
+                    );
+                }
+                None
+            }
             RequestKind::PlayPrompt | RequestKind::SubscribeToTone | RequestKind::Invite => {
                 let op = operation?;
                 if !op.id.is_empty() {
@@ -713,6 +793,7 @@ impl Run<'_> {
             RequestKind::Reject
             | RequestKind::Transfer
             | RequestKind::CreateCall
+            | RequestKind::SaveRecording
             | RequestKind::Hangup
             | RequestKind::KeepAlive => {
                 self.take_pending(command);
@@ -793,14 +874,31 @@ impl Run<'_> {
                     l.tones_subscribed = false;
                 }
                 match waiting {
-                    Waiting::Menu { .. } => Some(Transition::Failure(why)),
+                    Waiting::Menu { .. } | Waiting::Collect { .. } => {
+                        Some(Transition::Failure(why))
+                    }
                     _ => None,
                 }
             }
-            RequestKind::Reject
-            | RequestKind::Hangup
-            | RequestKind::KeepAlive
-            | RequestKind::Invite => None,
+            RequestKind::RecordResponse => match waiting {
+                Waiting::Record { context } if p.client_context.as_deref() == Some(&context) => {
+                    Some(Transition::Failure(why))
+                }
+                _ => None,
+            },
+            RequestKind::SaveRecording => match waiting {
+                Waiting::SaveRecording { command: c } if c == command => Some(Transition::Failure(
+                    format!("the recording was not saved: {why}"),
+                )),
+                _ => None,
+            },
+            RequestKind::Invite => match waiting {
+                Waiting::Invite { context } if p.client_context.as_deref() == Some(&context) => {
+                    Some(Transition::Failure(why))
+                }
+                _ => None,
+            },
+            RequestKind::Reject | RequestKind::Hangup | RequestKind::KeepAlive => None,
         }
     }
 
@@ -814,7 +912,9 @@ impl Run<'_> {
     ) -> Option<Transition> {
         let context = p.client_context.as_deref();
         match waiting {
-            Waiting::Prompt { context: c } | Waiting::Menu { context: c, .. }
+            Waiting::Prompt { context: c }
+            | Waiting::Menu { context: c, .. }
+            | Waiting::Collect { context: c, .. }
                 if Some(c.as_str()) == context =>
             {
                 Some(Transition::Failure(why))
@@ -848,11 +948,41 @@ impl Run<'_> {
             return None;
         }
         let p = self.s.pending.remove(pos);
+        if p.kind == RequestKind::RecordResponse {
+            return self.record_operation_done(
+                &p,
+                status == Some(OperationStatus::Completed),
+                o.result.as_ref(),
+                o.completion_reason.as_deref(),
+                o.recording,
+            );
+        }
         self.operation_done(
             &p,
             status == Some(OperationStatus::Completed),
             o.result.as_ref(),
         )
+    }
+
+    /// A `recordResponse` the session sent is over.
+    fn record_operation_done(
+        &mut self,
+        p: &PendingRequest,
+        ok: bool,
+        result: Option<&ResultInfo>,
+        reason: Option<&str>,
+        recording: Option<super::event::Recording>,
+    ) -> Option<Transition> {
+        match self.s.waiting.clone() {
+            Waiting::Record { context } if p.client_context.as_deref() == Some(&context) => {
+                let mut why = describe_result(result);
+                if let Some(r) = reason {
+                    why.push_str(&format!(" ({r})"));
+                }
+                self.record_ended(p.leg, ok, reason, recording, &why)
+            }
+            _ => None,
+        }
     }
 
     /// The old beta reports a transfer's progress as an operation whose
@@ -935,6 +1065,36 @@ impl Run<'_> {
             }
             (
                 RequestKind::PlayPrompt,
+                Waiting::Collect {
+                    attempt,
+                    context: c,
+                    prompt_done: false,
+                },
+            ) if Some(c.as_str()) == context => {
+                if !ok {
+                    return Some(Transition::Failure(format!(
+                        "the collect prompt failed:{}",
+                        describe_result(result)
+                    )));
+                }
+                self.s.waiting = Waiting::Collect {
+                    attempt,
+                    context: c,
+                    prompt_done: true,
+                };
+                let step = self.current()?;
+                if let Action::Collect(col) = &step.action {
+                    let keyed = !self.collected(col.secret).is_empty();
+                    self.set_timer(if keyed {
+                        col.digit_timeout
+                    } else {
+                        col.first_digit_timeout
+                    });
+                }
+                None
+            }
+            (
+                RequestKind::PlayPrompt,
                 Waiting::ConsultAnnounce {
                     consult,
                     context: c,
@@ -945,11 +1105,24 @@ impl Run<'_> {
                 }
                 self.consult_transfer(consult)
             }
+            (RequestKind::Invite, Waiting::Invite { context: c })
+                if Some(c.as_str()) == context =>
+            {
+                self.cancel_timer();
+                if ok {
+                    Some(Transition::Next)
+                } else {
+                    Some(Transition::Failure(format!(
+                        "the invitation failed:{}",
+                        describe_result(result)
+                    )))
+                }
+            }
             (RequestKind::SubscribeToTone, waiting) if !ok => {
                 if let Some(l) = self.s.legs.get_mut(p.leg) {
                     l.tones_subscribed = false;
                 }
-                matches!(waiting, Waiting::Menu { .. }).then(|| {
+                matches!(waiting, Waiting::Menu { .. } | Waiting::Collect { .. }).then(|| {
                     Transition::Failure(format!(
                         "subscribeToTone failed:{}",
                         describe_result(result)

@@ -67,6 +67,15 @@ pub(crate) enum Body {
     Redirect(crate::graph::wire::RedirectRequest),
     Transfer(Box<crate::graph::wire::TransferRequest>),
     PlayPrompt(crate::graph::wire::PlayPromptRequest),
+    RecordResponse(crate::graph::wire::RecordResponseRequest),
+    Invite(crate::graph::wire::InviteParticipantsRequest),
+    /// Download a recording and deliver it as `name`.
+    SaveRecording {
+        /// Where it is and its token.
+        recording: super::event::Recording,
+        /// Its file name.
+        name: String,
+    },
     SubscribeToTone(crate::graph::wire::SubscribeToToneRequest),
     Hangup,
 }
@@ -308,7 +317,7 @@ impl<'a> Run<'a> {
         for op in ops {
             match op {
                 HandlerOp::Log(t) => {
-                    let input = scope::Inputs::new(self.flow, self.s);
+                    let input = scope::Inputs::masked(self.flow, self.s);
                     match scope::render(self.flow, t, &input, self.now) {
                         Ok(text) => self.entry(Entry::Log(text)),
                         Err(e) => self.error_entry(format!("on.{name}: {e}")),
@@ -458,6 +467,9 @@ impl<'a> Run<'a> {
             Body::Redirect(_) => RequestKind::Redirect,
             Body::Transfer(_) => RequestKind::Transfer,
             Body::PlayPrompt(_) => RequestKind::PlayPrompt,
+            Body::RecordResponse(_) => RequestKind::RecordResponse,
+            Body::Invite(_) => RequestKind::Invite,
+            Body::SaveRecording { .. } => RequestKind::SaveRecording,
             Body::SubscribeToTone(_) => RequestKind::SubscribeToTone,
             Body::Hangup => RequestKind::Hangup,
         };
@@ -485,6 +497,14 @@ impl<'a> Run<'a> {
                 body: *body,
             },
             Body::PlayPrompt(body) => Command::PlayPrompt { id, call_id, body },
+            Body::RecordResponse(body) => Command::RecordResponse { id, call_id, body },
+            Body::Invite(body) => Command::Invite { id, call_id, body },
+            Body::SaveRecording { recording, name } => Command::SaveRecording {
+                id,
+                call_id,
+                recording,
+                name,
+            },
             Body::SubscribeToTone(body) => Command::SubscribeToTone { id, call_id, body },
             Body::Hangup => Command::Hangup { id, call_id },
         };

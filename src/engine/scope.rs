@@ -18,10 +18,28 @@ use crate::graph::wire::{
 };
 
 use super::event::Party;
-use super::session::{Bot, Session};
+use super::session::{Bot, MASK, Session};
+
+/// What `digits` reads: the keys of the current menu or collect (a secret
+/// collect's masked when `mask`).
+fn digits_text(session: &Session, mask: bool) -> String {
+    if session.secrets.digits.is_empty() {
+        session.digits.clone()
+    } else if mask {
+        MASK.to_owned()
+    } else {
+        session.secrets.digits.clone()
+    }
+}
 
 /// Builds what expressions read from the session.
 pub fn eval_input(flow: &Flow, session: &Session) -> EvalInput {
+    eval_input_masked(flow, session, false)
+}
+
+/// Builds what expressions read from the session; with `mask`, secrets
+/// (see [`Secrets`](super::session::Secrets)) read as [`MASK`].
+pub fn eval_input_masked(flow: &Flow, session: &Session, mask: bool) -> EvalInput {
     let mut call = RhaiMap::new();
     if let Some(main) = session.main() {
         let text = |v: Option<&str>| Dynamic::from(v.unwrap_or("").to_owned());
@@ -47,11 +65,20 @@ pub fn eval_input(flow: &Flow, session: &Session) -> EvalInput {
         call.insert("to".into(), party_map(&Party::default()).into());
         call.insert("result".into(), result_map(None).into());
     }
+    let mut vars = json_map(&session.vars);
+    for (k, v) in &session.secrets.vars {
+        let v = if mask {
+            Dynamic::from(MASK.to_owned())
+        } else {
+            json_dynamic(v)
+        };
+        vars.insert(k.as_str().into(), v);
+    }
     EvalInput {
         call,
-        vars: json_map(&session.vars),
+        vars,
         step: session.step_name(flow).unwrap_or("").to_owned(),
-        digits: session.digits.clone(),
+        digits: digits_text(session, mask),
         event: json_dynamic(&session.last_event.value()),
         params: json_map(&session.params),
     }
@@ -127,6 +154,7 @@ fn json_map(m: &Map<String, Value>) -> RhaiMap {
 pub struct Inputs<'a> {
     flow: &'a Flow,
     session: &'a Session,
+    mask: bool,
     cell: std::cell::OnceCell<EvalInput>,
 }
 
@@ -136,14 +164,24 @@ impl<'a> Inputs<'a> {
         Inputs {
             flow,
             session,
+            mask: false,
             cell: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Inputs for text written where people read it (the timeline, logs):
+    /// secrets read as [`MASK`].
+    pub fn masked(flow: &'a Flow, session: &'a Session) -> Self {
+        Inputs {
+            mask: true,
+            ..Inputs::new(flow, session)
         }
     }
 
     /// The inputs, built on first use.
     pub fn get(&self) -> &EvalInput {
         self.cell
-            .get_or_init(|| eval_input(self.flow, self.session))
+            .get_or_init(|| eval_input_masked(self.flow, self.session, self.mask))
     }
 }
 
@@ -178,6 +216,16 @@ pub fn eval_bool(
 /// simple (then rhai evaluates it): templates are mostly such paths, and
 /// they need no scope and no engine.
 pub fn path_text(session: &Session, flow: &Flow, source: &str) -> Option<String> {
+    path_text_masked(session, flow, source, false)
+}
+
+/// [`path_text`], with secrets read as [`MASK`] when `mask`.
+pub fn path_text_masked(
+    session: &Session,
+    flow: &Flow,
+    source: &str,
+    mask: bool,
+) -> Option<String> {
     let source = source.trim();
     let plain = |p: &str| {
         !p.is_empty()
@@ -192,6 +240,13 @@ pub fn path_text(session: &Session, flow: &Flow, source: &str) -> Option<String>
     }
     let text = |v: Option<&str>| Some(v.unwrap_or("").to_owned());
     match (root, rest.as_slice()) {
+        ("vars", [first, ..]) if session.secrets.vars.contains_key(*first) => {
+            if mask {
+                Some(MASK.to_owned())
+            } else {
+                json_path_text(&session.secrets.vars, &rest)
+            }
+        }
         ("vars", path) => json_path_text(&session.vars, path),
         ("params", path) => json_path_text(&session.params, path),
         ("event", [first, path @ ..]) => match session.last_event.value() {
@@ -199,7 +254,7 @@ pub fn path_text(session: &Session, flow: &Flow, source: &str) -> Option<String>
             _ => None,
         },
         ("step", []) => text(session.step_name(flow)),
-        ("digits", []) => Some(session.digits.clone()),
+        ("digits", []) => Some(digits_text(session, mask)),
         ("call", [field, sub @ ..]) => {
             let main = session.main();
             let party = |p: Option<&Party>, name: &str| -> Option<String> {
@@ -274,7 +329,7 @@ pub fn render(
         match part {
             TemplatePart::Text(t) => out.push_str(t),
             TemplatePart::Expr(e) => {
-                if let Some(text) = path_text(input.session, flow, &e.source) {
+                if let Some(text) = path_text_masked(input.session, flow, &e.source, input.mask) {
                     out.push_str(&text);
                     continue;
                 }

@@ -135,6 +135,30 @@ pub enum Waiting {
         /// Whether the current prompt has finished (the timeout runs from then).
         prompt_done: bool,
     },
+    /// Digits of a `collect`.
+    Collect {
+        /// Prompts played after the first (retries used).
+        attempt: u32,
+        /// The current prompt's client context.
+        context: String,
+        /// Whether the current prompt has finished (the first-digit timeout runs from then).
+        prompt_done: bool,
+    },
+    /// A `recordResponse` to finish.
+    Record {
+        /// Its client context.
+        context: String,
+    },
+    /// A recording to be downloaded and delivered.
+    SaveRecording {
+        /// The command.
+        command: CommandId,
+    },
+    /// A `participants/invite` to complete.
+    Invite {
+        /// Its client context.
+        context: String,
+    },
     /// The main call to reach a state.
     State {
         /// The state.
@@ -275,6 +299,35 @@ pub struct Session {
     /// The session's own timers: the answer rule, `keepAlive`, the reaper.
     #[serde(default)]
     pub upkeep: Upkeep,
+    /// What a `collect` with `secret: true` keyed: never serialised, so
+    /// never in the store, the admin API or a snapshot (see [`Secrets`]).
+    #[serde(skip)]
+    pub secrets: Secrets,
+}
+
+/// Secret values of a run: the digits a `secret: true` collect is keying
+/// and the variables it filled. Expressions read them as `digits` and
+/// `vars.NAME` like any other; the timeline and `log` see them masked.
+/// They live only in memory: a call recovered after a restart has lost
+/// them (its `vars.NAME` reads as nothing). Their `Debug` shows no value.
+#[derive(Clone, Default, PartialEq)]
+pub struct Secrets {
+    /// Variables filled by secret collects.
+    pub vars: Map<String, Value>,
+    /// The digits keyed so far in a secret collect.
+    pub digits: String,
+}
+
+/// What a secret is shown as.
+pub const MASK: &str = "••••";
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("vars", &self.vars.keys().collect::<Vec<_>>())
+            .field("digits", &self.digits.len())
+            .finish()
+    }
 }
 
 impl Session {
@@ -307,6 +360,7 @@ impl Session {
             end: None,
             incoming_at: None,
             upkeep: Upkeep::default(),
+            secrets: Secrets::default(),
         }
     }
 

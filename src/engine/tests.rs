@@ -95,6 +95,8 @@ impl Harness {
             status: Some(OperationStatus::Completed),
             client_context: Some(context.into()),
             result: None,
+            completion_reason: None,
+            recording: None,
         }))
     }
 

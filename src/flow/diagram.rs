@@ -50,6 +50,8 @@ pub enum Shape {
     Decision,
     /// Hands the call to someone or places a call (transfer, redirect, call, join).
     Handoff,
+    /// Asks the caller for input and keeps it (collect, record).
+    Input,
     /// Ends the call (hangup, reject).
     End,
     /// The start marker.
@@ -430,6 +432,7 @@ pub fn render_mermaid(g: &Graph) -> String {
             Shape::Plain => ("(", ")"),
             Shape::Decision => ("{", "}"),
             Shape::Handoff => ("[[", "]]"),
+            Shape::Input => ("[/", "/]"),
             Shape::End => ("([", "])"),
             Shape::Start => ("((", "))"),
             Shape::Handler => (">", "]"),
@@ -522,6 +525,7 @@ pub fn render_dot(g: &Graph) -> String {
             Shape::Plain => "shape=box, style=rounded",
             Shape::Decision => "shape=diamond",
             Shape::Handoff => "shape=box, peripheries=2",
+            Shape::Input => "shape=parallelogram",
             Shape::End => "shape=doublecircle",
             Shape::Handler => "shape=note, style=dashed",
         };

@@ -31,7 +31,8 @@ pub use wire::{
     GraphErrorDetail, Identity, IdentitySet, InnerError, InvitationParticipantInfo,
     InviteParticipantsRequest, JoinMeetingIdMeetingInfo, KeepAlive, MediaConfig, MediaInfo,
     MediaPrompt, MediaState, MediaStream, MeetingInfo, Modality, OperationStatus,
-    OrganizerMeetingInfo, Participant, ParticipantInfo, PlayPromptRequest, RedirectRequest,
-    RejectReason, RejectRequest, RemovedState, RequestError, ResultInfo, ServiceHostedMediaConfig,
-    SubscribeToToneRequest, TokenMeetingInfo, Tone, ToneInfo, TransferRequest,
+    OrganizerMeetingInfo, Participant, ParticipantInfo, PlayPromptRequest, RecordResponseRequest,
+    RedirectRequest, RejectReason, RejectRequest, RemovedState, RequestError, ResultInfo,
+    ServiceHostedMediaConfig, SubscribeToToneRequest, TokenMeetingInfo, Tone, ToneInfo,
+    TransferRequest,
 };

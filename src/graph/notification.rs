@@ -286,6 +286,10 @@ pub struct OperationPayload {
     pub result_info: Option<ResultInfo>,
     /// How a prompt or recording ended.
     pub completion_reason: Option<String>,
+    /// Where a completed `recordResponse`'s recording can be downloaded.
+    pub recording_location: Option<String>,
+    /// The token that download needs.
+    pub recording_access_token: Option<String>,
     /// The whole `resourceData`, as received.
     pub raw: Value,
 }
@@ -298,6 +302,8 @@ struct OperationFields {
     client_context: Option<String>,
     result_info: Option<ResultInfo>,
     completion_reason: Option<String>,
+    recording_location: Option<String>,
+    recording_access_token: Option<String>,
 }
 
 /// What a notification carries, by resource kind.
@@ -777,6 +783,8 @@ fn read_payload(path: &ResourcePath, data: Value) -> Result<NotificationPayload,
                 client_context: fields.client_context,
                 result_info: fields.result_info,
                 completion_reason: fields.completion_reason,
+                recording_location: fields.recording_location,
+                recording_access_token: fields.recording_access_token,
                 raw: data,
             })
         }

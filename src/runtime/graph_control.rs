@@ -19,7 +19,7 @@
 use crate::engine::{CallControl, ControlError};
 use crate::graph::wire::{
     AnswerRequest, Call, CallState, CommsOperation, InviteParticipantsRequest, PlayPromptRequest,
-    RedirectRequest, RejectRequest, SubscribeToToneRequest, TransferRequest,
+    RecordResponseRequest, RedirectRequest, RejectRequest, SubscribeToToneRequest, TransferRequest,
 };
 
 use crate::graph::client::{ClientError, GraphClient};
@@ -140,6 +140,26 @@ impl CallControl for GraphClient {
         body: &InviteParticipantsRequest,
     ) -> Result<CommsOperation, ControlError> {
         Ok(GraphClient::invite_participants(self, call_id, body).await?)
+    }
+
+    async fn record_response(
+        &self,
+        call_id: &str,
+        body: &RecordResponseRequest,
+    ) -> Result<CommsOperation, ControlError> {
+        Ok(GraphClient::record_response(self, call_id, body).await?)
+    }
+
+    async fn download_recording(
+        &self,
+        location: &str,
+        access_token: &str,
+    ) -> Result<Vec<u8>, ControlError> {
+        GraphClient::download_recording(self, location, access_token).await
+    }
+
+    async fn deliver_recording(&self, name: &str, audio: Vec<u8>) -> Result<String, ControlError> {
+        GraphClient::deliver_recording(self, name, audio).await
     }
 
     async fn hangup(&self, call_id: &str) -> Result<(), ControlError> {

@@ -177,9 +177,9 @@ pub struct Metrics {
     /// (a bug): their calls were hung up.
     pub internal_errors: AtomicU64,
     /// Graph requests, by kind ([`RequestKind::ALL`] order), that succeeded.
-    pub requests_ok: [AtomicU64; 10],
+    pub requests_ok: [AtomicU64; RequestKind::ALL.len()],
     /// Graph requests, by kind ([`RequestKind::ALL`] order), that failed.
-    pub requests_failed: [AtomicU64; 10],
+    pub requests_failed: [AtomicU64; RequestKind::ALL.len()],
     /// Time each Graph request took.
     pub graph_latency: Histogram,
     /// From a notification handed to `submit` to the first request it caused being sent.

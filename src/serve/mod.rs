@@ -125,6 +125,7 @@ pub async fn production(s: Settings) -> Result<(), ServeError> {
         graph.authority_url = url::Url::parse(url)
             .map_err(|e| ServeError::Usage(format!("authority URL {url:?}: {e}")))?;
     }
+    graph.recordings = Some(s.recordings.clone());
     let client = GraphClient::new(graph).map_err(|e| ServeError::Usage(e.to_string()))?;
     // The flows first: a designer's mistake is reported before anything
     // reaches the network.

@@ -116,6 +116,9 @@ pub struct ServeOptions {
     /// How long ended sessions are kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_ended: Option<String>,
+    /// Where `record` steps deliver recordings: a folder, or an http(s) URL to POST to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recordings: Option<String>,
 }
 
 /// The settings after every layer, checked.
@@ -164,6 +167,8 @@ pub struct Settings {
     pub store: crate::runtime::StoreUrl,
     /// How long ended sessions are kept in the store.
     pub keep_ended: std::time::Duration,
+    /// Where `record` steps deliver recordings.
+    pub recordings: crate::graph::client::recordings::RecordingDelivery,
 }
 
 /// A figment provider named for its layer.
@@ -265,6 +270,13 @@ impl Settings {
             Some(url) => crate::runtime::StoreUrl::parse(url).map_err(|e| format!("store: {e}"))?,
             None => crate::runtime::StoreUrl::default_in(&data_dir),
         };
+        let recordings = match &o.recordings {
+            Some(text) => crate::graph::client::recordings::RecordingDelivery::parse(text)
+                .map_err(|e| format!("recordings: {e}"))?,
+            None => crate::graph::client::recordings::RecordingDelivery::Folder(
+                data_dir.join("recordings"),
+            ),
+        };
         let keep_ended = match &o.keep_ended {
             Some(text) => humantime::parse_duration(text.trim())
                 .map_err(|e| format!("keep-ended {text:?}: {e}"))?,
@@ -299,6 +311,7 @@ impl Settings {
             insecure_no_auth: o.insecure_no_auth.unwrap_or(false),
             store,
             keep_ended,
+            recordings,
         })
     }
 

@@ -96,6 +96,32 @@ pub enum CallMode {
     Unreachable,
 }
 
+/// What the caller does when the bot records (`record`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordMode {
+    /// Speaks for 8 seconds (or up to the maximum duration): a recording to download.
+    #[default]
+    Speak,
+    /// Says nothing: the operation ends with `initialSilenceTimeout`, no recording.
+    Silent,
+    /// The recording fails (`failed`, 500).
+    Fail,
+}
+
+/// How an invited participant (`invite`) answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InviteMode {
+    /// Joins after 3 seconds: the operation completes.
+    #[default]
+    Accept,
+    /// Never answers: the operation stays running.
+    NoAnswer,
+    /// Declines: the operation fails (480/10037, no callee endpoint).
+    Fail,
+}
+
 /// How joining a meeting goes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -157,8 +183,13 @@ pub struct GraphBehaviour {
     pub call: PerAttempt<CallMode>,
     /// Joining meetings: `accept` (default) or `fail`, or a list.
     pub join: PerAttempt<JoinMode>,
+    /// Recordings (`record`): `speak` (default), `silent`, `fail`, or a list, one per recording.
+    pub record: PerAttempt<RecordMode>,
+    /// Invitations (`invite`): `accept` (default), `no_answer`, `fail`, or a list, one per invitation.
+    pub invite: PerAttempt<InviteMode>,
     /// Keys the caller presses, one entry per prompt played while tones are
-    /// subscribed, a second after it ends; `""` presses nothing (a timeout).
+    /// subscribed, a second after it ends (several keys, as for a `collect`,
+    /// one a second: `"123456#"`); `""` presses nothing (a timeout).
     pub dtmf: Vec<String>,
     /// When the caller (the far end of the main call, or the meeting) hangs
     /// up, counted from the start; never by default.
@@ -213,14 +244,20 @@ impl GraphBehaviour {
                 ));
             }
         }
-        for key in self.dtmf.iter().chain(self.presses.iter().map(|p| &p.key)) {
-            if key.chars().count() > 1
-                || key
-                    .chars()
-                    .any(|c| !c.is_ascii_digit() && !"*#ABCD".contains(c))
-            {
+        let is_key = |c: char| c.is_ascii_digit() || "*#ABCD".contains(c);
+        for keys in &self.dtmf {
+            if !keys.chars().all(is_key) {
                 return Err(format!(
-                    "`dtmf: {key:?}` is not one key: use 0-9, *, # or \"\" for none"
+                    "`dtmf: {keys:?}` is not keys: use 0-9, *, #, several for a collect \
+                     (\"123456#\"), or \"\" for none"
+                ));
+            }
+        }
+        for p in &self.presses {
+            if p.key.chars().count() > 1 || !p.key.chars().all(is_key) {
+                return Err(format!(
+                    "`presses: {:?}` is not one key: use 0-9, * or #",
+                    p.key
                 ));
             }
         }

@@ -22,12 +22,14 @@ use serde_json::Value;
 use crate::engine::{CallControl, ControlError, Party, RequestKind, TimerId};
 use crate::graph::wire::{
     AnswerRequest, Call, CallState, CommsOperation, InviteParticipantsRequest, OperationStatus,
-    PlayPromptRequest, RedirectRequest, RejectRequest, SubscribeToToneRequest, TransferRequest,
+    PlayPromptRequest, RecordResponseRequest, RedirectRequest, RejectRequest,
+    SubscribeToToneRequest, TransferRequest,
 };
 
 use super::behaviour::GraphBehaviour;
 pub use super::happening::{Happening, Scheduled};
 use super::notify::{Notifier, SimResult};
+use super::world::DEFAULT_RECORDINGS_BASE;
 use super::world::{Kind, SimCall, World, graph_errors, refused};
 
 /// The simulated Graph's id for the bot's application.
@@ -61,6 +63,11 @@ impl SimGraph {
                 transfers: 0,
                 outgoing: 0,
                 joins: 0,
+                recordings: 0,
+                invites: 0,
+                recorded: IndexMap::new(),
+                recordings_base: DEFAULT_RECORDINGS_BASE.to_owned(),
+                delivered: Vec::new(),
                 next_op: 1,
                 violations: Vec::new(),
                 passive: false,
@@ -289,6 +296,25 @@ impl SimGraph {
         self.lock().transfer_refusal(call_id, body).map(|_| ())
     }
 
+    /// Where its recordings are downloaded from (`{base}/{operation id}`).
+    pub fn set_recordings_base(&self, base: impl Into<String>) {
+        self.lock().recordings_base = base.into();
+    }
+
+    /// The audio of the recording at `location`, for the bearer of its token.
+    ///
+    /// # Errors
+    ///
+    /// `404` for no such recording, `401` for a wrong token.
+    pub fn recording(&self, location: &str, access_token: &str) -> Result<Vec<u8>, ControlError> {
+        self.lock().download_recording(location, access_token)
+    }
+
+    /// The recordings delivered in process so far: name and size.
+    pub fn delivered(&self) -> Vec<(String, usize)> {
+        self.lock().delivered.clone()
+    }
+
     /// Requests Graph refused because their call had ended or never existed.
     pub fn violations(&self) -> Vec<String> {
         self.lock().violations.clone()
@@ -377,22 +403,34 @@ impl CallControl for SimGraph {
         })
     }
 
+    async fn record_response(
+        &self,
+        call_id: &str,
+        body: &RecordResponseRequest,
+    ) -> Result<CommsOperation, ControlError> {
+        self.lock().record_response(call_id, body)
+    }
+
+    async fn download_recording(
+        &self,
+        location: &str,
+        access_token: &str,
+    ) -> Result<Vec<u8>, ControlError> {
+        self.lock().download_recording(location, access_token)
+    }
+
+    async fn deliver_recording(&self, name: &str, audio: Vec<u8>) -> Result<String, ControlError> {
+        let mut w = self.lock();
+        w.delivered.push((name.to_owned(), audio.len()));
+        Ok(format!("sim://recordings/{name}"))
+    }
+
     async fn invite(
         &self,
         call_id: &str,
         body: &InviteParticipantsRequest,
     ) -> Result<CommsOperation, ControlError> {
-        let mut w = self.lock();
-        w.established(RequestKind::Invite, call_id)?;
-        body.validate()
-            .map_err(|e| refused(400, "BadRequest", e.to_string()))?;
-        let id = w.new_op_id();
-        Ok(CommsOperation {
-            id,
-            status: Some(OperationStatus::Completed),
-            client_context: body.client_context.clone(),
-            ..CommsOperation::default()
-        })
+        self.lock().invite(call_id, body)
     }
 
     async fn hangup(&self, call_id: &str) -> Result<(), ControlError> {

@@ -42,6 +42,32 @@ pub enum Happening {
         /// Its client context.
         context: Option<String>,
     },
+    /// A `recordResponse` ends.
+    RecordDone {
+        /// The call.
+        call: String,
+        /// The operation.
+        operation: String,
+        /// Its client context.
+        context: Option<String>,
+        /// What the caller did.
+        mode: super::behaviour::RecordMode,
+        /// How long the caller spoke, in seconds.
+        seconds: u32,
+        /// Whether that is the most the request allowed.
+        full: bool,
+    },
+    /// An invitation is answered.
+    InviteDone {
+        /// The call.
+        call: String,
+        /// The operation.
+        operation: String,
+        /// Its client context.
+        context: Option<String>,
+        /// Whether the participant joined.
+        joined: bool,
+    },
     /// The caller presses a key.
     Press {
         /// The call.

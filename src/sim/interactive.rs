@@ -140,11 +140,14 @@ impl Interactive {
             }
             Scheduled::Timer(_) => match self.waiting() {
                 Waiting::Menu { .. } => "the menu times out".to_owned(),
+                Waiting::Collect { .. } => "the input ends".to_owned(),
                 Waiting::Timer => "the wait ends".to_owned(),
                 _ => "the step times out".to_owned(),
             },
             Scheduled::Graph(h) => match h {
                 Happening::PromptDone { .. } => "the prompt ends".into(),
+                Happening::RecordDone { .. } => "the recording ends".into(),
+                Happening::InviteDone { .. } => "the invitation is answered".into(),
                 Happening::Press { key, .. } => format!("the caller presses {key}"),
                 Happening::CallerHangsUp { .. } => "the caller hangs up".into(),
                 Happening::AnswerDeadline { .. } => "Graph drops the unanswered call (15 s)".into(),

@@ -231,6 +231,36 @@ impl Notifier {
         self.envelope(change, path, self.tagged(kind, data))
     }
 
+    /// A `recordOperation`'s end: `completionReason`, and for a recording
+    /// `recordingLocation` and `recordingAccessToken` (as in the example of
+    /// Microsoft's `call: recordResponse` page).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_operation(
+        &self,
+        call_id: &str,
+        operation_id: &str,
+        status: &str,
+        client_context: Option<&str>,
+        result: &SimResult,
+        completion_reason: &str,
+        recording: Option<(&str, &str)>,
+    ) -> Value {
+        let mut data = Map::new();
+        data.insert("id".into(), operation_id.into());
+        data.insert("status".into(), status.into());
+        if let Some(c) = client_context {
+            data.insert("clientContext".into(), c.into());
+        }
+        data.insert("resultInfo".into(), self.result_json(result));
+        data.insert("completionReason".into(), completion_reason.into());
+        if let Some((location, token)) = recording {
+            data.insert("recordingLocation".into(), location.into());
+            data.insert("recordingAccessToken".into(), token.into());
+        }
+        let path = format!("{}/operations/{operation_id}", self.call_path(call_id));
+        self.envelope("deleted", path, self.tagged("recordOperation", data))
+    }
+
     /// The old beta's transfer progress: an operation with a text subcode.
     pub fn legacy_transfer(
         &self,

@@ -15,11 +15,11 @@ use serde_json::Value;
 
 use crate::engine::{ControlError, Party, RequestKind};
 use crate::graph::wire::{
-    Call, CallDirection, CallState, CommsOperation, OperationStatus, PlayPromptRequest,
-    TransferRequest,
+    Call, CallDirection, CallState, CommsOperation, InviteParticipantsRequest, OperationStatus,
+    PlayPromptRequest, RecordResponseRequest, TransferRequest,
 };
 
-use super::behaviour::{CallMode, GraphBehaviour, JoinMode, TransferMode};
+use super::behaviour::{CallMode, GraphBehaviour, InviteMode, JoinMode, RecordMode, TransferMode};
 use super::graph::BOT_APP_ID;
 use super::happening::{Happening, Scheduled};
 use super::notify::{Notifier, SimResult};
@@ -110,11 +110,49 @@ pub(super) struct World {
     pub(super) transfers: usize,
     pub(super) outgoing: usize,
     pub(super) joins: usize,
+    /// Recordings asked for so far (the `record` behaviour's attempt).
+    pub(super) recordings: usize,
+    /// Invitations asked for so far (the `invite` behaviour's attempt).
+    pub(super) invites: usize,
+    /// Recordings made, by operation id: their access token and length in seconds.
+    pub(super) recorded: IndexMap<String, (String, u32)>,
+    /// The URL recordings are downloaded from (`{base}/{operation id}`).
+    pub(super) recordings_base: String,
+    /// Recordings delivered in process: name and size.
+    pub(super) delivered: Vec<(String, usize)>,
     pub(super) next_op: u64,
     pub(super) dtmf: VecDeque<String>,
     pub(super) violations: Vec<String>,
     pub(super) passive: bool,
     pub(super) parties: Vec<Party>,
+}
+
+/// Where the in-process simulated Graph says its recordings are (sim-graph
+/// over HTTP serves them under its own URL).
+pub const DEFAULT_RECORDINGS_BASE: &str = "https://sim-graph.invalid/recordings";
+
+/// How long a caller speaks when the `record` behaviour is `speak`.
+const SPOKEN_SECONDS: u32 = 8;
+
+/// The WAV a simulated recording downloads as: 8 kHz, 16-bit mono silence
+/// of `seconds` (16,000 bytes a second).
+pub fn recording_wav(seconds: u32) -> Vec<u8> {
+    let data = seconds * 16_000;
+    let mut w = Vec::with_capacity(44 + data as usize);
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&8_000u32.to_le_bytes());
+    w.extend_from_slice(&16_000u32.to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data.to_le_bytes());
+    w.resize(44 + data as usize, 0);
+    w
 }
 
 /// Sequence numbers of what people do start here: they sort after Graph's
@@ -293,6 +331,43 @@ impl World {
                         "Action completed, prompt finished playing",
                     )),
                 )],
+                _ => Vec::new(),
+            },
+            Happening::RecordDone {
+                call,
+                operation,
+                context,
+                mode,
+                seconds,
+                full,
+            } => self.record_done(&call, &operation, context.as_deref(), mode, seconds, full),
+            Happening::InviteDone {
+                call,
+                operation,
+                context,
+                joined,
+            } => match self.state_of(&call) {
+                Some(st) if st != CallState::Terminated => {
+                    let (status, result) = if joined {
+                        (
+                            "completed",
+                            SimResult::new(200, 0, "Action completed, participant joined."),
+                        )
+                    } else {
+                        (
+                            "failed",
+                            SimResult::new(480, 10037, "No callee endpoint found."),
+                        )
+                    };
+                    vec![self.notifier.operation(
+                        &call,
+                        "inviteParticipantsOperation",
+                        &operation,
+                        status,
+                        context.as_deref(),
+                        Some(&result),
+                    )]
+                }
                 _ => Vec::new(),
             },
             Happening::Press { call, key } => {
@@ -717,16 +792,18 @@ impl World {
         let subscribed = self.calls.get(call_id).is_some_and(|c| c.subscribed);
         if subscribed
             && !self.passive
-            && let Some(key) = self.dtmf.pop_front()
-            && let Some(key) = key.chars().next()
+            && let Some(keys) = self.dtmf.pop_front()
         {
-            items.push((
-                ms + 1000,
-                Happening::Press {
-                    call: call_id.to_owned(),
-                    key,
-                },
-            ));
+            // Several keys (a `collect`): one a second after the prompt ends.
+            for (n, key) in (1i64..).zip(keys.chars()) {
+                items.push((
+                    ms + 1000 * n,
+                    Happening::Press {
+                        call: call_id.to_owned(),
+                        key,
+                    },
+                ));
+            }
         }
         // Prompt ends and key presses are people, not notifications: never reordered.
         if !self.passive {
@@ -747,6 +824,184 @@ impl World {
         Ok(CommsOperation {
             id: op,
             status: Some(status),
+            client_context: body.client_context.clone(),
+            ..CommsOperation::default()
+        })
+    }
+
+    pub(super) fn record_response(
+        &mut self,
+        call_id: &str,
+        body: &RecordResponseRequest,
+    ) -> Result<CommsOperation, ControlError> {
+        self.established(RequestKind::RecordResponse, call_id)?;
+        body.validate()
+            .map_err(|e| refused(400, "BadRequest", e.to_string()))?;
+        let op = self.new_op_id();
+        let mode = self.behaviour.record.nth(self.recordings);
+        self.recordings += 1;
+        let prompt_ms = self.behaviour.prompt_length().chrono().num_milliseconds()
+            * i64::try_from(body.prompts.len()).unwrap_or(1);
+        let max = body.max_record_duration_in_seconds.unwrap_or(5);
+        let (seconds, after_ms) = match mode {
+            RecordMode::Speak => {
+                let spoken = SPOKEN_SECONDS.min(max);
+                let pause = if spoken < max {
+                    body.max_silence_timeout_in_seconds.unwrap_or(5)
+                } else {
+                    0
+                };
+                (spoken, i64::from(spoken + pause) * 1000)
+            }
+            RecordMode::Silent => (
+                0,
+                i64::from(body.initial_silence_timeout_in_seconds.unwrap_or(5)) * 1000,
+            ),
+            RecordMode::Fail => (0, 1000),
+        };
+        if !self.passive {
+            let base = self.now
+                + self
+                    .behaviour
+                    .delay
+                    .map_or(Duration::zero(), |d| d.chrono());
+            self.schedule(
+                base + Duration::milliseconds(prompt_ms + after_ms),
+                Happening::RecordDone {
+                    call: call_id.to_owned(),
+                    operation: op.clone(),
+                    context: body.client_context.clone(),
+                    mode,
+                    seconds,
+                    full: mode == RecordMode::Speak && seconds == max,
+                },
+            );
+        }
+        Ok(CommsOperation {
+            id: op,
+            status: Some(OperationStatus::Running),
+            client_context: body.client_context.clone(),
+            ..CommsOperation::default()
+        })
+    }
+
+    /// The notification of a finished recording, and its token kept for the download.
+    pub(super) fn record_done(
+        &mut self,
+        call: &str,
+        operation: &str,
+        context: Option<&str>,
+        mode: RecordMode,
+        seconds: u32,
+        full: bool,
+    ) -> Vec<serde_json::Value> {
+        match self.state_of(call) {
+            Some(s) if s != CallState::Terminated => {}
+            _ => return Vec::new(),
+        }
+        let (status, result, reason, recording) = match mode {
+            RecordMode::Speak => {
+                let token = format!("sim-recording-token-{operation}");
+                self.recorded
+                    .insert(operation.to_owned(), (token.clone(), seconds));
+                let location = format!("{}/{operation}", self.recordings_base);
+                let (result, reason) = if full {
+                    (
+                        SimResult::new(200, 8515, "Action completed, max record duration reached."),
+                        "maxRecordDurationReached",
+                    )
+                } else {
+                    (
+                        SimResult::new(200, 0, "Action completed, max silence timeout reached."),
+                        "maxSilenceTimeout",
+                    )
+                };
+                ("completed", result, reason, Some((location, token)))
+            }
+            RecordMode::Silent => (
+                "completed",
+                SimResult::new(200, 8516, "Action completed, initial silence timeout."),
+                "initialSilenceTimeout",
+                None,
+            ),
+            RecordMode::Fail => (
+                "failed",
+                SimResult::new(500, 8517, "Action failed, unspecified error."),
+                "unspecifiedError",
+                None,
+            ),
+        };
+        vec![self.notifier.record_operation(
+            call,
+            operation,
+            status,
+            context,
+            &result,
+            reason,
+            recording.as_ref().map(|(l, t)| (l.as_str(), t.as_str())),
+        )]
+    }
+
+    /// The audio of a recording, for the bearer of its token.
+    pub(super) fn download_recording(
+        &self,
+        location: &str,
+        access_token: &str,
+    ) -> Result<Vec<u8>, ControlError> {
+        let id = location
+            .strip_prefix(self.recordings_base.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .ok_or_else(|| refused(404, "NotFound", format!("no recording at {location}")))?;
+        match self.recorded.get(id) {
+            Some((token, seconds)) if token == access_token => Ok(recording_wav(*seconds)),
+            Some(_) => Err(refused(401, "Unauthorized", "wrong recording access token")),
+            None => Err(refused(
+                404,
+                "NotFound",
+                format!("no recording at {location}"),
+            )),
+        }
+    }
+
+    pub(super) fn invite(
+        &mut self,
+        call_id: &str,
+        body: &InviteParticipantsRequest,
+    ) -> Result<CommsOperation, ControlError> {
+        self.established(RequestKind::Invite, call_id)?;
+        body.validate()
+            .map_err(|e| refused(400, "BadRequest", e.to_string()))?;
+        let id = self.new_op_id();
+        if self.passive {
+            return Ok(CommsOperation {
+                id,
+                status: Some(OperationStatus::Completed),
+                client_context: body.client_context.clone(),
+                ..CommsOperation::default()
+            });
+        }
+        let mode = self.behaviour.invite.nth(self.invites);
+        self.invites += 1;
+        if mode != InviteMode::NoAnswer {
+            let at = self.now
+                + Duration::seconds(3)
+                + self
+                    .behaviour
+                    .delay
+                    .map_or(Duration::zero(), |d| d.chrono());
+            self.schedule(
+                at,
+                Happening::InviteDone {
+                    call: call_id.to_owned(),
+                    operation: id.clone(),
+                    context: body.client_context.clone(),
+                    joined: mode == InviteMode::Accept,
+                },
+            );
+        }
+        Ok(CommsOperation {
+            id,
+            status: Some(OperationStatus::Running),
             client_context: body.client_context.clone(),
             ..CommsOperation::default()
         })

@@ -171,6 +171,10 @@ fixtures! {
     expr_type_when => "callflow::expr::type" at 11:16,
     expr_type_compare => "callflow::expr::type" at 13:27,
     phone_in_vars => "callflow::phone::e164" at 5:14,
+    collect_digits => "callflow::collect::digits" at 12:19,
+    collect_finish_on => "callflow::collect::finish_on" at 11:19,
+    collect_into => "callflow::set::name" at 10:13,
+    record_too_long => "callflow::duration::range" at 9:21,
 }
 
 #[test]

@@ -22,6 +22,7 @@
 //! bounded only so that a failure fails rather than hangs.
 
 use crate::support::poll::eventually;
+use callflow::graph::client::recordings::RecordingDelivery;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -90,6 +91,8 @@ struct Stack {
     addr: std::net::SocketAddr,
     /// The runtime's clock, when sim-graph's is manual too.
     clock: Option<ManualClock>,
+    /// Where `record` steps deliver (downloaded from sim-graph over HTTP).
+    recordings: tempfile::TempDir,
 }
 
 async fn stack(flows: &Path, sim_config: SimGraphConfig) -> Stack {
@@ -113,9 +116,11 @@ async fn stack(flows: &Path, sim_config: SimGraphConfig) -> Stack {
     );
     auth.tenant = Some(TENANT.into());
     let auth = NotificationAuth::Verify(Arc::new(Verifier::start(auth).await.expect("keys")));
-    let graph = GraphConfig::new(Cloud::Global, TENANT, BOT_APP_ID, ClientSecret::new("s"))
+    let recordings = tempfile::tempdir().expect("a recordings folder");
+    let mut graph = GraphConfig::new(Cloud::Global, TENANT, BOT_APP_ID, ClientSecret::new("s"))
         .with_base_urls(&base, &base)
         .expect("urls");
+    graph.recordings = Some(RecordingDelivery::Folder(recordings.path().to_path_buf()));
     let client = GraphClient::new(graph).expect("client");
     let runtime = Runtime::start(
         RuntimeConfig {
@@ -137,6 +142,7 @@ async fn stack(flows: &Path, sim_config: SimGraphConfig) -> Stack {
         let _ = stopped.await;
     }));
     Stack {
+        recordings,
         sim,
         runtime,
         callback,
@@ -325,6 +331,7 @@ fn kind_of(r: &Value) -> Option<&'static str> {
                 "playPrompt" => RequestKind::PlayPrompt,
                 "subscribeToTone" => RequestKind::SubscribeToTone,
                 "invite" => RequestKind::Invite,
+                "recordResponse" => RequestKind::RecordResponse,
                 "keepAlive" => RequestKind::KeepAlive,
                 "calls" => RequestKind::CreateCall,
                 _ => return None,
@@ -496,12 +503,40 @@ async fn check_scenario(s: &Stack, scenario: &Scenario, start: Start) -> Result<
     if want_end.is_some() && got_end != want_end {
         problems.push(format!("outcome {got_end:?}, expected {want_end:?}"));
     }
+    // A recording's download is a GET of its `recordingLocation`, not a
+    // request on the call: what shows it is the file in the folder.
+    let saves = scenario
+        .expect
+        .iter()
+        .filter(|e| matches!(e, Expectation::Request { kind, .. } if *kind == RequestKind::SaveRecording))
+        .count();
+    let wavs: Vec<Vec<u8>> = std::fs::read_dir(s.recordings.path())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "wav"))
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    if wavs.len() != saves
+        || wavs
+            .iter()
+            .any(|w| !w.starts_with(b"RIFF") || w.len() <= 44)
+    {
+        problems.push(format!(
+            "{} recordings delivered to the folder ({:?} bytes), expected {saves}",
+            wavs.len(),
+            wavs.iter().map(Vec::len).collect::<Vec<_>>()
+        ));
+    }
     let want: Vec<&str> = scenario
         .expect
         .iter()
         .filter_map(|e| match e {
-            Expectation::Request { kind, .. } => Some(kind.as_str()),
-            Expectation::End(_) => None,
+            Expectation::Request { kind, .. } if *kind != RequestKind::SaveRecording => {
+                Some(kind.as_str())
+            }
+            Expectation::Request { .. } | Expectation::End(_) => None,
         })
         .collect();
     let mut calls = detail.summary.calls.clone();
@@ -905,4 +940,58 @@ fn first_version_label(status: &callflow::runtime::FlowsStatus, flow: &str) -> S
         .find(|f| f.name == flow)
         .expect("flow listed");
     f.sha256.clone()
+}
+
+/// The clinic's PIN (`collect` with `secret: true`), keyed over real HTTP,
+/// is in neither the admin API's session nor its timeline; the patient
+/// number (not secret) is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_pin_is_not_in_the_admin_api() {
+    let flows = callflow::flow::load_paths(&[flows_dir()]).flows;
+    let path = flows_dir().join("scenarios/clinic/verified.yaml");
+    let (scenario, _flow, start, clock) = plan(&path, &flows);
+    let dir = copy_flows();
+    let sim_config = SimGraphConfig {
+        behaviour: scenario.graph.clone(),
+        faults: scenario_faults(),
+        clock: SimClock::Manual,
+        start: Some(clock),
+        ..SimGraphConfig::default()
+    };
+    let s = stack(dir.path(), sim_config).await;
+    let (id, _) = begin(&s, start).await.expect("the call starts");
+    let runtime = s.runtime.clone();
+    s.run_until(chrono::Duration::hours(1), || {
+        runtime
+            .session(&id)
+            .is_some_and(|d| d.summary.state == "ended")
+    })
+    .await
+    .expect("the call ends");
+    let body = s
+        .http
+        .get(format!("http://{}/api/sessions/{id}", s.addr))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("the admin API answers")
+        .text()
+        .await
+        .expect("a body");
+    s.stop().await;
+    assert!(
+        body.contains("412345"),
+        "the patient number is shown: {body}"
+    );
+    assert!(body.contains("collected 4 secret digits"), "{body}");
+    assert!(
+        !body.contains("9876"),
+        "the PIN is in the admin API: {body}"
+    );
+    for key in ['9', '8', '7', '6'] {
+        assert!(
+            !body.contains(&format!("key {key}")),
+            "a PIN key is shown: {body}"
+        );
+    }
 }

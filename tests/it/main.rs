@@ -10,6 +10,7 @@
 mod support;
 
 mod browser;
+mod collect;
 mod diagnostics;
 mod e2e;
 mod every_action;
@@ -19,6 +20,7 @@ mod graph_seeds;
 mod hostile;
 mod load;
 mod notifications;
+mod recordings;
 mod runtime;
 mod scenarios;
 mod server;

@@ -627,6 +627,27 @@ impl callflow::engine::CallControl for SlowCreate {
     ) -> Result<callflow::graph::wire::CommsOperation, callflow::engine::ControlError> {
         self.graph.invite(c, b).await
     }
+    async fn record_response(
+        &self,
+        call_id: &str,
+        body: &callflow::graph::wire::RecordResponseRequest,
+    ) -> Result<callflow::graph::wire::CommsOperation, callflow::engine::ControlError> {
+        self.graph.record_response(call_id, body).await
+    }
+    async fn download_recording(
+        &self,
+        location: &str,
+        token: &str,
+    ) -> Result<Vec<u8>, callflow::engine::ControlError> {
+        self.graph.download_recording(location, token).await
+    }
+    async fn deliver_recording(
+        &self,
+        name: &str,
+        audio: Vec<u8>,
+    ) -> Result<String, callflow::engine::ControlError> {
+        self.graph.deliver_recording(name, audio).await
+    }
     async fn hangup(&self, c: &str) -> Result<(), callflow::engine::ControlError> {
         self.graph.hangup(c).await
     }
@@ -908,6 +929,27 @@ impl callflow::engine::CallControl for PanicsOnPrompt {
         body: &callflow::graph::wire::InviteParticipantsRequest,
     ) -> Result<callflow::graph::wire::CommsOperation, callflow::engine::ControlError> {
         self.0.invite(call_id, body).await
+    }
+    async fn record_response(
+        &self,
+        call_id: &str,
+        body: &callflow::graph::wire::RecordResponseRequest,
+    ) -> Result<callflow::graph::wire::CommsOperation, callflow::engine::ControlError> {
+        self.0.record_response(call_id, body).await
+    }
+    async fn download_recording(
+        &self,
+        location: &str,
+        token: &str,
+    ) -> Result<Vec<u8>, callflow::engine::ControlError> {
+        self.0.download_recording(location, token).await
+    }
+    async fn deliver_recording(
+        &self,
+        name: &str,
+        audio: Vec<u8>,
+    ) -> Result<String, callflow::engine::ControlError> {
+        self.0.deliver_recording(name, audio).await
     }
     async fn hangup(&self, call_id: &str) -> Result<(), callflow::engine::ControlError> {
         self.0.hangup(call_id).await

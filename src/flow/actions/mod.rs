@@ -101,9 +101,10 @@ pub(in crate::flow) trait CheckAction: ActionType {
     /// The steps its YAML form names besides the outcome fields (menu
     /// choices, switch cases), for reachability.
     fn branch_names(model: &Self::Model) -> Vec<&Text>;
-    /// The variables its YAML form gives a value (`set`'s names), which
+    /// The variables its YAML form gives a value (`set`'s names, a
+    /// `collect`'s or `record`'s `into`), which
     /// expressions anywhere in the flow may then read as `vars.NAME`.
-    fn assigned_names(_model: &Self::Model) -> Vec<&Text> {
+    fn assigned_names(_model: &Self::Model) -> Vec<String> {
         Vec::new()
     }
     /// Checks the action as written, reporting each problem through `cx`;
@@ -259,7 +260,7 @@ macro_rules! actions {
             }
 
             /// The variables its actions give a value, as written.
-            pub fn assigned_names(&self) -> Vec<&Text> {
+            pub fn assigned_names(&self) -> Vec<String> {
                 let mut out = Vec::new();
                 $(
                     if let Some(a) = &self.$key {
@@ -306,6 +307,9 @@ actions! {
     log: Log,
     hangup: Hangup,
     wait: Wait,
+    collect: Collect,
+    record: Record,
+    invite: Invite,
 }
 
 impl Action {

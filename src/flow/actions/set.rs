@@ -33,8 +33,8 @@ impl CheckAction for Set {
         Vec::new()
     }
 
-    fn assigned_names(model: &IndexMap<Text, Text>) -> Vec<&Text> {
-        model.keys().collect()
+    fn assigned_names(model: &IndexMap<Text, Text>) -> Vec<String> {
+        model.keys().map(|k| k.value.clone()).collect()
     }
 
     fn check(

@@ -424,8 +424,8 @@ fn roots_of(f: &FlowFile) -> Roots {
             .filter_map(|i| i.value.set.as_ref())
             .flat_map(|s| s.value.keys());
     let step_sets = f.steps.values().flat_map(|d| d.value.assigned_names());
-    for name in handler_sets.chain(step_sets) {
-        vars.insert(name.value.clone(), Ty::Any);
+    for name in handler_sets.map(|n| n.value.clone()).chain(step_sets) {
+        vars.insert(name, Ty::Any);
     }
     let (api, params) = match &f.trigger.value {
         model::Trigger::Api(a) => (

@@ -248,6 +248,39 @@ impl Cx {
         })
     }
 
+    /// Checks that `k` is a variable name (letters, digits, `_`, not
+    /// starting with a digit), reporting `callflow::set::name` if not.
+    pub(in crate::flow) fn variable_name(&mut self, k: &Text) -> bool {
+        if !k
+            .value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || k.value.starts_with(|c: char| c.is_ascii_digit())
+        {
+            self.error(
+                "callflow::set::name",
+                k.span,
+                format!("`{}` is not a variable name", k.value),
+            )
+            .label("variable name")
+            .help({
+                let fixed: String = k
+                    .value
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
+                let fixed = if fixed.starts_with(|c: char| c.is_ascii_digit()) {
+                    format!("_{fixed}")
+                } else {
+                    fixed
+                };
+                format!("use letters, digits and `_`, e.g. `{fixed}`, read back as `vars.{fixed}`")
+            });
+            return false;
+        }
+        true
+    }
+
     pub(in crate::flow) fn assignments(
         &mut self,
         s: &Spanned<IndexMap<Text, Text>>,
@@ -256,33 +289,7 @@ impl Cx {
         let mut out = Vec::new();
         let mut ok = true;
         for (k, v) in &s.value {
-            if !k
-                .value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-                || k.value.starts_with(|c: char| c.is_ascii_digit())
-            {
-                self.error(
-                    "callflow::set::name",
-                    k.span,
-                    format!("`{}` is not a variable name", k.value),
-                )
-                .label("variable name")
-                .help({
-                    let fixed: String = k
-                        .value
-                        .chars()
-                        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                        .collect();
-                    let fixed = if fixed.starts_with(|c: char| c.is_ascii_digit()) {
-                        format!("_{fixed}")
-                    } else {
-                        fixed
-                    };
-                    format!(
-                        "use letters, digits and `_`, e.g. `{fixed}`, read back as `vars.{fixed}`"
-                    )
-                });
+            if !self.variable_name(k) {
                 ok = false;
             }
             match self.value(v, cals) {

@@ -182,6 +182,8 @@ pub struct GraphConfig {
     pub retry: RetryPolicy,
     /// How long before a token expires it is replaced.
     pub token_refresh_margin: Duration,
+    /// Where recordings (`record`) are delivered; none: a `record` step fails.
+    pub recordings: Option<super::recordings::RecordingDelivery>,
 }
 
 /// A configuration value that is missing or wrong.
@@ -256,6 +258,7 @@ impl GraphConfig {
             connect_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
             token_refresh_margin: Duration::from_secs(5 * 60),
+            recordings: None,
         }
     }
 

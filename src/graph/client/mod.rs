@@ -45,6 +45,7 @@
 mod config;
 mod error;
 mod exchange;
+pub mod recordings;
 mod retry;
 mod token;
 
@@ -58,7 +59,7 @@ use url::Url;
 
 use crate::graph::wire::{
     AnswerRequest, Call, CommsOperation, InviteParticipantsRequest, PlayPromptRequest,
-    RedirectRequest, RejectRequest, SubscribeToToneRequest, TransferRequest,
+    RecordResponseRequest, RedirectRequest, RejectRequest, SubscribeToToneRequest, TransferRequest,
 };
 
 pub use config::{ApiVersion, ClientSecret, Cloud, ConfigError, GraphConfig, RetryPolicy, env};
@@ -274,6 +275,22 @@ impl GraphClient {
     ) -> Result<CommsOperation, ClientError> {
         self.check(Method::POST, call_id, &["playPrompt"], body.validate())?;
         self.post_operation(call_id, &["playPrompt"], body).await
+    }
+
+    /// `POST …/calls/{id}/recordResponse` (`200` and the `recordOperation`).
+    /// The body is checked first.
+    ///
+    /// # Errors
+    ///
+    /// A [`ClientError`]; [`ClientError::InvalidRequest`] sends nothing.
+    pub async fn record_response(
+        &self,
+        call_id: &str,
+        body: &RecordResponseRequest,
+    ) -> Result<CommsOperation, ClientError> {
+        self.check(Method::POST, call_id, &["recordResponse"], body.validate())?;
+        self.post_operation(call_id, &["recordResponse"], body)
+            .await
     }
 
     /// `POST …/calls/{id}/subscribeToTone` (`200` and the operation).

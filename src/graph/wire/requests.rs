@@ -359,6 +359,80 @@ impl PlayPromptRequest {
     }
 }
 
+/// The most seconds Graph records, and the most of each silence timeout.
+pub const MAX_RECORD_SECONDS: u32 = 120;
+
+/// `POST .../calls/{id}/recordResponse` (service-hosted media only):
+/// record a short answer from the caller, at most 2 minutes. The completed
+/// operation (a `recordOperation`) carries `recordingLocation` and
+/// `recordingAccessToken`; Graph keeps the recording only briefly.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordResponseRequest {
+    /// The prompt played before recording (at most 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompts: Vec<MediaPrompt>,
+    /// Whether the request barges into queued or playing prompts and recordings. Graph's default: false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub barge_in_allowed: Option<bool>,
+    /// Most seconds of silence before the caller starts (after the prompt), 1 to 120. Graph's default: 5.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_silence_timeout_in_seconds: Option<u32>,
+    /// Most seconds of pause once the caller has started, 1 to 120. Graph's default: 5.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_silence_timeout_in_seconds: Option<u32>,
+    /// Most seconds recorded, 1 to 120. Graph's default: 5.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_record_duration_in_seconds: Option<u32>,
+    /// Whether a beep tells the caller to start. Graph's default: true.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub play_beep: Option<bool>,
+    /// Keys that end the recording (`"#"`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop_tones: Vec<String>,
+    /// A unique string echoed in the operation's notifications.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_context: Option<String>,
+}
+
+impl RecordResponseRequest {
+    /// Checks Graph's limits: at most 1 prompt, each time 1 to 120 s, a
+    /// client context of at most 256 characters.
+    ///
+    /// # Errors
+    ///
+    /// The first [`RequestError`] found.
+    pub fn validate(&self) -> Result<(), RequestError> {
+        check_count("prompts", self.prompts.len(), 0, 1)?;
+        for (field, v) in [
+            (
+                "initialSilenceTimeoutInSeconds",
+                self.initial_silence_timeout_in_seconds,
+            ),
+            (
+                "maxSilenceTimeoutInSeconds",
+                self.max_silence_timeout_in_seconds,
+            ),
+            (
+                "maxRecordDurationInSeconds",
+                self.max_record_duration_in_seconds,
+            ),
+        ] {
+            if let Some(v) = v
+                && !(1..=MAX_RECORD_SECONDS).contains(&v)
+            {
+                return Err(RequestError::WrongCount {
+                    field,
+                    count: v as usize,
+                    min: 1,
+                    max: MAX_RECORD_SECONDS as usize,
+                });
+            }
+        }
+        check_client_context(self.client_context.as_deref())
+    }
+}
+
 /// `POST .../calls/{id}/subscribeToTone`: report key presses as
 /// `toneInfo` in call notifications.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -413,6 +487,51 @@ impl InviteParticipantsRequest {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn record_response_is_written_as_the_reference_page_writes_it() {
+        // Example 1 of Microsoft's `call: recordResponse` page, field for field.
+        let body = RecordResponseRequest {
+            prompts: vec![MediaPrompt::new(MediaInfo {
+                uri: "https://cdn.contoso.com/beep.wav".into(),
+                resource_id: Some("1D6DE2D4-CD51-4309-8DAA-70768651088E".into()),
+            })],
+            barge_in_allowed: Some(true),
+            initial_silence_timeout_in_seconds: Some(5),
+            max_silence_timeout_in_seconds: Some(2),
+            max_record_duration_in_seconds: Some(10),
+            play_beep: Some(true),
+            stop_tones: vec!["#".into(), "1".into(), "*".into()],
+            client_context: Some("d45324c1-fcb5-430a-902c-f20af696537c".into()),
+        };
+        assert_eq!(
+            serde_json::to_value(&body).expect("serialises"),
+            json!({
+              "bargeInAllowed": true,
+              "clientContext": "d45324c1-fcb5-430a-902c-f20af696537c",
+              "prompts": [
+                {
+                  "@odata.type": "#microsoft.graph.mediaPrompt",
+                  "mediaInfo": {
+                    "uri": "https://cdn.contoso.com/beep.wav",
+                    "resourceId": "1D6DE2D4-CD51-4309-8DAA-70768651088E"
+                  }
+                }
+              ],
+              "maxRecordDurationInSeconds": 10,
+              "initialSilenceTimeoutInSeconds": 5,
+              "maxSilenceTimeoutInSeconds": 2,
+              "playBeep": true,
+              "stopTones": [ "#", "1", "*" ]
+            })
+        );
+        body.validate().expect("within Graph's limits");
+        let too_long = RecordResponseRequest {
+            max_record_duration_in_seconds: Some(121),
+            ..RecordResponseRequest::default()
+        };
+        assert!(too_long.validate().is_err());
+    }
 
     #[test]
     fn play_prompt_is_written_with_prompt_tags() {

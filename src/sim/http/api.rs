@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 
 use crate::engine::{CallControl, ControlError};
 use crate::graph::wire::{
-    AnswerRequest, Call, CallState, InviteParticipantsRequest, PlayPromptRequest, RedirectRequest,
-    RejectRequest, SubscribeToToneRequest, TransferRequest,
+    AnswerRequest, Call, CallState, InviteParticipantsRequest, PlayPromptRequest,
+    RecordResponseRequest, RedirectRequest, RejectRequest, SubscribeToToneRequest, TransferRequest,
 };
 use crate::sim::behaviour::TransferMode;
 use crate::sim::notify::{Notifier, SimResult};
@@ -46,10 +46,33 @@ pub(crate) fn routes() -> Router<S> {
             "/{root}/communications/calls/{id}/participants/invite",
             post(invite),
         )
+        .route("/sim/recordings/{id}", get(recording))
         .route("/{root}/oauth2/v2.0/token", post(token))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/OpenIdConfiguration", get(openid))
         .route("/.well-known/openid-configuration", get(openid))
+}
+
+/// `GET /sim/recordings/{id}` with `Authorization: Bearer {recordingAccessToken}`:
+/// a recording's WAV, as Graph serves a `recordingLocation`.
+async fn recording(State(s): State<S>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .unwrap_or("");
+    let core = s.core.lock().await;
+    let location = format!("{}/sim/recordings/{id}", s.base_url);
+    match core.graph.recording(&location, token) {
+        Ok(wav) => axum::response::IntoResponse::into_response((
+            [("content-type", "application/octet-stream")],
+            wav,
+        )),
+        Err(e) => RequestIds::from_headers(&headers).error(e.status, &e.code, &e.message),
+    }
 }
 
 /// Graph's `404` for any path it does not serve.
@@ -164,6 +187,7 @@ enum Op {
     SubscribeToTone,
     KeepAlive,
     Invite,
+    RecordResponse,
 }
 
 impl Op {
@@ -176,6 +200,7 @@ impl Op {
             "playPrompt" => Op::PlayPrompt,
             "subscribeToTone" => Op::SubscribeToTone,
             "keepAlive" => Op::KeepAlive,
+            "recordResponse" => Op::RecordResponse,
             _ => return None,
         })
     }
@@ -502,6 +527,16 @@ async fn serve(
                 .map(|op| Outcome::ok(200, Some(operation_json(&op, "playPromptOperation")))),
             Err(o) => return *o,
         },
+        (Op::RecordResponse, Some(id)) => {
+            match parse::<RecordResponseRequest>(body, "recordResponse") {
+                Ok(r) => core
+                    .graph
+                    .record_response(id, &r)
+                    .await
+                    .map(|op| Outcome::ok(200, Some(operation_json(&op, "recordOperation")))),
+                Err(o) => return *o,
+            }
+        }
         (Op::SubscribeToTone, Some(id)) => {
             match parse::<SubscribeToToneRequest>(body, "subscribeToTone") {
                 Ok(r) => core.graph.subscribe_to_tone(id, &r).await.map(|op| {
@@ -613,6 +648,7 @@ mod tests {
     fn every_call_action_has_a_route() {
         for kind in RequestKind::ALL {
             if let (_, Some(action)) = kind.http()
+                && kind != RequestKind::SaveRecording
                 && !action.is_empty()
                 && !action.contains('/')
             {

@@ -23,6 +23,7 @@
 //! | `GET /sim/calls/{id}` | the call as `GET` on Graph returns it, plus its faults |
 //! | `GET /sim/calls/{id}/requests` | the Graph requests about it, in order |
 //! | `GET /sim/calls/{id}/notifications` | the notifications posted about it, with the bot's answers |
+//! | `GET /sim/recordings/{id}` | a `recordResponse`'s recording (its `recordingLocation`), for the bearer of its `recordingAccessToken` |
 //! | `POST /sim/calls/{id}/press` `{digits}` | the caller presses keys (the call must be established and subscribed to tones) |
 //! | `POST /sim/calls/{id}/hangup` | the caller hangs up |
 //! | `GET`/`PUT /sim/calls/{id}/faults` | that call's own [`Faults`] (`DELETE` drops them) |
@@ -237,6 +238,7 @@ impl SimGraphServer {
             format!("{base_url}/sim/no-callback"),
             start_sim,
         );
+        graph.set_recordings_base(format!("{base_url}/sim/recordings"));
         let clock = Clock {
             mode: config.clock,
             start_real: Instant::now(),

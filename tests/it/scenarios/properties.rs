@@ -79,6 +79,8 @@ fn event() -> impl Strategy<Value = Event> {
             status: st,
             client_context: Some(format!("c1-{n}")),
             result: None,
+            completion_reason: None,
+            recording: None,
         })),
         2 => (1u64..40).prop_map(|n| Event::TimerFired { timer: TimerId(n) }),
         2 => (1u64..40, status).prop_map(|(n, st)| Event::Accepted {
