@@ -171,6 +171,9 @@ fixtures! {
     expr_type_when => "callflow::expr::type" at 11:16,
     expr_type_compare => "callflow::expr::type" at 13:27,
     phone_in_vars => "callflow::phone::e164" at 5:14,
+    order_reject_answered => "callflow::step::order" at 20:3,
+    order_transfer_unanswered => "callflow::step::order" at 11:3,
+    order_no_call => "callflow::step::order" at 8:3,
 }
 
 #[test]
