@@ -174,6 +174,7 @@ fixtures! {
     order_reject_answered => "callflow::step::order" at 20:3,
     order_transfer_unanswered => "callflow::step::order" at 11:3,
     order_no_call => "callflow::step::order" at 8:3,
+    failure_unrouted => "callflow::failure::unrouted" at 10:5,
 }
 
 #[test]

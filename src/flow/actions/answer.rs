@@ -34,6 +34,7 @@ impl ActionType for Answer {
     const NEEDS_CALL: bool = true;
     const BARE: bool = true;
     const RUNS_IN: &'static [CallPhase] = &[CallPhase::Unanswered, CallPhase::Answered];
+    const UNROUTED_FAILURE: Option<&'static str> = None;
 
     fn branches(&self) -> Vec<Branch> {
         Vec::new()

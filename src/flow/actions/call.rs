@@ -57,6 +57,7 @@ impl ActionType for Call {
     const NEEDS_CALL: bool = true;
     const BARE: bool = false;
     const RUNS_IN: &'static [CallPhase] = ANY_PHASE;
+    const UNROUTED_FAILURE: Option<&'static str> = Some("if the call cannot be placed, the run ends in `error` and the bot hangs up (on the caller too, when there is one)");
 
     fn branches(&self) -> Vec<Branch> {
         Vec::new()

@@ -46,6 +46,7 @@ impl ActionType for ConsultativeTransfer {
     const NEEDS_CALL: bool = true;
     const BARE: bool = false;
     const RUNS_IN: &'static [CallPhase] = &[CallPhase::Answered];
+    const UNROUTED_FAILURE: Option<&'static str> = Some("if the target cannot be reached or the transfer fails, the caller is hung up on");
 
     fn branches(&self) -> Vec<Branch> {
         Vec::new()

@@ -25,6 +25,7 @@ impl ActionType for Hangup {
     const NEEDS_CALL: bool = true;
     const BARE: bool = true;
     const RUNS_IN: &'static [CallPhase] = ANY_PHASE;
+    const UNROUTED_FAILURE: Option<&'static str> = None;
 
     fn branches(&self) -> Vec<Branch> {
         Vec::new()

@@ -20,6 +20,7 @@ impl ActionType for Log {
     const NEEDS_CALL: bool = false;
     const BARE: bool = false;
     const RUNS_IN: &'static [CallPhase] = ANY_PHASE;
+    const UNROUTED_FAILURE: Option<&'static str> = None;
 
     fn branches(&self) -> Vec<Branch> {
         Vec::new()

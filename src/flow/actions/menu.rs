@@ -61,6 +61,7 @@ impl ActionType for Menu {
     const NEEDS_CALL: bool = true;
     const BARE: bool = false;
     const RUNS_IN: &'static [CallPhase] = &[CallPhase::Answered];
+    const UNROUTED_FAILURE: Option<&'static str> = None;
 
     fn branches(&self) -> Vec<Branch> {
         self.choices

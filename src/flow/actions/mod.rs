@@ -117,6 +117,12 @@ pub trait ActionType: Sized {
     /// The phases of the main call it can start in (an action started in
     /// another fails at run time); [`CallPhase::Unknown`] is never checked.
     const RUNS_IN: &'static [CallPhase];
+    /// What the caller lives through when it fails and neither the step's
+    /// `on_failure` nor `on.error` routes the failure (the run ends and the
+    /// bot hangs up), for the `callflow::failure::unrouted` warning; `None`
+    /// where that end is the only sensible one (a prompt that cannot play,
+    /// an answer that fails: the call is already gone or broken).
+    const UNROUTED_FAILURE: Option<&'static str>;
     /// The steps it chooses between itself, in the order written.
     fn branches(&self) -> Vec<Branch>;
     /// The phase of the main call once it ended through `outcome` (`None`:
@@ -209,6 +215,13 @@ macro_rules! actions {
             pub const fn runs_in(self) -> &'static [CallPhase] {
                 match self {
                     $(ActionKind::$Variant => <$key::$Variant as ActionType>::RUNS_IN,)+
+                }
+            }
+
+            /// What the caller lives through when it fails unrouted.
+            pub const fn unrouted_failure(self) -> Option<&'static str> {
+                match self {
+                    $(ActionKind::$Variant => <$key::$Variant as ActionType>::UNROUTED_FAILURE,)+
                 }
             }
 

@@ -42,6 +42,7 @@ impl ActionType for Redirect {
     const NEEDS_CALL: bool = true;
     const BARE: bool = false;
     const RUNS_IN: &'static [CallPhase] = &[CallPhase::Unanswered];
+    const UNROUTED_FAILURE: Option<&'static str> = Some("if the redirect fails, the caller is hung up on");
 
     fn branches(&self) -> Vec<Branch> {
         Vec::new()

@@ -45,6 +45,7 @@ impl ActionType for Reject {
     const NEEDS_CALL: bool = true;
     const BARE: bool = true;
     const RUNS_IN: &'static [CallPhase] = &[CallPhase::Unanswered];
+    const UNROUTED_FAILURE: Option<&'static str> = None;
 
     fn branches(&self) -> Vec<Branch> {
         Vec::new()

@@ -43,6 +43,7 @@ impl ActionType for Switch {
     const NEEDS_CALL: bool = false;
     const BARE: bool = false;
     const RUNS_IN: &'static [CallPhase] = ANY_PHASE;
+    const UNROUTED_FAILURE: Option<&'static str> = None;
 
     fn branches(&self) -> Vec<Branch> {
         self.cases

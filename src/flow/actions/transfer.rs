@@ -82,6 +82,7 @@ impl ActionType for Transfer {
     const NEEDS_CALL: bool = true;
     const BARE: bool = false;
     const RUNS_IN: &'static [CallPhase] = &[CallPhase::Answered];
+    const UNROUTED_FAILURE: Option<&'static str> = Some("if the transfer fails, the caller is hung up on");
 
     fn branches(&self) -> Vec<Branch> {
         Vec::new()

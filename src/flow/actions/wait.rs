@@ -38,6 +38,7 @@ impl ActionType for Wait {
     const NEEDS_CALL: bool = true;
     const BARE: bool = false;
     const RUNS_IN: &'static [CallPhase] = ANY_PHASE;
+    const UNROUTED_FAILURE: Option<&'static str> = None;
 
     fn branches(&self) -> Vec<Branch> {
         Vec::new()

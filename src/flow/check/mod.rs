@@ -394,6 +394,7 @@ impl Cx {
                     model::Trigger::StateChange(_) => CallPhase::Unknown,
                 };
                 self.order(&steps, start, initial);
+                self.unrouted_failures(f);
             }
         }
 

@@ -119,6 +119,43 @@ impl Cx {
     }
 }
 
+impl Cx {
+    /// Warns about each step whose action can fail in front of a caller
+    /// when neither its `on_failure` nor the flow's `on.error` routes the
+    /// failure, saying what the caller would live through.
+    pub(super) fn unrouted_failures(&mut self, f: &FlowFile) {
+        if f.on.keys().any(|k| k.value == "error") {
+            return;
+        }
+        for (name, def) in &f.steps {
+            let d = &def.value;
+            if d.on_failure.is_some() {
+                continue;
+            }
+            let [(kind, span)] = d.actions()[..] else {
+                continue;
+            };
+            if !kind.outcomes().contains(&OutcomeField::OnFailure) {
+                continue;
+            }
+            let Some(experience) = kind.unrouted_failure() else {
+                continue;
+            };
+            let at = self.key_span(span, kind.name());
+            let step = &name.value;
+            self.warning(
+                "callflow::failure::unrouted",
+                at,
+                format!("{experience}: step `{step}` has no `on_failure`, and the flow no `on.error`"),
+            )
+            .label("a failure here is not routed")
+            .help(format!(
+                "add `on_failure: STEP` to `{step}`, leading to what the caller should get instead (an apology prompt, another number, voicemail), or an `on: {{ error: [...] }}` handler for every step"
+            ));
+        }
+    }
+}
+
 /// Whether the step's action acts on an incoming call (answers, rejects or
 /// redirects it) rather than on any call.
 fn kind_takes_incoming(step: &Step) -> bool {
