@@ -100,6 +100,17 @@ pub fn run(args: &SimulateArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if let Err(e) = crate::sim::check_start_params(&flow, &mut options) {
+        match e {
+            crate::flow::ParamsError::Invalid(problems) => {
+                for p in problems {
+                    eprintln!("error: --param: {p}");
+                }
+            }
+            e => eprintln!("error: --param: {e}"),
+        }
+        return ExitCode::from(2);
+    }
     print!("{}", simulate(&flow, &options).render(flow.timezone));
     ExitCode::SUCCESS
 }

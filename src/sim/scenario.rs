@@ -326,6 +326,8 @@ pub fn simulate(scenario: &Scenario, flow: &Flow) -> Result<SimRun, ScenarioErro
                 options.to = to.clone();
             }
             options.params = scenario.params.clone();
+            runner::check_start_params(flow, &mut options)
+                .map_err(|e| bad(&scenario.path, format!("params: {e}")))?;
             options.bot = scenario.bot.clone();
             options.graph = scenario.graph.clone();
             runner::run(flow, &options)

@@ -18,6 +18,7 @@ mod graph_seeds;
 mod hostile;
 mod load;
 mod notifications;
+mod params;
 mod runtime;
 mod scenarios;
 mod server;
