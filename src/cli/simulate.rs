@@ -101,13 +101,8 @@ pub fn run(args: &SimulateArgs) -> ExitCode {
         }
     }
     if let Err(e) = crate::sim::check_start_params(&flow, &mut options) {
-        match e {
-            crate::flow::ParamsError::Invalid(problems) => {
-                for p in problems {
-                    eprintln!("error: --param: {p}");
-                }
-            }
-            e => eprintln!("error: --param: {e}"),
+        for p in e.sentences() {
+            eprintln!("error: --param: {p}");
         }
         return ExitCode::from(2);
     }

@@ -35,4 +35,4 @@ pub use compiled::{
 };
 pub use diagnostic::{Diagnostic, Severity, SourceFile};
 pub use load::{FlowSet, LoadReport, Loaded, load_file, load_paths, load_str};
-pub use params::{ParamsError, check_params};
+pub use params::{ParamProblem, ParamProblemKind, ParamsError, check_params};

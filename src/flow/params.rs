@@ -15,8 +15,41 @@ use super::{Flow, Trigger};
 pub enum ParamsError {
     /// The flow is not an `api` flow: it takes no parameters.
     NotApi,
-    /// Every problem found, one sentence each.
-    Invalid(Vec<String>),
+    /// Every problem found, in the order of the declaration (undeclared
+    /// names first).
+    Invalid(Vec<ParamProblem>),
+}
+
+/// One problem with the parameters given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamProblem {
+    /// The parameter it is about, as given (or as declared, when missing).
+    pub name: String,
+    /// What is wrong with it.
+    pub kind: ParamProblemKind,
+    /// The problem, in a sentence.
+    pub message: String,
+}
+
+/// What is wrong with one parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamProblemKind {
+    /// Given, but the flow does not declare it.
+    Undeclared,
+    /// Given, with a value of another type (or not E.164).
+    Type,
+    /// Required, and not given.
+    Missing,
+}
+
+impl ParamsError {
+    /// Each problem's sentence.
+    pub fn sentences(&self) -> Vec<String> {
+        match self {
+            ParamsError::NotApi => vec![self.to_string()],
+            ParamsError::Invalid(problems) => problems.iter().map(|p| p.message.clone()).collect(),
+        }
+    }
 }
 
 impl std::fmt::Display for ParamsError {
@@ -25,7 +58,10 @@ impl std::fmt::Display for ParamsError {
             ParamsError::NotApi => {
                 f.write_str("the flow is not an `api` flow: it takes no parameters")
             }
-            ParamsError::Invalid(problems) => f.write_str(&problems.join("; ")),
+            ParamsError::Invalid(problems) => {
+                let sentences: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+                f.write_str(&sentences.join("; "))
+            }
         }
     }
 }
@@ -46,25 +82,32 @@ pub fn check_params(
     for name in given.keys() {
         if !params.contains_key(name) {
             let declared: Vec<&str> = params.keys().map(String::as_str).collect();
-            problems.push(
-                match super::suggest::closest(name, declared.iter().copied()) {
-                    Some(s) => format!("unknown parameter `{name}` (did you mean `{s}`?)"),
-                    None if declared.is_empty() => {
-                        format!("unknown parameter `{name}` (the flow declares none)")
-                    }
-                    None => format!(
-                        "unknown parameter `{name}` (declared: {})",
-                        declared.join(", ")
-                    ),
-                },
-            );
+            let message = match super::suggest::closest(name, declared.iter().copied()) {
+                Some(s) => format!("unknown parameter `{name}` (did you mean `{s}`?)"),
+                None if declared.is_empty() => {
+                    format!("unknown parameter `{name}` (the flow declares none)")
+                }
+                None => format!(
+                    "unknown parameter `{name}` (declared: {})",
+                    declared.join(", ")
+                ),
+            };
+            problems.push(ParamProblem {
+                name: name.clone(),
+                kind: ParamProblemKind::Undeclared,
+                message,
+            });
         }
     }
     let mut out = Map::new();
     for (name, param) in params {
         match given.get(name) {
             Some(value) => match type_problem(param.kind, value) {
-                Some(p) => problems.push(format!("parameter `{name}`: {p}")),
+                Some(p) => problems.push(ParamProblem {
+                    name: name.clone(),
+                    kind: ParamProblemKind::Type,
+                    message: format!("parameter `{name}`: {p}"),
+                }),
                 None => {
                     out.insert(name.clone(), value.clone());
                 }
@@ -74,7 +117,11 @@ pub fn check_params(
                     out.insert(name.clone(), default.clone());
                 }
                 None if param.required => {
-                    problems.push(format!("parameter `{name}` is required"));
+                    problems.push(ParamProblem {
+                        name: name.clone(),
+                        kind: ParamProblemKind::Missing,
+                        message: format!("parameter `{name}` is required"),
+                    });
                 }
                 None => {}
             },
@@ -162,11 +209,9 @@ steps:
             map(json!({"phone": "+0612", "count": 1.5, "loud": "yes", "nots": 1})),
         )
         .unwrap_err();
-        let ParamsError::Invalid(problems) = err else {
-            panic!("{err:?}")
-        };
+        assert!(matches!(err, ParamsError::Invalid(_)), "{err:?}");
         assert_eq!(
-            problems,
+            err.sentences(),
             [
                 "unknown parameter `nots` (did you mean `note`?)",
                 "parameter `phone`: expected an E.164 phone number like +14255550100, got \"+0612\"",

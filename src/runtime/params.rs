@@ -17,6 +17,8 @@ pub(super) fn check(
         ParamsError::NotApi => StartError::NotApi {
             flow: flow.name.clone(),
         },
-        ParamsError::Invalid(problems) => StartError::InvalidParams { problems },
+        e @ ParamsError::Invalid(_) => StartError::InvalidParams {
+            problems: e.sentences(),
+        },
     })
 }

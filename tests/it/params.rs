@@ -103,8 +103,13 @@ fn a_scenario_with_wrong_params_fails_with_the_same_sentences() {
     let report = scenario::run(&s, &flow);
     assert!(!report.passed);
     let text = report.render_failure();
-    assert!(text.contains("wrong-params.yaml"), "names the file: {text}");
-    assert!(text.contains(&PROBLEMS.join("; ")), "{text}");
+    // Each problem at the file, line and column it is about: the
+    // undeclared name, the wrong value, the `params:` key for a missing one.
+    let file = path.display();
+    for (at, problem) in ["5:3", "4:10", "3:1"].iter().zip(PROBLEMS) {
+        let line = format!("{file}:{at}: {problem}");
+        assert!(text.contains(&line), "no `{line}` in\n{text}");
+    }
 
     let path = write(
         dir.path(),

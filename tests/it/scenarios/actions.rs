@@ -270,9 +270,8 @@ strict: true
     );
     assert!(!r.passed);
     let text = r.render_failure();
-    assert!(text.contains("inline.scenario.yaml"), "{text}");
     assert!(
-        text.contains("params: parameter `meeting` is required"),
+        text.contains("inline.scenario.yaml:1:1: parameter `meeting` is required"),
         "{text}"
     );
     assert!(r.timeline.entries.is_empty(), "nothing ran: {text}");
