@@ -169,3 +169,106 @@ fn kind_takes_incoming(step: &Step) -> bool {
             .runs_in()
             .contains(&CallPhase::NoCall)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::flow::load_str;
+
+    /// The `callflow::step::order` messages of `text`.
+    fn order(text: &str) -> Vec<String> {
+        load_str("t.yaml", text)
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.code == "callflow::step::order")
+            .map(|d| d.message)
+            .collect()
+    }
+
+    const INCOMING: &str =
+        "flow: x\ntrigger: { incoming_call: { to: \"+14255550100\" } }\nstart: a\nsteps:\n";
+
+    #[test]
+    fn a_redirect_that_fails_then_an_answer_is_a_possible_order() {
+        let text = format!(
+            "{INCOMING}  a:\n    redirect: {{ to: [{{ phone: \"+14255550111\" }}] }}\n    on_failure: b\n  b:\n    answer: {{}}\n    next: c\n  c:\n    play: {{ prompt: https://x.example/p.wav }}\n    next: d\n  d:\n    hangup: {{}}\n"
+        );
+        assert_eq!(order(&text), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_menu_choice_after_answer_that_rejects_names_its_path() {
+        let text = format!(
+            "{INCOMING}  a:\n    answer: {{}}\n    next: m\n  m:\n    menu: {{ prompt: https://x.example/m.wav, choices: {{ \"1\": no }} }}\n    on_timeout: bye\n    on_invalid: bye\n  no:\n    reject: {{}}\n  bye:\n    hangup: {{}}\n"
+        );
+        let found = order(&text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("start → a → m → no"), "{found:?}");
+    }
+
+    #[test]
+    fn a_state_change_flow_and_a_handler_goto_are_not_checked() {
+        let text = "flow: x\ntrigger: { state_change: { state: established } }\nstart: a\nsteps:\n  a:\n    reject: {}\n";
+        assert_eq!(order(text), Vec::<String>::new());
+        let text = format!(
+            "{INCOMING}  a:\n    answer: {{}}\n    next: b\n  b:\n    hangup: {{}}\n  r:\n    reject: {{}}\non:\n  incoming:\n    - goto: r\n"
+        );
+        assert_eq!(order(&text), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_long_path_keeps_its_ends() {
+        let mut text = INCOMING.to_owned();
+        text.push_str("  a:\n    answer: {}\n    next: s1\n");
+        for i in 1..10 {
+            text.push_str(&format!(
+                "  s{i}:\n    log: step {i}\n    next: s{}\n",
+                i + 1
+            ));
+        }
+        text.push_str("  s10:\n    reject: {}\n");
+        let found = order(&text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("start → a → s1 → … → s8 → s9 → s10"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn an_unrouted_failure_is_warned_about_unless_on_error_routes_it() {
+        let codes = |text: &str| -> Vec<&'static str> {
+            load_str("t.yaml", text)
+                .diagnostics
+                .iter()
+                .map(|d| d.code)
+                .collect()
+        };
+        let flow = format!(
+            "{INCOMING}  a:\n    answer: {{}}\n    next: t\n  t:\n    transfer: {{ to: {{ phone: \"+14255550123\" }} }}\n"
+        );
+        assert_eq!(codes(&flow), ["callflow::failure::unrouted"]);
+        let routed = format!("{flow}on:\n  error:\n    - hangup: {{}}\n");
+        assert_eq!(codes(&routed), Vec::<&str>::new());
+        let played = format!(
+            "{INCOMING}  a:\n    answer: {{}}\n    next: p\n  p:\n    play: {{ prompt: https://x.example/p.wav }}\n"
+        );
+        assert_eq!(
+            codes(&played),
+            Vec::<&str>::new(),
+            "a prompt declares no unrouted failure"
+        );
+    }
+
+    #[test]
+    fn every_action_states_what_it_needs_of_the_call() {
+        use crate::flow::actions::{ActionKind, CallPhase};
+        for kind in ActionKind::ALL {
+            assert!(!kind.runs_in().is_empty(), "{}", kind.name());
+            assert!(
+                !kind.runs_in().contains(&CallPhase::Unknown),
+                "{}: Unknown is never checked",
+                kind.name()
+            );
+        }
+    }
+}
