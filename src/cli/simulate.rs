@@ -100,6 +100,12 @@ pub fn run(args: &SimulateArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if let Err(e) = crate::sim::check_start_params(&flow, &mut options) {
+        for p in e.sentences() {
+            eprintln!("error: --param: {p}");
+        }
+        return ExitCode::from(2);
+    }
     print!("{}", simulate(&flow, &options).render(flow.timezone));
     ExitCode::SUCCESS
 }

@@ -19,6 +19,7 @@ pub mod diagram;
 pub mod expr;
 pub mod load;
 pub mod model;
+pub mod params;
 pub mod roots;
 pub mod schema;
 pub mod span;
@@ -34,3 +35,4 @@ pub use compiled::{
 };
 pub use diagnostic::{Diagnostic, Severity, SourceFile};
 pub use load::{FlowSet, LoadReport, Loaded, load_file, load_paths, load_str};
+pub use params::{ParamProblem, ParamProblemKind, ParamsError, check_params};

@@ -40,7 +40,9 @@ pub use behaviour::{
 };
 pub use graph::SimGraph;
 pub use interactive::Interactive;
-pub use runner::{SimRun, SimulateOptions, default_bot, default_identity, replay, run};
+pub use runner::{
+    SimRun, SimulateOptions, check_start_params, default_bot, default_identity, replay, run,
+};
 
 /// Simulates one call of `flow` and returns its timeline (the run's end,
 /// and any problem the simulation found, are in the last entries).

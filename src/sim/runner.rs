@@ -316,6 +316,21 @@ pub(super) fn begin(flow: &Flow, options: &SimulateOptions) -> Driver {
     driver
 }
 
+/// Checks `options.params` as the HTTP API does ([`crate::flow::check_params`]:
+/// types, E.164 for `phone`, required, no undeclared names) and fills in
+/// the defaults. A flow that is not `api` takes no parameters: none given
+/// is fine.
+pub fn check_start_params(
+    flow: &Flow,
+    options: &mut SimulateOptions,
+) -> Result<(), crate::flow::ParamsError> {
+    if !matches!(flow.trigger, Trigger::Api { .. }) && options.params.is_empty() {
+        return Ok(());
+    }
+    options.params = crate::flow::check_params(flow, std::mem::take(&mut options.params))?;
+    Ok(())
+}
+
 /// Runs one simulated call of `flow`.
 pub fn run(flow: &Flow, options: &SimulateOptions) -> SimRun {
     let mut driver = begin(flow, options);

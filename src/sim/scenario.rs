@@ -167,6 +167,9 @@ pub struct Scenario {
     pub to: Option<Party>,
     /// Parameters of an `api` start.
     pub params: Map<String, Value>,
+    /// Where `params:` and each parameter's name are written (line and
+    /// column), for problems with them.
+    pub params_at: ParamsAt,
     /// Who the bot is.
     pub bot: BotIdentity,
     /// How Graph behaves.
@@ -257,6 +260,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         from: call.from.map(Party::from),
         to: call.to.map(Party::from),
         params: file.params,
+        params_at: ParamsAt::find(text),
         bot: file
             .bot
             .as_ref()
@@ -266,6 +270,62 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         strict: file.strict,
         replay: file.replay.map(|r| base.join(r)),
     })
+}
+
+/// A line and a column, both 1-based.
+pub type LineCol = (usize, usize);
+
+/// Where a scenario's `params:` key and each parameter's name are written.
+#[derive(Clone, Debug, Default)]
+pub struct ParamsAt {
+    /// The `params:` key (line, column).
+    pub key: Option<(usize, usize)>,
+    /// Each parameter's name, where the name and where its value are
+    /// written (line, column).
+    pub names: Vec<(String, LineCol, LineCol)>,
+}
+
+impl ParamsAt {
+    /// Finds them in the scenario's text (nothing when it is not a mapping).
+    fn find(text: &str) -> Self {
+        use crate::flow::yaml::{self, NodeKind};
+        let mut out = ParamsAt::default();
+        let Ok(doc) = yaml::parse(text, yaml::Budget::default()) else {
+            return out;
+        };
+        let NodeKind::Map(entries) = &doc.root.kind else {
+            return out;
+        };
+        let at = |offset: usize| crate::flow::span::line_col(text, offset);
+        for (k, v) in entries {
+            if k.as_str() != Some("params") {
+                continue;
+            }
+            out.key = Some(at(k.span.start));
+            if let NodeKind::Map(params) = &v.kind {
+                for (name, value) in params {
+                    if let Some(n) = name.as_str() {
+                        out.names
+                            .push((n.to_owned(), at(name.span.start), at(value.span.start)));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Where a problem with `p` points: an undeclared name, a wrong value,
+    /// the `params:` key for a missing one (else the file's start).
+    fn of(&self, p: &crate::flow::ParamProblem) -> (usize, usize) {
+        use crate::flow::ParamProblemKind;
+        let written = self.names.iter().find(|(n, _, _)| *n == p.name);
+        let at = match (p.kind, written) {
+            (ParamProblemKind::Undeclared, Some((_, name, _))) => Some(*name),
+            (ParamProblemKind::Type, Some((_, _, value))) => Some(*value),
+            _ => None,
+        };
+        at.or(self.key).unwrap_or((1, 1))
+    }
 }
 
 /// The default simulated start: Monday 2026-01-05 10:00 in the flow's zone.
@@ -326,6 +386,26 @@ pub fn simulate(scenario: &Scenario, flow: &Flow) -> Result<SimRun, ScenarioErro
                 options.to = to.clone();
             }
             options.params = scenario.params.clone();
+            runner::check_start_params(flow, &mut options).map_err(|e| {
+                let file = scenario.path.display();
+                let lines: Vec<String> = match &e {
+                    crate::flow::ParamsError::Invalid(problems) => problems
+                        .iter()
+                        .map(|p| {
+                            let (line, col) = scenario.params_at.of(p);
+                            format!("{file}:{line}:{col}: {}", p.message)
+                        })
+                        .collect(),
+                    e => {
+                        let (line, col) = scenario.params_at.key.unwrap_or((1, 1));
+                        vec![format!("{file}:{line}:{col}: {e}")]
+                    }
+                };
+                bad(
+                    &scenario.path,
+                    format!("params:\n    {}", lines.join("\n    ")),
+                )
+            })?;
             options.bot = scenario.bot.clone();
             options.graph = scenario.graph.clone();
             runner::run(flow, &options)

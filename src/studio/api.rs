@@ -374,6 +374,7 @@ async fn start_sim(State(s): State<Studio>, body: Bytes) -> Answer {
         o.to = party(to, true);
     }
     o.params = b.params;
+    crate::sim::check_start_params(&flow, &mut o).map_err(|e| bad(format!("params: {e}")))?;
     if let Some(g) = b.graph {
         g.validate().map_err(|m| bad(format!("graph: {m}")))?;
         o.graph = g;

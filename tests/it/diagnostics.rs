@@ -175,6 +175,10 @@ fixtures! {
     collect_finish_on => "callflow::collect::finish_on" at 11:19,
     collect_into => "callflow::set::name" at 10:13,
     record_too_long => "callflow::duration::range" at 9:21,
+    order_reject_answered => "callflow::step::order" at 20:3,
+    order_transfer_unanswered => "callflow::step::order" at 11:3,
+    order_no_call => "callflow::step::order" at 8:3,
+    failure_unrouted => "callflow::failure::unrouted" at 10:5,
 }
 
 #[test]

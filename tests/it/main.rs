@@ -20,6 +20,7 @@ mod graph_seeds;
 mod hostile;
 mod load;
 mod notifications;
+mod params;
 mod recordings;
 mod runtime;
 mod scenarios;

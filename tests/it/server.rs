@@ -700,6 +700,23 @@ async fn admin_routes_need_the_token() {
     assert_eq!(r.status(), 400);
     let answer: Value = r.json().await.expect("json");
     assert_eq!(answer["error"]["code"], "invalidParams", "{answer}");
+    // The same wrong parameters as `simulate` and a scenario are given get
+    // the same sentences (tests/it/params.rs).
+    let r = run(
+        "outbound-reminder",
+        json!({"params": {"phone": crate::params::PHONE, crate::params::MISSPELT: "https://cdn.contoso.com/r.wav"}}),
+        Some(ADMIN),
+    )
+    .await
+    .expect("answer");
+    assert_eq!(r.status(), 400);
+    let answer: Value = r.json().await.expect("json");
+    assert_eq!(answer["error"]["code"], "invalidParams", "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&crate::params::PROBLEMS.join("; ")),
+        "{answer}"
+    );
     let r = run("outbound-reminder", json!("text"), Some(ADMIN))
         .await
         .expect("answer");

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionType, Branch, CheckAction, OutcomeField, Shape};
+use super::{ActionType, Branch, CallPhase, CheckAction, OutcomeField, Shape};
 use crate::flow::check::{Cx, Resolver};
 use crate::flow::compiled::Template;
 use crate::flow::model::Text;
@@ -33,9 +33,18 @@ impl ActionType for Answer {
     const SHAPE: Shape = Shape::Plain;
     const NEEDS_CALL: bool = true;
     const BARE: bool = true;
+    const RUNS_IN: &'static [CallPhase] = &[CallPhase::Unanswered, CallPhase::Answered];
+    const UNROUTED_FAILURE: Option<&'static str> = None;
 
     fn branches(&self) -> Vec<Branch> {
         Vec::new()
+    }
+
+    fn phase_after(&self, phase: CallPhase, outcome: Option<OutcomeField>) -> CallPhase {
+        match outcome {
+            Some(OutcomeField::Next) => CallPhase::Answered,
+            _ => phase,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionType, Branch, CheckAction, OutcomeField, Shape};
+use super::{ActionType, Branch, CallPhase, CheckAction, OutcomeField, Shape};
 use crate::flow::check::{Cx, Resolver};
 use crate::flow::compiled::Template;
 use crate::flow::expr::Expr;
@@ -90,6 +90,13 @@ pub fn is_key(c: char) -> bool {
 }
 
 impl ActionType for Collect {
+    const RUNS_IN: &'static [CallPhase] = &[CallPhase::Answered];
+    const UNROUTED_FAILURE: Option<&'static str> = None;
+
+    fn phase_after(&self, phase: CallPhase, _: Option<OutcomeField>) -> CallPhase {
+        phase
+    }
+
     type Model = CollectAction;
     const DOC: &'static str = "Play a prompt and collect several DTMF digits into a variable.";
     const OUTCOMES: &'static [OutcomeField] = &[

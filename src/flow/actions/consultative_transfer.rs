@@ -6,7 +6,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionType, Branch, CheckAction, OutcomeField, Shape};
+use super::{ActionType, Branch, CallPhase, CheckAction, OutcomeField, Shape};
 use crate::flow::check::{Cx, Resolver};
 use crate::flow::compiled::{Target, Template};
 use crate::flow::model::{TargetDef, Text};
@@ -45,9 +45,19 @@ impl ActionType for ConsultativeTransfer {
     const SHAPE: Shape = Shape::Handoff;
     const NEEDS_CALL: bool = true;
     const BARE: bool = false;
+    const RUNS_IN: &'static [CallPhase] = &[CallPhase::Answered];
+    const UNROUTED_FAILURE: Option<&'static str> = Some("if the target cannot be reached or the transfer fails, the caller is hung up on");
 
     fn branches(&self) -> Vec<Branch> {
         Vec::new()
+    }
+
+    fn phase_after(&self, phase: CallPhase, outcome: Option<OutcomeField>) -> CallPhase {
+        // Once handed over, the call is the target's: what follows is not checked.
+        match outcome {
+            Some(OutcomeField::Next) => CallPhase::Unknown,
+            _ => phase,
+        }
     }
 }
 

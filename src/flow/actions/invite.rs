@@ -6,7 +6,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionType, Branch, CheckAction, OutcomeField, Shape};
+use super::{ActionType, Branch, CallPhase, CheckAction, OutcomeField, Shape};
 use crate::flow::check::{Cx, Resolver};
 use crate::flow::compiled::Target;
 use crate::flow::model::{TargetDef, Text};
@@ -33,6 +33,13 @@ pub struct Invite {
 }
 
 impl ActionType for Invite {
+    const RUNS_IN: &'static [CallPhase] = &[CallPhase::Answered];
+    const UNROUTED_FAILURE: Option<&'static str> = Some("if the invitation fails, the caller is hung up on");
+
+    fn phase_after(&self, phase: CallPhase, _: Option<OutcomeField>) -> CallPhase {
+        phase
+    }
+
     type Model = InviteAction;
     const DOC: &'static str = "Add a participant (a Teams user or a number) to the current call.";
     const OUTCOMES: &'static [OutcomeField] = &[

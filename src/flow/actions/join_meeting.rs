@@ -6,7 +6,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionType, Branch, CheckAction, OutcomeField, Shape};
+use super::{ANY_PHASE, ActionType, Branch, CallPhase, CheckAction, OutcomeField, Shape};
 use crate::flow::check::{Cx, Resolver};
 use crate::flow::compiled::Template;
 use crate::flow::model::Text;
@@ -78,9 +78,19 @@ impl ActionType for JoinMeeting {
     const SHAPE: Shape = Shape::Handoff;
     const NEEDS_CALL: bool = true;
     const BARE: bool = false;
+    const RUNS_IN: &'static [CallPhase] = ANY_PHASE;
+    const UNROUTED_FAILURE: Option<&'static str> = Some("if the meeting cannot be joined, the run ends in `error` and the bot hangs up (on the caller too, when there is one)");
 
     fn branches(&self) -> Vec<Branch> {
         Vec::new()
+    }
+
+    fn phase_after(&self, phase: CallPhase, outcome: Option<OutcomeField>) -> CallPhase {
+        // The call placed is the main call when there is none.
+        match (outcome, phase) {
+            (Some(OutcomeField::Next), CallPhase::NoCall) => CallPhase::Answered,
+            _ => phase,
+        }
     }
 }
 

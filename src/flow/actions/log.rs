@@ -1,6 +1,6 @@
 //! `log`: writes a line to the call's timeline; it may embed `${expression}`.
 
-use super::{ActionType, Branch, CheckAction, OutcomeField, Shape};
+use super::{ANY_PHASE, ActionType, Branch, CallPhase, CheckAction, OutcomeField, Shape};
 use crate::flow::check::{Cx, Resolver};
 use crate::flow::compiled::Template;
 use crate::flow::model::Text;
@@ -19,9 +19,15 @@ impl ActionType for Log {
     const SHAPE: Shape = Shape::Plain;
     const NEEDS_CALL: bool = false;
     const BARE: bool = false;
+    const RUNS_IN: &'static [CallPhase] = ANY_PHASE;
+    const UNROUTED_FAILURE: Option<&'static str> = None;
 
     fn branches(&self) -> Vec<Branch> {
         Vec::new()
+    }
+
+    fn phase_after(&self, phase: CallPhase, _: Option<OutcomeField>) -> CallPhase {
+        phase
     }
 }
 

@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionType, Branch, CheckAction, OutcomeField, Shape};
+use super::{ActionType, Branch, CallPhase, CheckAction, OutcomeField, Shape};
 use crate::flow::check::{Cx, Resolver};
 use crate::flow::compiled::{StepId, Template};
 use crate::flow::model::Text;
@@ -60,6 +60,8 @@ impl ActionType for Menu {
     const SHAPE: Shape = Shape::Decision;
     const NEEDS_CALL: bool = true;
     const BARE: bool = false;
+    const RUNS_IN: &'static [CallPhase] = &[CallPhase::Answered];
+    const UNROUTED_FAILURE: Option<&'static str> = None;
 
     fn branches(&self) -> Vec<Branch> {
         self.choices
@@ -70,6 +72,10 @@ impl ActionType for Menu {
                 label: key.to_string(),
             })
             .collect()
+    }
+
+    fn phase_after(&self, phase: CallPhase, _: Option<OutcomeField>) -> CallPhase {
+        phase
     }
 }
 

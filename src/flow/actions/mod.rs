@@ -71,6 +71,29 @@ pub struct Branch {
     pub label: String,
 }
 
+/// What a run knows of its main call when a step starts, for checking at
+/// load that every path from `start` runs each action on a call it can act
+/// on (`callflow::step::order`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CallPhase {
+    /// No call yet: an `api` flow before its first `call` or `join_meeting`.
+    NoCall,
+    /// The incoming call, not answered yet.
+    Unanswered,
+    /// A call that is up: answered, or placed and picked up.
+    Answered,
+    /// Not known at load (a `state_change` flow, after a transfer, after a
+    /// `wait` for a state): nothing is checked from here on.
+    Unknown,
+}
+
+/// Every phase an action may start in: for actions that do not mind.
+pub const ANY_PHASE: &[CallPhase] = &[
+    CallPhase::NoCall,
+    CallPhase::Unanswered,
+    CallPhase::Answered,
+];
+
 /// What every action declares about itself. No item has a default: a new
 /// action states each one.
 pub trait ActionType: Sized {
@@ -91,8 +114,21 @@ pub trait ActionType: Sized {
     /// Whether `name: {}` is a complete action (the hint when a designer
     /// writes `hangup: now`).
     const BARE: bool;
+    /// The phases of the main call it can start in (an action started in
+    /// another fails at run time); [`CallPhase::Unknown`] is never checked.
+    const RUNS_IN: &'static [CallPhase];
+    /// What the caller lives through when it fails and neither the step's
+    /// `on_failure` nor `on.error` routes the failure (the run ends and the
+    /// bot hangs up), for the `callflow::failure::unrouted` warning; `None`
+    /// where that end is the only sensible one (a prompt that cannot play,
+    /// an answer that fails: the call is already gone or broken).
+    const UNROUTED_FAILURE: Option<&'static str>;
     /// The steps it chooses between itself, in the order written.
     fn branches(&self) -> Vec<Branch>;
+    /// The phase of the main call once it ended through `outcome` (`None`:
+    /// through one of its [`branches`](Self::branches)), having started in
+    /// `phase`.
+    fn phase_after(&self, phase: CallPhase, outcome: Option<OutcomeField>) -> CallPhase;
 }
 
 /// How an action is read from a flow file: checked, every problem reported,
@@ -176,6 +212,20 @@ macro_rules! actions {
                 }
             }
 
+            /// The phases of the main call it can start in.
+            pub const fn runs_in(self) -> &'static [CallPhase] {
+                match self {
+                    $(ActionKind::$Variant => <$key::$Variant as ActionType>::RUNS_IN,)+
+                }
+            }
+
+            /// What the caller lives through when it fails unrouted.
+            pub const fn unrouted_failure(self) -> Option<&'static str> {
+                match self {
+                    $(ActionKind::$Variant => <$key::$Variant as ActionType>::UNROUTED_FAILURE,)+
+                }
+            }
+
             /// Whether `name: {}` is complete.
             pub const fn bare(self) -> bool {
                 match self {
@@ -203,6 +253,14 @@ macro_rules! actions {
             pub fn branches(&self) -> Vec<Branch> {
                 match self {
                     $(Action::$Variant(a) => a.branches(),)+
+                }
+            }
+
+            /// The phase of the main call after it ended through `outcome`
+            /// (`None`: a branch), having started in `phase`.
+            pub fn phase_after(&self, phase: CallPhase, outcome: Option<OutcomeField>) -> CallPhase {
+                match self {
+                    $(Action::$Variant(a) => a.phase_after(phase, outcome),)+
                 }
             }
         }

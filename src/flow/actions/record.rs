@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::collect::is_key;
-use super::{ActionType, Branch, CheckAction, OutcomeField, Shape};
+use super::{ActionType, Branch, CallPhase, CheckAction, OutcomeField, Shape};
 use crate::flow::check::{Cx, Resolver};
 use crate::flow::compiled::Template;
 use crate::flow::model::Text;
@@ -67,6 +67,13 @@ pub struct Record {
 }
 
 impl ActionType for Record {
+    const RUNS_IN: &'static [CallPhase] = &[CallPhase::Answered];
+    const UNROUTED_FAILURE: Option<&'static str> = Some("if the recording cannot be made or saved, the caller is hung up on");
+
+    fn phase_after(&self, phase: CallPhase, _: Option<OutcomeField>) -> CallPhase {
+        phase
+    }
+
     type Model = RecordAction;
     const DOC: &'static str =
         "Record a message from the caller (voicemail), download it and deliver it.";

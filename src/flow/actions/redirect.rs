@@ -5,7 +5,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionType, Branch, CheckAction, OutcomeField, Shape};
+use super::{ActionType, Branch, CallPhase, CheckAction, OutcomeField, Shape};
 use crate::flow::check::{Cx, Resolver};
 use crate::flow::compiled::Target;
 use crate::flow::model::{OneOrMany, TargetDef, Text};
@@ -41,9 +41,15 @@ impl ActionType for Redirect {
     const SHAPE: Shape = Shape::Handoff;
     const NEEDS_CALL: bool = true;
     const BARE: bool = false;
+    const RUNS_IN: &'static [CallPhase] = &[CallPhase::Unanswered];
+    const UNROUTED_FAILURE: Option<&'static str> = Some("if the redirect fails, the caller is hung up on");
 
     fn branches(&self) -> Vec<Branch> {
         Vec::new()
+    }
+
+    fn phase_after(&self, phase: CallPhase, _: Option<OutcomeField>) -> CallPhase {
+        phase
     }
 }
 

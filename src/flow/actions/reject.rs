@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionType, Branch, CheckAction, OutcomeField, Shape};
+use super::{ActionType, Branch, CallPhase, CheckAction, OutcomeField, Shape};
 use crate::flow::check::{Cx, Resolver};
 use crate::flow::model::Text;
 use crate::flow::span::Spanned;
@@ -44,9 +44,15 @@ impl ActionType for Reject {
     const SHAPE: Shape = Shape::End;
     const NEEDS_CALL: bool = true;
     const BARE: bool = true;
+    const RUNS_IN: &'static [CallPhase] = &[CallPhase::Unanswered];
+    const UNROUTED_FAILURE: Option<&'static str> = None;
 
     fn branches(&self) -> Vec<Branch> {
         Vec::new()
+    }
+
+    fn phase_after(&self, phase: CallPhase, _: Option<OutcomeField>) -> CallPhase {
+        phase
     }
 }
 

@@ -2,7 +2,7 @@
 
 use indexmap::IndexMap;
 
-use super::{ActionType, Branch, CheckAction, OutcomeField, Shape};
+use super::{ANY_PHASE, ActionType, Branch, CallPhase, CheckAction, OutcomeField, Shape};
 use crate::flow::check::{Cx, Resolver};
 use crate::flow::expr::Expr;
 use crate::flow::model::Text;
@@ -22,9 +22,15 @@ impl ActionType for Set {
     const SHAPE: Shape = Shape::Plain;
     const NEEDS_CALL: bool = false;
     const BARE: bool = false;
+    const RUNS_IN: &'static [CallPhase] = ANY_PHASE;
+    const UNROUTED_FAILURE: Option<&'static str> = None;
 
     fn branches(&self) -> Vec<Branch> {
         Vec::new()
+    }
+
+    fn phase_after(&self, phase: CallPhase, _: Option<OutcomeField>) -> CallPhase {
+        phase
     }
 }
 

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionType, Branch, CheckAction, OutcomeField, Shape};
+use super::{ANY_PHASE, ActionType, Branch, CallPhase, CheckAction, OutcomeField, Shape};
 use crate::flow::check::{Cx, Resolver};
 use crate::flow::compiled::StepId;
 use crate::flow::expr::Expr;
@@ -42,6 +42,8 @@ impl ActionType for Switch {
     const SHAPE: Shape = Shape::Decision;
     const NEEDS_CALL: bool = false;
     const BARE: bool = false;
+    const RUNS_IN: &'static [CallPhase] = ANY_PHASE;
+    const UNROUTED_FAILURE: Option<&'static str> = None;
 
     fn branches(&self) -> Vec<Branch> {
         self.cases
@@ -54,6 +56,10 @@ impl ActionType for Switch {
                     .map_or_else(|| "else".to_owned(), |e| e.source.clone()),
             })
             .collect()
+    }
+
+    fn phase_after(&self, phase: CallPhase, _: Option<OutcomeField>) -> CallPhase {
+        phase
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionType, Branch, CheckAction, OutcomeField, Shape};
+use super::{ANY_PHASE, ActionType, Branch, CallPhase, CheckAction, OutcomeField, Shape};
 use crate::flow::check::{Cx, Resolver};
 use crate::flow::model::Text;
 use crate::flow::span::Spanned;
@@ -37,9 +37,20 @@ impl ActionType for Wait {
     const SHAPE: Shape = Shape::Plain;
     const NEEDS_CALL: bool = true;
     const BARE: bool = false;
+    const RUNS_IN: &'static [CallPhase] = ANY_PHASE;
+    const UNROUTED_FAILURE: Option<&'static str> = None;
 
     fn branches(&self) -> Vec<Branch> {
         Vec::new()
+    }
+
+    fn phase_after(&self, phase: CallPhase, _: Option<OutcomeField>) -> CallPhase {
+        // A wait for a state ends in a state the flow does not name here.
+        if self.state.is_some() {
+            CallPhase::Unknown
+        } else {
+            phase
+        }
     }
 }
 

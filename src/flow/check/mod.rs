@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
-use super::actions::{ActionKind, OutcomeField};
+use super::actions::{ActionKind, CallPhase, OutcomeField};
 use super::calendar::{self, Calendar};
 use super::compiled::*;
 use super::de::{DeError, DeErrorKind, from_node, list};
@@ -32,6 +32,7 @@ use super::typing;
 use super::yaml::{self, Budget, Node, NodeKind, YamlErrorKind};
 
 mod expressions;
+mod order;
 mod read;
 mod steps;
 mod values;
@@ -386,6 +387,15 @@ impl Cx {
 
         if clean_read && let Some(start) = start {
             self.reachability(f, &ids, start);
+            if !self.has_errors() && steps.len() == f.steps.len() {
+                let initial = match &f.trigger.value {
+                    model::Trigger::IncomingCall(_) => CallPhase::Unanswered,
+                    model::Trigger::Api(_) => CallPhase::NoCall,
+                    model::Trigger::StateChange(_) => CallPhase::Unknown,
+                };
+                self.order(&steps, start, initial);
+                self.unrouted_failures(f);
+            }
         }
 
         let start = start?;

@@ -361,7 +361,7 @@ function params() {
   for (const i of document.querySelectorAll("#f-params input")) {
     if (i.value === "") continue;
     const t = i.dataset.type;
-    out[i.dataset.param] = t === "number" || t === "integer" ? Number(i.value) : t === "boolean" ? i.value === "true" : i.value;
+    out[i.dataset.param] = t === "number" || t === "integer" ? Number(i.value) : t === "boolean" || t === "bool" ? i.value === "true" : i.value;
   }
   return out;
 }

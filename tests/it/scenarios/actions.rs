@@ -252,10 +252,13 @@ strict: true
     );
 }
 
+/// A start without a required parameter is refused as the HTTP API
+/// refuses it: the scenario fails, naming its file and the parameter, and
+/// no call is simulated.
 #[test]
-fn api_starts_without_a_required_parameter_end_in_error() {
+fn api_starts_without_a_required_parameter_are_refused() {
     let f = flow(ANNOUNCER);
-    pass(
+    let r = run(
         &f,
         r#"
 scenario: a start without its meeting id
@@ -265,6 +268,13 @@ expect:
 strict: true
 "#,
     );
+    assert!(!r.passed);
+    let text = r.render_failure();
+    assert!(
+        text.contains("inline.scenario.yaml:1:1: parameter `meeting` is required"),
+        "{text}"
+    );
+    assert!(r.timeline.entries.is_empty(), "nothing ran: {text}");
 }
 
 const CALLBACK: &str = r#"
