@@ -517,6 +517,9 @@ impl Worker {
                 queue.push_back(Event::CallState(change));
             }
         }
+        // Last: the engine decides what a caller who heard silence hears
+        // again (a waiting menu plays its prompt again).
+        queue.push_back(Event::Resumed);
         self.drain(queue, None).await;
     }
 

@@ -276,12 +276,36 @@ async fn menu_waiting(serve: &Serve, graph: &str, call: &str) -> bool {
     })
 }
 
-fn no_request_twice(list: &[String]) {
-    for r in list {
-        if r.starts_with("POST") {
-            let n = list.iter().filter(|x| *x == r).count();
-            assert_eq!(n, 1, "{r} sent {n} times: {list:?}");
-        }
+/// The `POST`s sim-graph received for `call`, whole: path and body (a
+/// prompt played again after a restart is a new request, with a new
+/// `clientContext`; the same request sent twice has the same body).
+async fn posts(graph: &str, call: &str) -> Vec<(String, Value)> {
+    let v: Value = reqwest::get(format!("{graph}/sim/calls/{call}/requests"))
+        .await
+        .expect("requests")
+        .json()
+        .await
+        .expect("json");
+    v["value"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .filter(|r| r["method"] == "POST")
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap_or("").to_owned(),
+                r["body"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// No Graph request of `call` was sent twice.
+async fn no_request_twice(graph: &str, call: &str) {
+    let list = posts(graph, call).await;
+    for r in &list {
+        let n = list.iter().filter(|x| *x == r).count();
+        assert_eq!(n, 1, "{r:?} sent {n} times: {list:?}");
     }
 }
 
@@ -381,10 +405,32 @@ async fn a_call_in_a_menu_survives_kill_9_and_sigterm() {
         .await;
     assert_eq!(ended["outcome"], "transferred", "{ended}");
     let list = requests(&graph, &call).await;
-    no_request_twice(&list);
+    no_request_twice(&graph, &call).await;
+    // Each restart found the caller in the menu: its prompt played again.
+    let prompts = |l: &[String]| l.iter().filter(|r| *r == "POST playPrompt").count();
     assert_eq!(
-        list, plain_requests,
-        "the same requests as the uninterrupted call"
+        prompts(&list),
+        prompts(&plain_requests) + 2,
+        "the menu prompt played again after each restart: {list:?}"
+    );
+    let others = |l: &[String]| {
+        l.iter()
+            .filter(|r| *r != "POST playPrompt")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        others(&list),
+        others(&plain_requests),
+        "otherwise the same requests as the uninterrupted call"
+    );
+    let s = serve.session(&call).await.expect("session");
+    assert!(
+        s["timeline_text"]
+            .as_str()
+            .is_some_and(|t| t.contains("resumed after a restart")
+                && t.contains("the menu plays its prompt again")),
+        "{s}"
     );
     // Both calls are kept; the list comes a page at a time.
     let page: Value = reqwest::Client::new()
@@ -456,8 +502,17 @@ async fn deadlines_and_hang_ups_while_down_are_applied_at_restart() {
         ended["timeline_text"].to_string().contains("bye"),
         "the timeout led to bye: {ended}"
     );
-    no_request_twice(&requests(&graph, &timed).await);
-    no_request_twice(&requests(&graph, &hung).await);
+    no_request_twice(&graph, &timed).await;
+    no_request_twice(&graph, &hung).await;
+    // The timed-out menu did not play its prompt again: its timer fired.
+    assert_eq!(
+        requests(&graph, &timed)
+            .await
+            .iter()
+            .filter(|r| *r == "POST playPrompt")
+            .count(),
+        1
+    );
     drop(serve);
     let _ = sim.shutdown().await;
 }
