@@ -757,6 +757,24 @@ impl Run<'_> {
         };
         let why = format!("{} failed: {status} {code}: {message}", p.kind);
         let waiting = self.s.waiting.clone();
+        // A menu's prompt or tone subscription that may not have reached
+        // Graph is not a failure of the menu: its prompt is played again
+        // (at a resume, or when its guard timer runs out), subscribing first.
+        if code == "MaybeSent"
+            && matches!(
+                p.kind,
+                RequestKind::PlayPrompt | RequestKind::SubscribeToTone
+            )
+            && matches!(waiting, Waiting::Menu { .. })
+        {
+            if p.kind == RequestKind::SubscribeToTone
+                && let Some(l) = self.s.legs.get_mut(p.leg)
+            {
+                l.tones_subscribed = false;
+            }
+            self.note(format!("{why}; the menu will play its prompt again"));
+            return None;
+        }
         let t = self.failed_request(&p, command, why.clone(), waiting);
         if t.is_none() {
             self.error_entry(why);

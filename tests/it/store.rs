@@ -19,6 +19,7 @@ const ADMIN: &str = "store-admin-token";
 const TENANT: &str = "sim-tenant";
 const MENU_NUMBER: &str = "+14255550177";
 const TIMEOUT_NUMBER: &str = "+14255550178";
+const CONSULT_NUMBER: &str = "+14255550179";
 
 const FLOW: &str = r#"flow: durable
 trigger:
@@ -65,11 +66,37 @@ steps:
     hangup: {}
 "#;
 
+const CONSULT_FLOW: &str = r#"flow: durable-consult
+trigger:
+  incoming_call:
+    to: ["+14255550179"]
+start: greet
+steps:
+  greet:
+    answer: {}
+    next: support
+  support:
+    consultative_transfer:
+      to: { user: "550fae72-d251-43ec-868c-373732c2704f", tenant: "sim-tenant" }
+      announce: https://cdn.contoso.com/announce.wav
+      timeout: 1h
+    on_failure: bye
+    on_timeout: bye
+  bye:
+    hangup: {}
+"#;
+
 fn flows(dir: &Path) -> PathBuf {
     let flows = dir.join("flows");
     std::fs::create_dir_all(&flows).expect("flows dir");
     std::fs::write(flows.join("durable.yaml"), FLOW).expect("flow");
     std::fs::write(flows.join("durable-timeout.yaml"), TIMEOUT_FLOW).expect("flow");
+    std::fs::write(flows.join("durable-consult.yaml"), CONSULT_FLOW).expect("flow");
+    let meeting = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("flows/meeting-join.yaml"),
+    )
+    .expect("the bundled meeting flow");
+    std::fs::write(flows.join("meeting-join.yaml"), meeting).expect("flow");
     flows
 }
 
@@ -310,8 +337,12 @@ async fn no_request_twice(graph: &str, call: &str) {
 }
 
 async fn sim() -> SimGraphServer {
+    sim_with(SimGraphConfig::default()).await
+}
+
+async fn sim_with(config: SimGraphConfig) -> SimGraphServer {
     SimGraphServer::start(
-        SimGraphConfig::default(),
+        config,
         TcpListener::bind("127.0.0.1:0").await.expect("bind"),
     )
     .await
@@ -572,5 +603,290 @@ async fn bad_stores_are_refused_and_left_alone() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("locked"), "{stderr}");
     drop(first);
+    let _ = sim.shutdown().await;
+}
+
+/// sim-graph on a manual clock, moved on a quarter second at a time until
+/// `ok` holds: Graph does nothing while `serve` is down or restarting, so
+/// where each kill falls is chosen exactly.
+async fn drive<F, Fut>(sim: &SimGraphServer, what: &str, ok: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let reached = eventually(Duration::from_secs(60), || async {
+        sim.advance(Duration::from_millis(250)).await;
+        ok().await.then_some(())
+    })
+    .await;
+    assert!(reached.is_some(), "never {what}");
+}
+
+/// Whether `serve` answered `202` to a notification of `call` whose body
+/// contains `text`.
+async fn acknowledged(graph: &str, call: &str, text: &str) -> bool {
+    let Ok(r) = reqwest::get(format!("{graph}/sim/calls/{call}/notifications")).await else {
+        return false;
+    };
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    v["value"].as_array().is_some_and(|list| {
+        list.iter()
+            .any(|d| d["status"] == 202 && d["body"].to_string().contains(text))
+    })
+}
+
+/// The call's state as sim-graph holds it.
+async fn sim_state(graph: &str, call: &str) -> Option<String> {
+    let v: Value = reqwest::get(format!("{graph}/sim/calls/{call}"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    v["call"]["state"].as_str().map(str::to_owned)
+}
+
+async fn press(graph: &str, call: &str, digits: &str) {
+    let status = sim_post(
+        graph,
+        &format!("/sim/calls/{call}/press"),
+        json!({ "digits": digits }),
+    )
+    .await;
+    assert!((200..300).contains(&status), "press: {status}");
+}
+
+async fn set_call_faults(graph: &str, call: &str, faults: Option<Value>) {
+    let http = reqwest::Client::new();
+    let url = format!("{graph}/sim/calls/{call}/faults");
+    let r = match faults {
+        Some(f) => http.put(url).json(&f).send().await,
+        None => http.delete(url).send().await,
+    }
+    .expect("faults");
+    assert!(r.status().is_success(), "faults: {}", r.status());
+}
+
+/// A call placed into the menu flow and driven until its menu waits.
+async fn in_menu(sim: &SimGraphServer, serve: &Serve, callback: &str) -> String {
+    let graph = sim.base_url().to_owned();
+    let call = place(&graph, MENU_NUMBER, callback).await;
+    drive(sim, "in the menu", || menu_waiting(serve, &graph, &call)).await;
+    call
+}
+
+async fn drive_to_end(sim: &SimGraphServer, serve: &Serve, call: &str) -> Value {
+    drive(sim, "ended", || async {
+        serve
+            .session(call)
+            .await
+            .is_some_and(|s| s["state"] == "ended")
+    })
+    .await;
+    serve.session(call).await.expect("session")
+}
+
+/// Blind transfers, with sim-graph on a manual clock. One call is killed
+/// with `kill -9` while its transfer is under way (Graph accepted it and
+/// said `transferring`); another while the transfer request had reached
+/// Graph and taken effect but its answer had not come back (sim-graph
+/// holds it): after the restart, the request in flight is settled by a
+/// `GET` of the call (which shows the transfer under way), not sent again.
+/// Both end `transferred` with the same requests as a call nobody
+/// interrupted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_blind_transfer_and_before_its_answer() {
+    callflow::graph::client::install_tls_provider();
+    let sim = sim_with(SimGraphConfig {
+        clock: callflow::sim::http::SimClock::Manual,
+        ..SimGraphConfig::default()
+    })
+    .await;
+    let graph = sim.base_url().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = flows(dir.path());
+    let store = format!("sqlite:{}", dir.path().join("callflow.db").display());
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/api/calls");
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let plain = in_menu(&sim, &serve, &callback).await;
+    press(&graph, &plain, "1").await;
+    let ended = drive_to_end(&sim, &serve, &plain).await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    let plain_requests = requests(&graph, &plain).await;
+    assert!(plain_requests.contains(&"POST transfer".to_owned()));
+
+    // Killed while the transfer is under way.
+    let during = in_menu(&sim, &serve, &callback).await;
+    press(&graph, &during, "1").await;
+    drive(&sim, "transferring", || {
+        acknowledged(&graph, &during, "transferring")
+    })
+    .await;
+    serve.kill9();
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let ended = drive_to_end(&sim, &serve, &during).await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    no_request_twice(&graph, &during).await;
+    assert_eq!(requests(&graph, &during).await, plain_requests);
+
+    // Killed between the transfer request and its answer.
+    let inflight = in_menu(&sim, &serve, &callback).await;
+    set_call_faults(&graph, &inflight, Some(json!({ "hold_answers": "10m" }))).await;
+    press(&graph, &inflight, "1").await;
+    drive(&sim, "transfer sent and under way", || async {
+        requests(&graph, &inflight)
+            .await
+            .contains(&"POST transfer".to_owned())
+            && acknowledged(&graph, &inflight, "transferring").await
+    })
+    .await;
+    serve.kill9();
+    set_call_faults(&graph, &inflight, None).await;
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let ended = drive_to_end(&sim, &serve, &inflight).await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    no_request_twice(&graph, &inflight).await;
+    assert_eq!(requests(&graph, &inflight).await, plain_requests);
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
+
+/// A consultative transfer killed with `kill -9` while both legs are up
+/// (the caller held, the target answered and hearing the announcement):
+/// after the restart both calls are reconciled and the transfer completes,
+/// with the same requests on both calls as an uninterrupted one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_consultative_transfer_with_both_legs_up() {
+    callflow::graph::client::install_tls_provider();
+    let sim = sim_with(SimGraphConfig {
+        clock: callflow::sim::http::SimClock::Manual,
+        ..SimGraphConfig::default()
+    })
+    .await;
+    let graph = sim.base_url().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = flows(dir.path());
+    let store = format!("sqlite:{}", dir.path().join("callflow.db").display());
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/api/calls");
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let plain = place(&graph, CONSULT_NUMBER, &callback).await;
+    let ended = drive_to_end(&sim, &serve, &plain).await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    let plain_calls = ended["calls"].as_array().expect("calls").clone();
+    assert_eq!(plain_calls.len(), 2, "{ended}");
+    let plain_main = requests(&graph, &plain).await;
+    let plain_consult = requests(&graph, plain_calls[1].as_str().expect("id")).await;
+
+    let call = place(&graph, CONSULT_NUMBER, &callback).await;
+    let both_up = || async {
+        let Some(s) = serve.session(&call).await else {
+            return false;
+        };
+        let Some(consult) = s["calls"].get(1).and_then(Value::as_str) else {
+            return false;
+        };
+        sim_state(&graph, consult).await.as_deref() == Some("established")
+            && acknowledged(&graph, consult, "established").await
+            && sim_state(&graph, &call).await.as_deref() == Some("established")
+    };
+    drive(&sim, "both legs up", both_up).await;
+    let consult = serve.session(&call).await.expect("session")["calls"][1]
+        .as_str()
+        .expect("consult id")
+        .to_owned();
+    serve.kill9();
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let ended = drive_to_end(&sim, &serve, &call).await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    no_request_twice(&graph, &call).await;
+    no_request_twice(&graph, &consult).await;
+    assert_eq!(requests(&graph, &call).await, plain_main);
+    assert_eq!(requests(&graph, &consult).await, plain_consult);
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
+
+async fn start_meeting(serve: &Serve) -> String {
+    let r: Value = reqwest::Client::new()
+        .post(format!("{}/api/flows/meeting-join/runs", serve.public))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "params": { "meeting_id": "1234567890", "passcode": "abc" } }))
+        .send()
+        .await
+        .expect("start")
+        .json()
+        .await
+        .expect("json");
+    r["session"].as_str().expect("session id").to_owned()
+}
+
+async fn meeting_call(serve: &Serve, id: &str) -> Option<String> {
+    let s = serve.session(id).await?;
+    s["calls"].get(0).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// Drives a meeting run until it stays in the meeting, ends the meeting,
+/// and drives it to its end.
+async fn meeting_to_end(sim: &SimGraphServer, serve: &Serve, id: &str) -> (Value, String) {
+    let graph = sim.base_url().to_owned();
+    drive(sim, "staying in the meeting", || async {
+        serve.session(id).await.is_some_and(|s| s["step"] == "stay")
+    })
+    .await;
+    let call = meeting_call(serve, id).await.expect("call");
+    assert!(
+        (200..300)
+            .contains(&sim_post(&graph, &format!("/sim/calls/{call}/hangup"), json!({})).await)
+    );
+    (drive_to_end(sim, serve, id).await, call)
+}
+
+/// The bundled meeting-join flow, killed with `kill -9` while its meeting
+/// call is establishing: after the restart the join completes, the notice
+/// plays once, and the run ends `joined` when the meeting ends, with the
+/// same requests as an uninterrupted join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_a_meeting_join_is_establishing() {
+    callflow::graph::client::install_tls_provider();
+    let sim = sim_with(SimGraphConfig {
+        clock: callflow::sim::http::SimClock::Manual,
+        ..SimGraphConfig::default()
+    })
+    .await;
+    let graph = sim.base_url().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = flows(dir.path());
+    let store = format!("sqlite:{}", dir.path().join("callflow.db").display());
+    let port = free_port();
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let plain = start_meeting(&serve).await;
+    let (ended, plain_call) = meeting_to_end(&sim, &serve, &plain).await;
+    assert_eq!(ended["outcome"], "joined", "{ended}");
+    let plain_requests = requests(&graph, &plain_call).await;
+    assert!(plain_requests.contains(&"POST playPrompt".to_owned()));
+
+    let id = start_meeting(&serve).await;
+    drive(&sim, "establishing", || async {
+        match meeting_call(&serve, &id).await {
+            Some(call) => {
+                sim_state(&graph, &call).await.as_deref() == Some("establishing")
+                    && acknowledged(&graph, &call, "establishing").await
+            }
+            None => false,
+        }
+    })
+    .await;
+    serve.kill9();
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let (ended, call) = meeting_to_end(&sim, &serve, &id).await;
+    assert_eq!(ended["outcome"], "joined", "{ended}");
+    no_request_twice(&graph, &call).await;
+    assert_eq!(requests(&graph, &call).await, plain_requests);
+    drop(serve);
     let _ = sim.shutdown().await;
 }
