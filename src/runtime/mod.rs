@@ -57,7 +57,9 @@ use crate::graph::wire::CallState;
 pub use clock::{Clock, ManualClock};
 pub use error::{Overloaded, StartError};
 pub use metrics::Metrics;
-pub use status::{FlowStatus, FlowsStatus, ReloadOutcome, SessionDetail, SessionSummary};
+pub use status::{
+    FlowStatus, FlowsStatus, ReloadOutcome, SessionDetail, SessionSummary, SessionsPage,
+};
 pub use store::{StoreHandle, StoreUrl};
 use table::{Orphans, Route, Table};
 use trigger::{pick_flow, pick_state_flow};
@@ -116,6 +118,14 @@ impl Default for RuntimeConfig {
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<Inner>,
+}
+
+/// The engine's session in a stored record.
+fn stored_session(record: &store::SessionRecord) -> Option<Session> {
+    serde_json::from_str::<store::Persisted>(&record.state)
+        .map(|p| p.session)
+        .map_err(|e| tracing::warn!(session = %record.id, error = %e, "a stored session could not be read"))
+        .ok()
 }
 
 /// Finished sessions kept for `GET /api/sessions/{id}`.
@@ -362,6 +372,98 @@ impl Runtime {
             .chain(finished.iter())
             .map(|c| c.summary())
             .collect()
+    }
+
+    /// One page of sessions: the live ones, then the ended ones (read back
+    /// from the store when it keeps them, so that calls that ended before
+    /// a restart are listed until `keep_ended` removes them; else the last
+    /// thousand kept in memory), newest first. `total` counts both.
+    pub async fn sessions_page(&self, offset: usize, limit: usize) -> SessionsPage {
+        let store = self.inner.config.store.clone();
+        if !store.durable() {
+            let all = self.sessions();
+            let total = all.len();
+            let offset = offset.min(total);
+            let end = offset.saturating_add(limit).min(total);
+            return SessionsPage {
+                sessions: all[offset..end].to_vec(),
+                total,
+                next: (end < total).then_some(end),
+            };
+        }
+        let live: Vec<SessionSummary> = {
+            let cells: Vec<Arc<SessionCell>> = lock(&self.inner.table)
+                .sessions
+                .values()
+                .map(|r| r.cell.clone())
+                .collect();
+            cells.iter().map(|c| c.summary()).collect()
+        };
+        let mut sessions: Vec<SessionSummary> =
+            live.iter().skip(offset).take(limit).cloned().collect();
+        let ended_offset = offset.saturating_sub(live.len());
+        let want = limit - sessions.len();
+        let page = tokio::task::spawn_blocking(move || store.ended(ended_offset, want))
+            .await
+            .map_err(|e| store::StoreError::Failed(e.to_string()))
+            .and_then(|r| r);
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "ended sessions could not be read from the store");
+                store::Page::default()
+            }
+        };
+        let tz = chrono_tz::Tz::UTC;
+        for record in &page.records {
+            if let Some(s) = stored_session(record) {
+                sessions.push(worker::stored_detail(&s, tz).summary);
+            }
+        }
+        let total = live.len() + page.total;
+        // Where the next page starts: after the live ones taken, or after
+        // the stored ones read.
+        let (end, more) = if want == 0 {
+            (offset + limit, offset + limit < total)
+        } else {
+            (live.len() + ended_offset + page.records.len(), page.more)
+        };
+        SessionsPage {
+            sessions,
+            total,
+            next: more.then_some(end),
+        }
+    }
+
+    /// One session, live or ended, with its timeline: from memory, else
+    /// (ended, maybe before a restart) from the store.
+    pub async fn session_anywhere(&self, id: &str) -> Option<SessionDetail> {
+        let live = lock(&self.inner.table)
+            .sessions
+            .get(id)
+            .map(|r| r.cell.clone());
+        if let Some(cell) = live {
+            return Some(cell.detail());
+        }
+        let store = self.inner.config.store.clone();
+        if !store.durable() {
+            return self.session(id);
+        }
+        let key = id.to_owned();
+        let record = tokio::task::spawn_blocking(move || store.session(&key))
+            .await
+            .ok()?
+            .ok()??;
+        let s = stored_session(&record)?;
+        let tz = self
+            .inner
+            .flows
+            .load()
+            .flows
+            .values()
+            .find(|f| f.name == s.flow)
+            .map_or(chrono_tz::Tz::UTC, |f| f.timezone);
+        Some(worker::stored_detail(&s, tz))
     }
 
     /// One session, live or recently finished, with its timeline.

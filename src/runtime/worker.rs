@@ -134,35 +134,50 @@ impl SessionCell {
     }
 
     fn summary_of(&self, s: &Session) -> SessionSummary {
-        SessionSummary {
-            id: s.id.clone(),
-            flow: s.flow.clone(),
-            version: s.flow_version.clone(),
-            step: s.step_name(&self.flow).map(str::to_owned),
-            state: if s.is_ended() {
-                "ended"
-            } else if s.is_started() {
-                "running"
-            } else {
-                "starting"
-            },
-            outcome: s.outcome(),
-            started_at: s.started_at,
-            calls: s.legs.iter().filter_map(|l| l.call_id.clone()).collect(),
-        }
+        summary(s, s.step_name(&self.flow).map(str::to_owned))
     }
 
     pub(super) fn detail(&self) -> SessionDetail {
         let s = self.lock();
-        SessionDetail {
-            summary: self.summary_of(&s),
-            reason: s.end.as_ref().and_then(|e| e.reason.clone()),
-            vars: s.vars.clone(),
-            params: s.params.clone(),
-            timeline: s.timeline.entries.clone(),
-            timeline_text: s.timeline.render(self.flow.timezone),
-        }
+        detail(&s, self.summary_of(&s), self.flow.timezone)
     }
+}
+
+fn summary(s: &Session, step: Option<String>) -> SessionSummary {
+    SessionSummary {
+        id: s.id.clone(),
+        flow: s.flow.clone(),
+        version: s.flow_version.clone(),
+        step,
+        state: if s.is_ended() {
+            "ended"
+        } else if s.is_started() {
+            "running"
+        } else {
+            "starting"
+        },
+        outcome: s.outcome(),
+        started_at: s.started_at,
+        calls: s.legs.iter().filter_map(|l| l.call_id.clone()).collect(),
+    }
+}
+
+fn detail(s: &Session, summary: SessionSummary, tz: chrono_tz::Tz) -> SessionDetail {
+    SessionDetail {
+        summary,
+        reason: s.end.as_ref().and_then(|e| e.reason.clone()),
+        vars: s.vars.clone(),
+        params: s.params.clone(),
+        timeline: s.timeline.entries.clone(),
+        timeline_text: s.timeline.render(tz),
+    }
+}
+
+/// A session read back from the store (an ended one: its last step is the
+/// one its run ended in), with its timeline in `tz`.
+pub(super) fn stored_detail(s: &Session, tz: chrono_tz::Tz) -> SessionDetail {
+    let step = s.end.as_ref().and_then(|e| e.step.clone());
+    detail(s, summary(s, step), tz)
 }
 
 struct Worker {
@@ -279,8 +294,13 @@ pub(super) async fn run(
     }
     w.inner.pending.fetch_sub(handled, Ordering::AcqRel);
     // A session stopped by a shutdown stays live in the store: the next
-    // start picks it up. One that finished is stored as ended.
-    w.save(!finished).await;
+    // start picks it up. One that finished, or whose run is over with all
+    // its calls down (lingering), is stored as ended.
+    let over = {
+        let s = w.cell.lock();
+        s.is_ended() && s.live_call_ids().is_empty()
+    };
+    w.save(!(finished || over)).await;
     let outcome = w.cell.lock().outcome();
     if let Some(outcome) = outcome {
         w.inner.metrics.count_end(outcome);

@@ -142,7 +142,18 @@ fn serve_command(graph: &str, port: u16, flows: &Path, store: &str) -> Command {
 
 impl Serve {
     async fn start(graph: &str, port: u16, flows: &Path, store: &str) -> Serve {
+        Serve::start_with(graph, port, flows, store, &[]).await
+    }
+
+    async fn start_with(
+        graph: &str,
+        port: u16,
+        flows: &Path,
+        store: &str,
+        extra: &[&str],
+    ) -> Serve {
         let child = serve_command(graph, port, flows, store)
+            .args(extra)
             .spawn()
             .expect("spawn callflow serve");
         let public = format!("http://127.0.0.1:{port}");
@@ -887,6 +898,92 @@ async fn kill_9_while_a_meeting_join_is_establishing() {
     assert_eq!(ended["outcome"], "joined", "{ended}");
     no_request_twice(&graph, &call).await;
     assert_eq!(requests(&graph, &call).await, plain_requests);
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
+
+async fn list(serve: &Serve, query: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}/api/sessions{query}", serve.public))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("sessions")
+        .json()
+        .await
+        .expect("json")
+}
+
+fn listed(page: &Value, id: &str) -> bool {
+    page["sessions"]
+        .as_array()
+        .is_some_and(|l| l.iter().any(|s| s["id"] == id))
+}
+
+/// Ended calls are read back from the store: after a restart they are
+/// still listed by `/api/sessions` (a page at a time) and shown by
+/// `/api/sessions/{id}` with their timeline, until `--keep-ended` removes
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_sessions_outlive_a_restart_until_keep_ended_removes_them() {
+    callflow::graph::client::install_tls_provider();
+    let sim = sim().await;
+    let graph = sim.base_url().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = flows(dir.path());
+    let store = format!("sqlite:{}", dir.path().join("callflow.db").display());
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/api/calls");
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let mut ended = Vec::new();
+    for _ in 0..2 {
+        let call = place(&graph, MENU_NUMBER, &callback).await;
+        eventually(Duration::from_secs(60), || async {
+            menu_waiting(&serve, &graph, &call).await.then_some(())
+        })
+        .await
+        .expect("in the menu");
+        press(&graph, &call, "1").await;
+        serve
+            .wait_session(&call, "ended", |s| s["state"] == "ended")
+            .await;
+        ended.push(call);
+    }
+    let (status, stderr, _) = serve.term().await;
+    assert!(status.success(), "{stderr}");
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let page = list(&serve, "").await;
+    assert_eq!(page["total"], 2, "{page}");
+    for call in &ended {
+        assert!(
+            listed(&page, call),
+            "{call} listed after the restart: {page}"
+        );
+        let s = serve.session(call).await.expect("shown after the restart");
+        assert_eq!(s["outcome"], "transferred", "{s}");
+        assert_eq!(s["step"], "sales", "{s}");
+        assert!(s["timeline_text"].to_string().contains("transfer"), "{s}");
+    }
+    let first = list(&serve, "?limit=1").await;
+    assert_eq!(first["next"], 1, "{first}");
+    let second = list(&serve, "?offset=1&limit=1").await;
+    assert_eq!(second["next"], Value::Null, "{second}");
+    assert_ne!(first["sessions"][0]["id"], second["sessions"][0]["id"]);
+    drop(serve);
+
+    // Kept for one second: both are removed, from the list and the store.
+    let serve = Serve::start_with(&graph, port, &flows, &store, &["--keep-ended", "1s"]).await;
+    eventually(Duration::from_secs(30), || async {
+        let page = list(&serve, "").await;
+        (page["total"] == 0).then_some(())
+    })
+    .await
+    .expect("ended sessions removed after --keep-ended");
+    for call in &ended {
+        assert!(serve.session(call).await.is_none(), "{call} still shown");
+    }
     drop(serve);
     let _ = sim.shutdown().await;
 }

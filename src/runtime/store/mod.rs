@@ -162,6 +162,8 @@ pub struct Page {
     pub records: Vec<SessionRecord>,
     /// Whether there are more.
     pub more: bool,
+    /// How many ended sessions the store holds in all.
+    pub total: usize,
 }
 
 /// Where sessions are kept.

@@ -387,7 +387,13 @@ impl Store for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let more = records.len() > limit;
             records.truncate(limit);
-            Ok(Page { records, more })
+            let total: i64 =
+                conn.query_row("SELECT count(*) FROM sessions WHERE live = 0", [], |r| r.get(0))?;
+            Ok(Page {
+                records,
+                more,
+                total: usize::try_from(total).unwrap_or(0),
+            })
         })
     }
 }
