@@ -164,7 +164,7 @@ impl Run<'_> {
                 format!("{}: audio {audio}", self.call_label(call_id))
             }
             Event::TimerFired { timer } => format!("{timer} fired"),
-            Event::Resumed => "resumed after a restart".to_owned(),
+            Event::Resumed => super::RESUMED.to_owned(),
             Event::CallerHungUp { call_id } => {
                 format!("{}: the far end hung up", self.call_label(call_id))
             }

@@ -120,6 +120,19 @@ pub struct Runtime {
     inner: Arc<Inner>,
 }
 
+/// A stored call as a scenario ([`Runtime::export_scenario`]).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ExportedScenario {
+    /// A file name for it (the session id, safe for a file system).
+    pub name: String,
+    /// The scenario file's text.
+    pub scenario: String,
+    /// Where the scenario expects its recording, relative to it.
+    pub recording_path: String,
+    /// The recording: JSON lines of `{"at", "body"}`.
+    pub recording: String,
+}
+
 /// The engine's session in a stored record.
 fn stored_session(record: &store::SessionRecord) -> Option<Session> {
     serde_json::from_str::<store::Persisted>(&record.state)
@@ -236,7 +249,19 @@ impl Runtime {
     /// refuses the batch ([`Overloaded`], counted in
     /// [`Metrics::store_errors`]), so nothing is acknowledged that is not stored.
     pub async fn submit_durable(&self, batch: Vec<Notification>) -> Result<(), Overloaded> {
+        self.submit_recorded(batch, None).await
+    }
+
+    /// [`Runtime::submit_durable`], keeping `body` (the callback body the
+    /// batch was read from) with the session that applies its first event,
+    /// for `callflow sessions export`.
+    pub async fn submit_recorded(
+        &self,
+        batch: Vec<Notification>,
+        body: Option<String>,
+    ) -> Result<(), Overloaded> {
         let inner = &self.inner;
+        let mut body = body;
         let events = self.events_of(&batch);
         if !inner.config.store.durable() {
             return self.submit_events(events, None);
@@ -254,6 +279,7 @@ impl Runtime {
                 seq,
                 event: serde_json::to_string(event).unwrap_or_default(),
                 received_at: now,
+                body: body.take(),
             });
         }
         if let Err(e) = inner
@@ -464,6 +490,57 @@ impl Runtime {
             .find(|f| f.name == s.flow)
             .map_or(chrono_tz::Tz::UTC, |f| f.timezone);
         Some(worker::stored_detail(&s, tz))
+    }
+
+    /// A stored call as a scenario that replays it (`callflow sessions
+    /// export`): the scenario file's text, naming `recordings/ID.jsonl`,
+    /// and that recording (the notification bodies the call received, with
+    /// when). `None` when the session is unknown or the store keeps nothing.
+    pub async fn export_scenario(&self, id: &str) -> Option<ExportedScenario> {
+        let detail = self.session_anywhere(id).await?;
+        let store = self.inner.config.store.clone();
+        let key = id.to_owned();
+        let bodies = tokio::task::spawn_blocking(move || store.recording(&key))
+            .await
+            .ok()?
+            .map_err(
+                |e| tracing::warn!(session = id, error = %e, "the recording could not be read"),
+            )
+            .ok()?;
+        if bodies.is_empty() {
+            return None;
+        }
+        let mut recording = String::new();
+        for (at, body) in bodies {
+            let body: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+            let line = serde_json::json!({ "at": at.to_rfc3339(), "body": body });
+            recording.push_str(&line.to_string());
+            recording.push('\n');
+        }
+        let file: String = id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let recording_path = format!("recordings/{file}.jsonl");
+        let outcome = detail.summary.outcome.map_or("not ended", |o| o.as_str());
+        let scenario = crate::sim::scenario::replay_scenario(
+            &format!("stored call {id} ({outcome})"),
+            &detail.summary.flow,
+            &recording_path,
+            &detail.timeline,
+        );
+        Some(ExportedScenario {
+            name: file,
+            scenario,
+            recording_path,
+            recording,
+        })
     }
 
     /// One session, live or recently finished, with its timeline.

@@ -225,6 +225,31 @@ pub(crate) async fn session(
     }
 }
 
+/// `GET /api/sessions/{id}/scenario`: a stored call as a scenario that
+/// replays it (what `callflow sessions export` writes).
+pub(crate) async fn session_scenario(
+    State(state): State<ServerState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let route = "/api/sessions/{id}/scenario";
+    if let Err(e) = require_admin(&state, &headers, route) {
+        return e.into_response();
+    }
+    match state.runtime().export_scenario(&id).await {
+        Some(exported) => Json(exported).into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknownSession",
+            format!(
+                "no stored session {id:?} with recorded notifications (the memory store keeps none)"
+            ),
+        )
+        .logged(route)
+        .into_response(),
+    }
+}
+
 /// Any other path.
 pub(crate) async fn not_found(uri: Uri) -> Response {
     ApiError::new(

@@ -204,7 +204,12 @@ async fn accept(
         ));
     }
     let count = batch.notifications.len();
-    if let Err(overloaded) = state.runtime().submit_durable(batch.notifications).await {
+    let body = std::str::from_utf8(&bytes).ok().map(str::to_owned);
+    if let Err(overloaded) = state
+        .runtime()
+        .submit_recorded(batch.notifications, body)
+        .await
+    {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",

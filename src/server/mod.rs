@@ -268,6 +268,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/api/flows/{flow}/runs", post(admin::start_run))
         .route("/api/sessions", get(admin::sessions))
         .route("/api/sessions/{id}", get(admin::session))
+        .route("/api/sessions/{id}/scenario", get(admin::session_scenario))
         .fallback(admin::not_found)
         .method_not_allowed_fallback(admin::method_not_allowed)
         .with_state(state.clone())

@@ -987,3 +987,142 @@ async fn ended_sessions_outlive_a_restart_until_keep_ended_removes_them() {
     drop(serve);
     let _ = sim.shutdown().await;
 }
+
+fn callflow(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(args)
+        .env("CALLFLOW_ADMIN_TOKEN", ADMIN)
+        .env_remove("CALLFLOW_URL")
+        .output()
+        .expect("run callflow");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A call that went through a menu to a transfer (with a `kill -9` on
+/// the way) is exported by `callflow sessions export` (through the admin
+/// API: the server holds the store) as a scenario replaying its recorded
+/// notifications; `callflow test` passes it against the flow, and fails
+/// it against an edited flow that sends the key elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_call_is_exported_as_a_replay_scenario_that_callflow_test_runs() {
+    callflow::graph::client::install_tls_provider();
+    let sim = sim().await;
+    let graph = sim.base_url().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = flows(dir.path());
+    let store = format!("sqlite:{}", dir.path().join("callflow.db").display());
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/api/calls");
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let call = place(&graph, MENU_NUMBER, &callback).await;
+    eventually(Duration::from_secs(60), || async {
+        menu_waiting(&serve, &graph, &call).await.then_some(())
+    })
+    .await
+    .expect("in the menu");
+    serve.kill9();
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    serve
+        .wait_session(&call, "recovered", |s| s["step"] == "menu")
+        .await;
+    press(&graph, &call, "1").await;
+    serve
+        .wait_session(&call, "ended", |s| s["state"] == "ended")
+        .await;
+
+    let out = dir.path().join("exported");
+    let (ok, text) = callflow(&[
+        "sessions",
+        "export",
+        &call,
+        "--out",
+        &out.display().to_string(),
+        "--url",
+        &serve.public,
+    ]);
+    assert!(ok, "{text}");
+    let scenario_path = out.join(format!("{call}.yaml"));
+    let scenario = std::fs::read_to_string(&scenario_path).expect("the scenario");
+    assert!(
+        text.contains(&scenario_path.display().to_string()),
+        "{text}"
+    );
+    assert!(scenario.contains("flow: durable"), "{scenario}");
+    assert!(
+        scenario.contains(&format!("replay: recordings/{call}.jsonl")),
+        "{scenario}"
+    );
+    assert!(scenario.contains("transfer"), "{scenario}");
+    assert!(scenario.contains("end: transferred"), "{scenario}");
+    let recording =
+        std::fs::read_to_string(out.join(format!("recordings/{call}.jsonl"))).expect("recording");
+    assert!(recording.lines().count() >= 4, "{recording}");
+    assert!(recording.contains("\"incoming\""), "{recording}");
+
+    let (ok, text) = callflow(&[
+        "test",
+        &flows.display().to_string(),
+        &out.display().to_string(),
+    ]);
+    assert!(
+        ok,
+        "the exported call replays as it ran:\n{text}\n{scenario}"
+    );
+
+    // The same call against a flow where 1 now hangs up: the replay fails.
+    let edited = dir.path().join("edited");
+    std::fs::create_dir_all(&edited).expect("dir");
+    std::fs::write(
+        edited.join("durable.yaml"),
+        FLOW.replace(r#"choices: { "1": sales }"#, r#"choices: { "1": bye }"#),
+    )
+    .expect("edited flow");
+    let (ok, text) = callflow(&[
+        "test",
+        &edited.display().to_string(),
+        &out.display().to_string(),
+    ]);
+    assert!(!ok, "an edited flow fails the replay:\n{text}");
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
+
+/// A store written by the previous schema (version 1: applied journal
+/// entries were deleted, no bodies kept) is migrated in place: its live
+/// session and its unapplied journal entry come back.
+#[test]
+fn a_store_of_the_previous_schema_is_migrated() {
+    use callflow::runtime::store::{Store, sqlite};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v1.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("sqlite");
+        conn.execute_batch(sqlite::MIGRATIONS[0])
+            .expect("v1 schema");
+        conn.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO sessions VALUES ('s1', 'f', 'h', 1, '{}', '2026-01-01T00:00:00Z', NULL);
+             INSERT INTO journal VALUES (7, '\"resumed\"', '2026-01-01T00:00:00Z');",
+        )
+        .expect("v1 rows");
+    }
+    let store = sqlite::SqliteStore::open(&path).expect("migrated");
+    let recovered = store.recover().expect("recover");
+    assert_eq!(recovered.sessions.len(), 1);
+    assert_eq!(recovered.journal.len(), 1);
+    assert_eq!(recovered.journal[0].seq, 7);
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("sqlite");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version as usize, sqlite::MIGRATIONS.len());
+}

@@ -49,6 +49,12 @@ pub const MIGRATIONS: &[&str] = &[
         event TEXT NOT NULL,
         received_at TEXT NOT NULL
     );",
+    // 2: journal entries a session applied are kept with it (not deleted)
+    // until it is removed, with the notification body they came in, so a
+    // stored call can be exported as a replay.
+    "ALTER TABLE journal ADD COLUMN session TEXT;
+    ALTER TABLE journal ADD COLUMN body TEXT;
+    CREATE INDEX journal_by_session ON journal (session, seq);",
 ];
 
 type Read = Box<dyn FnOnce(&Connection) + Send>;
@@ -236,11 +242,11 @@ fn commit<'a>(
     {
         let mut journal = tx
             .prepare_cached(
-                "INSERT OR REPLACE INTO journal (seq, event, received_at) VALUES (?1, ?2, ?3)",
+                "INSERT OR REPLACE INTO journal (seq, event, received_at, body) VALUES (?1, ?2, ?3, ?4)",
             )
             .map_err(|e| classify(&e))?;
         let mut applied = tx
-            .prepare_cached("DELETE FROM journal WHERE seq = ?1")
+            .prepare_cached("UPDATE journal SET session = ?2 WHERE seq = ?1")
             .map_err(|e| classify(&e))?;
         let mut session = tx
             .prepare_cached(
@@ -254,7 +260,12 @@ fn commit<'a>(
             let done = match w {
                 Write::Journal(entries) => entries.iter().try_for_each(|e| {
                     journal
-                        .execute(params![e.seq as i64, e.event, e.received_at.to_rfc3339()])
+                        .execute(params![
+                            e.seq as i64,
+                            e.event,
+                            e.received_at.to_rfc3339(),
+                            e.body
+                        ])
                         .map(|_| ())
                 }),
                 Write::Session { record: r, applied: seqs } => session
@@ -269,7 +280,9 @@ fn commit<'a>(
                     ])
                     .and_then(|_| {
                         seqs.iter()
-                            .try_for_each(|s| applied.execute([*s as i64]).map(|_| ()))
+                            .try_for_each(|s| {
+                                applied.execute(params![*s as i64, r.id]).map(|_| ())
+                            })
                     }),
                 Write::Flow { hash, name, source } => tx
                     .execute(
@@ -282,12 +295,19 @@ fn commit<'a>(
                     journal_before,
                 } => tx
                     .execute(
-                        "DELETE FROM sessions WHERE live = 0 AND ended_at < ?1",
+                        "DELETE FROM journal WHERE session IN
+                           (SELECT id FROM sessions WHERE live = 0 AND ended_at < ?1)",
                         [ended_before.to_rfc3339()],
                     )
                     .and_then(|_| {
                         tx.execute(
-                            "DELETE FROM journal WHERE received_at < ?1",
+                            "DELETE FROM sessions WHERE live = 0 AND ended_at < ?1",
+                            [ended_before.to_rfc3339()],
+                        )
+                    })
+                    .and_then(|_| {
+                        tx.execute(
+                            "DELETE FROM journal WHERE session IS NULL AND received_at < ?1",
                             [journal_before.to_rfc3339()],
                         )
                     })
@@ -339,13 +359,16 @@ impl Store for SqliteStore {
             let sessions = q
                 .query_map([], record)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut q = conn.prepare("SELECT seq, event, received_at FROM journal ORDER BY seq")?;
+            let mut q = conn.prepare(
+                "SELECT seq, event, received_at FROM journal WHERE session IS NULL ORDER BY seq",
+            )?;
             let journal = q
                 .query_map([], |r| {
                     Ok(JournalEntry {
                         seq: r.get::<_, i64>(0)? as u64,
                         event: r.get(1)?,
                         received_at: time(&r.get::<_, String>(2)?),
+                        body: None,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -374,6 +397,18 @@ impl Store for SqliteStore {
                 record,
             )
             .optional()
+        })
+    }
+
+    fn recording(&self, id: &str) -> Result<Vec<(DateTime<Utc>, String)>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let mut q = conn.prepare(
+                "SELECT received_at, body FROM journal
+                 WHERE session = ?1 AND body IS NOT NULL ORDER BY seq",
+            )?;
+            q.query_map([id], |r| Ok((time(&r.get::<_, String>(0)?), r.get(1)?)))?
+                .collect()
         })
     }
 
