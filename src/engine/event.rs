@@ -275,9 +275,31 @@ pub enum Event {
         /// A readable message.
         message: String,
     },
+    /// The engine or a `CallControl` panicked on this session (a bug): the
+    /// runtime says so, and the engine ends the run with `error` and hangs
+    /// up whatever is up ([`rules`](super::rules)).
+    Fault {
+        /// What panicked (`the engine`, `the Graph client`).
+        what: String,
+        /// What the panic said.
+        message: String,
+    },
 }
 
 impl Event {
+    /// Whether the event says something happened to the call or the run (a
+    /// notification, a start, a step's timer), which keeps the session from
+    /// being reaped; the results of its own requests do not.
+    pub fn is_activity(&self) -> bool {
+        !matches!(
+            self,
+            Event::Accepted { .. }
+                | Event::RequestFailed { .. }
+                | Event::CallCreated { .. }
+                | Event::Fault { .. }
+        )
+    }
+
     /// Translates one Graph notification into the events it carries (often
     /// one; none for content sharing and other resources the engine ignores;
     /// two when a call notification carries both a state and a key press).
@@ -369,7 +391,8 @@ impl Event {
             | Event::Resumed
             | Event::TimerFired { .. }
             | Event::Accepted { .. }
-            | Event::RequestFailed { .. } => None,
+            | Event::RequestFailed { .. }
+            | Event::Fault { .. } => None,
         }
     }
 }

@@ -86,6 +86,10 @@ pub struct Leg {
     /// Participants in the last roster received.
     #[serde(default)]
     pub roster: u32,
+    /// Whether Graph accepted the bot's answer (or redirect) of this call:
+    /// hanging it up is then a `DELETE`, even before Graph says `established`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub answered: bool,
 }
 
 impl Leg {
@@ -108,6 +112,7 @@ impl Leg {
             abandoned: false,
             meeting: false,
             roster: 0,
+            answered: false,
         }
     }
 

@@ -18,6 +18,7 @@
 //! - [`timeline`]: what happened, renderable as text.
 //! - [`control`]: [`CallControl`] and [`execute`].
 //! - [`trigger`]: which incoming calls a flow takes.
+//! - [`rules`]: the answer rule, `keepAlive`, the reaper and faults, as timers in the session.
 //! - `run`, `actions`, `reactions`, `scope`: the interpreter itself.
 
 mod actions;
@@ -29,6 +30,7 @@ pub mod leg;
 pub mod outcome;
 mod reactions;
 pub mod request_line;
+pub mod rules;
 mod run;
 pub mod scope;
 pub mod session;
@@ -47,6 +49,7 @@ pub use control::{CallControl, ControlError, execute};
 pub use event::{Event, IncomingCall, OperationUpdate, Party, RosterEntry, StateChange};
 pub use identity::{BotIdentity, Instance, UnknownInstance};
 pub use outcome::{ActionDone, ActionOutcome};
+pub use rules::{ANSWER_MARGIN, Applied, REAP_AFTER, Rule, Upkeep};
 pub use run::{MAX_PENDING, MAX_STEPS_PER_EVENT};
 pub use session::{
     ANSWER_WITHIN, Bot, EventJson, KEEP_ALIVE_EVERY, Leg, LegRole, Outcome, RunEnd, Session,
@@ -77,6 +80,8 @@ pub struct Stepped {
     pub commands: Vec<Command>,
     /// Each step whose action finished, in order, and how.
     pub actions: Vec<ActionDone>,
+    /// What the session's own rules did (answer rule, keepAlive, reaper, fault).
+    pub applied: Vec<Applied>,
 }
 
 /// [`step`], also saying which steps' actions finished and how.
@@ -91,6 +96,7 @@ pub fn step_reported(
     Stepped {
         commands: run.out,
         actions: run.actions,
+        applied: run.applied,
     }
 }
 

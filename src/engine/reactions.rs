@@ -178,7 +178,7 @@ impl Run<'_> {
                 ),
                 None => return,
             },
-            Event::RequestFailed { .. } => return,
+            Event::RequestFailed { .. } | Event::Fault { .. } => return,
         };
         self.entry(Entry::Event(text));
     }
@@ -234,6 +234,8 @@ impl Run<'_> {
                 code,
                 message,
             } => self.request_failed(command, status, &code, &message),
+            // Handled before reactions (`Run::handle`).
+            Event::Fault { .. } => None,
         }
     }
 
@@ -730,8 +732,15 @@ impl Run<'_> {
                 }
                 None
             }
-            RequestKind::Answer
-            | RequestKind::Reject
+            RequestKind::Answer => {
+                if let Some(p) = self.take_pending(command)
+                    && let Some(leg) = self.s.legs.get_mut(p.leg)
+                {
+                    leg.answered = true;
+                }
+                None
+            }
+            RequestKind::Reject
             | RequestKind::Transfer
             | RequestKind::CreateCall
             | RequestKind::Hangup

@@ -17,6 +17,7 @@ use crate::graph::wire::{Call, CallState, RejectReason, RejectRequest};
 use super::command::{Command, CommandId, RequestKind, TimerId};
 use super::event::Event;
 use super::outcome::{ActionDone, ActionOutcome};
+use super::rules::Applied;
 use super::scope;
 use super::session::{Leg, LegRole, Outcome, PendingRequest, RunEnd, Session, StepTimer, Waiting};
 use super::timeline::Entry;
@@ -78,6 +79,8 @@ pub(crate) struct Run<'a> {
     pub out: Vec<Command>,
     /// Steps whose action finished during this call, and how.
     pub actions: Vec<ActionDone>,
+    /// What the session's own rules did during this call.
+    pub applied: Vec<Applied>,
     steps_this_event: u32,
 }
 
@@ -89,19 +92,36 @@ impl<'a> Run<'a> {
             now,
             out: Vec::new(),
             actions: Vec::new(),
+            applied: Vec::new(),
             steps_this_event: 0,
         }
     }
 
     /// Handles one event to the end: reactions, then transitions.
+    /// Handles one event to the end: reactions, then transitions, then
+    /// the session's own rules ([`rules`](super::rules)).
     pub fn handle(&mut self, event: Event) {
-        self.record_event(&event);
-        let t = self.react(event);
-        if let Some(t) = t
-            && !self.s.is_ended()
-        {
-            self.follow(t);
+        match event {
+            Event::TimerFired { timer } if self.s.upkeep.rule_of(timer).is_some() => {
+                if let Some(rule) = self.s.upkeep.rule_of(timer) {
+                    self.rule_fired(rule);
+                }
+            }
+            Event::Fault { what, message } => self.fault(&what, &message),
+            event => {
+                if event.is_activity() {
+                    self.s.upkeep.last_activity = Some(self.now);
+                }
+                self.record_event(&event);
+                let t = self.react(event);
+                if let Some(t) = t
+                    && !self.s.is_ended()
+                {
+                    self.follow(t);
+                }
+            }
         }
+        self.upkeep();
     }
 
     // ----- timeline -------------------------------------------------------
@@ -405,7 +425,9 @@ impl<'a> Run<'a> {
         if !l.is_live() {
             return false;
         }
-        if l.state == Some(CallState::Incoming) {
+        // Still ringing and not answered: rejected. Answered but not yet
+        // said established (a slow or silent Graph): hung up.
+        if l.state == Some(CallState::Incoming) && !l.answered {
             self.send(
                 leg,
                 Body::Reject(RejectRequest::new(RejectReason::None)),

@@ -18,13 +18,14 @@ use crate::graph::wire::CallState;
 use super::command::{Command, CommandId, RequestKind, TimerId};
 pub use super::leg::{Leg, LegRole, TransferProgress};
 pub use super::outcome::{Outcome, RunEnd};
+use super::rules::Upkeep;
 use super::timeline::Timeline;
 
 /// How long Graph gives the bot to answer, reject or redirect an incoming call.
 pub const ANSWER_WITHIN: Duration = Duration::seconds(15);
 
-/// How often the runtime should send `keepAlive` on a live call (Graph ends
-/// calls without one for 45 minutes).
+/// How often the engine sends `keepAlive` on an established call (Graph
+/// ends calls without one for 45 minutes).
 pub const KEEP_ALIVE_EVERY: Duration = Duration::minutes(15);
 
 /// Who the bot is, for the requests that need it.
@@ -271,6 +272,9 @@ pub struct Session {
     /// When the incoming call arrived (for the 15-second answer rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incoming_at: Option<DateTime<Utc>>,
+    /// The session's own timers: the answer rule, `keepAlive`, the reaper.
+    #[serde(default)]
+    pub upkeep: Upkeep,
 }
 
 impl Session {
@@ -302,6 +306,7 @@ impl Session {
             timeline: Timeline::default(),
             end: None,
             incoming_at: None,
+            upkeep: Upkeep::default(),
         }
     }
 
@@ -367,7 +372,7 @@ impl Session {
             .collect()
     }
 
-    /// When the runtime must have answered, rejected or redirected the
+    /// When the bot must have answered, rejected or redirected the
     /// incoming call (15 s after it arrived), while that is still owed.
     pub fn answer_deadline(&self) -> Option<DateTime<Utc>> {
         let main = self.main()?;
@@ -390,7 +395,7 @@ impl Session {
     }
 
     /// `keepAlive` commands for every established call, recorded in the
-    /// timeline; the runtime calls this every [`KEEP_ALIVE_EVERY`].
+    /// timeline; the engine's keepAlive rule sends them every [`KEEP_ALIVE_EVERY`].
     pub fn keep_alive(&mut self, now: DateTime<Utc>) -> Vec<Command> {
         let mut out = Vec::new();
         for i in 0..self.legs.len() {

@@ -489,3 +489,89 @@ fn a_menu_resumed_after_a_restart_plays_its_prompt_again_unless_its_timeout_pass
     h.incoming();
     assert!(h.requests(Event::Resumed).is_empty());
 }
+
+#[test]
+fn the_rules_are_timers_in_the_session_and_decided_by_step() {
+    let mut h = Harness::new();
+    let start = h.now + Duration::milliseconds(100);
+    let out = h.feed(Event::IncomingCall(IncomingCall {
+        call_id: "c1".into(),
+        from: Party::phone("+33612345678"),
+        to: Party::phone("+14255550100"),
+        raw: Value::Null,
+    }));
+    // The answer is on its way: no answer timer; the reaper is armed.
+    assert_eq!(h.s.upkeep.answer, None);
+    let idle = h.s.upkeep.idle.expect("the reaper is armed");
+    assert_eq!(idle.at, start + REAP_AFTER);
+    assert!(out.contains(&Command::SetTimer {
+        timer: idle.id,
+        at: idle.at
+    }));
+    // Established: keepAlive every 15 minutes, from then.
+    h.state("c1", CallState::Established);
+    let keep = h.s.upkeep.keep_alive.expect("keepAlive is armed");
+    assert_eq!(keep.at, h.now + KEEP_ALIVE_EVERY);
+    h.now = keep.at - Duration::milliseconds(100);
+    let sent = h.feed(Event::TimerFired { timer: keep.id });
+    assert!(
+        sent.iter()
+            .any(|c| matches!(c, Command::KeepAlive { call_id, .. } if call_id == "c1"))
+    );
+    assert_eq!(
+        h.s.upkeep.keep_alive.map(|t| t.at),
+        Some(keep.at + KEEP_ALIVE_EVERY)
+    );
+    // A fault ends the run with `error` and hangs up.
+    let out = h.feed(Event::Fault {
+        what: "the engine".into(),
+        message: "boom".into(),
+    });
+    assert!(
+        out.iter()
+            .any(|c| matches!(c, Command::Hangup { call_id, .. } if call_id == "c1"))
+    );
+    assert_eq!(h.s.outcome(), Some(Outcome::Error));
+    assert!(h.s.upkeep.faulted);
+    // The session round-trips as data, its rules included.
+    let back: Session = serde_json::from_value(serde_json::to_value(&h.s).unwrap()).unwrap();
+    assert_eq!(back, h.s);
+}
+
+#[test]
+fn an_unanswered_incoming_call_is_rejected_by_the_answer_rule() {
+    let flow = load_str(
+        "slow.yaml",
+        "flow: slow\ntrigger:\n  incoming_call:\n    to: [\"+14255550100\"]\nstart: think\nsteps:\n  think:\n    wait: { timeout: 20s }\n    next: greet\n  greet:\n    answer: {}\n",
+    )
+    .flow
+    .expect("loads");
+    let mut s = Session::new(&flow, "c1", Bot::new("https://bot/cb"));
+    let t0 = DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    step(
+        &flow,
+        &mut s,
+        Event::IncomingCall(IncomingCall {
+            call_id: "c1".into(),
+            ..IncomingCall::default()
+        }),
+        t0,
+    );
+    let answer = s.upkeep.answer.expect("the answer rule is armed");
+    assert_eq!(answer.at, t0 + ANSWER_WITHIN - ANSWER_MARGIN);
+    let out = step(
+        &flow,
+        &mut s,
+        Event::TimerFired { timer: answer.id },
+        answer.at,
+    );
+    assert!(
+        out.iter()
+            .any(|c| matches!(c, Command::Reject { body, .. } if body.reason == crate::graph::wire::RejectReason::Busy)),
+        "{out:?}"
+    );
+    assert_eq!(s.outcome(), Some(Outcome::Error));
+    assert!(!out.iter().any(|c| matches!(c, Command::Answer { .. })));
+}

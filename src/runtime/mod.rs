@@ -8,10 +8,12 @@
 //! [`Command`](crate::engine::Command)s that [`engine::step`](crate::engine::step)
 //! returns through [`CallControl`], in order, and feeds each result
 //! (`Accepted`, `CallCreated`, `RequestFailed`) back to the same session; it
-//! also keeps the session's timers, sends `keepAlive` every
-//! [`KEEP_ALIVE_EVERY`](crate::engine::KEEP_ALIVE_EVERY), enforces the
-//! 15-second answer rule and reaps a session nothing has happened to for
-//! [`RuntimeConfig::idle_reap_after`].
+//! also keeps the timers the engine sets, among them the session's rules
+//! ([`engine::rules`](crate::engine::rules): `keepAlive` every
+//! [`KEEP_ALIVE_EVERY`](crate::engine::KEEP_ALIVE_EVERY), the 15-second
+//! answer rule, the reaping of a session nothing has happened to for
+//! [`RuntimeConfig::idle_reap_after`]), and reports a panic to the engine as
+//! [`Event::Fault`], which ends the run. The runtime decides none of them.
 //!
 //! This is the only part of callflow that spawns tasks. It never knows HTTP
 //! or axum (the server feeds it [`Notification`]s), never interprets a flow
@@ -20,6 +22,7 @@
 //!
 //! - [`metrics`]: counters, gauges and histograms as plain atomics.
 //! - `worker`: one session's task.
+//! - `graph_control`: the Graph client as the engine's `CallControl` (production).
 //! - `params`: checking an `api` start's parameters.
 //! - `reload`: loading, checking and swapping the flow set; the folder watcher.
 //! - `table`: live sessions, the calls they own, events held for unknown calls.
@@ -28,6 +31,7 @@
 
 mod clock;
 mod error;
+mod graph_control;
 pub mod metrics;
 mod params;
 mod recover;
@@ -735,7 +739,8 @@ impl Inner {
                 .for_incoming(&self.config.callback_uri, &call.to),
             _ => self.config.bot.bot(&self.config.callback_uri, None),
         };
-        let session = Session::new(&flow, id, bot);
+        let mut session = Session::new(&flow, id, bot);
+        session.upkeep.set_reap_after(self.config.idle_reap_after);
         let cell = Arc::new(SessionCell::new(flow, session));
         let (tx, rx) = mpsc::channel(self.config.queue_per_call.max(1));
         {

@@ -161,8 +161,6 @@ fn spawn_restored(inner: &Arc<Inner>, flow: Arc<Flow>, p: Persisted) {
         timers: p.timers,
         inflight: p.inflight,
         owned: p.owned,
-        last_activity: p.last_activity,
-        next_keep_alive: p.next_keep_alive,
     };
     let cell = Arc::new(SessionCell::new(flow, p.session));
     let (tx, rx) = mpsc::channel(inner.config.queue_per_call.max(1));

@@ -166,6 +166,11 @@ impl SimGraph {
         Some((key.0, item))
     }
 
+    /// Whether any queued item is one `f` says yes to.
+    pub fn any_queued(&self, f: impl Fn(&Scheduled) -> bool) -> bool {
+        self.lock().queue.values().any(f)
+    }
+
     /// The next queued item and when it is due, without taking it.
     pub fn peek(&self) -> Option<(DateTime<Utc>, Scheduled)> {
         let w = self.lock();

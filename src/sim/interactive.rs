@@ -129,6 +129,15 @@ impl Interactive {
     pub fn next_due(&self) -> Option<Due> {
         let (at, item) = self.driver.graph.peek()?;
         let what = match item {
+            Scheduled::Timer(t) if self.session().upkeep.rule_of(t).is_some() => {
+                match self.session().upkeep.rule_of(t) {
+                    Some(crate::engine::Rule::Answer) => {
+                        "the bot rejects the unanswered call (Graph's 15 s)".to_owned()
+                    }
+                    Some(crate::engine::Rule::KeepAlive) => "the bot sends keepAlive".to_owned(),
+                    _ => "the session is checked for idleness".to_owned(),
+                }
+            }
             Scheduled::Timer(_) => match self.waiting() {
                 Waiting::Menu { .. } => "the menu times out".to_owned(),
                 Waiting::Timer => "the wait ends".to_owned(),

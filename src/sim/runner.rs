@@ -196,7 +196,21 @@ impl Driver {
 
     fn drain(&mut self, flow: &Flow, start: DateTime<Utc>) {
         let mut items = 0;
-        while self.next(flow, start, &mut items) {}
+        while !self.only_upkeep_left() && self.next(flow, start, &mut items) {}
+    }
+
+    /// Whether nothing is queued but the session's `keepAlive` and reaper
+    /// timers: what would follow is known (a `keepAlive` every 15 minutes
+    /// until the session is reaped), so a whole run stops there.
+    pub(super) fn only_upkeep_left(&self) -> bool {
+        let upkeep = &self.run.session.upkeep;
+        !self.graph.any_queued(|item| match item {
+            Scheduled::Timer(t) => !matches!(
+                upkeep.rule_of(*t),
+                Some(engine::Rule::KeepAlive | engine::Rule::Idle)
+            ),
+            Scheduled::Graph(_) => true,
+        })
     }
 
     /// Takes the next queued item and makes it happen; `false` when nothing

@@ -361,3 +361,62 @@ async fn two_hundred_flows_list_and_filter_without_lag() {
     b.shot("11-two-hundred").await;
     b.close().await;
 }
+
+/// axe-core's violations on the page as it is now, as `id (impact): help —
+/// first elements` lines.
+async fn audit(b: &Browser) -> Vec<String> {
+    let axe = std::fs::read_to_string(require::axe_path()).expect("axe-core reads");
+    b.client
+        .execute(&format!("{axe}\nreturn 1;"), vec![])
+        .await
+        .expect("axe-core loads");
+    let found = b
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document).then((r) => done(r.violations.map((v) =>
+               `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`)));",
+            vec![],
+        )
+        .await
+        .expect("the audit runs");
+    serde_json::from_value(found).expect("a list of lines")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_view_passes_an_accessibility_audit() {
+    if !require::axe() {
+        return;
+    }
+    let s = TestStudio::start().await;
+    let b = Browser::start(1280, 800).await;
+    b.client.goto(&s.url()).await.expect("the page opens");
+    b.wait_for("the page", "document.body.dataset.ready === 'true'", WAIT)
+        .await;
+    open_flow(&b, "reception.yaml").await;
+    let mut found = Vec::new();
+    let mut look = async |view: &str, b: &Browser| {
+        found.extend(audit(b).await.into_iter().map(|v| format!("{view}: {v}")));
+    };
+    look("diagram", &b).await;
+    b.click("#start").await;
+    b.wait_for(
+        "the call",
+        "document.querySelector('#diagram .node.current')",
+        WAIT,
+    )
+    .await;
+    look("call", &b).await;
+    for tab in ["source", "scenarios", "week"] {
+        b.click(&format!("#tab-{tab}")).await;
+        b.wait_for(
+            "the tab",
+            &format!("!document.getElementById('panel-{tab}').hidden"),
+            WAIT,
+        )
+        .await;
+        look(tab, &b).await;
+    }
+    assert!(found.is_empty(), "axe-core finds:\n{}", found.join("\n"));
+    b.close().await;
+}

@@ -954,7 +954,7 @@ steps:
     assert_eq!(
         detail.reason.as_deref(),
         Some(
-            "internal error: the Graph client panicked (play_prompt is broken); the runtime hung up"
+            "internal error: the Graph client panicked (play_prompt is broken); the calls were hung up"
         )
     );
     assert_eq!(Metrics::get(&rt.metrics().internal_errors), 1);

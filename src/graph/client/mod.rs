@@ -5,8 +5,8 @@
 //! invite participants, hang up, get a call), each taking the call id and
 //! the typed [`wire`](crate::graph::wire) body and returning the typed
 //! answer or a [`ClientError`] that names the call, the request and the
-//! status. It also implements the engine's
-//! [`CallControl`](crate::engine::CallControl) seam.
+//! status. It knows nothing of the engine: the runtime's `graph_control`
+//! makes it the engine's `CallControl`.
 //!
 //! What every request gets:
 //! - an application token (client credentials, [`GraphConfig`]), cached and
@@ -30,7 +30,7 @@
 //! `client-request-id`, and the runtime decides. Reconciling inside the
 //! client is not possible in general: Graph offers no lookup of a call by
 //! `clientContext`, and an action's effect shows only in later
-//! notifications. Through `CallControl` (see `control`), an `answer`,
+//! notifications. Through `CallControl` (the runtime's `graph_control`), an `answer`,
 //! `reject`, `redirect` or `transfer` that is `MaybeSent` is reconciled by
 //! [`GraphClient::get_call`]: a call that is `transferring`, `establishing`
 //! or gone shows the request took effect, and it counts as accepted. A
@@ -43,7 +43,6 @@
 //! what it is given. It must never log or print a secret or a token.
 
 mod config;
-mod control;
 mod error;
 mod exchange;
 mod retry;

@@ -53,10 +53,6 @@ pub struct Persisted {
     /// Calls the session created (routed to it).
     #[serde(default)]
     pub owned: Vec<String>,
-    /// When something last happened to it (the idle reaper counts from here).
-    pub last_activity: DateTime<Utc>,
-    /// When the next `keepAlive` is due.
-    pub next_keep_alive: DateTime<Utc>,
 }
 
 impl Persisted {

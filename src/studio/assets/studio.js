@@ -229,7 +229,7 @@ function renderDiagram(box, g, opts) {
   const lit = new Set(walk.nodes), litEdges = new Set(walk.edges);
   const current = walk.nodes.length ? walk.nodes[walk.nodes.length - 1] : null;
   const uncovN = new Set(opts.uncoveredNodes || []), uncovE = new Set(opts.uncoveredEdges || []);
-  const svg = s("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img", class: opts.stale ? "is-stale" : "", "aria-label": `Diagram of ${g.flow}` });
+  const svg = s("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "group", class: opts.stale ? "is-stale" : "", "aria-label": `Diagram of ${g.flow}` });
   svg.append(s("defs", {}, ["arrow", "arrow-lit", "arrow-red"].map((id) => s("marker", { id: box.id + id, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" },
     s("path", { d: "M0,0 L10,5 L0,10 z", fill: id === "arrow-lit" ? "#0a58a8" : id === "arrow-red" ? "#b3261e" : "#59626c" })))));
   // Edges, grouped by (from, to): one path, one label per outcome.
@@ -299,7 +299,7 @@ function renderDiagram(box, g, opts) {
     const p = xy.get(n.id);
     if (!p) continue;
     const cls = ["node", n.shape, lit.has(n.id) ? "lit" : "", n.id === current ? "current" : "", uncovN.has(n.id) ? "uncovered" : ""].join(" ");
-    const ng = s("g", { class: cls, "data-node": n.id, "data-step": n.step || "", tabindex: n.step ? 0 : null, role: n.step ? "button" : null, "aria-label": n.step ? `${n.title}: ${n.subtitle}${lit.has(n.id) ? ", on the path" : ""}` : null });
+    const ng = s("g", { class: cls, "data-node": n.id, "data-step": n.step || "", tabindex: n.step ? 0 : null, role: n.step ? "button" : null, "aria-describedby": n.step && lit.has(n.id) ? box.id + "-lit" : null, "aria-current": n.id === current ? "step" : null });
     const { x, y, w, h } = p;
     if (n.shape === "start") ng.append(s("circle", { cx: x + w / 2, cy: y + h / 2, r: 10 }));
     else if (n.shape === "decision") ng.append(s("polygon", { points: `${x + 12},${y} ${x + w - 12},${y} ${x + w},${y + h / 2} ${x + w - 12},${y + h} ${x + 12},${y + h} ${x},${y + h / 2}` }));
@@ -315,6 +315,8 @@ function renderDiagram(box, g, opts) {
     }
     nodeLayer.append(ng);
   }
+  // What the lit nodes are, for a screen reader (their names are their text).
+  svg.append(s("desc", { id: box.id + "-lit" }, document.createTextNode("on the path of this call")));
   svg.append(edgeLayer, nodeLayer, labelLayer);
   if (opts.stale) svg.append(s("text", { x: 8, y: 16, class: "stale" }, document.createTextNode("stale: the last diagram that loaded")));
   box.replaceChildren(svg);

@@ -7,6 +7,7 @@
 mod actions;
 mod properties;
 mod refusals;
+mod rules;
 mod seeds_json;
 
 use std::path::PathBuf;

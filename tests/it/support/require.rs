@@ -92,3 +92,33 @@ pub fn chromium() -> bool {
         }
     })
 }
+
+/// Where axe-core's `axe.min.js` is: `CALLFLOW_AXE_JS`, else
+/// `target/axe/node_modules/axe-core/axe.min.js` (what `.ci/run` installs
+/// with `npm install --prefix target/axe axe-core@4`).
+pub fn axe_path() -> std::path::PathBuf {
+    std::env::var_os("CALLFLOW_AXE_JS").map_or_else(
+        || {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/axe/node_modules/axe-core/axe.min.js")
+        },
+        std::path::PathBuf::from,
+    )
+}
+
+/// Whether the accessibility checker axe-core is there (and Chromium).
+pub fn axe() -> bool {
+    static CELL: OnceLock<Option<String>> = OnceLock::new();
+    chromium()
+        && check("axe", &CELL, || {
+            let path = axe_path();
+            if path.is_file() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "axe-core ({}; `npm install --prefix target/axe axe-core@4`)",
+                    path.display()
+                ))
+            }
+        })
+}

@@ -1,5 +1,6 @@
 //! [`GraphClient`] as the engine's [`CallControl`]: the production side of
-//! the seam.
+//! the seam, on the runtime's side of it (so that `graph` never depends on
+//! `engine`).
 //!
 //! A thin mapping: each trait method calls the client's method of the same
 //! request, and a [`ClientError`] becomes a [`ControlError`] with the HTTP
@@ -21,7 +22,7 @@ use crate::graph::wire::{
     RedirectRequest, RejectRequest, SubscribeToToneRequest, TransferRequest,
 };
 
-use super::{ClientError, GraphClient};
+use crate::graph::client::{ClientError, GraphClient};
 
 impl From<ClientError> for ControlError {
     fn from(error: ClientError) -> Self {
