@@ -1126,3 +1126,125 @@ fn a_store_of_the_previous_schema_is_migrated() {
         .expect("version");
     assert_eq!(version as usize, sqlite::MIGRATIONS.len());
 }
+
+/// A small filesystem of its own (`tmpfs`, `size=`), for the full-disk
+/// test; `None` (with one notice) where mounting is not permitted.
+struct SmallDisk {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let path = dir.path().join("disk");
+        std::fs::create_dir_all(&path).ok()?;
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: mounting a size-limited tmpfs is not permitted here");
+            return None;
+        }
+        Some(SmallDisk { path, _dir: dir })
+    }
+
+    /// Fills what space is left with a file; returns its path.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write as _;
+        let filler = self.path.join("filler");
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+async fn metric(serve: &Serve, name: &str) -> f64 {
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", serve.public))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The store's disk fills up while `serve` runs: notifications are
+/// answered `503` with `Retry-After` (nothing acknowledged that is not
+/// stored), counted and logged; once space is freed, new calls are
+/// journaled and run again, with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_turns_notifications_into_503_until_space_returns() {
+    let Some(disk) = SmallDisk::mount("4m") else {
+        return;
+    };
+    callflow::graph::client::install_tls_provider();
+    let sim = sim().await;
+    let graph = sim.base_url().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = flows(dir.path());
+    let store = format!("sqlite:{}", disk.path.join("callflow.db").display());
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/api/calls");
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+
+    let filler = disk.fill();
+    let refused = place(&graph, MENU_NUMBER, &callback).await;
+    let delivery = eventually(Duration::from_secs(30), || async {
+        let v: Value = reqwest::get(format!("{graph}/sim/calls/{refused}/notifications"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        v["value"].as_array()?.first().cloned()
+    })
+    .await
+    .expect("the incoming call was posted");
+    assert_eq!(delivery["status"], 503, "{delivery}");
+    assert!(
+        serve.session(&refused).await.is_none(),
+        "nothing runs that was not stored"
+    );
+    assert!(metric(&serve, "callflow_store_errors_total").await >= 1.0);
+
+    std::fs::remove_file(&filler).expect("free the space");
+    let call = place(&graph, MENU_NUMBER, &callback).await;
+    eventually(Duration::from_secs(60), || async {
+        menu_waiting(&serve, &graph, &call).await.then_some(())
+    })
+    .await
+    .expect("a call after the space returned runs");
+    let mut serve = serve;
+    let child = serve.child.take().expect("child");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("could not be journaled") && stderr.contains("full"),
+        "logged: {stderr}"
+    );
+    drop(serve);
+    drop(disk);
+    let _ = sim.shutdown().await;
+}
