@@ -237,6 +237,16 @@ fn commit<'a>(
     conn: &mut Connection,
     writes: impl Iterator<Item = &'a Write>,
 ) -> Result<(), StoreError> {
+    let writes: Vec<&Write> = writes.collect();
+    // A session written several times in one group is stored once, as its
+    // last state (the group commits atomically: the earlier states would
+    // never be seen); every journal entry they applied is still marked.
+    let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, w) in writes.iter().enumerate() {
+        if let Write::Session { record, .. } = w {
+            last.insert(record.id.as_str(), i);
+        }
+    }
     let tx = conn.transaction().map_err(|e| classify(&e))?;
     let now = Utc::now().to_rfc3339();
     {
@@ -256,8 +266,15 @@ fn commit<'a>(
                    state = ?5, updated_at = ?6, ended_at = ?7",
             )
             .map_err(|e| classify(&e))?;
-        for w in writes {
+        for (i, w) in writes.into_iter().enumerate() {
             let done = match w {
+                Write::Session { record: r, applied: seqs }
+                    if last.get(r.id.as_str()) != Some(&i) =>
+                {
+                    seqs.iter().try_for_each(|s| {
+                        applied.execute(params![*s as i64, r.id]).map(|_| ())
+                    })
+                }
                 Write::Journal(entries) => entries.iter().try_for_each(|e| {
                     journal
                         .execute(params![
