@@ -16,7 +16,8 @@
 //! | `GET /metrics` | Prometheus text (admin token) |
 //! | `GET /api/flows` | the loaded flows, version, last reload error (admin token) |
 //! | `POST /api/flows/{flow}/runs` | starts an `api` flow with JSON params (admin token) |
-//! | `GET /api/sessions`, `/api/sessions/{id}` | live sessions, one session's detail (admin token) |
+//! | `GET /api/sessions`, `/api/sessions/{id}` | live then ended sessions (ended ones read back from the store), one session's detail (admin token) |
+//! | `GET /api/sessions/{id}/scenario` | a stored call as a replay scenario (admin token) |
 //! | `GET /ui/` and `/ui/api/…` | the studio, read-only, with live sessions (admin token or its cookie; [`ui`]) |
 //!
 //! This is the only module that knows axum on the production side; it must
