@@ -26,8 +26,11 @@
 pub mod cli;
 pub mod engine;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod graph;
 pub mod load;
+pub mod phone;
 pub mod runtime;
 pub mod serve;
 pub mod server;

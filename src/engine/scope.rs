@@ -11,6 +11,7 @@ use rhai::{Dynamic, Map as RhaiMap};
 use serde_json::{Map, Value};
 
 use crate::flow::expr::{EvalError, EvalInput, Expr};
+use crate::flow::roots;
 use crate::flow::{Flow, Target, Template, TemplatePart};
 use crate::graph::wire::{
     Code, Identity, IdentitySet, InvitationParticipantInfo, ParticipantInfo, ResultInfo,
@@ -56,16 +57,23 @@ pub fn eval_input(flow: &Flow, session: &Session) -> EvalInput {
     }
 }
 
+/// The field `name` (one of [`roots::PARTY_FIELDS`]) of a party.
+fn party_field<'a>(p: &'a Party, name: &str) -> Option<&'a Option<String>> {
+    Some(match name {
+        "phone" => &p.phone,
+        "user" => &p.user,
+        "application" => &p.application,
+        "display_name" => &p.display_name,
+        "tenant" => &p.tenant,
+        _ => return None,
+    })
+}
+
 fn party_map(p: &Party) -> RhaiMap {
     let mut m = RhaiMap::new();
-    for (k, v) in [
-        ("phone", &p.phone),
-        ("user", &p.user),
-        ("application", &p.application),
-        ("display_name", &p.display_name),
-        ("tenant", &p.tenant),
-    ] {
-        m.insert(k.into(), Dynamic::from(v.clone().unwrap_or_default()));
+    for k in roots::PARTY_FIELDS {
+        let v = party_field(p, k).cloned().flatten();
+        m.insert((*k).into(), Dynamic::from(v.unwrap_or_default()));
     }
     m
 }
@@ -196,15 +204,7 @@ pub fn path_text(session: &Session, flow: &Flow, source: &str) -> Option<String>
             let main = session.main();
             let party = |p: Option<&Party>, name: &str| -> Option<String> {
                 let p = p.cloned().unwrap_or_default();
-                let v = match name {
-                    "phone" => p.phone,
-                    "user" => p.user,
-                    "application" => p.application,
-                    "display_name" => p.display_name,
-                    "tenant" => p.tenant,
-                    _ => return None,
-                };
-                Some(v.unwrap_or_default())
+                Some(party_field(&p, name)?.clone().unwrap_or_default())
             };
             match (*field, sub) {
                 ("id", []) => text(main.and_then(|m| m.call_id.as_deref())),
@@ -481,6 +481,56 @@ mod tests {
             "hour()",
         ] {
             assert_eq!(path_text(&s, &flow, complex), None, "{complex}");
+        }
+    }
+
+    /// `call` as the engine builds it holds exactly what `flow::roots`
+    /// says, so the load-time checks and the run time cannot drift.
+    #[test]
+    fn call_is_what_the_roots_describe() {
+        let loaded = crate::flow::load_str(
+            "t.yaml",
+            "flow: t\ntrigger: {incoming_call: {}}\nstart: s\nsteps:\n  s:\n    log: hi\n",
+        );
+        let flow = loaded.flow.expect("loads");
+        let mut s = Session::new(&flow, "s", Bot::default());
+        let keys = |m: &RhaiMap| {
+            let mut k: Vec<String> = m.keys().map(|k| k.to_string()).collect();
+            k.sort();
+            k
+        };
+        let roots::Ty::Record(shape) = roots::call() else {
+            panic!("call is a record");
+        };
+        let mut want: Vec<String> = shape.keys().cloned().collect();
+        want.sort();
+        // Before a call exists: only parties and result, each as described.
+        let before = eval_input(&flow, &s).call;
+        assert!(roots::call().admits(&Dynamic::from_map(before.clone())));
+        let mut main =
+            super::super::session::Leg::new("main", super::super::session::LegRole::Main);
+        main.call_id = Some("c1".into());
+        main.state = Some(crate::graph::wire::CallState::Established);
+        main.from = Party::phone("+33612345678");
+        main.result = Some(ResultInfo {
+            code: Some(Code::Number(500)),
+            subcode: Some(Code::Text("x".into())),
+            message: Some("m".into()),
+        });
+        s.legs.push(main);
+        let call = eval_input(&flow, &s).call;
+        assert_eq!(keys(&call), want);
+        assert!(roots::call().admits(&Dynamic::from_map(call.clone())));
+        for (name, ty) in &shape {
+            if let roots::Ty::Record(fields) = ty {
+                let m = call[name.as_str()]
+                    .read_lock::<RhaiMap>()
+                    .expect("map")
+                    .clone();
+                let mut w: Vec<String> = fields.keys().cloned().collect();
+                w.sort();
+                assert_eq!(keys(&m), w, "call.{name}");
+            }
         }
     }
 

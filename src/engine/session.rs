@@ -418,6 +418,22 @@ impl Session {
         out
     }
 
+    /// Every timer armed now, the step's and the rules', as
+    /// [`Command::SetTimer`] set them: what a runtime re-arms when it loads
+    /// a stored session.
+    pub fn timers(&self) -> Vec<(TimerId, DateTime<Utc>)> {
+        [
+            self.timer,
+            self.upkeep.answer,
+            self.upkeep.keep_alive,
+            self.upkeep.idle,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|t| (t.id, t.at))
+        .collect()
+    }
+
     /// A fresh command id.
     pub(crate) fn next_command_id(&mut self) -> CommandId {
         let id = self.next_id;

@@ -267,6 +267,26 @@ pub enum CompileProblemKind {
     UnknownFunction(String),
     /// It calls `open` with a calendar the flow does not define.
     UnknownCalendar(String),
+    /// It reads a field that its parent does not hold.
+    UnknownField {
+        /// The path of the parent, as written (`call.from`).
+        parent: String,
+        /// The field read.
+        field: String,
+        /// The fields the parent holds.
+        known: Vec<String>,
+        /// Whether the flow is an `api` flow (which alone has params).
+        api: bool,
+    },
+    /// A type known at load time does not fit.
+    Type {
+        /// What is wrong.
+        message: String,
+        /// The label at the span.
+        label: String,
+        /// The way to the fix.
+        help: String,
+    },
 }
 
 fn scope_for_compile() -> Scope<'static> {
@@ -375,7 +395,7 @@ pub fn known_function_names() -> Vec<&'static str> {
 }
 
 /// Byte offset and length in `source` of a rhai position (1-based line and column).
-fn locate(source: &str, pos: rhai::Position) -> (usize, usize) {
+pub(crate) fn locate(source: &str, pos: rhai::Position) -> (usize, usize) {
     let (Some(line), Some(col)) = (pos.line(), pos.position()) else {
         return (0, source.len());
     };

@@ -19,9 +19,11 @@ pub mod diagram;
 pub mod expr;
 pub mod load;
 pub mod model;
+pub mod roots;
 pub mod schema;
 pub mod span;
 pub mod suggest;
+pub mod typing;
 pub mod yaml;
 
 pub use actions::join_meeting::Meeting;

@@ -93,13 +93,68 @@ impl Histogram {
 /// Notification kinds counted by [`Metrics::notifications`].
 pub const NOTIFICATION_KINDS: [&str; 4] = ["call", "operation", "participants", "other"];
 
+/// Why an event read from an accepted notification was not applied to a
+/// session, as `callflow_notifications_dropped_total{reason}` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    /// No session owns the call, and none is creating it.
+    UnknownCall,
+    /// Held for a create in flight (or a few seconds), which never claimed it.
+    OrphanExpired,
+    /// The hold for calls nobody owns yet was full.
+    OrphansFull,
+    /// A late notification for a call whose session has ended.
+    EndedCall,
+    /// An incoming call no flow takes (left to ring out).
+    NoFlow,
+    /// A notification about nothing the engine acts on (content sharing, …).
+    IgnoredResource,
+    /// The call's session was stopping.
+    SessionStopping,
+    /// Held when the runtime shut down.
+    Shutdown,
+}
+
+impl Dropped {
+    /// Every reason, in the order of [`Metrics::dropped`].
+    pub const ALL: [Dropped; 8] = [
+        Dropped::UnknownCall,
+        Dropped::OrphanExpired,
+        Dropped::OrphansFull,
+        Dropped::EndedCall,
+        Dropped::NoFlow,
+        Dropped::IgnoredResource,
+        Dropped::SessionStopping,
+        Dropped::Shutdown,
+    ];
+
+    /// The metric's label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dropped::UnknownCall => "unknown_call",
+            Dropped::OrphanExpired => "orphan_expired",
+            Dropped::OrphansFull => "orphans_full",
+            Dropped::EndedCall => "ended_call",
+            Dropped::NoFlow => "no_flow",
+            Dropped::IgnoredResource => "ignored_resource",
+            Dropped::SessionStopping => "session_stopping",
+            Dropped::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// Everything the runtime counts.
 #[derive(Debug)]
 pub struct Metrics {
+    /// Events of accepted notifications that reached no session, by reason
+    /// ([`Dropped::ALL`] order); each is logged with its call and why.
+    pub dropped: [AtomicU64; 8],
+    /// Gauge: events held now for calls nobody owns yet.
+    pub orphans_held: AtomicU64,
     /// Notifications received, by kind ([`NOTIFICATION_KINDS`] order).
     pub notifications: [AtomicU64; 4],
-    /// Events about a call no session owned when they came (logged; held a
-    /// few seconds in case a session claims the call, then dropped).
+    /// Events about a call no session owned when they came (held while a
+    /// create that may claim them is in flight, else dropped: [`Metrics::dropped`]).
     pub unknown_call_events: AtomicU64,
     /// Of those, events a session claimed soon after (the first notifications
     /// of a call it created, overtaking Graph's answer to the create request).
@@ -129,9 +184,9 @@ pub struct Metrics {
     pub graph_latency: Histogram,
     /// From a notification handed to `submit` to the first request it caused being sent.
     pub dispatch_latency: Histogram,
-    /// Timers fired.
+    /// Timers fired (steps' and the session's rules').
     pub timers_fired: AtomicU64,
-    /// Incoming calls not answered, rejected or redirected within 15 s (rejected by the runtime).
+    /// Incoming calls not answered, rejected or redirected within 15 s (rejected by the engine's answer rule).
     pub answer_deadline_missed: AtomicU64,
     /// Reloads that swapped in a new set.
     pub reloads_ok: AtomicU64,
@@ -151,6 +206,8 @@ fn zeros<const N: usize>() -> [AtomicU64; N] {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
+            dropped: zeros(),
+            orphans_held: AtomicU64::new(0),
             notifications: zeros(),
             unknown_call_events: AtomicU64::new(0),
             orphans_claimed: AtomicU64::new(0),
@@ -177,6 +234,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts `n` events dropped for `why`.
+    pub fn count_dropped(&self, why: Dropped, n: u64) {
+        let i = Dropped::ALL.iter().position(|d| *d == why).unwrap_or(0);
+        self.dropped[i].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Events dropped for `why` so far.
+    pub fn dropped(&self, why: Dropped) -> u64 {
+        let i = Dropped::ALL.iter().position(|d| *d == why).unwrap_or(0);
+        Self::get(&self.dropped[i])
+    }
+
     /// Reads one counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)

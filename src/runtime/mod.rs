@@ -60,7 +60,7 @@ use crate::graph::wire::CallState;
 
 pub use clock::{Clock, ManualClock};
 pub use error::{Overloaded, StartError};
-pub use metrics::Metrics;
+pub use metrics::{Dropped, Metrics};
 pub use status::{
     FlowStatus, FlowsStatus, ReloadOutcome, SessionDetail, SessionSummary, SessionsPage,
 };
@@ -68,6 +68,29 @@ pub use store::{StoreHandle, StoreUrl};
 use table::{Orphans, Route, Table};
 use trigger::{pick_flow, pick_state_flow};
 use worker::{Input, SessionCell};
+
+/// The query parameter of a create's `callbackUri` that names the session
+/// creating the call: Graph posts that call's notifications to exactly that
+/// URI, so the server can say which create they may belong to.
+pub const SESSION_HINT: &str = "callflowSession";
+
+/// `callback_uri` with [`SESSION_HINT`] naming session `id`.
+pub fn hinted_callback(callback_uri: &str, id: &str) -> String {
+    match url::Url::parse(callback_uri) {
+        Ok(mut url) => {
+            url.query_pairs_mut().append_pair(SESSION_HINT, id);
+            url.into()
+        }
+        Err(_) => callback_uri.to_owned(),
+    }
+}
+
+/// The session a callback's query names ([`SESSION_HINT`]), if any.
+pub fn session_hint(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == SESSION_HINT)
+        .map(|(_, v)| v.into_owned())
+}
 
 /// How the runtime is set up.
 #[derive(Clone, Debug)]
@@ -162,7 +185,8 @@ struct Inner {
     closing: AtomicBool,
     tasks: AtomicUsize,
     tasks_done: Notify,
-    /// `POST /communications/calls` requests not answered yet.
+    /// `POST /communications/calls` requests not answered yet, all
+    /// sessions together (only for a `submit` without a session hint).
     creates_in_flight: AtomicUsize,
     /// Becomes `true` when the runtime shuts down (stops the watcher).
     stopping: tokio::sync::watch::Sender<bool>,
@@ -239,21 +263,40 @@ impl Runtime {
     /// Queues a batch of notifications, in order; never blocks. Each
     /// event goes to the session that owns its call; an incoming call no
     /// session owns starts one with the most specific flow that takes it;
-    /// anything else about an unknown call is logged and counted
-    /// ([`Metrics::unknown_call_events`]). A full queue or the session limit
-    /// refuses the rest of the batch ([`Overloaded`]).
+    /// anything else about an unknown call is held while a create that may
+    /// claim it is in flight, or else dropped: every event that reaches no
+    /// session is logged and counted by reason ([`Metrics::dropped`]). A
+    /// full queue or the session limit refuses the rest of the batch
+    /// ([`Overloaded`]).
     pub fn submit(&self, batch: Vec<Notification>) -> Result<(), Overloaded> {
-        let events = self.events_of(&batch);
-        self.submit_events(events, None)
+        self.submit_for(batch, None)
     }
 
-    /// Like [`Runtime::submit`], but journals the events in the store first
+    /// [`Runtime::submit`] of a batch posted to a callback URI that names
+    /// session `hint` ([`session_hint`]: the callback of a call a session
+    /// created): a notification for a call nobody owns yet is held for that
+    /// session while its create is in flight, and starts no `state_change`
+    /// flow.
+    pub fn submit_for(
+        &self,
+        batch: Vec<Notification>,
+        hint: Option<&str>,
+    ) -> Result<(), Overloaded> {
+        let events = self.events_of(&batch);
+        self.submit_events(events, None, hint)
+    }
+
+    /// Like [`Runtime::submit_for`], but journals the events in the store first
     /// and returns once they are durable: what the server waits for before
     /// it answers `202`. A store that refuses the write (a full disk)
     /// refuses the batch ([`Overloaded`], counted in
     /// [`Metrics::store_errors`]), so nothing is acknowledged that is not stored.
-    pub async fn submit_durable(&self, batch: Vec<Notification>) -> Result<(), Overloaded> {
-        self.submit_recorded(batch, None).await
+    pub async fn submit_durable(
+        &self,
+        batch: Vec<Notification>,
+        hint: Option<&str>,
+    ) -> Result<(), Overloaded> {
+        self.submit_recorded(batch, hint, None).await
     }
 
     /// [`Runtime::submit_durable`], keeping `body` (the callback body the
@@ -262,16 +305,17 @@ impl Runtime {
     pub async fn submit_recorded(
         &self,
         batch: Vec<Notification>,
+        hint: Option<&str>,
         body: Option<String>,
     ) -> Result<(), Overloaded> {
         let inner = &self.inner;
         let mut body = body;
         let events = self.events_of(&batch);
         if !inner.config.store.durable() {
-            return self.submit_events(events, None);
+            return self.submit_events(events, None, hint);
         }
         if inner.closing.load(Ordering::Acquire) {
-            return self.submit_events(events, None);
+            return self.submit_events(events, None, hint);
         }
         let now = inner.clock.now();
         let mut entries = Vec::with_capacity(events.len());
@@ -304,7 +348,7 @@ impl Runtime {
                 refused: events.len(),
             });
         }
-        self.submit_events(events, Some(seqs))
+        self.submit_events(events, Some(seqs), hint)
     }
 
     fn events_of(&self, batch: &[Notification]) -> Vec<Event> {
@@ -318,12 +362,23 @@ impl Runtime {
                 NotificationPayload::Other(_) => 3,
             };
             metrics::inc(&inner.metrics.notifications[kind]);
+            let before = events.len();
             events.extend(Event::from_notification(n));
+            if events.len() == before {
+                inner.metrics.count_dropped(Dropped::IgnoredResource, 1);
+                tracing::debug!(resource = %n.resource, change = ?n.change_type,
+                    "a notification about nothing the engine acts on: not applied");
+            }
         }
         events
     }
 
-    fn submit_events(&self, events: Vec<Event>, seqs: Option<Vec<u64>>) -> Result<(), Overloaded> {
+    fn submit_events(
+        &self,
+        events: Vec<Event>,
+        seqs: Option<Vec<u64>>,
+        hint: Option<&str>,
+    ) -> Result<(), Overloaded> {
         let inner = &self.inner;
         let received = tokio::time::Instant::now();
         if inner.closing.load(Ordering::Acquire) {
@@ -337,7 +392,7 @@ impl Runtime {
         let total = events.len();
         for (queued, event) in events.into_iter().enumerate() {
             let seq = seqs.as_ref().and_then(|s| s.get(queued).copied());
-            if let Err(reason) = inner.route(event, received, seq) {
+            if let Err(reason) = inner.route(event, received, seq, hint) {
                 metrics::inc(&inner.metrics.overloaded);
                 return Err(Overloaded {
                     reason,
@@ -614,7 +669,16 @@ impl Runtime {
         let routes: Vec<Route> = {
             let mut table = lock(&inner.table);
             table.calls.clear();
+            let held = table.orphans.len() as u64;
+            if held > 0 {
+                inner.metrics.count_dropped(Dropped::Shutdown, held);
+                tracing::info!(
+                    held,
+                    "events held for calls nobody owned are dropped at shutdown"
+                );
+            }
             table.orphans = Orphans::default();
+            inner.metrics.orphans_held.store(0, Ordering::Relaxed);
             table.sessions.drain().map(|(_, r)| r).collect()
         };
         drop(routes);
@@ -629,28 +693,31 @@ impl Runtime {
 }
 
 impl Inner {
-    /// Sends `event` to the session owning its call, or starts one.
+    /// Sends `event` to the session owning its call, or starts one; or
+    /// holds it for a create in flight; or drops it, logged and counted.
     fn route(
         self: &Arc<Self>,
         event: Event,
         received: tokio::time::Instant,
         seq: Option<u64>,
+        hint: Option<&str>,
     ) -> Result<(), &'static str> {
-        let Some(call_id) = event.call_id() else {
+        let Some(call_id) = event.call_id().map(str::to_owned) else {
+            self.metrics.count_dropped(Dropped::IgnoredResource, 1);
             tracing::debug!(?event, "an event without a call id was ignored");
             return Ok(());
         };
         // Sends happen under the table's lock, so that the events of a call
         // created by a session keep their order with those held for it.
         let mut table = lock(&self.table);
-        if let Some(route) = table.route(call_id) {
+        if let Some(route) = table.route(&call_id) {
             return self.send(route, Box::new(Input::Event(event, received, seq)));
         }
-        if table.ended.contains(call_id) {
-            metrics::inc(&self.metrics.unknown_call_events);
+        if table.ended.contains(&call_id) {
+            self.metrics.count_dropped(Dropped::EndedCall, 1);
             tracing::debug!(
-                call = call_id,
-                "a late notification for a call whose session has ended"
+                call = %call_id,
+                "a late notification for a call whose session has ended: dropped"
             );
             return Ok(());
         }
@@ -660,6 +727,7 @@ impl Inner {
             let set = self.flows.load();
             let Some(flow) = pick_flow(&set, call, now) else {
                 metrics::inc(&self.metrics.unmatched_incoming);
+                self.metrics.count_dropped(Dropped::NoFlow, 1);
                 tracing::warn!(call = %call.call_id, from = call.from.label(), to = call.to.label(),
                     "no flow takes this incoming call; it is left to ring out");
                 return Ok(());
@@ -667,10 +735,21 @@ impl Inner {
             let id = call.call_id.clone();
             return self.spawn_session(flow, &id, Some(&id), event, received, seq);
         }
-        // A state change on a call nobody owns starts a `state_change` flow,
-        // unless a session may be about to claim it (a create in flight).
+        metrics::inc(&self.metrics.unknown_call_events);
+        // The callback named a session with a create in flight: the call is
+        // most likely that create's, and its first notifications overtook
+        // the `201`. Held for it, whatever flows take state changes.
+        let creating = hint
+            .and_then(|h| table.sessions.get(h))
+            .filter(|r| r.cell.creating())
+            .map(|r| r.cell.id.clone());
+        if let Some(session) = creating {
+            tracing::debug!(call = %call_id, %session,
+                "a notification for a call a session is creating: held until its create is answered");
+            return self.hold(&mut table, &call_id, Some(session), event, received, seq);
+        }
+        // A state change on a call nobody owns starts a `state_change` flow.
         if let Event::CallState(change) = &event
-            && self.creates_in_flight.load(Ordering::Acquire) == 0
             && change.state != CallState::Terminated
         {
             drop(table);
@@ -681,21 +760,60 @@ impl Inner {
             }
             table = lock(&self.table);
             // The call may have been claimed while the lock was free.
-            if let Some(route) = table.route(call_id) {
+            if let Some(route) = table.route(&call_id) {
                 return self.send(route, Box::new(Input::Event(event, received, seq)));
             }
         }
-        metrics::inc(&self.metrics.unknown_call_events);
-        tracing::debug!(
-            call = call_id,
-            "a notification for an unknown call: held briefly in case a session just created it"
-        );
-        let call_id: Box<str> = call_id.into();
-        table.orphans.hold(
-            call_id,
+        // Nothing names the session (a submit without a hint): while some
+        // create is in flight, held a few seconds in case it is that one's.
+        if hint.is_none() && self.creates_in_flight.load(Ordering::Acquire) > 0 {
+            tracing::debug!(
+                call = %call_id,
+                "a notification for an unknown call: held briefly in case a session just created it"
+            );
+            return self.hold(&mut table, &call_id, None, event, received, seq);
+        }
+        self.metrics.count_dropped(Dropped::UnknownCall, 1);
+        tracing::info!(call = %call_id, ?hint,
+            "a notification for a call no session owns or is creating: dropped");
+        Ok(())
+    }
+
+    /// Holds `event` for `call_id` (for `session`'s create, or briefly).
+    fn hold(
+        &self,
+        table: &mut Table,
+        call_id: &str,
+        session: Option<Arc<str>>,
+        event: Event,
+        received: tokio::time::Instant,
+        seq: Option<u64>,
+    ) -> Result<(), &'static str> {
+        let (held, expired) = table.orphans.hold(
+            call_id.into(),
+            session,
             Box::new(Input::Event(event, received, seq)),
-            received,
+            self.clock.now(),
         );
+        if expired > 0 {
+            self.metrics
+                .count_dropped(Dropped::OrphanExpired, expired as u64);
+            tracing::info!(
+                expired,
+                "events held for calls nobody claimed in time are dropped"
+            );
+        }
+        if held.is_err() {
+            self.metrics.count_dropped(Dropped::OrphansFull, 1);
+            tracing::warn!(
+                call = call_id,
+                max = table::MAX_ORPHANS,
+                "the hold for calls nobody owns yet is full: the notification is dropped"
+            );
+        }
+        self.metrics
+            .orphans_held
+            .store(table.orphans.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -716,7 +834,8 @@ impl Inner {
             mpsc::error::TrySendError::Full(_) => Err("a call's queue is full"),
             // The session is stopping: nothing more to do for its calls.
             mpsc::error::TrySendError::Closed(_) => {
-                metrics::inc(&self.metrics.unknown_call_events);
+                self.metrics.count_dropped(Dropped::SessionStopping, 1);
+                tracing::debug!("a notification for a session that is stopping: dropped");
                 Ok(())
             }
         }
@@ -790,7 +909,19 @@ impl Inner {
             return;
         }
         table.calls.insert(call_id.into(), id.clone());
-        let held = table.orphans.take(call_id);
+        let (held, expired) = table.orphans.take(call_id, self.clock.now());
+        self.metrics
+            .orphans_held
+            .store(table.orphans.len() as u64, Ordering::Relaxed);
+        if expired > 0 {
+            self.metrics
+                .count_dropped(Dropped::OrphanExpired, expired as u64);
+            tracing::info!(
+                call = call_id,
+                expired,
+                "events held for a created call expired before its create was answered"
+            );
+        }
         if held.is_empty() {
             return;
         }
@@ -804,6 +935,22 @@ impl Inner {
                     metrics::inc(&self.metrics.overloaded);
                 }
             }
+        }
+    }
+
+    /// Session `id` has no create in flight any more: what was held for
+    /// its creates and not claimed is dropped, logged and counted.
+    fn creates_done(&self, id: &str) {
+        let mut table = lock(&self.table);
+        let released = table.orphans.release(id);
+        self.metrics
+            .orphans_held
+            .store(table.orphans.len() as u64, Ordering::Relaxed);
+        drop(table);
+        for (call, n) in released {
+            self.metrics.count_dropped(Dropped::OrphanExpired, n as u64);
+            tracing::info!(session = id, call = %call, events = n,
+                "events held for a session's create were not its call's: dropped");
         }
     }
 

@@ -94,12 +94,7 @@ fn type_problem(kind: ParamType, value: &Value) -> Option<String> {
 }
 
 fn is_e164(s: &str) -> bool {
-    let Some(digits) = s.strip_prefix('+') else {
-        return false;
-    };
-    (2..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
+    crate::phone::is_e164(s)
 }
 
 #[cfg(test)]

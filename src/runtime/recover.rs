@@ -104,7 +104,7 @@ pub(super) async fn recover(inner: &Arc<Inner>) -> Result<usize, StoreError> {
         let Ok(event) = serde_json::from_str::<Event>(&entry.event) else {
             continue;
         };
-        let _ = inner.route(event, tokio::time::Instant::now(), Some(entry.seq));
+        let _ = inner.route(event, tokio::time::Instant::now(), Some(entry.seq), None);
         replayed += 1;
     }
     if count > 0 || replayed > 0 {

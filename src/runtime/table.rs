@@ -2,12 +2,10 @@
 //! held for calls nobody owns yet, and the calls of recently ended sessions.
 //! Only data: the runtime takes its lock and decides.
 
+use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
-
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use super::worker::{Input, SessionCell};
 
@@ -58,51 +56,125 @@ impl Table {
     }
 }
 
-/// How long an event for an unknown call is held, in case a session is
-/// about to learn that it created the call (Graph's first notifications of
-/// a new call can overtake the answer to `POST /communications/calls`).
-const ORPHAN_HOLD: Duration = Duration::from_secs(5);
+/// How long an event for an unknown call is held when nothing says which
+/// create it belongs to (a `submit` without a session hint while some
+/// session has a create in flight).
+const ORPHAN_HOLD: chrono::Duration = chrono::Duration::seconds(5);
+/// The longest an event is held for a session's create in flight (the
+/// create is normally answered, or fails, long before: its timeout and
+/// retries).
+const CREATE_HOLD: chrono::Duration = chrono::Duration::seconds(120);
 /// At most this many such events are held at once.
-const MAX_ORPHANS: usize = 4096;
+pub(super) const MAX_ORPHANS: usize = 4096;
 
+/// Events held for calls nobody owns yet, by call.
 #[derive(Default)]
 pub(super) struct Orphans {
-    pub(super) by_call: HashMap<Box<str>, Vec<(Instant, Box<Input>)>>,
-    pub(super) held: usize,
-    pub(super) last_sweep: Option<Instant>,
+    by_call: HashMap<Box<str>, Held>,
+    held: usize,
+    last_sweep: Option<DateTime<Utc>>,
+}
+
+/// The events held for one call, and the session whose create the call's
+/// callback named (if any).
+struct Held {
+    for_session: Option<Arc<str>>,
+    inputs: Vec<(DateTime<Utc>, Box<Input>)>,
+}
+
+fn expired(for_session: &Option<Arc<str>>, at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    let hold = if for_session.is_some() {
+        CREATE_HOLD
+    } else {
+        ORPHAN_HOLD
+    };
+    now - at >= hold
 }
 
 impl Orphans {
-    pub(super) fn hold(&mut self, call_id: Box<str>, input: Box<Input>, now: Instant) {
+    /// Holds `input` for `call_id`, for the create of `for_session` (until
+    /// it is answered) or, without one, a few seconds. `Err` when the hold
+    /// is full. Returns how many older events expired meanwhile.
+    pub(super) fn hold(
+        &mut self,
+        call_id: Box<str>,
+        for_session: Option<Arc<str>>,
+        input: Box<Input>,
+        now: DateTime<Utc>,
+    ) -> (Result<(), Box<Input>>, usize) {
+        let mut gone = 0;
         if self
             .last_sweep
-            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
+            .is_none_or(|t| now - t >= chrono::Duration::seconds(1))
         {
             self.last_sweep = Some(now);
             let mut held = 0;
-            self.by_call.retain(|_, list| {
-                list.retain(|(at, _)| now.saturating_duration_since(*at) < ORPHAN_HOLD);
-                held += list.len();
-                !list.is_empty()
+            self.by_call.retain(|_, h| {
+                let before = h.inputs.len();
+                let session = h.for_session.clone();
+                h.inputs.retain(|(at, _)| !expired(&session, *at, now));
+                gone += before - h.inputs.len();
+                held += h.inputs.len();
+                !h.inputs.is_empty()
             });
             self.held = held;
         }
-        if self.held < MAX_ORPHANS {
-            self.held += 1;
-            self.by_call.entry(call_id).or_default().push((now, input));
+        if self.held >= MAX_ORPHANS {
+            return (Err(input), gone);
         }
+        self.held += 1;
+        let entry = self.by_call.entry(call_id).or_insert_with(|| Held {
+            for_session: None,
+            inputs: Vec::new(),
+        });
+        if for_session.is_some() {
+            entry.for_session = for_session;
+        }
+        entry.inputs.push((now, input));
+        (Ok(()), gone)
     }
 
+    /// The events held for `call_id`, in order, and how many had expired.
     // The inputs are boxed already: they go into a call's queue as they are.
     #[allow(clippy::vec_box)]
-    pub(super) fn take(&mut self, call_id: &str) -> Vec<Box<Input>> {
-        let now = Instant::now();
-        let list = self.by_call.remove(call_id).unwrap_or_default();
-        self.held -= list.len();
-        list.into_iter()
-            .filter(|(at, _)| now.saturating_duration_since(*at) < ORPHAN_HOLD)
+    pub(super) fn take(&mut self, call_id: &str, now: DateTime<Utc>) -> (Vec<Box<Input>>, usize) {
+        let Some(h) = self.by_call.remove(call_id) else {
+            return (Vec::new(), 0);
+        };
+        self.held -= h.inputs.len();
+        let total = h.inputs.len();
+        let live: Vec<Box<Input>> = h
+            .inputs
+            .into_iter()
+            .filter(|(at, _)| !expired(&h.for_session, *at, now))
             .map(|(_, input)| input)
+            .collect();
+        let gone = total - live.len();
+        (live, gone)
+    }
+
+    /// Drops every event held for the creates of session `id` (none is in
+    /// flight any more); returns the calls and how many events each had.
+    pub(super) fn release(&mut self, id: &str) -> Vec<(Box<str>, usize)> {
+        let calls: Vec<Box<str>> = self
+            .by_call
+            .iter()
+            .filter(|(_, h)| h.for_session.as_deref() == Some(id))
+            .map(|(c, _)| c.clone())
+            .collect();
+        calls
+            .into_iter()
+            .filter_map(|c| {
+                let h = self.by_call.remove(&c)?;
+                self.held -= h.inputs.len();
+                Some((c, h.inputs.len()))
+            })
             .collect()
+    }
+
+    /// Every event held now.
+    pub(super) fn len(&self) -> usize {
+        self.held
     }
 }
 

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -92,6 +92,8 @@ pub(super) struct SessionCell {
     pub(super) flow: Arc<Flow>,
     session: Mutex<Session>,
     busy: AtomicBool,
+    /// Its `POST /communications/calls` requests not answered yet.
+    creates: AtomicUsize,
 }
 
 impl SessionCell {
@@ -101,11 +103,17 @@ impl SessionCell {
             flow,
             session: Mutex::new(session),
             busy: AtomicBool::new(false),
+            creates: AtomicUsize::new(0),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Session> {
         lock(&self.session)
+    }
+
+    /// Whether a create of this session is in flight.
+    pub(super) fn creating(&self) -> bool {
+        self.creates.load(Ordering::Acquire) > 0
     }
 
     /// Whether the task is handling an event now.
@@ -605,31 +613,45 @@ impl Worker {
                 self.timers.push((timer, at));
             }
             Command::CancelTimer { timer } => self.timers.retain(|(t, _)| *t != timer),
-            cmd => {
+            mut cmd => {
                 if let Some(r) = received.take() {
                     self.inner.metrics.dispatch_latency.observe(r.elapsed());
                 }
-                let creates = matches!(cmd, Command::CreateCall { .. });
+                // The new call's callback names this session, so that its
+                // notifications that overtake the `201` are held for it.
+                let creates = if let Command::CreateCall { body, .. } = &mut cmd {
+                    if let Some(uri) = &mut body.callback_uri {
+                        *uri = super::hinted_callback(uri, &self.cell.id);
+                    }
+                    true
+                } else {
+                    false
+                };
                 if creates {
+                    self.cell.creates.fetch_add(1, Ordering::AcqRel);
                     self.inner.creates_in_flight.fetch_add(1, Ordering::AcqRel);
                 }
                 let started = std::time::Instant::now();
                 let executed = AssertUnwindSafe(self.inner.control.execute(&cmd))
                     .catch_unwind()
                     .await;
+                let result = executed.map_err(|panic| panic_message(&*panic));
+                if let Ok(Some(Event::CallCreated { call_id, .. })) = &result {
+                    self.inner.own_call(&self.cell.id, call_id);
+                    self.owned.push(call_id.clone());
+                }
                 if creates {
                     self.inner.creates_in_flight.fetch_sub(1, Ordering::AcqRel);
+                    if self.cell.creates.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        self.inner.creates_done(&self.cell.id);
+                    }
                 }
-                let result = executed.map_err(|panic| panic_message(&*panic))?;
+                let result = result?;
                 if let Some(kind) = cmd.kind() {
                     let ok = !matches!(result, Some(Event::RequestFailed { .. }));
                     self.inner
                         .metrics
                         .count_request(kind, ok, started.elapsed());
-                }
-                if let Some(Event::CallCreated { call_id, .. }) = &result {
-                    self.inner.own_call(&self.cell.id, call_id);
-                    self.owned.push(call_id.clone());
                 }
                 if let Some(result) = result {
                     queue.push_back(result);

@@ -482,6 +482,16 @@ impl Verifier {
     }
 }
 
+/// The `Authorization` header of a request as [`Verifier::verify`] takes
+/// it: absent is `None`; a value that is not visible ASCII is kept as a
+/// replacement character, so that it is refused as malformed rather than
+/// as missing.
+pub fn authorization_header(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+}
+
 /// Whether a key can verify `alg` (RSA for RS256, an OKP for EdDSA).
 fn key_fits(key: &Jwk, alg: Algorithm) -> bool {
     matches!(

@@ -22,23 +22,27 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::graph::notification::{CallbackBody, NotificationError, RefusedEntry, read_callback};
+use crate::runtime::session_hint;
 
 use super::ServerState;
-use super::auth::NotificationAuth;
+use super::auth::{NotificationAuth, authorization_header};
 use super::error::ApiError;
 
 /// `POST {callback_path}`.
 pub(crate) async fn receive(
     State(state): State<ServerState>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let route = state.config().callback_path.as_str();
-    match accept(&state, &headers, body).await {
+    // The session a create's callback names (see `runtime::SESSION_HINT`).
+    let hint = session_hint(uri.query());
+    match accept(&state, &headers, hint.as_deref(), body).await {
         Ok(Accepted::Legacy) => {
             state.stats().count_callback(204);
             state.stats().count_legacy();
@@ -110,6 +114,7 @@ fn report_refused(state: &ServerState, refused: &[RefusedEntry]) {
 async fn accept(
     state: &ServerState,
     headers: &HeaderMap,
+    hint: Option<&str>,
     body: Body,
 ) -> Result<Accepted, ApiError> {
     if state.is_closing() {
@@ -122,10 +127,7 @@ async fn accept(
     }
     match &state.config().auth {
         NotificationAuth::Verify(verifier) => {
-            let authorization = headers
-                .get(header::AUTHORIZATION)
-                .map(|v| v.to_str().unwrap_or("\u{fffd}"));
-            if let Err(e) = verifier.verify(authorization).await {
+            if let Err(e) = verifier.verify(authorization_header(headers)).await {
                 let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
                 return Err(ApiError::new(status, e.code(), e.to_string()));
             }
@@ -207,7 +209,7 @@ async fn accept(
     let body = std::str::from_utf8(&bytes).ok().map(str::to_owned);
     if let Err(overloaded) = state
         .runtime()
-        .submit_recorded(batch.notifications, body)
+        .submit_recorded(batch.notifications, hint, body)
         .await
     {
         return Err(ApiError::new(

@@ -33,7 +33,7 @@ pub(crate) fn render(state: &ServerState) -> String {
     for (name, help, value) in [
         (
             "callflow_unknown_call_events_total",
-            "Events about a call no session owns (logged, dropped).",
+            "Events about a call no session owned when they came (held for a create in flight, or dropped: see callflow_notifications_dropped_total).",
             get(&m.unknown_call_events),
         ),
         (
@@ -193,6 +193,27 @@ pub(crate) fn render(state: &ServerState) -> String {
             "callflow_notifications_refused_total{{reason=\"{reason}\"}} {count}"
         );
     }
+    family(
+        &mut out,
+        "callflow_notifications_dropped_total",
+        "counter",
+        "Events of accepted notifications applied to no session (each logged with its call and why), by reason.",
+    );
+    for why in crate::runtime::metrics::Dropped::ALL {
+        let _ = writeln!(
+            out,
+            "callflow_notifications_dropped_total{{reason=\"{}\"}} {}",
+            why.as_str(),
+            m.dropped(why)
+        );
+    }
+    family(
+        &mut out,
+        "callflow_orphans_held",
+        "gauge",
+        "Events held now for calls nobody owns yet (a create in flight).",
+    );
+    let _ = writeln!(out, "callflow_orphans_held {}", get(&m.orphans_held));
     family(
         &mut out,
         "callflow_legacy_notifications_total",

@@ -164,6 +164,13 @@ fixtures! {
     set_name => "callflow::set::name" at 9:7,
     call_too_many => "callflow::target::too_many" at 7:5,
     five_mistakes => "callflow::step::unknown" at 32:35,
+    expr_field_call => "callflow::expr::unknown_field" at 11:26,
+    expr_field_root => "callflow::expr::unknown_field" at 11:21,
+    expr_unknown_vars => "callflow::expr::unknown_field" at 15:21,
+    expr_unknown_param => "callflow::expr::unknown_field" at 14:33,
+    expr_type_when => "callflow::expr::type" at 11:16,
+    expr_type_compare => "callflow::expr::type" at 13:27,
+    phone_in_vars => "callflow::phone::e164" at 5:14,
 }
 
 #[test]

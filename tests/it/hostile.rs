@@ -15,31 +15,11 @@ use proptest::prelude::*;
 
 const RECEPTION: &str = include_str!("../../flows/reception.yaml");
 
-/// Every span lies within its file's text, on character boundaries.
-fn spans_valid(diags: &[Diagnostic]) -> Result<(), String> {
-    for d in diags {
-        let text = &d.file.text;
-        for s in d.span.into_iter().chain(d.related.iter().map(|r| r.span)) {
-            if !(s.start <= s.end && s.end <= text.len()) {
-                return Err(format!(
-                    "{}: span {s:?} outside {} bytes",
-                    d.code,
-                    text.len()
-                ));
-            }
-            if !(text.is_char_boundary(s.start) && text.is_char_boundary(s.end)) {
-                return Err(format!("{}: span {s:?} not on a char boundary", d.code));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Loads `text` and returns the codes of its errors, checking spans and
 /// that every diagnostic renders.
 fn codes(text: &str) -> Vec<&'static str> {
     let loaded = load_str("hostile.yaml", text);
-    spans_valid(&loaded.diagnostics).expect("spans");
+    callflow::fuzzing::spans_valid(&loaded.diagnostics).expect("spans");
     for d in &loaded.diagnostics {
         assert!(!d.render(100).is_empty());
     }
@@ -138,7 +118,7 @@ fn invalid_utf8_through_load_file() {
         .expect("write");
     drop(f);
     let loaded = load_file(&path);
-    spans_valid(&loaded.diagnostics).expect("spans");
+    callflow::fuzzing::spans_valid(&loaded.diagnostics).expect("spans");
     let codes: Vec<_> = loaded.diagnostics.iter().map(|d| d.code).collect();
     assert_eq!(codes, ["callflow::input::utf8"]);
     assert!(loaded.diagnostics[0].location().ends_with(":3:14"));
@@ -165,7 +145,7 @@ fn a_very_long_line_is_read() {
     // The same line with a mistake after it still points at the mistake.
     let text = text.replace("hangup: {}", "hangup: {}\n    nxt: a");
     let loaded = load_str("long.yaml", &text);
-    spans_valid(&loaded.diagnostics).expect("spans");
+    callflow::fuzzing::spans_valid(&loaded.diagnostics).expect("spans");
     assert_eq!(loaded.diagnostics[0].location(), "long.yaml:8:5");
 }
 
@@ -212,7 +192,7 @@ fn many_mistakes_are_capped() {
         text.push_str(&format!("  s{i}: {{log: x, next: t{i}}}\n"));
     }
     let loaded = load_str("many.yaml", &text);
-    spans_valid(&loaded.diagnostics).expect("spans");
+    callflow::fuzzing::spans_valid(&loaded.diagnostics).expect("spans");
     assert!(
         loaded.diagnostics.len() <= 201,
         "{}",
@@ -324,7 +304,7 @@ fn apply(text: &str, edits: &[Edit]) -> String {
 
 fn never_panics(text: &str) -> Result<(), TestCaseError> {
     let loaded = load_str("fuzz.yaml", text);
-    spans_valid(&loaded.diagnostics).map_err(TestCaseError::fail)?;
+    callflow::fuzzing::spans_valid(&loaded.diagnostics).map_err(TestCaseError::fail)?;
     for d in &loaded.diagnostics {
         prop_assert!(!d.message.is_empty());
         let _ = d.render(100);

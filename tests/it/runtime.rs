@@ -559,10 +559,12 @@ steps:
 /// A Graph whose answer to `POST /communications/calls` is held back until
 /// the test lets it go, so that the new call's first notifications arrive
 /// before the session knows the call is its own.
-struct SlowCreate {
-    graph: Arc<SimGraph>,
-    created: std::sync::Mutex<Option<String>>,
-    gate: tokio::sync::Semaphore,
+pub(crate) struct SlowCreate {
+    pub(crate) graph: Arc<SimGraph>,
+    pub(crate) created: std::sync::Mutex<Option<String>>,
+    /// The `callbackUri` of the last create (where Graph would post its call's notifications).
+    pub(crate) callback: std::sync::Mutex<Option<String>>,
+    pub(crate) gate: tokio::sync::Semaphore,
 }
 
 impl callflow::engine::CallControl for SlowCreate {
@@ -599,6 +601,7 @@ impl callflow::engine::CallControl for SlowCreate {
         b: &callflow::graph::wire::Call,
     ) -> Result<callflow::graph::wire::Call, callflow::engine::ControlError> {
         let call = self.graph.create_call(b).await?;
+        *self.callback.lock().unwrap() = b.callback_uri.clone();
         *self.created.lock().unwrap() = call.id.clone();
         self.gate.acquire().await.unwrap().forget();
         Ok(call)
@@ -644,6 +647,7 @@ async fn notifications_that_overtake_the_create_answer_reach_the_session() {
     let slow = Arc::new(SlowCreate {
         graph: sim.clone(),
         created: std::sync::Mutex::new(None),
+        callback: std::sync::Mutex::new(None),
         gate: tokio::sync::Semaphore::new(0),
     });
     let rt = Runtime::start(config(dir.path()), slow.clone())

@@ -101,6 +101,11 @@ pub(in crate::flow) trait CheckAction: ActionType {
     /// The steps its YAML form names besides the outcome fields (menu
     /// choices, switch cases), for reachability.
     fn branch_names(model: &Self::Model) -> Vec<&Text>;
+    /// The variables its YAML form gives a value (`set`'s names), which
+    /// expressions anywhere in the flow may then read as `vars.NAME`.
+    fn assigned_names(_model: &Self::Model) -> Vec<&Text> {
+        Vec::new()
+    }
     /// Checks the action as written, reporting each problem through `cx`;
     /// its compiled form when it has none.
     fn check(
@@ -248,6 +253,17 @@ macro_rules! actions {
                 $(
                     if let Some(a) = &self.$key {
                         out.extend(<$key::$Variant as CheckAction>::branch_names(&a.value));
+                    }
+                )+
+                out
+            }
+
+            /// The variables its actions give a value, as written.
+            pub fn assigned_names(&self) -> Vec<&Text> {
+                let mut out = Vec::new();
+                $(
+                    if let Some(a) = &self.$key {
+                        out.extend(<$key::$Variant as CheckAction>::assigned_names(&a.value));
                     }
                 )+
                 out

@@ -33,6 +33,10 @@ impl CheckAction for Set {
         Vec::new()
     }
 
+    fn assigned_names(model: &IndexMap<Text, Text>) -> Vec<&Text> {
+        model.keys().collect()
+    }
+
     fn check(
         cx: &mut Cx,
         s: &Spanned<IndexMap<Text, Text>>,

@@ -11,7 +11,19 @@ impl Cx {
             return None;
         }
         let map = ValueMap::new(&self.file.text, t.span, &t.value);
-        self.expression(&t.value, &map, 0, cals)
+        self.expression(&t.value, &map, 0, cals, true)
+    }
+
+    /// A `set` value: any expression.
+    pub(in crate::flow) fn value(&mut self, t: &Text, cals: &[&str]) -> Option<Expr> {
+        if t.value.trim().is_empty() {
+            self.error("callflow::expr::syntax", t.span, "the expression is empty")
+                .label("empty")
+                .help("write one, e.g. `vars.tries + 1` or `\"yes\"`");
+            return None;
+        }
+        let map = ValueMap::new(&self.file.text, t.span, &t.value);
+        self.expression(&t.value, &map, 0, cals, false)
     }
 
     /// Compiles the expression `source`, which starts `offset` bytes into
@@ -22,6 +34,7 @@ impl Cx {
         map: &ValueMap,
         offset: usize,
         cals: &[&str],
+        condition: bool,
     ) -> Option<Expr> {
         let text = Arc::clone(&self.file.text);
         let at = |o: usize, len: usize| {
@@ -43,7 +56,18 @@ impl Cx {
         if self.saturated() {
             return None;
         }
-        match expr::compile(source, cals) {
+        let compiled = expr::compile(source, cals).and_then(|ast| {
+            let problems = match &self.roots {
+                Some(roots) => typing::check(&ast, source, roots, condition),
+                None => Vec::new(),
+            };
+            if problems.is_empty() {
+                Ok(ast)
+            } else {
+                Err(problems)
+            }
+        });
+        match compiled {
             Ok(ast) => Some(Expr::new(
                 source.to_owned(),
                 Span::new(map.at(offset), map.at(offset + source.len())),
@@ -137,6 +161,68 @@ impl Cx {
                             .label("unknown calendar")
                             .help(hint);
                         }
+                        CompileProblemKind::UnknownField {
+                            parent,
+                            field,
+                            known,
+                            api,
+                        } => {
+                            let near = did_you_mean(&field, known.iter().map(String::as_str));
+                            let known: Vec<&str> = known.iter().map(String::as_str).collect();
+                            let (message, label, help) = match parent.as_str() {
+                                "vars" => (
+                                    format!("`vars.{field}` is not a variable of this flow"),
+                                    "unknown variable",
+                                    near.unwrap_or_else(|| {
+                                        let have = if known.is_empty() {
+                                            "the flow has no variables".to_owned()
+                                        } else {
+                                            format!("its variables are {}", list(&known))
+                                        };
+                                        format!("{have}; declare it under `vars:` or give it a value with `set:`")
+                                    }),
+                                ),
+                                "params" => (
+                                    format!("`params.{field}` is not a parameter of this flow"),
+                                    "unknown parameter",
+                                    if !api {
+                                        "only an `api` flow has parameters (`trigger: {api: {params: …}}`)".to_owned()
+                                    } else {
+                                        near.unwrap_or_else(|| {
+                                            let have = if known.is_empty() {
+                                                "it declares none".to_owned()
+                                            } else {
+                                                format!("its parameters are {}", list(&known))
+                                            };
+                                            format!("declare it under `trigger: {{api: {{params: …}}}}`; {have}")
+                                        })
+                                    },
+                                ),
+                                _ => (
+                                    format!("`{parent}` has no field `{field}`"),
+                                    "unknown field",
+                                    near.unwrap_or_else(|| {
+                                        format!("`{parent}` holds {}", list(&known))
+                                    }),
+                                ),
+                            };
+                            self.error(
+                                "callflow::expr::unknown_field",
+                                at(p.offset, p.len),
+                                message,
+                            )
+                            .label(label)
+                            .help(help);
+                        }
+                        CompileProblemKind::Type {
+                            message,
+                            label,
+                            help,
+                        } => {
+                            self.error("callflow::expr::type", at(p.offset, p.len), message)
+                                .label(label)
+                                .help(help);
+                        }
                     }
                 }
                 None
@@ -189,7 +275,7 @@ impl Cx {
                 rest = body_start + close + 1;
                 continue;
             }
-            match self.expression(body, &map, body_start, cals) {
+            match self.expression(body, &map, body_start, cals, false) {
                 Some(e) => parts.push(TemplatePart::Expr(e)),
                 None => ok = false,
             }

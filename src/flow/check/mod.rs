@@ -25,8 +25,10 @@ use super::de::{DeError, DeErrorKind, from_node, list};
 use super::diagnostic::{Diagnostic, SourceFile};
 use super::expr::{self, CompileProblemKind, Expr};
 use super::model::{self, FlowFile, OneOrMany, StepDef, TargetDef, Text};
+use super::roots::{Roots, Ty};
 use super::span::{Span, Spanned};
 use super::suggest::did_you_mean;
+use super::typing;
 use super::yaml::{self, Budget, Node, NodeKind, YamlErrorKind};
 
 mod expressions;
@@ -72,6 +74,7 @@ pub fn check(file: &Arc<SourceFile>, budget: Budget) -> (Option<Flow>, Vec<Diagn
         removed: Vec::new(),
         suggested: Vec::new(),
         stopped: false,
+        roots: None,
     };
     let doc = match yaml::parse(&file.text, budget) {
         Ok(doc) => doc,
@@ -154,6 +157,8 @@ pub(in crate::flow) struct Cx {
     suggested: Vec<String>,
     /// Whether costly checks were skipped after [`MAX_DIAGNOSTICS`] problems.
     stopped: bool,
+    /// What each expression root holds in this flow, once known.
+    roots: Option<Roots>,
 }
 
 impl Cx {
@@ -305,6 +310,8 @@ impl Cx {
             names: &step_names,
         };
 
+        self.roots = Some(roots_of(f));
+        self.var_phones(f);
         let trigger = self.trigger(&f.trigger, &cal_refs);
 
         let mut vars = IndexMap::new();
@@ -400,6 +407,44 @@ impl Cx {
             on_error,
         })
     }
+}
+
+/// What `vars` and `params` hold in `f`: the variables as declared (with
+/// their shapes), the names some `set` assigns anywhere (of any type), and
+/// the declared parameters.
+fn roots_of(f: &FlowFile) -> Roots {
+    let mut vars: IndexMap<String, Ty> = f
+        .vars
+        .iter()
+        .map(|(k, v)| (k.value.clone(), Ty::of_json(&v.value)))
+        .collect();
+    let handler_sets =
+        f.on.values()
+            .flat_map(|items| items.value.iter())
+            .filter_map(|i| i.value.set.as_ref())
+            .flat_map(|s| s.value.keys());
+    let step_sets = f.steps.values().flat_map(|d| d.value.assigned_names());
+    for name in handler_sets.chain(step_sets) {
+        vars.insert(name.value.clone(), Ty::Any);
+    }
+    let (api, params) = match &f.trigger.value {
+        model::Trigger::Api(a) => (
+            true,
+            a.params
+                .iter()
+                .map(|(k, p)| {
+                    let ty = match p.value.kind.value {
+                        model::ParamType::String | model::ParamType::Phone => Ty::Text,
+                        model::ParamType::Integer => Ty::Int,
+                        model::ParamType::Bool => Ty::Bool,
+                    };
+                    (k.value.clone(), ty)
+                })
+                .collect(),
+        ),
+        _ => (false, IndexMap::new()),
+    };
+    Roots { vars, params, api }
 }
 
 /// A diagnostic just recorded, to add a label, a help or a related place to.

@@ -285,7 +285,7 @@ impl Cx {
                 });
                 ok = false;
             }
-            match self.condition(v, cals) {
+            match self.value(v, cals) {
                 Some(e) => out.push((k.value.clone(), e)),
                 None => ok = false,
             }

@@ -81,6 +81,50 @@ impl Cx {
         }
     }
 
+    /// Every text in `vars` (alone, in lists, in maps) written as a phone
+    /// number, `+` and a digit: checked as E.164 where it is written, since
+    /// it is dialled or compared with `call.from.phone` (a VIP list whose
+    /// numbers have spaces never matches).
+    pub(super) fn var_phones(&mut self, f: &FlowFile) {
+        fn texts<'v>(v: &'v serde_json::Value, out: &mut Vec<&'v str>) {
+            match v {
+                serde_json::Value::String(s) => out.push(s),
+                serde_json::Value::Array(a) => a.iter().for_each(|v| texts(v, out)),
+                serde_json::Value::Object(m) => m.values().for_each(|v| texts(v, out)),
+                _ => {}
+            }
+        }
+        for (name, v) in &f.vars {
+            let mut found = Vec::new();
+            texts(&v.value, &mut found);
+            let mut from = v.span.start;
+            for s in found {
+                let phone_like = s
+                    .strip_prefix('+')
+                    .is_some_and(|r| r.trim_start().starts_with(|c: char| c.is_ascii_digit()));
+                if !phone_like || s.contains("${") {
+                    continue;
+                }
+                let Some(problem) = e164_problem(s) else {
+                    continue;
+                };
+                let text = Arc::clone(&self.file.text);
+                let span = text
+                    .get(from..v.span.end.max(from))
+                    .and_then(|r| r.find(s))
+                    .map_or(v.span, |i| Span::new(from + i, from + i + s.len()));
+                from = span.end.max(from);
+                self.error(
+                    "callflow::phone::e164",
+                    span,
+                    format!("`{s}` is not an E.164 phone number"),
+                )
+                .label(format!("in `vars.{}`", name.value))
+                .help(problem);
+            }
+        }
+    }
+
     pub(in crate::flow) fn duration_in(
         &mut self,
         t: Option<&Text>,
@@ -183,25 +227,42 @@ pub(super) fn culprit_label(msg: &str, fallback: &str) -> String {
 
 /// Why `s` is not an E.164 number, as a hint; `None` when it is one.
 pub fn e164_problem(s: &str) -> Option<String> {
-    let digits = s.strip_prefix('+');
-    let ok = digits.is_some_and(|d| {
-        (7..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
-    });
-    if ok {
+    if crate::phone::is_e164(s) {
         return None;
     }
-    let fixed: String = s
+    // `+33 (0)4 78 …`: the bracketed trunk `0` is not dialled from abroad.
+    let without_trunk = match s.find('(') {
+        Some(open) if s.starts_with('+') => {
+            let close = s[open..].find(')').map(|c| open + c);
+            match close {
+                Some(close) if s[open + 1..close].trim() == "0" => {
+                    format!("{}{}", &s[..open], &s[close + 1..])
+                }
+                _ => s.to_owned(),
+            }
+        }
+        _ => s.to_owned(),
+    };
+    let fixed: String = without_trunk
         .chars()
         .map(|c| if c == 'O' || c == 'o' { '0' } else { c })
         .filter(|c| c.is_ascii_digit() || *c == '+')
         .collect();
     Some(if s.contains(['O', 'o']) {
         format!("the letter O is not the digit 0: did you mean `{fixed}`?")
+    } else if without_trunk.len() < s.len() {
+        format!(
+            "drop the trunk `(0)`, which is not dialled after a country code, and the spaces: `{fixed}`"
+        )
     } else if s.contains([' ', '-', '(', ')', '.']) {
         format!("write it without spaces or punctuation: `{fixed}`")
     } else if !s.starts_with('+') {
         "start with `+` and the country code, e.g. `+14255550100`".into()
     } else {
-        "E.164 is `+`, a country code, then the number: 7 to 15 digits, e.g. `+14255550100`".into()
+        format!(
+            "E.164 is `+`, a country code, then the number: {} to {} digits, e.g. `+14255550100`",
+            crate::phone::MIN_DIGITS,
+            crate::phone::MAX_DIGITS
+        )
     })
 }

@@ -30,9 +30,9 @@ pub enum RequestError {
         /// Its length in characters.
         length: usize,
     },
-    /// A phone identity is not in E.164 (`+` then 2 to 15 digits).
+    /// A phone identity is not in E.164 (`+` then 7 to 15 digits, [`crate::phone`]).
     #[error(
-        "phone number {number:?} is not in E.164 form (+ then 2 to 15 digits, e.g. +12345678901)"
+        "phone number {number:?} is not in E.164 form (+ then 7 to 15 digits, e.g. +12345678901)"
     )]
     NotE164 {
         /// The offending number.
@@ -80,16 +80,12 @@ fn check_identity(
     if identity.is_empty() {
         return Err(RequestError::EmptyIdentity { field: field() });
     }
-    if let Some(phone) = &identity.phone {
-        let digits = phone.id.strip_prefix('+').unwrap_or("");
-        let valid = (2..=15).contains(&digits.len())
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && !digits.starts_with('0');
-        if !valid {
-            return Err(RequestError::NotE164 {
-                number: phone.id.clone(),
-            });
-        }
+    if let Some(phone) = &identity.phone
+        && !crate::phone::is_e164(&phone.id)
+    {
+        return Err(RequestError::NotE164 {
+            number: phone.id.clone(),
+        });
     }
     Ok(())
 }
