@@ -39,10 +39,33 @@ pub struct LoadArgs {
     /// in its own process.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub load_threads: usize,
+    /// Where the server keeps its sessions: `memory` (the default), `sqlite` (a file in a
+    /// temporary folder, removed after) or `sqlite:PATH`. With sqlite, the server is also
+    /// restarted on the store at the end and the time until it serves again measured.
+    #[arg(long, value_name = "STORE", default_value = "memory")]
+    pub store: String,
 }
 
 /// Runs `callflow load`.
 pub fn run(args: &LoadArgs) -> ExitCode {
+    let mut temporary = None;
+    let sqlite = match args.store.as_str() {
+        "memory" => None,
+        "sqlite" => {
+            let dir = std::env::temp_dir().join(format!("callflow-load-{}", std::process::id()));
+            let path = dir.join("callflow.db");
+            temporary = Some(dir);
+            Some(path)
+        }
+        other => match crate::runtime::StoreUrl::parse(other) {
+            Ok(crate::runtime::StoreUrl::Sqlite(path)) => Some(path),
+            Ok(crate::runtime::StoreUrl::Memory) => None,
+            Err(e) => {
+                eprintln!("error: --store: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let options = LoadOptions {
         notifications: args.notifications,
         calls: args.calls,
@@ -51,8 +74,13 @@ pub fn run(args: &LoadArgs) -> ExitCode {
         rate: args.rate,
         server_threads: args.server_threads,
         load_threads: args.load_threads,
+        sqlite,
     };
-    match crate::load::run(&options, &mut std::io::stdout()) {
+    let outcome = crate::load::run(&options, &mut std::io::stdout());
+    if let Some(dir) = temporary {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) if e.starts_with("--") => {

@@ -17,6 +17,7 @@ pub mod output;
 pub mod run;
 pub mod schema;
 pub mod serve;
+pub mod sessions;
 pub mod sim_graph;
 pub mod simulate;
 pub mod studio;
@@ -58,6 +59,8 @@ pub enum Command {
     Load(load::LoadArgs),
     /// Start an `api` flow on a running server; print its session id (--follow: its timeline).
     Run(run::RunArgs),
+    /// Stored calls: `export ID` writes one as a scenario replaying it.
+    Sessions(sessions::SessionsArgs),
 }
 
 impl Cli {
@@ -75,6 +78,7 @@ impl Cli {
             Command::Serve(args) => serve::run(&args),
             Command::Load(args) => load::run(&args),
             Command::Run(args) => run::run(&args),
+            Command::Sessions(args) => sessions::run(&args),
         }
     }
 }

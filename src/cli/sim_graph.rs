@@ -58,7 +58,7 @@ pub struct SimGraphArgs {
     #[arg(long = "graph", value_name = "KEY=VALUE")]
     pub graph: Vec<String>,
     /// A fault for every call, e.g. `throttle=2`, `unavailable=1`, `retry_after=2`,
-    /// `reorder`, `duplicate`, `delay=2s`, `transfer=no_answer`, `never_answer` (repeatable).
+    /// `reorder`, `duplicate`, `delay=2s`, `transfer=no_answer`, `never_answer`, `hold_answers=5s` (repeatable).
     #[arg(long = "fault", value_name = "KEY=VALUE")]
     pub faults: Vec<String>,
     /// Stop when standard input closes (for a parent process: `callflow load`).

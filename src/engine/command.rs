@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::graph::wire::{
-    AnswerRequest, Call, InviteParticipantsRequest, MeetingInfo, PlayPromptRequest,
+    AnswerRequest, Call, CallState, InviteParticipantsRequest, MeetingInfo, PlayPromptRequest,
     RecordResponseRequest, RedirectRequest, RejectRequest, SubscribeToToneRequest, TransferRequest,
 };
 
@@ -88,6 +88,33 @@ impl RequestKind {
         RequestKind::Hangup,
         RequestKind::KeepAlive,
     ];
+
+    /// Whether a call seen in `state` (a `GET` of the call the request
+    /// was about) shows that this request took effect; `None` when a
+    /// call's state cannot tell (a prompt, a tone subscription, a new call).
+    pub fn shown_by(self, state: &CallState) -> Option<bool> {
+        use CallState as S;
+        Some(match self {
+            RequestKind::Answer => matches!(state, S::Establishing | S::Established),
+            RequestKind::Reject | RequestKind::Hangup => {
+                matches!(state, S::Terminating | S::Terminated)
+            }
+            RequestKind::Redirect => {
+                matches!(state, S::Redirecting | S::Terminating | S::Terminated)
+            }
+            RequestKind::Transfer => matches!(
+                state,
+                S::Transferring | S::TransferAccepted | S::Terminating | S::Terminated
+            ),
+            RequestKind::CreateCall
+            | RequestKind::PlayPrompt
+            | RequestKind::SubscribeToTone
+            | RequestKind::Invite
+            | RequestKind::RecordResponse
+            | RequestKind::SaveRecording
+            | RequestKind::KeepAlive => return None,
+        })
+    }
 
     /// The snake_case name used in scenario files and timelines.
     pub fn as_str(self) -> &'static str {

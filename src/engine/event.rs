@@ -273,6 +273,11 @@ pub enum Event {
         /// Which timer.
         timer: TimerId,
     },
+    /// The runtime started again with this session in the store (after a
+    /// crash, a restart or a deploy), once its calls were reconciled with
+    /// Graph: the caller may have heard silence, so the engine decides what
+    /// to say again (a menu waiting for a key plays its prompt again).
+    Resumed,
     /// The far end hung up (a shorthand for `terminated` without details).
     CallerHungUp {
         /// The call.
@@ -434,6 +439,7 @@ impl Event {
             | Event::CallCreated { call_id, .. } => Some(call_id),
             Event::Operation(o) => Some(&o.call_id),
             Event::ApiStart { .. }
+            | Event::Resumed
             | Event::TimerFired { .. }
             | Event::Accepted { .. }
             | Event::RecordingSaved { .. }

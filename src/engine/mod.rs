@@ -42,6 +42,9 @@ use chrono::{DateTime, Utc};
 use crate::flow::Flow;
 
 pub use command::{Command, CommandId, RequestKind, RequestLine, TimerId};
+
+/// The timeline's words for [`Event::Resumed`].
+pub const RESUMED: &str = "resumed after a restart";
 pub use control::{CallControl, ControlError, execute};
 pub use event::{Event, IncomingCall, OperationUpdate, Party, RosterEntry, StateChange};
 pub use identity::{BotIdentity, Instance, UnknownInstance};

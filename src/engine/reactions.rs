@@ -18,7 +18,7 @@ use crate::graph::wire::{
 
 use super::command::{CommandId, RequestKind};
 use super::event::{Event, IncomingCall, OperationUpdate, StateChange};
-use super::run::{Run, Transition};
+use super::run::{Progress, Run, Transition};
 use super::session::{EventJson, Leg, LegRole, Outcome, PendingRequest, Waiting};
 use super::timeline::Entry;
 
@@ -180,6 +180,7 @@ impl Run<'_> {
                 format!("{}: audio {audio}", self.call_label(call_id))
             }
             Event::TimerFired { timer } => format!("{timer} fired"),
+            Event::Resumed => super::RESUMED.to_owned(),
             Event::CallerHungUp { call_id } => {
                 format!("{}: the far end hung up", self.call_label(call_id))
             }
@@ -252,6 +253,7 @@ impl Run<'_> {
                 self.s.timer = None;
                 self.timer_fired()
             }
+            Event::Resumed => self.resumed(),
             Event::CallCreated { tag, call_id } => self.call_created(&tag, call_id),
             Event::Accepted { command, operation } => self.accepted(command, operation),
             Event::RecordingSaved {
@@ -647,6 +649,34 @@ impl Run<'_> {
         self.menu_retry(attempt, true)
     }
 
+    // ----- restarts -------------------------------------------------------
+
+    /// The runtime came back with this session: a menu whose timeout has
+    /// not run out plays its prompt again (same attempt, a fresh timeout
+    /// after it), since the caller heard nothing while the server was down
+    /// and may have missed the choices. A menu whose timeout passed while
+    /// the server was down is left to its timer, which fires at once.
+    fn resumed(&mut self) -> Option<Transition> {
+        if self.s.is_ended() {
+            return None;
+        }
+        let Waiting::Menu { attempt, .. } = self.s.waiting.clone() else {
+            return None;
+        };
+        if self.s.timer.is_some_and(|t| t.at <= self.now) {
+            return None;
+        }
+        let step = self.current()?;
+        let Action::Menu(m) = &step.action else {
+            return None;
+        };
+        self.note("the menu plays its prompt again");
+        match self.menu_prompt(step, &m.prompt, None, attempt) {
+            Progress::Then(t) => Some(t),
+            Progress::Wait | Progress::Ended => None,
+        }
+    }
+
     // ----- timers ---------------------------------------------------------
 
     fn timer_fired(&mut self) -> Option<Transition> {
@@ -817,6 +847,24 @@ impl Run<'_> {
         };
         let why = format!("{} failed: {status} {code}: {message}", p.kind);
         let waiting = self.s.waiting.clone();
+        // A menu's prompt or tone subscription that may not have reached
+        // Graph is not a failure of the menu: its prompt is played again
+        // (at a resume, or when its guard timer runs out), subscribing first.
+        if code == "MaybeSent"
+            && matches!(
+                p.kind,
+                RequestKind::PlayPrompt | RequestKind::SubscribeToTone
+            )
+            && matches!(waiting, Waiting::Menu { .. })
+        {
+            if p.kind == RequestKind::SubscribeToTone
+                && let Some(l) = self.s.legs.get_mut(p.leg)
+            {
+                l.tones_subscribed = false;
+            }
+            self.note(format!("{why}; the menu will play its prompt again"));
+            return None;
+        }
         let t = self.failed_request(&p, command, why.clone(), waiting);
         if t.is_none() {
             self.error_entry(why);

@@ -440,6 +440,59 @@ fn finished_actions_are_reported_once_each_with_how_they_finished() {
 }
 
 #[test]
+fn a_menu_resumed_after_a_restart_plays_its_prompt_again_unless_its_timeout_passed() {
+    let mut h = Harness::new();
+    let context = h.in_menu();
+    h.prompt_done(&context);
+    let sent = h.requests(Event::Resumed);
+    let Some(Command::PlayPrompt { body, .. }) = sent.last() else {
+        panic!("the menu plays its prompt again: {sent:?}");
+    };
+    let again = body.client_context.clone().expect("a client context");
+    assert_ne!(again, context, "a fresh prompt, told apart from the first");
+    assert_eq!(
+        h.s.waiting,
+        Waiting::Menu {
+            attempt: 0,
+            context: again.clone(),
+            prompt_done: false,
+        },
+        "the same attempt: a restart uses up no retry"
+    );
+    assert!(
+        h.s.timeline
+            .render(chrono_tz::Tz::UTC)
+            .contains("resumed after a restart"),
+        "{}",
+        h.s.timeline.render(chrono_tz::Tz::UTC)
+    );
+    // The first prompt's late completion changes nothing; the new one's
+    // starts the timeout, and a key still chooses.
+    assert!(h.prompt_done(&context).is_empty());
+    assert!(
+        h.prompt_done(&again)
+            .iter()
+            .any(|c| matches!(c, Command::SetTimer { .. }))
+    );
+    assert!(matches!(
+        h.key('1', 1).as_slice(),
+        [Command::Transfer { .. }]
+    ));
+
+    // A menu whose timeout ran out while the server was down is left to
+    // its timer, which the runtime fires at once.
+    let mut h = Harness::new();
+    let context = h.in_menu();
+    h.prompt_done(&context);
+    h.now = h.s.timer.expect("the menu timer").at;
+    assert!(h.requests(Event::Resumed).is_empty());
+    // Outside a menu, a restart changes nothing.
+    let mut h = Harness::new();
+    h.incoming();
+    assert!(h.requests(Event::Resumed).is_empty());
+}
+
+#[test]
 fn the_rules_are_timers_in_the_session_and_decided_by_step() {
     let mut h = Harness::new();
     let start = h.now + Duration::milliseconds(100);

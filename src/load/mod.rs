@@ -93,6 +93,27 @@ pub struct LoadOptions {
     pub server_threads: usize,
     /// Worker threads of the load side.
     pub load_threads: usize,
+    /// Where the server keeps its sessions: `None` for memory, else a
+    /// SQLite file (created; the load's sessions are left in it). With a
+    /// store, the server is also restarted on it at the end and the time
+    /// until it serves again is measured.
+    pub sqlite: Option<std::path::PathBuf>,
+}
+
+/// Opens the SQLite store at `path` (retrying a few seconds while a
+/// stopped server's writer lets go of it).
+async fn open_sqlite(path: &std::path::Path) -> Result<crate::runtime::StoreHandle, String> {
+    let url = crate::runtime::StoreUrl::Sqlite(path.to_owned());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match url.open() {
+            Ok(store) => return Ok(crate::runtime::StoreHandle(store)),
+            Err(e) if Instant::now() < deadline && e.to_string().contains("locked") => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(format!("the store {url}: {e}")),
+        }
+    }
 }
 
 /// Runs the measurement, writing the report to `out`; `Ok(true)` when no
@@ -272,7 +293,11 @@ struct ServerSide {
 
 /// `max_sessions` leaves room for the `calls` and every probe call (one
 /// per 10 ms of the load, and slack).
-async fn start_server(base: String, max_sessions: usize) -> Result<ServerSide, String> {
+async fn start_server(
+    base: String,
+    max_sessions: usize,
+    store: crate::runtime::StoreHandle,
+) -> Result<ServerSide, String> {
     let flows = temporary_flows()?;
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -286,6 +311,7 @@ async fn start_server(base: String, max_sessions: usize) -> Result<ServerSide, S
             max_body: DEFAULT_MAX_BODY,
             admin_token: None,
             max_sessions,
+            store,
         },
         addr,
     )
@@ -357,14 +383,17 @@ async fn go(
     crate::graph::client::install_tls_provider();
     let duration = args.duration;
     let base = sim.base().to_owned();
+    let store = match &args.sqlite {
+        Some(path) => open_sqlite(path).await?,
+        None => crate::runtime::StoreHandle::memory(),
+    };
+    let max_sessions = args
+        .calls
+        .saturating_add(usize::try_from(duration.as_millis() / 5).unwrap_or(usize::MAX))
+        .saturating_add(WARM_UP)
+        .saturating_add(1_000);
     let server = server_rt
-        .spawn(start_server(
-            base.clone(),
-            args.calls
-                .saturating_add(usize::try_from(duration.as_millis() / 5).unwrap_or(usize::MAX))
-                .saturating_add(WARM_UP)
-                .saturating_add(1_000),
-        ))
+        .spawn(start_server(base.clone(), max_sessions, store))
         .await
         .map_err(|e| e.to_string())??;
     let runtime = server.runtime.clone();
@@ -395,6 +424,17 @@ async fn go(
         args.server_threads,
         args.load_threads,
         std::thread::available_parallelism().map_or(0, usize::from)
+    );
+    say!(
+        out,
+        "  store         {}",
+        match &args.sqlite {
+            Some(p) => format!(
+                "sqlite:{} (each notification journaled and committed before its 202)",
+                p.display()
+            ),
+            None => "memory (nothing stored)".to_owned(),
+        }
     );
 
     // Warm-up calls first (connection buffers, allocator pools: costs that do
@@ -508,8 +548,40 @@ async fn go(
     .await;
     let _ = bare_stop.send(());
 
+    let live_now = runtime.live_sessions();
     let _ = server.stop.send(());
     let _ = server.served.await;
+    let restart = match &args.sqlite {
+        Some(path) => {
+            drop(server.runtime);
+            let stopping = Instant::now();
+            server_rt
+                .spawn(runtime.shutdown())
+                .await
+                .map_err(|e| e.to_string())?;
+            let stopped_in = stopping.elapsed();
+            let restarting = Instant::now();
+            let store = open_sqlite(path).await?;
+            let again = server_rt
+                .spawn(start_server(base.clone(), max_sessions, store))
+                .await
+                .map_err(|e| e.to_string())??;
+            let serving_in = restarting.elapsed();
+            let recovered = again.runtime.live_sessions();
+            let runtime = again.runtime.clone();
+            settle(&server_rt, &runtime).await?;
+            let settled_in = restarting.elapsed();
+            let _ = again.stop.send(());
+            let _ = again.served.await;
+            drop(again.runtime);
+            server_rt
+                .spawn(runtime.shutdown())
+                .await
+                .map_err(|e| e.to_string())?;
+            Some((live_now, stopped_in, recovered, serving_in, settled_in))
+        }
+        None => None,
+    };
 
     let ratio = real.per_second() / bare.per_second().max(1e-9);
     let ms = |s: Option<f64>| match s {
@@ -625,6 +697,18 @@ async fn go(
         out,
         "events refused by the runtime (overloaded): {overloaded}"
     );
+    if let Some((live_now, stopped_in, recovered, serving_in, settled_in)) = restart {
+        say!(
+            out,
+            "restart on the store: {live_now} live sessions; stopped in {:.2} s; started again, \
+             {recovered} sessions recovered and serving after {:.2} s ({}); every session \
+             reconciled with Graph (GET call) after {:.2} s",
+            stopped_in.as_secs_f64(),
+            serving_in.as_secs_f64(),
+            verdict(serving_in < Duration::from_secs(2)),
+            settled_in.as_secs_f64()
+        );
+    }
     let ids_bytes = ids.capacity() * std::mem::size_of::<String>()
         + ids.iter().map(|id| id.capacity() + 16).sum::<usize>();
     let per_session = match (rss_before, rss_half, rss_after) {

@@ -16,7 +16,7 @@
 //! …, or the call is gone after a reject), the request counts as accepted;
 //! otherwise the `MaybeSent` error stands, and the POST is not repeated.
 
-use crate::engine::{CallControl, ControlError};
+use crate::engine::{CallControl, ControlError, RequestKind};
 use crate::graph::wire::{
     AnswerRequest, Call, CallState, CommsOperation, InviteParticipantsRequest, PlayPromptRequest,
     RecordResponseRequest, RedirectRequest, RejectRequest, SubscribeToToneRequest, TransferRequest,
@@ -30,55 +30,27 @@ impl From<ClientError> for ControlError {
     }
 }
 
-/// The requests on an existing call that a `GET` of the call can confirm.
-#[derive(Clone, Copy, Debug)]
-enum Confirmable {
-    Answer,
-    Reject,
-    Redirect,
-    Transfer,
-}
-
-impl Confirmable {
-    /// Whether a call in `state` shows that the request took effect.
-    fn shows_in(self, state: &CallState) -> bool {
-        use CallState as S;
-        match self {
-            Confirmable::Answer => matches!(state, S::Establishing | S::Established),
-            Confirmable::Reject => matches!(state, S::Terminating | S::Terminated),
-            Confirmable::Redirect => {
-                matches!(state, S::Redirecting | S::Terminating | S::Terminated)
-            }
-            Confirmable::Transfer => matches!(
-                state,
-                S::Transferring | S::TransferAccepted | S::Terminating | S::Terminated
-            ),
-        }
-    }
-
-    /// Whether a call that no longer exists shows that the request took effect.
-    fn shows_when_gone(self) -> bool {
-        !matches!(self, Confirmable::Answer)
-    }
-}
-
 impl GraphClient {
     /// Settles the outcome of a request on `call_id`: a [`ClientError::MaybeSent`]
     /// is reconciled with a `GET` of the call; anything else passes through.
     async fn settle(
         &self,
         call_id: &str,
-        request: Confirmable,
+        request: RequestKind,
         outcome: Result<(), ClientError>,
     ) -> Result<(), ControlError> {
         let error = match outcome {
             Err(error @ ClientError::MaybeSent { .. }) => error,
             other => return Ok(other?),
         };
-        let confirmed = match self.get_call(call_id).await {
-            Ok(call) => call.state.as_ref().is_some_and(|s| request.shows_in(s)),
-            Err(e) => e.status() == 404 && request.shows_when_gone(),
+        // The same reading of the call's state as recovery's (a call that
+        // no longer exists reads as terminated).
+        let state = match self.get_call(call_id).await {
+            Ok(call) => call.state,
+            Err(e) if e.status() == 404 => Some(CallState::Terminated),
+            Err(_) => None,
         };
+        let confirmed = state.is_some_and(|s| request.shown_by(&s) == Some(true));
         if confirmed {
             tracing::info!(
                 target: "callflow::graph",
@@ -96,22 +68,22 @@ impl GraphClient {
 impl CallControl for GraphClient {
     async fn answer(&self, call_id: &str, body: &AnswerRequest) -> Result<(), ControlError> {
         let outcome = GraphClient::answer(self, call_id, body).await;
-        self.settle(call_id, Confirmable::Answer, outcome).await
+        self.settle(call_id, RequestKind::Answer, outcome).await
     }
 
     async fn reject(&self, call_id: &str, body: &RejectRequest) -> Result<(), ControlError> {
         let outcome = GraphClient::reject(self, call_id, body).await;
-        self.settle(call_id, Confirmable::Reject, outcome).await
+        self.settle(call_id, RequestKind::Reject, outcome).await
     }
 
     async fn redirect(&self, call_id: &str, body: &RedirectRequest) -> Result<(), ControlError> {
         let outcome = GraphClient::redirect(self, call_id, body).await;
-        self.settle(call_id, Confirmable::Redirect, outcome).await
+        self.settle(call_id, RequestKind::Redirect, outcome).await
     }
 
     async fn transfer(&self, call_id: &str, body: &TransferRequest) -> Result<(), ControlError> {
         let outcome = GraphClient::transfer(self, call_id, body).await;
-        self.settle(call_id, Confirmable::Transfer, outcome).await
+        self.settle(call_id, RequestKind::Transfer, outcome).await
     }
 
     async fn create_call(&self, body: &Call) -> Result<Call, ControlError> {

@@ -61,7 +61,9 @@ use crate::graph::wire::CallState;
 pub use clock::{Clock, ManualClock};
 pub use error::{Overloaded, StartError};
 pub use metrics::{Dropped, Metrics};
-pub use status::{FlowStatus, FlowsStatus, ReloadOutcome, SessionDetail, SessionSummary};
+pub use status::{
+    FlowStatus, FlowsStatus, ReloadOutcome, SessionDetail, SessionSummary, SessionsPage,
+};
 pub use store::{StoreHandle, StoreUrl};
 use table::{Orphans, Route, Table};
 use trigger::{pick_flow, pick_state_flow};
@@ -143,6 +145,27 @@ impl Default for RuntimeConfig {
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<Inner>,
+}
+
+/// A stored call as a scenario ([`Runtime::export_scenario`]).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ExportedScenario {
+    /// A file name for it (the session id, safe for a file system).
+    pub name: String,
+    /// The scenario file's text.
+    pub scenario: String,
+    /// Where the scenario expects its recording, relative to it.
+    pub recording_path: String,
+    /// The recording: JSON lines of `{"at", "body"}`.
+    pub recording: String,
+}
+
+/// The engine's session in a stored record.
+fn stored_session(record: &store::SessionRecord) -> Option<Session> {
+    serde_json::from_str::<store::Persisted>(&record.state)
+        .map(|p| p.session)
+        .map_err(|e| tracing::warn!(session = %record.id, error = %e, "a stored session could not be read"))
+        .ok()
 }
 
 /// Finished sessions kept for `GET /api/sessions/{id}`.
@@ -273,7 +296,20 @@ impl Runtime {
         batch: Vec<Notification>,
         hint: Option<&str>,
     ) -> Result<(), Overloaded> {
+        self.submit_recorded(batch, hint, None).await
+    }
+
+    /// [`Runtime::submit_durable`], keeping `body` (the callback body the
+    /// batch was read from) with the session that applies its first event,
+    /// for `callflow sessions export`.
+    pub async fn submit_recorded(
+        &self,
+        batch: Vec<Notification>,
+        hint: Option<&str>,
+        body: Option<String>,
+    ) -> Result<(), Overloaded> {
         let inner = &self.inner;
+        let mut body = body;
         let events = self.events_of(&batch);
         if !inner.config.store.durable() {
             return self.submit_events(events, None, hint);
@@ -291,6 +327,7 @@ impl Runtime {
                 seq,
                 event: serde_json::to_string(event).unwrap_or_default(),
                 received_at: now,
+                body: body.take(),
             });
         }
         if let Err(e) = inner
@@ -420,6 +457,149 @@ impl Runtime {
             .chain(finished.iter())
             .map(|c| c.summary())
             .collect()
+    }
+
+    /// One page of sessions: the live ones, then the ended ones (read back
+    /// from the store when it keeps them, so that calls that ended before
+    /// a restart are listed until `keep_ended` removes them; else the last
+    /// thousand kept in memory), newest first. `total` counts both.
+    pub async fn sessions_page(&self, offset: usize, limit: usize) -> SessionsPage {
+        let store = self.inner.config.store.clone();
+        if !store.durable() {
+            let all = self.sessions();
+            let total = all.len();
+            let offset = offset.min(total);
+            let end = offset.saturating_add(limit).min(total);
+            return SessionsPage {
+                sessions: all[offset..end].to_vec(),
+                total,
+                next: (end < total).then_some(end),
+            };
+        }
+        let live: Vec<SessionSummary> = {
+            let cells: Vec<Arc<SessionCell>> = lock(&self.inner.table)
+                .sessions
+                .values()
+                .map(|r| r.cell.clone())
+                .collect();
+            cells.iter().map(|c| c.summary()).collect()
+        };
+        let mut sessions: Vec<SessionSummary> =
+            live.iter().skip(offset).take(limit).cloned().collect();
+        let ended_offset = offset.saturating_sub(live.len());
+        let want = limit - sessions.len();
+        let page = tokio::task::spawn_blocking(move || store.ended(ended_offset, want))
+            .await
+            .map_err(|e| store::StoreError::Failed(e.to_string()))
+            .and_then(|r| r);
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "ended sessions could not be read from the store");
+                store::Page::default()
+            }
+        };
+        let tz = chrono_tz::Tz::UTC;
+        for record in &page.records {
+            if let Some(s) = stored_session(record) {
+                sessions.push(worker::stored_detail(&s, tz).summary);
+            }
+        }
+        let total = live.len() + page.total;
+        // Where the next page starts: after the live ones taken, or after
+        // the stored ones read.
+        let (end, more) = if want == 0 {
+            (offset + limit, offset + limit < total)
+        } else {
+            (live.len() + ended_offset + page.records.len(), page.more)
+        };
+        SessionsPage {
+            sessions,
+            total,
+            next: more.then_some(end),
+        }
+    }
+
+    /// One session, live or ended, with its timeline: from memory, else
+    /// (ended, maybe before a restart) from the store.
+    pub async fn session_anywhere(&self, id: &str) -> Option<SessionDetail> {
+        let live = lock(&self.inner.table)
+            .sessions
+            .get(id)
+            .map(|r| r.cell.clone());
+        if let Some(cell) = live {
+            return Some(cell.detail());
+        }
+        let store = self.inner.config.store.clone();
+        if !store.durable() {
+            return self.session(id);
+        }
+        let key = id.to_owned();
+        let record = tokio::task::spawn_blocking(move || store.session(&key))
+            .await
+            .ok()?
+            .ok()??;
+        let s = stored_session(&record)?;
+        let tz = self
+            .inner
+            .flows
+            .load()
+            .flows
+            .values()
+            .find(|f| f.name == s.flow)
+            .map_or(chrono_tz::Tz::UTC, |f| f.timezone);
+        Some(worker::stored_detail(&s, tz))
+    }
+
+    /// A stored call as a scenario that replays it (`callflow sessions
+    /// export`): the scenario file's text, naming `recordings/ID.jsonl`,
+    /// and that recording (the notification bodies the call received, with
+    /// when). `None` when the session is unknown or the store keeps nothing.
+    pub async fn export_scenario(&self, id: &str) -> Option<ExportedScenario> {
+        let detail = self.session_anywhere(id).await?;
+        let store = self.inner.config.store.clone();
+        let key = id.to_owned();
+        let bodies = tokio::task::spawn_blocking(move || store.recording(&key))
+            .await
+            .ok()?
+            .map_err(
+                |e| tracing::warn!(session = id, error = %e, "the recording could not be read"),
+            )
+            .ok()?;
+        if bodies.is_empty() {
+            return None;
+        }
+        let mut recording = String::new();
+        for (at, body) in bodies {
+            let body: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+            let line = serde_json::json!({ "at": at.to_rfc3339(), "body": body });
+            recording.push_str(&line.to_string());
+            recording.push('\n');
+        }
+        let file: String = id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let recording_path = format!("recordings/{file}.jsonl");
+        let outcome = detail.summary.outcome.map_or("not ended", |o| o.as_str());
+        let scenario = crate::sim::scenario::replay_scenario(
+            &format!("stored call {id} ({outcome})"),
+            &detail.summary.flow,
+            &recording_path,
+            &detail.timeline,
+        );
+        Some(ExportedScenario {
+            name: file,
+            scenario,
+            recording_path,
+            recording,
+        })
     }
 
     /// One session, live or recently finished, with its timeline.

@@ -26,7 +26,7 @@ use super::{Inner, lock};
 
 /// Journal entries no session took are removed after this long.
 const JOURNAL_KEEP: Duration = Duration::from_secs(3600);
-/// How often ended sessions past their keeping time are removed.
+/// How often (at most) ended sessions past their keeping time are removed.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// The writes that keep every flow of `set` by its hash.
@@ -188,6 +188,10 @@ fn spawn_restored(inner: &Arc<Inner>, flow: Arc<Flow>, p: Persisted) {
 /// and journal entries nobody took; ends with the runtime.
 fn spawn_purge(inner: Arc<Inner>) {
     let mut stopping = inner.stopping.subscribe();
+    // A short keeping time is honoured closely (bounded below: not a busy loop).
+    let every = PURGE_EVERY
+        .min(inner.config.keep_ended)
+        .max(Duration::from_millis(200));
     tokio::spawn(async move {
         loop {
             let now = inner.clock.now();
@@ -199,7 +203,7 @@ fn spawn_purge(inner: Arc<Inner>) {
                 tracing::warn!(error = %e, "removing old sessions from the store failed");
             }
             tokio::select! {
-                _ = tokio::time::sleep(PURGE_EVERY) => {}
+                _ = tokio::time::sleep(every) => {}
                 _ = stopping.changed() => return,
             }
         }

@@ -80,6 +80,17 @@ pub struct SessionSummary {
     pub calls: Vec<String>,
 }
 
+/// One page of `GET /api/sessions`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionsPage {
+    /// The sessions of the page: live ones first, then ended ones, newest first.
+    pub sessions: Vec<SessionSummary>,
+    /// How many there are in all.
+    pub total: usize,
+    /// The offset of the next page, when there is one.
+    pub next: Option<usize>,
+}
+
 /// One session in full (`GET /api/sessions/{id}`).
 #[derive(Clone, Debug, Serialize)]
 pub struct SessionDetail {

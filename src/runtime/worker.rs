@@ -136,35 +136,50 @@ impl SessionCell {
     }
 
     fn summary_of(&self, s: &Session) -> SessionSummary {
-        SessionSummary {
-            id: s.id.clone(),
-            flow: s.flow.clone(),
-            version: s.flow_version.clone(),
-            step: s.step_name(&self.flow).map(str::to_owned),
-            state: if s.is_ended() {
-                "ended"
-            } else if s.is_started() {
-                "running"
-            } else {
-                "starting"
-            },
-            outcome: s.outcome(),
-            started_at: s.started_at,
-            calls: s.legs.iter().filter_map(|l| l.call_id.clone()).collect(),
-        }
+        summary(s, s.step_name(&self.flow).map(str::to_owned))
     }
 
     pub(super) fn detail(&self) -> SessionDetail {
         let s = self.lock();
-        SessionDetail {
-            summary: self.summary_of(&s),
-            reason: s.end.as_ref().and_then(|e| e.reason.clone()),
-            vars: s.vars.clone(),
-            params: s.params.clone(),
-            timeline: s.timeline.entries.clone(),
-            timeline_text: s.timeline.render(self.flow.timezone),
-        }
+        detail(&s, self.summary_of(&s), self.flow.timezone)
     }
+}
+
+fn summary(s: &Session, step: Option<String>) -> SessionSummary {
+    SessionSummary {
+        id: s.id.clone(),
+        flow: s.flow.clone(),
+        version: s.flow_version.clone(),
+        step,
+        state: if s.is_ended() {
+            "ended"
+        } else if s.is_started() {
+            "running"
+        } else {
+            "starting"
+        },
+        outcome: s.outcome(),
+        started_at: s.started_at,
+        calls: s.legs.iter().filter_map(|l| l.call_id.clone()).collect(),
+    }
+}
+
+fn detail(s: &Session, summary: SessionSummary, tz: chrono_tz::Tz) -> SessionDetail {
+    SessionDetail {
+        summary,
+        reason: s.end.as_ref().and_then(|e| e.reason.clone()),
+        vars: s.vars.clone(),
+        params: s.params.clone(),
+        timeline: s.timeline.entries.clone(),
+        timeline_text: s.timeline.render(tz),
+    }
+}
+
+/// A session read back from the store (an ended one: its last step is the
+/// one its run ended in), with its timeline in `tz`.
+pub(super) fn stored_detail(s: &Session, tz: chrono_tz::Tz) -> SessionDetail {
+    let step = s.end.as_ref().and_then(|e| e.step.clone());
+    detail(s, summary(s, step), tz)
 }
 
 struct Worker {
@@ -278,8 +293,13 @@ pub(super) async fn run(
     }
     w.inner.pending.fetch_sub(handled, Ordering::AcqRel);
     // A session stopped by a shutdown stays live in the store: the next
-    // start picks it up. One that finished is stored as ended.
-    w.save(!finished).await;
+    // start picks it up. One that finished, or whose run is over with all
+    // its calls down (lingering), is stored as ended.
+    let over = {
+        let s = w.cell.lock();
+        s.is_ended() && s.live_call_ids().is_empty()
+    };
+    w.save(!(finished || over)).await;
     let outcome = w.cell.lock().outcome();
     if let Some(outcome) = outcome {
         w.inner.metrics.count_end(outcome);
@@ -428,24 +448,13 @@ impl Worker {
         }
     }
 
-    /// After a restart: every request that was in flight may or may not
-    /// have reached Graph (`MaybeSent`, never sent again); then each call
-    /// still up in the session is asked of Graph, and one that ended while
-    /// the server was down ends as Graph says.
+    /// After a restart: each call still up in the session is asked of
+    /// Graph (`GET`), and one that ended while the server was down ends as
+    /// Graph says. Every request that was in flight is settled without
+    /// being sent again: one whose effect the call's state shows (an
+    /// answer, a transfer under way, ...) counts as accepted, any other is
+    /// `MaybeSent`. Last, the engine hears that the session resumed.
     async fn reconcile(&mut self) {
-        let mut queue = VecDeque::new();
-        for cmd in std::mem::take(&mut self.inflight) {
-            let Some(command) = cmd.id() else { continue };
-            self.inflight.push(cmd);
-            queue.push_back(Event::RequestFailed {
-                command,
-                status: 0,
-                code: "MaybeSent".into(),
-                message: "the server stopped while this request was in flight: it may or may \
-                          not have reached Graph, and was not sent again"
-                    .into(),
-            });
-        }
         let calls: Vec<String> = self
             .cell
             .lock()
@@ -453,30 +462,71 @@ impl Worker {
             .into_iter()
             .map(str::to_owned)
             .collect();
+        let mut seen: Vec<(String, Option<CallState>)> = Vec::new();
+        let mut ended = Vec::new();
         for call_id in calls {
-            let ended = match self.inner.control.get_call(&call_id).await {
-                Ok(Some(call)) => match call.state {
-                    Some(CallState::Terminated) => Some(call.result_info),
-                    _ => None,
-                },
+            let state = match self.inner.control.get_call(&call_id).await {
+                Ok(Some(call)) => {
+                    if call.state == Some(CallState::Terminated) {
+                        ended.push((call_id.clone(), call.result_info));
+                    }
+                    call.state
+                }
                 Ok(None) => None,
-                Err(e) if e.status == 404 => Some(None),
+                Err(e) if e.status == 404 => {
+                    ended.push((call_id.clone(), None));
+                    Some(CallState::Terminated)
+                }
                 Err(e) => {
                     tracing::warn!(session = %self.cell.id, call = %call_id, error = %e.message,
                         "could not ask Graph about a recovered call; it carries on");
                     None
                 }
             };
-            if let Some(result) = ended {
-                tracing::info!(session = %self.cell.id, call = %call_id,
-                    "a call ended while the server was down");
-                let mut change = StateChange::new(call_id, CallState::Terminated);
-                if let Some(result) = result {
-                    change = change.with_result(result);
-                }
-                queue.push_back(Event::CallState(change));
+            seen.push((call_id, state));
+        }
+        let mut queue = VecDeque::new();
+        for cmd in std::mem::take(&mut self.inflight) {
+            let Some(command) = cmd.id() else { continue };
+            let state = cmd
+                .call_id()
+                .and_then(|c| seen.iter().find(|(id, _)| id == c))
+                .and_then(|(_, s)| s.as_ref());
+            let shown = cmd
+                .kind()
+                .zip(state)
+                .and_then(|(kind, state)| kind.shown_by(state));
+            self.inflight.push(cmd);
+            if shown == Some(true) {
+                tracing::info!(session = %self.cell.id, %command,
+                    "a request in flight at the stop took effect (the call's state shows it)");
+                queue.push_back(Event::Accepted {
+                    command,
+                    operation: None,
+                });
+            } else {
+                queue.push_back(Event::RequestFailed {
+                    command,
+                    status: 0,
+                    code: "MaybeSent".into(),
+                    message: "the server stopped while this request was in flight: it may or \
+                              may not have reached Graph, and was not sent again"
+                        .into(),
+                });
             }
         }
+        for (call_id, result) in ended {
+            tracing::info!(session = %self.cell.id, call = %call_id,
+                "a call ended while the server was down");
+            let mut change = StateChange::new(call_id, CallState::Terminated);
+            if let Some(result) = result {
+                change = change.with_result(result);
+            }
+            queue.push_back(Event::CallState(change));
+        }
+        // Last: the engine decides what a caller who heard silence hears
+        // again (a waiting menu plays its prompt again).
+        queue.push_back(Event::Resumed);
         self.drain(queue, None).await;
     }
 

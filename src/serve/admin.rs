@@ -5,6 +5,7 @@
 //! Only a client: it sends what the admin routes take and reads what they
 //! answer; the rules (parameters, flows) are the server's.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -76,6 +77,15 @@ impl SessionView {
 ///
 /// # Errors
 ///
+/// `GET /api/sessions/{id}/scenario`'s answer.
+#[derive(Debug, Deserialize)]
+struct Exported {
+    name: String,
+    scenario: String,
+    recording_path: String,
+    recording: String,
+}
+
 /// The pair that has no `=`.
 pub fn parse_params(pairs: &[String]) -> Result<Map<String, Value>, String> {
     let mut params = Map::new();
@@ -191,6 +201,35 @@ impl AdminClient {
             url,
             message: e.to_string(),
         })
+    }
+
+    /// Session `id` as a scenario that replays it, written under `dir`:
+    /// `ID.yaml` and the recording it names (`recordings/ID.jsonl`).
+    /// Returns the scenario's path.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError`]: unreachable, unknown session, a wrong token, or the
+    /// files could not be written (as [`AdminError::Answer`]).
+    pub async fn export(&self, id: &str, dir: &std::path::Path) -> Result<PathBuf, AdminError> {
+        let url = format!("{}/api/sessions/{id}/scenario", self.base);
+        let body = self.send(self.http.get(&url), &url).await?;
+        let exported: Exported = serde_json::from_value(body).map_err(|e| AdminError::Answer {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+        let failed = |e: std::io::Error, path: &std::path::Path| AdminError::Answer {
+            url: url.clone(),
+            message: format!("cannot write {}: {e}", path.display()),
+        };
+        let recording = dir.join(&exported.recording_path);
+        if let Some(parent) = recording.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| failed(e, parent))?;
+        }
+        std::fs::write(&recording, exported.recording).map_err(|e| failed(e, &recording))?;
+        let scenario = dir.join(format!("{}.yaml", exported.name));
+        std::fs::write(&scenario, exported.scenario).map_err(|e| failed(e, &scenario))?;
+        Ok(scenario)
     }
 
     /// Polls session `id` every `every` until it ends, calling `each` with

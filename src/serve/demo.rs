@@ -120,6 +120,7 @@ async fn demo(
             max_body: s.max_body,
             admin_token: Some(admin_token.clone()),
             max_sessions: 100_000,
+            store: crate::runtime::StoreHandle::memory(),
         },
         addr,
     )

@@ -313,6 +313,8 @@ pub struct SimWiring {
     pub admin_token: Option<String>,
     /// The most live sessions.
     pub max_sessions: usize,
+    /// Where sessions are kept (a durable store is recovered from at start).
+    pub store: crate::runtime::StoreHandle,
 }
 
 /// The real Graph client, notification verifier, runtime and server state,
@@ -345,12 +347,17 @@ pub async fn wire_to_sim_graph(
     let verifier = Verifier::start(auth).await.map_err(failed)?;
     let mut config = runtime_config(w.flows.clone(), callback.clone(), sim_graph_identity());
     config.max_sessions = w.max_sessions;
+    config.store = w.store.clone();
     let runtime = Runtime::start(config, Arc::new(client))
         .await
         .map_err(|diagnostics| ServeError::Flows {
             dir: w.flows.clone(),
             diagnostics,
         })?;
+    runtime
+        .recover()
+        .await
+        .map_err(|e| failed(format!("the session store: {e}")))?;
     let mut server = ServerConfig::new(NotificationAuth::Verify(Arc::new(verifier)));
     server.callback_path = w.callback_path.clone();
     server.max_body = w.max_body;

@@ -187,21 +187,18 @@ pub(crate) async fn sessions(
     if let Err(e) = require_admin(&state, &headers, "/api/sessions") {
         return e.into_response();
     }
-    let all = state.runtime().sessions();
-    let total = all.len();
-    let offset = page.offset.unwrap_or(0).min(total);
+    let offset = page.offset.unwrap_or(0);
     let limit = page
         .limit
         .unwrap_or(SESSIONS_PAGE)
         .clamp(1, SESSIONS_PAGE_MAX);
-    let end = offset.saturating_add(limit).min(total);
-    let next = (end < total).then_some(end);
+    let page = state.runtime().sessions_page(offset, limit).await;
     Json(json!({
-        "sessions": &all[offset..end],
-        "total": total,
+        "sessions": page.sessions,
+        "total": page.total,
         "offset": offset,
         "limit": limit,
-        "next": next,
+        "next": page.next,
     }))
     .into_response()
 }
@@ -216,12 +213,37 @@ pub(crate) async fn session(
     if let Err(e) = require_admin(&state, &headers, route) {
         return e.into_response();
     }
-    match state.runtime().session(&id) {
+    match state.runtime().session_anywhere(&id).await {
         Some(detail) => Json(detail).into_response(),
         None => ApiError::new(
             StatusCode::NOT_FOUND,
             "unknownSession",
             format!("no session {id:?}"),
+        )
+        .logged(route)
+        .into_response(),
+    }
+}
+
+/// `GET /api/sessions/{id}/scenario`: a stored call as a scenario that
+/// replays it (what `callflow sessions export` writes).
+pub(crate) async fn session_scenario(
+    State(state): State<ServerState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let route = "/api/sessions/{id}/scenario";
+    if let Err(e) = require_admin(&state, &headers, route) {
+        return e.into_response();
+    }
+    match state.runtime().export_scenario(&id).await {
+        Some(exported) => Json(exported).into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknownSession",
+            format!(
+                "no stored session {id:?} with recorded notifications (the memory store keeps none)"
+            ),
         )
         .logged(route)
         .into_response(),

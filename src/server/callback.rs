@@ -206,9 +206,10 @@ async fn accept(
         ));
     }
     let count = batch.notifications.len();
+    let body = std::str::from_utf8(&bytes).ok().map(str::to_owned);
     if let Err(overloaded) = state
         .runtime()
-        .submit_durable(batch.notifications, hint)
+        .submit_recorded(batch.notifications, hint, body)
         .await
     {
         return Err(ApiError::new(

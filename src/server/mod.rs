@@ -16,7 +16,8 @@
 //! | `GET /metrics` | Prometheus text (admin token) |
 //! | `GET /api/flows` | the loaded flows, version, last reload error (admin token) |
 //! | `POST /api/flows/{flow}/runs` | starts an `api` flow with JSON params (admin token) |
-//! | `GET /api/sessions`, `/api/sessions/{id}` | live sessions, one session's detail (admin token) |
+//! | `GET /api/sessions`, `/api/sessions/{id}` | live then ended sessions (ended ones read back from the store), one session's detail (admin token) |
+//! | `GET /api/sessions/{id}/scenario` | a stored call as a replay scenario (admin token) |
 //! | `GET /ui/` and `/ui/api/…` | the studio, read-only, with live sessions (admin token or its cookie; [`ui`]) |
 //!
 //! This is the only module that knows axum on the production side; it must
@@ -268,6 +269,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/api/flows/{flow}/runs", post(admin::start_run))
         .route("/api/sessions", get(admin::sessions))
         .route("/api/sessions/{id}", get(admin::session))
+        .route("/api/sessions/{id}/scenario", get(admin::session_scenario))
         .fallback(admin::not_found)
         .method_not_allowed_fallback(admin::method_not_allowed)
         .with_state(state.clone())

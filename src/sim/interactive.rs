@@ -372,7 +372,25 @@ fn write_scenario(sim: &Interactive, name: &str, lines: &[Actual]) -> String {
             }
         }
     }
-    out.push_str("expect:\n");
+    out.push_str(&expect_text(lines));
+    out.push_str("strict: true\n");
+    out
+}
+
+/// `expect:` and its lines, as a scenario file writes them.
+pub(crate) fn expect_text(lines: &[Actual]) -> String {
+    use std::fmt::Write as _;
+
+    use serde_json::{Map, Value};
+
+    use crate::engine::command::write_flow;
+
+    let flow_text = |v: &Value| {
+        let mut s = String::new();
+        let _ = write_flow(&mut s, v);
+        s
+    };
+    let mut out = String::from("expect:\n");
     for line in lines {
         let v = match line {
             Actual::End(o) => serde_json::json!({ "end": o.as_str() }),
@@ -392,7 +410,6 @@ fn write_scenario(sim: &Interactive, name: &str, lines: &[Actual]) -> String {
         };
         let _ = writeln!(out, "  - {}", flow_text(&v));
     }
-    out.push_str("strict: true\n");
     out
 }
 

@@ -328,6 +328,45 @@ impl ParamsAt {
     }
 }
 
+/// A recorded call as a scenario: `name`, the flow it ran, the recording
+/// file (relative to the scenario) that replays its notifications, and the
+/// requests and end it made, expected in order (not strictly: a replay
+/// answers every request at once, and `keep_alive`s are left out, as are
+/// prompts played again after a restart, which a replay has no reason to).
+pub fn replay_scenario(
+    name: &str,
+    flow: &str,
+    recording: &str,
+    timeline: &[crate::engine::TimelineEntry],
+) -> String {
+    use crate::engine::command::write_flow;
+    let text = |v: &str| {
+        let mut s = String::new();
+        let _ = write_flow(&mut s, &Value::String(v.into()));
+        s
+    };
+    use crate::engine::{Entry, RequestKind};
+    let mut lines = Vec::new();
+    let mut resumed = false;
+    for e in timeline {
+        match &e.what {
+            Entry::Event(t) if t == crate::engine::RESUMED => resumed = true,
+            Entry::Request(r) if r.request == RequestKind::KeepAlive => {}
+            Entry::Request(r) if resumed && r.request == RequestKind::PlayPrompt => resumed = false,
+            Entry::Request(r) => lines.push(Actual::Request(r.clone())),
+            Entry::End { outcome, .. } => lines.push(Actual::End(*outcome)),
+            _ => {}
+        }
+    }
+    format!(
+        "scenario: {}\nflow: {}\nreplay: {}\n{}",
+        text(name),
+        text(flow),
+        text(recording),
+        super::interactive::expect_text(&lines)
+    )
+}
+
 /// The default simulated start: Monday 2026-01-05 10:00 in the flow's zone.
 pub fn default_clock(flow: &Flow) -> DateTime<Utc> {
     let naive = NaiveDate::from_ymd_opt(2026, 1, 5)

@@ -19,6 +19,7 @@ const ADMIN: &str = "store-admin-token";
 const TENANT: &str = "sim-tenant";
 const MENU_NUMBER: &str = "+14255550177";
 const TIMEOUT_NUMBER: &str = "+14255550178";
+const CONSULT_NUMBER: &str = "+14255550179";
 
 const FLOW: &str = r#"flow: durable
 trigger:
@@ -65,11 +66,37 @@ steps:
     hangup: {}
 "#;
 
+const CONSULT_FLOW: &str = r#"flow: durable-consult
+trigger:
+  incoming_call:
+    to: ["+14255550179"]
+start: greet
+steps:
+  greet:
+    answer: {}
+    next: support
+  support:
+    consultative_transfer:
+      to: { user: "550fae72-d251-43ec-868c-373732c2704f", tenant: "sim-tenant" }
+      announce: https://cdn.contoso.com/announce.wav
+      timeout: 1h
+    on_failure: bye
+    on_timeout: bye
+  bye:
+    hangup: {}
+"#;
+
 fn flows(dir: &Path) -> PathBuf {
     let flows = dir.join("flows");
     std::fs::create_dir_all(&flows).expect("flows dir");
     std::fs::write(flows.join("durable.yaml"), FLOW).expect("flow");
     std::fs::write(flows.join("durable-timeout.yaml"), TIMEOUT_FLOW).expect("flow");
+    std::fs::write(flows.join("durable-consult.yaml"), CONSULT_FLOW).expect("flow");
+    let meeting = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("flows/meeting-join.yaml"),
+    )
+    .expect("the bundled meeting flow");
+    std::fs::write(flows.join("meeting-join.yaml"), meeting).expect("flow");
     flows
 }
 
@@ -115,7 +142,18 @@ fn serve_command(graph: &str, port: u16, flows: &Path, store: &str) -> Command {
 
 impl Serve {
     async fn start(graph: &str, port: u16, flows: &Path, store: &str) -> Serve {
+        Serve::start_with(graph, port, flows, store, &[]).await
+    }
+
+    async fn start_with(
+        graph: &str,
+        port: u16,
+        flows: &Path,
+        store: &str,
+        extra: &[&str],
+    ) -> Serve {
         let child = serve_command(graph, port, flows, store)
+            .args(extra)
             .spawn()
             .expect("spawn callflow serve");
         let public = format!("http://127.0.0.1:{port}");
@@ -276,18 +314,46 @@ async fn menu_waiting(serve: &Serve, graph: &str, call: &str) -> bool {
     })
 }
 
-fn no_request_twice(list: &[String]) {
-    for r in list {
-        if r.starts_with("POST") {
-            let n = list.iter().filter(|x| *x == r).count();
-            assert_eq!(n, 1, "{r} sent {n} times: {list:?}");
-        }
+/// The `POST`s sim-graph received for `call`, whole: path and body (a
+/// prompt played again after a restart is a new request, with a new
+/// `clientContext`; the same request sent twice has the same body).
+async fn posts(graph: &str, call: &str) -> Vec<(String, Value)> {
+    let v: Value = reqwest::get(format!("{graph}/sim/calls/{call}/requests"))
+        .await
+        .expect("requests")
+        .json()
+        .await
+        .expect("json");
+    v["value"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .filter(|r| r["method"] == "POST")
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap_or("").to_owned(),
+                r["body"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// No Graph request of `call` was sent twice.
+async fn no_request_twice(graph: &str, call: &str) {
+    let list = posts(graph, call).await;
+    for r in &list {
+        let n = list.iter().filter(|x| *x == r).count();
+        assert_eq!(n, 1, "{r:?} sent {n} times: {list:?}");
     }
 }
 
 async fn sim() -> SimGraphServer {
+    sim_with(SimGraphConfig::default()).await
+}
+
+async fn sim_with(config: SimGraphConfig) -> SimGraphServer {
     SimGraphServer::start(
-        SimGraphConfig::default(),
+        config,
         TcpListener::bind("127.0.0.1:0").await.expect("bind"),
     )
     .await
@@ -381,10 +447,32 @@ async fn a_call_in_a_menu_survives_kill_9_and_sigterm() {
         .await;
     assert_eq!(ended["outcome"], "transferred", "{ended}");
     let list = requests(&graph, &call).await;
-    no_request_twice(&list);
+    no_request_twice(&graph, &call).await;
+    // Each restart found the caller in the menu: its prompt played again.
+    let prompts = |l: &[String]| l.iter().filter(|r| *r == "POST playPrompt").count();
     assert_eq!(
-        list, plain_requests,
-        "the same requests as the uninterrupted call"
+        prompts(&list),
+        prompts(&plain_requests) + 2,
+        "the menu prompt played again after each restart: {list:?}"
+    );
+    let others = |l: &[String]| {
+        l.iter()
+            .filter(|r| *r != "POST playPrompt")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        others(&list),
+        others(&plain_requests),
+        "otherwise the same requests as the uninterrupted call"
+    );
+    let s = serve.session(&call).await.expect("session");
+    assert!(
+        s["timeline_text"]
+            .as_str()
+            .is_some_and(|t| t.contains("resumed after a restart")
+                && t.contains("the menu plays its prompt again")),
+        "{s}"
     );
     // Both calls are kept; the list comes a page at a time.
     let page: Value = reqwest::Client::new()
@@ -456,8 +544,17 @@ async fn deadlines_and_hang_ups_while_down_are_applied_at_restart() {
         ended["timeline_text"].to_string().contains("bye"),
         "the timeout led to bye: {ended}"
     );
-    no_request_twice(&requests(&graph, &timed).await);
-    no_request_twice(&requests(&graph, &hung).await);
+    no_request_twice(&graph, &timed).await;
+    no_request_twice(&graph, &hung).await;
+    // The timed-out menu did not play its prompt again: its timer fired.
+    assert_eq!(
+        requests(&graph, &timed)
+            .await
+            .iter()
+            .filter(|r| *r == "POST playPrompt")
+            .count(),
+        1
+    );
     drop(serve);
     let _ = sim.shutdown().await;
 }
@@ -517,5 +614,637 @@ async fn bad_stores_are_refused_and_left_alone() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("locked"), "{stderr}");
     drop(first);
+    let _ = sim.shutdown().await;
+}
+
+/// sim-graph on a manual clock, moved on a quarter second at a time until
+/// `ok` holds: Graph does nothing while `serve` is down or restarting, so
+/// where each kill falls is chosen exactly.
+async fn drive<F, Fut>(sim: &SimGraphServer, what: &str, ok: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let reached = eventually(Duration::from_secs(60), || async {
+        sim.advance(Duration::from_millis(250)).await;
+        ok().await.then_some(())
+    })
+    .await;
+    assert!(reached.is_some(), "never {what}");
+}
+
+/// Whether `serve` answered `202` to a notification of `call` whose body
+/// contains `text`.
+async fn acknowledged(graph: &str, call: &str, text: &str) -> bool {
+    let Ok(r) = reqwest::get(format!("{graph}/sim/calls/{call}/notifications")).await else {
+        return false;
+    };
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    v["value"].as_array().is_some_and(|list| {
+        list.iter()
+            .any(|d| d["status"] == 202 && d["body"].to_string().contains(text))
+    })
+}
+
+/// The call's state as sim-graph holds it.
+async fn sim_state(graph: &str, call: &str) -> Option<String> {
+    let v: Value = reqwest::get(format!("{graph}/sim/calls/{call}"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    v["call"]["state"].as_str().map(str::to_owned)
+}
+
+async fn press(graph: &str, call: &str, digits: &str) {
+    let status = sim_post(
+        graph,
+        &format!("/sim/calls/{call}/press"),
+        json!({ "digits": digits }),
+    )
+    .await;
+    assert!((200..300).contains(&status), "press: {status}");
+}
+
+async fn set_call_faults(graph: &str, call: &str, faults: Option<Value>) {
+    let http = reqwest::Client::new();
+    let url = format!("{graph}/sim/calls/{call}/faults");
+    let r = match faults {
+        Some(f) => http.put(url).json(&f).send().await,
+        None => http.delete(url).send().await,
+    }
+    .expect("faults");
+    assert!(r.status().is_success(), "faults: {}", r.status());
+}
+
+/// A call placed into the menu flow and driven until its menu waits.
+async fn in_menu(sim: &SimGraphServer, serve: &Serve, callback: &str) -> String {
+    let graph = sim.base_url().to_owned();
+    let call = place(&graph, MENU_NUMBER, callback).await;
+    drive(sim, "in the menu", || menu_waiting(serve, &graph, &call)).await;
+    call
+}
+
+async fn drive_to_end(sim: &SimGraphServer, serve: &Serve, call: &str) -> Value {
+    drive(sim, "ended", || async {
+        serve
+            .session(call)
+            .await
+            .is_some_and(|s| s["state"] == "ended")
+    })
+    .await;
+    serve.session(call).await.expect("session")
+}
+
+/// Blind transfers, with sim-graph on a manual clock. One call is killed
+/// with `kill -9` while its transfer is under way (Graph accepted it and
+/// said `transferring`); another while the transfer request had reached
+/// Graph and taken effect but its answer had not come back (sim-graph
+/// holds it): after the restart, the request in flight is settled by a
+/// `GET` of the call (which shows the transfer under way), not sent again.
+/// Both end `transferred` with the same requests as a call nobody
+/// interrupted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_blind_transfer_and_before_its_answer() {
+    callflow::graph::client::install_tls_provider();
+    let sim = sim_with(SimGraphConfig {
+        clock: callflow::sim::http::SimClock::Manual,
+        ..SimGraphConfig::default()
+    })
+    .await;
+    let graph = sim.base_url().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = flows(dir.path());
+    let store = format!("sqlite:{}", dir.path().join("callflow.db").display());
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/api/calls");
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let plain = in_menu(&sim, &serve, &callback).await;
+    press(&graph, &plain, "1").await;
+    let ended = drive_to_end(&sim, &serve, &plain).await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    let plain_requests = requests(&graph, &plain).await;
+    assert!(plain_requests.contains(&"POST transfer".to_owned()));
+
+    // Killed while the transfer is under way.
+    let during = in_menu(&sim, &serve, &callback).await;
+    press(&graph, &during, "1").await;
+    drive(&sim, "transferring", || {
+        acknowledged(&graph, &during, "transferring")
+    })
+    .await;
+    serve.kill9();
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let ended = drive_to_end(&sim, &serve, &during).await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    no_request_twice(&graph, &during).await;
+    assert_eq!(requests(&graph, &during).await, plain_requests);
+
+    // Killed between the transfer request and its answer.
+    let inflight = in_menu(&sim, &serve, &callback).await;
+    set_call_faults(&graph, &inflight, Some(json!({ "hold_answers": "10m" }))).await;
+    press(&graph, &inflight, "1").await;
+    drive(&sim, "transfer sent and under way", || async {
+        requests(&graph, &inflight)
+            .await
+            .contains(&"POST transfer".to_owned())
+            && acknowledged(&graph, &inflight, "transferring").await
+    })
+    .await;
+    serve.kill9();
+    set_call_faults(&graph, &inflight, None).await;
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let ended = drive_to_end(&sim, &serve, &inflight).await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    no_request_twice(&graph, &inflight).await;
+    assert_eq!(requests(&graph, &inflight).await, plain_requests);
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
+
+/// A consultative transfer killed with `kill -9` while both legs are up
+/// (the caller held, the target answered and hearing the announcement):
+/// after the restart both calls are reconciled and the transfer completes,
+/// with the same requests on both calls as an uninterrupted one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_consultative_transfer_with_both_legs_up() {
+    callflow::graph::client::install_tls_provider();
+    let sim = sim_with(SimGraphConfig {
+        clock: callflow::sim::http::SimClock::Manual,
+        ..SimGraphConfig::default()
+    })
+    .await;
+    let graph = sim.base_url().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = flows(dir.path());
+    let store = format!("sqlite:{}", dir.path().join("callflow.db").display());
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/api/calls");
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let plain = place(&graph, CONSULT_NUMBER, &callback).await;
+    let ended = drive_to_end(&sim, &serve, &plain).await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    let plain_calls = ended["calls"].as_array().expect("calls").clone();
+    assert_eq!(plain_calls.len(), 2, "{ended}");
+    let plain_main = requests(&graph, &plain).await;
+    let plain_consult = requests(&graph, plain_calls[1].as_str().expect("id")).await;
+
+    let call = place(&graph, CONSULT_NUMBER, &callback).await;
+    let both_up = || async {
+        let Some(s) = serve.session(&call).await else {
+            return false;
+        };
+        let Some(consult) = s["calls"].get(1).and_then(Value::as_str) else {
+            return false;
+        };
+        sim_state(&graph, consult).await.as_deref() == Some("established")
+            && acknowledged(&graph, consult, "established").await
+            && sim_state(&graph, &call).await.as_deref() == Some("established")
+    };
+    drive(&sim, "both legs up", both_up).await;
+    let consult = serve.session(&call).await.expect("session")["calls"][1]
+        .as_str()
+        .expect("consult id")
+        .to_owned();
+    serve.kill9();
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let ended = drive_to_end(&sim, &serve, &call).await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    no_request_twice(&graph, &call).await;
+    no_request_twice(&graph, &consult).await;
+    assert_eq!(requests(&graph, &call).await, plain_main);
+    assert_eq!(requests(&graph, &consult).await, plain_consult);
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
+
+async fn start_meeting(serve: &Serve) -> String {
+    let r: Value = reqwest::Client::new()
+        .post(format!("{}/api/flows/meeting-join/runs", serve.public))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "params": { "meeting_id": "1234567890", "passcode": "abc" } }))
+        .send()
+        .await
+        .expect("start")
+        .json()
+        .await
+        .expect("json");
+    r["session"].as_str().expect("session id").to_owned()
+}
+
+async fn meeting_call(serve: &Serve, id: &str) -> Option<String> {
+    let s = serve.session(id).await?;
+    s["calls"].get(0).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// Drives a meeting run until it stays in the meeting, ends the meeting,
+/// and drives it to its end.
+async fn meeting_to_end(sim: &SimGraphServer, serve: &Serve, id: &str) -> (Value, String) {
+    let graph = sim.base_url().to_owned();
+    drive(sim, "staying in the meeting", || async {
+        serve.session(id).await.is_some_and(|s| s["step"] == "stay")
+    })
+    .await;
+    let call = meeting_call(serve, id).await.expect("call");
+    assert!(
+        (200..300)
+            .contains(&sim_post(&graph, &format!("/sim/calls/{call}/hangup"), json!({})).await)
+    );
+    (drive_to_end(sim, serve, id).await, call)
+}
+
+/// The bundled meeting-join flow, killed with `kill -9` while its meeting
+/// call is establishing: after the restart the join completes, the notice
+/// plays once, and the run ends `joined` when the meeting ends, with the
+/// same requests as an uninterrupted join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_a_meeting_join_is_establishing() {
+    callflow::graph::client::install_tls_provider();
+    let sim = sim_with(SimGraphConfig {
+        clock: callflow::sim::http::SimClock::Manual,
+        ..SimGraphConfig::default()
+    })
+    .await;
+    let graph = sim.base_url().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = flows(dir.path());
+    let store = format!("sqlite:{}", dir.path().join("callflow.db").display());
+    let port = free_port();
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let plain = start_meeting(&serve).await;
+    let (ended, plain_call) = meeting_to_end(&sim, &serve, &plain).await;
+    assert_eq!(ended["outcome"], "joined", "{ended}");
+    let plain_requests = requests(&graph, &plain_call).await;
+    assert!(plain_requests.contains(&"POST playPrompt".to_owned()));
+
+    let id = start_meeting(&serve).await;
+    drive(&sim, "establishing", || async {
+        match meeting_call(&serve, &id).await {
+            Some(call) => {
+                sim_state(&graph, &call).await.as_deref() == Some("establishing")
+                    && acknowledged(&graph, &call, "establishing").await
+            }
+            None => false,
+        }
+    })
+    .await;
+    serve.kill9();
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let (ended, call) = meeting_to_end(&sim, &serve, &id).await;
+    assert_eq!(ended["outcome"], "joined", "{ended}");
+    no_request_twice(&graph, &call).await;
+    assert_eq!(requests(&graph, &call).await, plain_requests);
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
+
+async fn list(serve: &Serve, query: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}/api/sessions{query}", serve.public))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("sessions")
+        .json()
+        .await
+        .expect("json")
+}
+
+fn listed(page: &Value, id: &str) -> bool {
+    page["sessions"]
+        .as_array()
+        .is_some_and(|l| l.iter().any(|s| s["id"] == id))
+}
+
+/// Ended calls are read back from the store: after a restart they are
+/// still listed by `/api/sessions` (a page at a time) and shown by
+/// `/api/sessions/{id}` with their timeline, until `--keep-ended` removes
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_sessions_outlive_a_restart_until_keep_ended_removes_them() {
+    callflow::graph::client::install_tls_provider();
+    let sim = sim().await;
+    let graph = sim.base_url().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = flows(dir.path());
+    let store = format!("sqlite:{}", dir.path().join("callflow.db").display());
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/api/calls");
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let mut ended = Vec::new();
+    for _ in 0..2 {
+        let call = place(&graph, MENU_NUMBER, &callback).await;
+        eventually(Duration::from_secs(60), || async {
+            menu_waiting(&serve, &graph, &call).await.then_some(())
+        })
+        .await
+        .expect("in the menu");
+        press(&graph, &call, "1").await;
+        serve
+            .wait_session(&call, "ended", |s| s["state"] == "ended")
+            .await;
+        ended.push(call);
+    }
+    let (status, stderr, _) = serve.term().await;
+    assert!(status.success(), "{stderr}");
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let page = list(&serve, "").await;
+    assert_eq!(page["total"], 2, "{page}");
+    for call in &ended {
+        assert!(
+            listed(&page, call),
+            "{call} listed after the restart: {page}"
+        );
+        let s = serve.session(call).await.expect("shown after the restart");
+        assert_eq!(s["outcome"], "transferred", "{s}");
+        assert_eq!(s["step"], "sales", "{s}");
+        assert!(s["timeline_text"].to_string().contains("transfer"), "{s}");
+    }
+    let first = list(&serve, "?limit=1").await;
+    assert_eq!(first["next"], 1, "{first}");
+    let second = list(&serve, "?offset=1&limit=1").await;
+    assert_eq!(second["next"], Value::Null, "{second}");
+    assert_ne!(first["sessions"][0]["id"], second["sessions"][0]["id"]);
+    drop(serve);
+
+    // Kept for one second: both are removed, from the list and the store.
+    let serve = Serve::start_with(&graph, port, &flows, &store, &["--keep-ended", "1s"]).await;
+    eventually(Duration::from_secs(30), || async {
+        let page = list(&serve, "").await;
+        (page["total"] == 0).then_some(())
+    })
+    .await
+    .expect("ended sessions removed after --keep-ended");
+    for call in &ended {
+        assert!(serve.session(call).await.is_none(), "{call} still shown");
+    }
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
+
+fn callflow(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(args)
+        .env("CALLFLOW_ADMIN_TOKEN", ADMIN)
+        .env_remove("CALLFLOW_URL")
+        .output()
+        .expect("run callflow");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A call that went through a menu to a transfer (with a `kill -9` on
+/// the way) is exported by `callflow sessions export` (through the admin
+/// API: the server holds the store) as a scenario replaying its recorded
+/// notifications; `callflow test` passes it against the flow, and fails
+/// it against an edited flow that sends the key elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_call_is_exported_as_a_replay_scenario_that_callflow_test_runs() {
+    callflow::graph::client::install_tls_provider();
+    let sim = sim().await;
+    let graph = sim.base_url().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = flows(dir.path());
+    let store = format!("sqlite:{}", dir.path().join("callflow.db").display());
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/api/calls");
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let call = place(&graph, MENU_NUMBER, &callback).await;
+    eventually(Duration::from_secs(60), || async {
+        menu_waiting(&serve, &graph, &call).await.then_some(())
+    })
+    .await
+    .expect("in the menu");
+    serve.kill9();
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    serve
+        .wait_session(&call, "recovered", |s| s["step"] == "menu")
+        .await;
+    press(&graph, &call, "1").await;
+    serve
+        .wait_session(&call, "ended", |s| s["state"] == "ended")
+        .await;
+
+    let out = dir.path().join("exported");
+    let (ok, text) = callflow(&[
+        "sessions",
+        "export",
+        &call,
+        "--out",
+        &out.display().to_string(),
+        "--url",
+        &serve.public,
+    ]);
+    assert!(ok, "{text}");
+    let scenario_path = out.join(format!("{call}.yaml"));
+    let scenario = std::fs::read_to_string(&scenario_path).expect("the scenario");
+    assert!(
+        text.contains(&scenario_path.display().to_string()),
+        "{text}"
+    );
+    assert!(scenario.contains("flow: durable"), "{scenario}");
+    assert!(
+        scenario.contains(&format!("replay: recordings/{call}.jsonl")),
+        "{scenario}"
+    );
+    assert!(scenario.contains("transfer"), "{scenario}");
+    assert!(scenario.contains("end: transferred"), "{scenario}");
+    let recording =
+        std::fs::read_to_string(out.join(format!("recordings/{call}.jsonl"))).expect("recording");
+    assert!(recording.lines().count() >= 4, "{recording}");
+    assert!(recording.contains("\"incoming\""), "{recording}");
+
+    let (ok, text) = callflow(&[
+        "test",
+        &flows.display().to_string(),
+        &out.display().to_string(),
+    ]);
+    assert!(
+        ok,
+        "the exported call replays as it ran:\n{text}\n{scenario}"
+    );
+
+    // The same call against a flow where 1 now hangs up: the replay fails.
+    let edited = dir.path().join("edited");
+    std::fs::create_dir_all(&edited).expect("dir");
+    std::fs::write(
+        edited.join("durable.yaml"),
+        FLOW.replace(r#"choices: { "1": sales }"#, r#"choices: { "1": bye }"#),
+    )
+    .expect("edited flow");
+    let (ok, text) = callflow(&[
+        "test",
+        &edited.display().to_string(),
+        &out.display().to_string(),
+    ]);
+    assert!(!ok, "an edited flow fails the replay:\n{text}");
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
+
+/// A store written by the previous schema (version 1: applied journal
+/// entries were deleted, no bodies kept) is migrated in place: its live
+/// session and its unapplied journal entry come back.
+#[test]
+fn a_store_of_the_previous_schema_is_migrated() {
+    use callflow::runtime::store::{Store, sqlite};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v1.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("sqlite");
+        conn.execute_batch(sqlite::MIGRATIONS[0])
+            .expect("v1 schema");
+        conn.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO sessions VALUES ('s1', 'f', 'h', 1, '{}', '2026-01-01T00:00:00Z', NULL);
+             INSERT INTO journal VALUES (7, '\"resumed\"', '2026-01-01T00:00:00Z');",
+        )
+        .expect("v1 rows");
+    }
+    let store = sqlite::SqliteStore::open(&path).expect("migrated");
+    let recovered = store.recover().expect("recover");
+    assert_eq!(recovered.sessions.len(), 1);
+    assert_eq!(recovered.journal.len(), 1);
+    assert_eq!(recovered.journal[0].seq, 7);
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("sqlite");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version as usize, sqlite::MIGRATIONS.len());
+}
+
+/// A small filesystem of its own (`tmpfs`, `size=`), for the full-disk
+/// test; `None` (with one notice) where mounting is not permitted.
+struct SmallDisk {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let path = dir.path().join("disk");
+        std::fs::create_dir_all(&path).ok()?;
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: mounting a size-limited tmpfs is not permitted here");
+            return None;
+        }
+        Some(SmallDisk { path, _dir: dir })
+    }
+
+    /// Fills what space is left with a file; returns its path.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write as _;
+        let filler = self.path.join("filler");
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+async fn metric(serve: &Serve, name: &str) -> f64 {
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", serve.public))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The store's disk fills up while `serve` runs: notifications are
+/// answered `503` with `Retry-After` (nothing acknowledged that is not
+/// stored), counted and logged; once space is freed, new calls are
+/// journaled and run again, with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_turns_notifications_into_503_until_space_returns() {
+    let Some(disk) = SmallDisk::mount("4m") else {
+        return;
+    };
+    callflow::graph::client::install_tls_provider();
+    let sim = sim().await;
+    let graph = sim.base_url().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = flows(dir.path());
+    let store = format!("sqlite:{}", disk.path.join("callflow.db").display());
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/api/calls");
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+
+    let filler = disk.fill();
+    let refused = place(&graph, MENU_NUMBER, &callback).await;
+    let delivery = eventually(Duration::from_secs(30), || async {
+        let v: Value = reqwest::get(format!("{graph}/sim/calls/{refused}/notifications"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        v["value"].as_array()?.first().cloned()
+    })
+    .await
+    .expect("the incoming call was posted");
+    assert_eq!(delivery["status"], 503, "{delivery}");
+    assert!(
+        serve.session(&refused).await.is_none(),
+        "nothing runs that was not stored"
+    );
+    assert!(metric(&serve, "callflow_store_errors_total").await >= 1.0);
+
+    std::fs::remove_file(&filler).expect("free the space");
+    let call = place(&graph, MENU_NUMBER, &callback).await;
+    eventually(Duration::from_secs(60), || async {
+        menu_waiting(&serve, &graph, &call).await.then_some(())
+    })
+    .await
+    .expect("a call after the space returned runs");
+    let mut serve = serve;
+    let child = serve.child.take().expect("child");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("could not be journaled") && stderr.contains("full"),
+        "logged: {stderr}"
+    );
+    drop(serve);
+    drop(disk);
     let _ = sim.shutdown().await;
 }

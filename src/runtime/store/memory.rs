@@ -1,6 +1,8 @@
 //! The in-memory store: keeps nothing. For tests and the demo; `serve`
 //! says at start that nothing survives a restart with it.
 
+use chrono::{DateTime, Utc};
+
 use super::{Done, Page, Recovered, SessionRecord, Store, StoreError, Write};
 
 /// A store that forgets everything (every write succeeds at once).
@@ -30,6 +32,10 @@ impl Store for MemoryStore {
 
     fn session(&self, _id: &str) -> Result<Option<SessionRecord>, StoreError> {
         Ok(None)
+    }
+
+    fn recording(&self, _id: &str) -> Result<Vec<(DateTime<Utc>, String)>, StoreError> {
+        Ok(Vec::new())
     }
 
     fn ended(&self, _offset: usize, _limit: usize) -> Result<Page, StoreError> {

@@ -7,8 +7,10 @@
 //! start ([`Store::recover`]):
 //!
 //! - the **journal**: every notification's events, written (and committed)
-//!   before the server answers `202`, each with a sequence number; an entry
-//!   is deleted in the same transaction as the session state that applied it;
+//!   before the server answers `202`, each with a sequence number (and the
+//!   body it came in); an entry is marked as the session's in the same
+//!   transaction as the session state that applied it, and removed with the
+//!   session (it is what `callflow sessions export` replays);
 //! - each **session**'s state after each step ([`Persisted`]: the engine's
 //!   `Session`, its timers as deadlines, the Graph requests in flight, the
 //!   calls it created), written before any Graph request it causes is sent;
@@ -88,6 +90,9 @@ pub struct JournalEntry {
     pub event: String,
     /// When it was received.
     pub received_at: DateTime<Utc>,
+    /// The notification body it came in (on the first entry of a body),
+    /// kept with the session that applies it, for export as a replay.
+    pub body: Option<String>,
 }
 
 /// One write of a batch.
@@ -158,6 +163,8 @@ pub struct Page {
     pub records: Vec<SessionRecord>,
     /// Whether there are more.
     pub more: bool,
+    /// How many ended sessions the store holds in all.
+    pub total: usize,
 }
 
 /// Where sessions are kept.
@@ -180,6 +187,8 @@ pub trait Store: Send + Sync + 'static {
     fn flow_source(&self, hash: &str) -> Result<Option<(String, String)>, StoreError>;
     /// One stored session.
     fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+    /// The notification bodies a session received, with when, in order.
+    fn recording(&self, id: &str) -> Result<Vec<(DateTime<Utc>, String)>, StoreError>;
     /// Ended sessions, newest first, from `offset`, at most `limit`.
     fn ended(&self, offset: usize, limit: usize) -> Result<Page, StoreError>;
     /// Waits until every write submitted so far is durable.

@@ -49,6 +49,12 @@ pub const MIGRATIONS: &[&str] = &[
         event TEXT NOT NULL,
         received_at TEXT NOT NULL
     );",
+    // 2: journal entries a session applied are kept with it (not deleted)
+    // until it is removed, with the notification body they came in, so a
+    // stored call can be exported as a replay.
+    "ALTER TABLE journal ADD COLUMN session TEXT;
+    ALTER TABLE journal ADD COLUMN body TEXT;
+    CREATE INDEX journal_by_session ON journal (session, seq);",
 ];
 
 type Read = Box<dyn FnOnce(&Connection) + Send>;
@@ -231,16 +237,26 @@ fn commit<'a>(
     conn: &mut Connection,
     writes: impl Iterator<Item = &'a Write>,
 ) -> Result<(), StoreError> {
+    let writes: Vec<&Write> = writes.collect();
+    // A session written several times in one group is stored once, as its
+    // last state (the group commits atomically: the earlier states would
+    // never be seen); every journal entry they applied is still marked.
+    let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, w) in writes.iter().enumerate() {
+        if let Write::Session { record, .. } = w {
+            last.insert(record.id.as_str(), i);
+        }
+    }
     let tx = conn.transaction().map_err(|e| classify(&e))?;
     let now = Utc::now().to_rfc3339();
     {
         let mut journal = tx
             .prepare_cached(
-                "INSERT OR REPLACE INTO journal (seq, event, received_at) VALUES (?1, ?2, ?3)",
+                "INSERT OR REPLACE INTO journal (seq, event, received_at, body) VALUES (?1, ?2, ?3, ?4)",
             )
             .map_err(|e| classify(&e))?;
         let mut applied = tx
-            .prepare_cached("DELETE FROM journal WHERE seq = ?1")
+            .prepare_cached("UPDATE journal SET session = ?2 WHERE seq = ?1")
             .map_err(|e| classify(&e))?;
         let mut session = tx
             .prepare_cached(
@@ -250,11 +266,23 @@ fn commit<'a>(
                    state = ?5, updated_at = ?6, ended_at = ?7",
             )
             .map_err(|e| classify(&e))?;
-        for w in writes {
+        for (i, w) in writes.into_iter().enumerate() {
             let done = match w {
+                Write::Session { record: r, applied: seqs }
+                    if last.get(r.id.as_str()) != Some(&i) =>
+                {
+                    seqs.iter().try_for_each(|s| {
+                        applied.execute(params![*s as i64, r.id]).map(|_| ())
+                    })
+                }
                 Write::Journal(entries) => entries.iter().try_for_each(|e| {
                     journal
-                        .execute(params![e.seq as i64, e.event, e.received_at.to_rfc3339()])
+                        .execute(params![
+                            e.seq as i64,
+                            e.event,
+                            e.received_at.to_rfc3339(),
+                            e.body
+                        ])
                         .map(|_| ())
                 }),
                 Write::Session { record: r, applied: seqs } => session
@@ -269,7 +297,9 @@ fn commit<'a>(
                     ])
                     .and_then(|_| {
                         seqs.iter()
-                            .try_for_each(|s| applied.execute([*s as i64]).map(|_| ()))
+                            .try_for_each(|s| {
+                                applied.execute(params![*s as i64, r.id]).map(|_| ())
+                            })
                     }),
                 Write::Flow { hash, name, source } => tx
                     .execute(
@@ -282,12 +312,19 @@ fn commit<'a>(
                     journal_before,
                 } => tx
                     .execute(
-                        "DELETE FROM sessions WHERE live = 0 AND ended_at < ?1",
+                        "DELETE FROM journal WHERE session IN
+                           (SELECT id FROM sessions WHERE live = 0 AND ended_at < ?1)",
                         [ended_before.to_rfc3339()],
                     )
                     .and_then(|_| {
                         tx.execute(
-                            "DELETE FROM journal WHERE received_at < ?1",
+                            "DELETE FROM sessions WHERE live = 0 AND ended_at < ?1",
+                            [ended_before.to_rfc3339()],
+                        )
+                    })
+                    .and_then(|_| {
+                        tx.execute(
+                            "DELETE FROM journal WHERE session IS NULL AND received_at < ?1",
                             [journal_before.to_rfc3339()],
                         )
                     })
@@ -339,13 +376,16 @@ impl Store for SqliteStore {
             let sessions = q
                 .query_map([], record)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut q = conn.prepare("SELECT seq, event, received_at FROM journal ORDER BY seq")?;
+            let mut q = conn.prepare(
+                "SELECT seq, event, received_at FROM journal WHERE session IS NULL ORDER BY seq",
+            )?;
             let journal = q
                 .query_map([], |r| {
                     Ok(JournalEntry {
                         seq: r.get::<_, i64>(0)? as u64,
                         event: r.get(1)?,
                         received_at: time(&r.get::<_, String>(2)?),
+                        body: None,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -377,6 +417,18 @@ impl Store for SqliteStore {
         })
     }
 
+    fn recording(&self, id: &str) -> Result<Vec<(DateTime<Utc>, String)>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let mut q = conn.prepare(
+                "SELECT received_at, body FROM journal
+                 WHERE session = ?1 AND body IS NOT NULL ORDER BY seq",
+            )?;
+            q.query_map([id], |r| Ok((time(&r.get::<_, String>(0)?), r.get(1)?)))?
+                .collect()
+        })
+    }
+
     fn ended(&self, offset: usize, limit: usize) -> Result<Page, StoreError> {
         self.read(move |conn| {
             let mut q = conn.prepare(&format!(
@@ -387,7 +439,13 @@ impl Store for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let more = records.len() > limit;
             records.truncate(limit);
-            Ok(Page { records, more })
+            let total: i64 =
+                conn.query_row("SELECT count(*) FROM sessions WHERE live = 0", [], |r| r.get(0))?;
+            Ok(Page {
+                records,
+                more,
+                total: usize::try_from(total).unwrap_or(0),
+            })
         })
     }
 }

@@ -355,8 +355,15 @@ async fn handle(
         error: outcome.error.as_ref().map(|(code, _)| code.clone()),
     };
     let log_under = outcome.created.clone().or(call_id);
+    let hold = match log_under.as_deref() {
+        Some(id) => core.faults_for(id).hold_answers,
+        None => core.faults.hold_answers,
+    };
     core.log(log_under.as_deref(), logged);
     drop(core);
+    if let Some(hold) = hold {
+        tokio::time::sleep(hold.0).await;
+    }
     match outcome.error {
         Some((code, message)) => ids.error_with(outcome.status, &code, &message, outcome.headers),
         None => ids.answer(outcome.status, outcome.headers, outcome.body.as_ref()),

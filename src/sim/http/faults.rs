@@ -35,6 +35,10 @@ pub struct Faults {
     /// The callee of an outgoing call placed while this is set never
     /// answers: `establishing` and nothing more.
     pub never_answer: bool,
+    /// Apply each request at once but hold its answer this long (real
+    /// time, whatever the clock): a bot stopped meanwhile sent a request
+    /// that took effect and never read the answer.
+    pub hold_answers: Option<SimDuration>,
 }
 
 impl Faults {
@@ -45,7 +49,7 @@ impl Faults {
 
     /// Sets one fault from `key=value` text (`throttle=2`, `unavailable=1`,
     /// `retry_after=0`, `reorder=true`, `duplicate`, `delay=2s`,
-    /// `transfer=fail`, `never_answer=true`).
+    /// `transfer=fail`, `never_answer=true`, `hold_answers=5s`).
     ///
     /// # Errors
     ///
@@ -86,10 +90,11 @@ impl Faults {
                 });
             }
             "never_answer" => self.never_answer = flag(value)?,
+            "hold_answers" => self.hold_answers = Some(SimDuration::parse(value)?),
             other => {
                 return Err(format!(
                     "`{other}` is not a fault; use throttle, unavailable, retry_after, reorder, \
-                     duplicate, delay, transfer or never_answer"
+                     duplicate, delay, transfer, never_answer or hold_answers"
                 ));
             }
         }
