@@ -24,6 +24,18 @@ pub struct RunArgs {
     /// A parameter of the flow (a JSON value or text; repeatable).
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
+    /// The server to ask.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Print the run's timeline as it happens, until it ends.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+/// The running server a command talks to over the admin API (`callflow
+/// run`, `callflow sessions`).
+#[derive(Debug, Args)]
+pub struct ServerArgs {
     /// The server's base URL.
     #[arg(
         long,
@@ -40,17 +52,33 @@ pub struct RunArgs {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
-    /// Print the run's timeline as it happens, until it ends.
-    #[arg(long)]
-    pub follow: bool,
+}
+
+impl ServerArgs {
+    /// The admin client and a runtime to drive it; on failure, the reason
+    /// is printed and the exit status returned.
+    pub fn connect(&self) -> Result<(AdminClient, tokio::runtime::Runtime), ExitCode> {
+        let Some(token) = self.admin_token.clone().filter(|t| !t.is_empty()) else {
+            eprintln!("error: the admin token is required (--admin-token or CALLFLOW_ADMIN_TOKEN)");
+            return Err(ExitCode::from(2));
+        };
+        let client = AdminClient::new(&self.url, token).map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        })?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                eprintln!("error: the async runtime would not start: {e}");
+                ExitCode::FAILURE
+            })?;
+        Ok((client, runtime))
+    }
 }
 
 /// Runs `callflow run`.
 pub fn run(args: &RunArgs) -> ExitCode {
-    let Some(token) = args.admin_token.clone().filter(|t| !t.is_empty()) else {
-        eprintln!("error: the admin token is required (--admin-token or CALLFLOW_ADMIN_TOKEN)");
-        return ExitCode::from(2);
-    };
     let params = match parse_params(&args.params) {
         Ok(p) => p,
         Err(e) => {
@@ -58,22 +86,9 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let client = match AdminClient::new(&args.url, token) {
+    let (client, runtime) = match args.server.connect() {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: the async runtime would not start: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let id = match client.start_run(&args.flow, params).await {

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::serve::admin::{AdminClient, AdminError};
+use super::run::ServerArgs;
+use crate::serve::admin::AdminError;
 
 /// Arguments of `callflow sessions`.
 #[derive(Debug, Args)]
@@ -40,47 +41,17 @@ pub struct ExportArgs {
     /// The folder to write the scenario into.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub out: PathBuf,
-    /// The server's base URL.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "CALLFLOW_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub url: String,
-    /// The server's admin token (prefer the environment variable).
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "CALLFLOW_ADMIN_TOKEN",
-        hide_env_values = true
-    )]
-    pub admin_token: Option<String>,
+    /// The server to ask.
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// Runs `callflow sessions`.
 pub fn run(args: &SessionsArgs) -> ExitCode {
     let SessionsCommand::Export(args) = &args.command;
-    let Some(token) = args.admin_token.clone().filter(|t| !t.is_empty()) else {
-        eprintln!("error: the admin token is required (--admin-token or CALLFLOW_ADMIN_TOKEN)");
-        return ExitCode::from(2);
-    };
-    let client = match AdminClient::new(&args.url, token) {
+    let (client, runtime) = match args.server.connect() {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: the async runtime would not start: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(client.export(&args.id, &args.out)) {
         Ok(path) => {

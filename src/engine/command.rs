@@ -161,6 +161,8 @@ impl RequestKind {
     pub fn route(self, call_id: &str) -> (&'static str, String) {
         let (method, action) = self.http();
         let path = match action {
+            // The download goes to the URL Graph's operation gave, not to Graph's root.
+            _ if self == RequestKind::SaveRecording => "{recordingLocation}".to_owned(),
             None => "/communications/calls".to_owned(),
             Some("") => format!("/communications/calls/{call_id}"),
             Some(action) => format!("/communications/calls/{call_id}/{action}"),
