@@ -65,6 +65,7 @@ pub use status::{
     FlowStatus, FlowsStatus, ReloadOutcome, SessionDetail, SessionSummary, SessionsPage,
 };
 pub use store::{StoreHandle, StoreUrl};
+pub use table::MAX_ORPHANS;
 use table::{Orphans, Route, Table};
 use trigger::{pick_flow, pick_state_flow};
 use worker::{Input, SessionCell};

@@ -65,7 +65,7 @@ const ORPHAN_HOLD: chrono::Duration = chrono::Duration::seconds(5);
 /// retries).
 const CREATE_HOLD: chrono::Duration = chrono::Duration::seconds(120);
 /// At most this many such events are held at once.
-pub(super) const MAX_ORPHANS: usize = 4096;
+pub const MAX_ORPHANS: usize = 4096;
 
 /// Events held for calls nobody owns yet, by call.
 #[derive(Default)]

@@ -12,7 +12,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use callflow::runtime::{Clock, Dropped, ManualClock, Runtime, RuntimeConfig, SESSION_HINT};
+use callflow::runtime::{
+    Clock, Dropped, MAX_ORPHANS as MAX_HELD, ManualClock, Runtime, RuntimeConfig, SESSION_HINT,
+};
 use callflow::server::{NotificationAuth, ServerConfig, ServerState};
 use callflow::sim::behaviour::GraphBehaviour;
 use callflow::sim::graph::{Scheduled, SimGraph};
@@ -272,6 +274,64 @@ async fn a_created_calls_early_notifications_wait_for_its_create_however_long_an
         detail.timeline_text.contains("established"),
         "{}",
         detail.timeline_text
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_hold_for_a_create_in_flight_is_bounded_and_what_overflows_is_counted() {
+    let s = Stack::start(&["outbound-reminder.yaml"]).await;
+    let Value::Object(params) =
+        json!({"phone": "+33612345678", "appointment": "https://cdn.contoso.com/r.wav"})
+    else {
+        unreachable!()
+    };
+    s.runtime
+        .start_api_flow("outbound-reminder", params)
+        .await
+        .expect("the run starts");
+    eventually(LIMIT, || async { s.slow.created.lock().unwrap().clone() })
+        .await
+        .expect("the create reaches Graph");
+    let hinted = s
+        .slow
+        .callback
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("a callbackUri");
+    // A flood to the session's callback, for calls its create is not: held
+    // up to the bound, then each one more is dropped and counted.
+    let over = 3;
+    let total = MAX_HELD + over;
+    let mut sent = 0;
+    while sent < total {
+        let n = (total - sent).min(500);
+        let batch: Vec<Value> = (sent..sent + n)
+            .map(|i| {
+                state_body(&format!("flood-{i}"), "established", "outgoing")["value"][0].clone()
+            })
+            .collect();
+        assert_eq!(s.post(&hinted, &json!({ "value": batch })).await, 202);
+        sent += n;
+    }
+    let text = s.metrics().await;
+    assert!(
+        text.contains(&dropped_line(Dropped::OrphansFull, over as u64)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("callflow_orphans_held {MAX_HELD}")),
+        "{text}"
+    );
+    // The create answers: none of the flood is its call's, all of it goes.
+    s.slow.gate.add_permits(1);
+    s.settled().await;
+    let text = s.metrics().await;
+    assert!(text.contains("callflow_orphans_held 0"), "{text}");
+    assert!(
+        text.contains(&dropped_line(Dropped::OrphanExpired, MAX_HELD as u64)),
+        "{text}"
     );
     s.stop().await;
 }
