@@ -18,7 +18,9 @@ use crate::sim::{SimulateOptions, simulate};
 /// Arguments of `callflow simulate`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example: callflow simulate reception --at 2026-12-24T18:30:00+01:00 \
+    after_help = "Exit status: 0 when the run ends, 1 when it ends in `error`, \
+                        2 when the flow or an argument is wrong.\n\n\
+                        Example: callflow simulate reception --at 2026-12-24T18:30:00+01:00 \
                         --dtmf 1 --graph transfer=fail"
 )]
 pub struct SimulateArgs {
@@ -106,8 +108,14 @@ pub fn run(args: &SimulateArgs) -> ExitCode {
         }
         return ExitCode::from(2);
     }
-    print!("{}", simulate(&flow, &options).render(flow.timezone));
-    ExitCode::SUCCESS
+    let timeline = simulate(&flow, &options);
+    print!("{}", timeline.render(flow.timezone));
+    // As `callflow test`: a run that ends in `error` fails.
+    if timeline.outcome() == Some(crate::engine::Outcome::Error) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// A party from the command line: `+…` is a number, anything else a user id.

@@ -470,6 +470,28 @@ fn simulate_prints_a_timeline() {
     assert!(text.contains("operator (on_failure)"), "{text}");
     let bad = callflow(&["simulate", "reception", "--graph", "transfer"]);
     assert_eq!(bad.status.code(), Some(2));
+    // A run that ends in `error` fails, as in `callflow test`.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let flow = dir.path().join("bare-desk.yaml");
+    std::fs::write(
+        &flow,
+        "flow: bare-desk\ntrigger:\n  incoming_call:\n    to: \"+14255550199\"\nstart: greet\n\
+         steps:\n  greet:\n    answer: {}\n    next: desk\n  desk:\n    \
+         transfer: { to: { phone: \"+14255550123\" } }\n",
+    )
+    .expect("the flow is written");
+    let failed = callflow(&[
+        "simulate",
+        flow.to_str().expect("a UTF-8 path"),
+        "--graph",
+        "transfer=fail",
+    ]);
+    let text = stdout(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("end      error: the transfer failed"),
+        "{text}"
+    );
 }
 
 #[test]
