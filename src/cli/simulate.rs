@@ -30,7 +30,7 @@ pub struct SimulateArgs {
     /// Where to look a flow up by name.
     #[arg(long, value_name = "DIR", default_value = "flows")]
     pub flows: PathBuf,
-    /// The caller: a number (+E.164) or a Teams user id.
+    /// The caller: a number (+E.164) or a Teams user id (default +33612345678, a French mobile).
     #[arg(long, value_name = "WHO")]
     pub from: Option<String>,
     /// Who is called: a number (+E.164), a user or application-instance id.
