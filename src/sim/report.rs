@@ -68,8 +68,11 @@ impl ScenarioReport {
             .max()
             .unwrap_or(0)
             .clamp(8, 60);
-        let _ = writeln!(out, "  {:<width$}   actual", "expected");
-        let _ = writeln!(out, "  {:<width$}   ------", "--------");
+        let table = !self.expected.is_empty() || !self.actual.is_empty();
+        if table {
+            let _ = writeln!(out, "  {:<width$}   actual", "expected");
+            let _ = writeln!(out, "  {:<width$}   ------", "--------");
+        }
         let mut by_actual = vec![None; self.actual.len()];
         for (i, m) in self.matched.iter().enumerate() {
             if let Some(j) = m
@@ -88,7 +91,15 @@ impl ScenarioReport {
             }
         }
         for f in &self.failures {
-            let _ = writeln!(out, "  reason: {f}");
+            if f.contains('\n') {
+                // A rendered diagnostic: shown whole, indented.
+                let _ = writeln!(out, "  reason:");
+                for l in f.lines() {
+                    let _ = writeln!(out, "    {l}");
+                }
+            } else {
+                let _ = writeln!(out, "  reason: {f}");
+            }
         }
         if !self.timeline.entries.is_empty() {
             let _ = writeln!(out, "  timeline:");
