@@ -329,6 +329,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
     })
 }
 
+/// `n` and the noun, singular or plural.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// The byte offset of a 1-based line and column (in characters).
 fn offset_of(text: &str, line: usize, column: usize) -> usize {
     let mut offset = 0;
@@ -531,26 +536,45 @@ pub fn run(scenario: &Scenario, flow: &Flow) -> ScenarioReport {
         Err(e) => return ScenarioReport::failed(scenario, &flow.name, e.to_string()),
     };
     let actual = actual_lines(&sim.session.timeline);
-    let matched = match_lines(&scenario.expect, &actual, scenario.strict);
+    let matched = match_lines(&scenario.expect, &actual);
     let mut failures: Vec<String> = sim.problems.clone();
-    if let Some(i) = matched.iter().position(Option::is_none) {
-        failures.push(format!(
-            "expect line {} (`{}`) did not happen{}",
-            i + 1,
-            scenario.expect[i],
-            if i > 0 {
-                " after the lines before it"
-            } else {
-                ""
+    if scenario.strict {
+        // The real reason first: what happened that was not expected.
+        let mut expected_here = vec![false; actual.len()];
+        for j in matched.iter().flatten() {
+            expected_here[*j] = true;
+        }
+        let extra: Vec<String> = actual
+            .iter()
+            .zip(&expected_here)
+            .enumerate()
+            .filter(|(_, (_, e))| !**e)
+            .map(|(j, (a, _))| format!("line {} `{a}`", j + 1))
+            .collect();
+        if actual.len() != scenario.expect.len() || !extra.is_empty() {
+            let mut reason = format!(
+                "strict: {} expected, {} happened",
+                count(scenario.expect.len(), "line", "lines"),
+                actual.len()
+            );
+            if !extra.is_empty() {
+                reason.push_str(&format!("; not expected: {}", extra.join(", ")));
             }
-        ));
+            failures.push(reason);
+        }
     }
-    if scenario.strict && actual.len() != scenario.expect.len() {
-        failures.push(format!(
-            "strict: {} lines expected, {} happened",
-            scenario.expect.len(),
-            actual.len()
-        ));
+    for (i, m) in matched.iter().enumerate() {
+        if m.is_none() {
+            failures.push(format!(
+                "expect line {} (`{}`) did not happen{}",
+                i + 1,
+                scenario.expect[i],
+                match matched[..i].iter().rev().flatten().next() {
+                    Some(j) => format!(" after `{}`", actual[*j]),
+                    None => String::new(),
+                }
+            ));
+        }
     }
     if scenario.expect.is_empty() {
         failures.push(
@@ -566,6 +590,7 @@ pub fn run(scenario: &Scenario, flow: &Flow) -> ScenarioReport {
         expected: scenario.expect.iter().map(ToString::to_string).collect(),
         actual: actual.iter().map(Actual::to_string).collect(),
         matched,
+        strict: scenario.strict,
         outcome: sim.session.outcome(),
         timeline: sim.session.timeline,
         timezone: flow.timezone,
@@ -659,6 +684,7 @@ pub fn run_paths(paths: &[PathBuf]) -> TestReport {
                 expected: Vec::new(),
                 actual: Vec::new(),
                 matched: Vec::new(),
+                strict: false,
                 timeline: Timeline::default(),
                 timezone: Tz::UTC,
                 outcome: None,

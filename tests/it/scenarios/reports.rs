@@ -80,3 +80,61 @@ fn every_broken_scenario_file_is_reported_at_its_line_and_the_good_ones_run() {
     }
     insta::assert_snapshot!(text);
 }
+
+/// What `callflow test` prints about one scenario, the timeline left out
+/// (its times are the scenario's clock, but it is long and not the point).
+fn failure_report(name: &str, text: &str) -> String {
+    let dir = folder(&[(name, text)]);
+    let out = callflow_test(dir.path(), &[name, "reception.yaml"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let mut kept = Vec::new();
+    let mut in_timeline = false;
+    for line in text.lines() {
+        if line == "  timeline:" {
+            in_timeline = true;
+        } else if in_timeline && !line.starts_with("    ") {
+            in_timeline = false;
+        }
+        if !in_timeline {
+            kept.push(line);
+        }
+    }
+    kept.join("\n")
+}
+
+#[test]
+fn a_strict_failure_says_first_what_happened_unexpected_and_shows_what_happened_as_happened() {
+    // The designer left `answer` out: transfer and end did happen.
+    let text = failure_report("strict.yaml", &NIGHT_LINE.replace("  - answer\n", ""));
+    let reasons: Vec<&str> = text.lines().filter(|l| l.contains("reason:")).collect();
+    assert_eq!(
+        reasons,
+        ["  reason: strict: 2 lines expected, 3 happened; not expected: line 1 `answer`"],
+        "{text}"
+    );
+    assert!(!text.contains("did not happen"), "{text}");
+    assert!(!text.contains('✗'), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn a_line_that_did_not_happen_is_shown_where_it_was_looked_for_and_the_later_ones_still_match() {
+    // A wrong number: the transfer did not happen, the end did.
+    let text = failure_report(
+        "wrong-number.yaml",
+        &NIGHT_LINE
+            .replace("+14255550199", "+14255550000")
+            .replace("strict: true\n", ""),
+    );
+    let end_row = text
+        .lines()
+        .find(|l| l.contains("end transferred"))
+        .expect("an end row");
+    assert!(
+        end_row.trim_start().starts_with("end transferred") && end_row.ends_with("end transferred"),
+        "the end that happened is beside the one expected: {end_row:?}\n{text}"
+    );
+    assert!(text.contains("(did not happen)"), "{text}");
+    insta::assert_snapshot!(text);
+}
