@@ -158,39 +158,23 @@ pub fn subset(expected: &Value, actual: &Value) -> bool {
 }
 
 /// For each expectation, the index of the actual line it matched (in
-/// order, each after the previous one), or `None` from the first that
-/// could not be matched on.
-pub fn match_lines(
-    expected: &[Expectation],
-    actual: &[Actual],
-    strict: bool,
-) -> Vec<Option<usize>> {
+/// order, each after the previous one's), or `None` when none after the
+/// previous match fits. A line not found does not hide the ones after it:
+/// they are looked for from the same place, so that what happened is
+/// never shown as missing. `strict` is checked by the caller (the lines
+/// that happened and match no expectation), not here.
+pub fn match_lines(expected: &[Expectation], actual: &[Actual]) -> Vec<Option<usize>> {
     let mut out = Vec::with_capacity(expected.len());
     let mut from = 0;
-    let mut lost = false;
-    for (i, e) in expected.iter().enumerate() {
-        if lost {
-            out.push(None);
-            continue;
+    for e in expected {
+        let found = actual[from.min(actual.len())..]
+            .iter()
+            .position(|a| e.matches(a))
+            .map(|p| from + p);
+        if let Some(j) = found {
+            from = j + 1;
         }
-        let found = if strict {
-            actual.get(i).filter(|a| e.matches(a)).map(|_| i)
-        } else {
-            actual[from.min(actual.len())..]
-                .iter()
-                .position(|a| e.matches(a))
-                .map(|p| from + p)
-        };
-        match found {
-            Some(j) => {
-                from = j + 1;
-                out.push(Some(j));
-            }
-            None => {
-                lost = true;
-                out.push(None);
-            }
-        }
+        out.push(found);
     }
     out
 }
@@ -231,12 +215,18 @@ mod tests {
             Actual::End(Outcome::Transferred),
         ];
         assert_eq!(
-            match_lines(&expected, &actual, false),
+            match_lines(&expected, &actual),
             vec![Some(0), Some(2), Some(3)]
         );
-        assert_eq!(match_lines(&expected, &actual, true)[1], None);
         let wrong = Expectation::parse(&json!({"end": "rejected"})).expect("a line");
-        assert_eq!(match_lines(&[wrong], &actual, false), vec![None]);
+        assert_eq!(match_lines(&[wrong], &actual), vec![None]);
+        // A line that did not happen does not hide the ones after it.
+        let rejected = Expectation::parse(&json!("reject")).expect("a line");
+        let with_a_miss = [expected[0].clone(), rejected, expected[2].clone()];
+        assert_eq!(
+            match_lines(&with_a_miss, &actual),
+            vec![Some(0), None, Some(3)]
+        );
     }
 
     #[test]

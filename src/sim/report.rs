@@ -32,6 +32,8 @@ pub struct ScenarioReport {
     pub actual: Vec<String>,
     /// For each expected line, the actual line it matched.
     pub matched: Vec<Option<usize>>,
+    /// Whether `expect` was to list every line (`strict: true`).
+    pub strict: bool,
     /// The run's timeline.
     pub timeline: Timeline,
     /// The flow's time zone, for rendering.
@@ -51,14 +53,18 @@ impl ScenarioReport {
             expected: scenario.expect.iter().map(ToString::to_string).collect(),
             actual: Vec::new(),
             matched: vec![None; scenario.expect.len()],
+            strict: scenario.strict,
             timeline: Timeline::default(),
             timezone: Tz::UTC,
             outcome: None,
         }
     }
 
-    /// Expected and actual lines side by side (`✗` marks what is missing),
-    /// then the reasons and the whole timeline.
+    /// Expected and actual lines side by side, in the order things happened
+    /// (`✗`: an expected line that did not happen, shown where it was looked
+    /// for; `+`: with `strict`, a line that happened unexpected), then the
+    /// reasons (with `strict`, what happened unexpected first) and the whole
+    /// timeline.
     pub fn render_failure(&self) -> String {
         let mut out = String::new();
         let width = self
@@ -68,27 +74,51 @@ impl ScenarioReport {
             .max()
             .unwrap_or(0)
             .clamp(8, 60);
-        let _ = writeln!(out, "  {:<width$}   actual", "expected");
-        let _ = writeln!(out, "  {:<width$}   ------", "--------");
-        let mut by_actual = vec![None; self.actual.len()];
+        let table = !self.expected.is_empty() || !self.actual.is_empty();
+        if table {
+            let _ = writeln!(out, "  {:<width$}   actual", "expected");
+            let _ = writeln!(out, "  {:<width$}   ------", "--------");
+        }
+        // One row per line, in the order things happened: an expected line
+        // beside the actual line it matched, one that did not happen (`✗`)
+        // where it was looked for, and with `strict`, what happened without
+        // being expected (`+`).
+        let mut next = 0;
+        let extra = |out: &mut String, line: &str| {
+            if self.strict {
+                let _ = writeln!(out, "+ {:<width$}   {line}", "(not expected)");
+            } else {
+                let _ = writeln!(out, "  {:<width$}   {line}", "");
+            }
+        };
         for (i, m) in self.matched.iter().enumerate() {
-            if let Some(j) = m
-                && let Some(slot) = by_actual.get_mut(*j)
-            {
-                *slot = Some(i);
+            match m {
+                Some(j) => {
+                    for line in self.actual.get(next..*j).unwrap_or_default() {
+                        extra(&mut out, line);
+                    }
+                    let actual = self.actual.get(*j).map_or("", String::as_str);
+                    let _ = writeln!(out, "  {:<width$}   {actual}", self.expected[i]);
+                    next = j + 1;
+                }
+                None => {
+                    let _ = writeln!(out, "✗ {:<width$}   (did not happen)", self.expected[i]);
+                }
             }
         }
-        for (j, line) in self.actual.iter().enumerate() {
-            let left = by_actual[j].map_or("", |i| self.expected[i].as_str());
-            let _ = writeln!(out, "  {left:<width$}   {line}");
-        }
-        for (i, m) in self.matched.iter().enumerate() {
-            if m.is_none() {
-                let _ = writeln!(out, "✗ {:<width$}   (not found)", self.expected[i]);
-            }
+        for line in self.actual.get(next..).unwrap_or_default() {
+            extra(&mut out, line);
         }
         for f in &self.failures {
-            let _ = writeln!(out, "  reason: {f}");
+            if f.contains('\n') {
+                // A rendered diagnostic: shown whole, indented.
+                let _ = writeln!(out, "  reason:");
+                for l in f.lines() {
+                    let _ = writeln!(out, "    {l}");
+                }
+            } else {
+                let _ = writeln!(out, "  reason: {f}");
+            }
         }
         if !self.timeline.entries.is_empty() {
             let _ = writeln!(out, "  timeline:");

@@ -220,35 +220,92 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
 }
 
 /// Reads a scenario from its text (`path` names it and anchors `replay`).
+///
+/// Every problem found is reported, each rendered as flow diagnostics are
+/// (`FILE:LINE:COL` and the lines around it): a YAML syntax error or a
+/// field serde refuses stops the reading, the checks after it (clock,
+/// `graph`, each `expect` line, `replay`) are all made.
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
-    let file: ScenarioFile = serde_saphyr::from_str(text).map_err(|e| bad(path, e.to_string()))?;
-    let clock = file
-        .clock
-        .as_deref()
-        .map(|c| {
-            DateTime::parse_from_rfc3339(c.trim()).map_err(|e| {
-                bad(
-                    path,
-                    format!("clock `{c}` is not an RFC 3339 time ({e}); write e.g. \"2026-11-21T22:15:00+01:00\""),
-                )
-            })
+    use crate::flow::diagnostic::{Diagnostic, SourceFile};
+    use crate::flow::span::Span;
+    let source = Arc::new(SourceFile::new(path, text));
+    let tree = crate::flow::yaml::parse(text, crate::flow::yaml::Budget::default());
+    let diagnostic = |span: Span, message: String| {
+        Diagnostic::error("callflow::scenario::invalid", &source, span, message).render(100)
+    };
+    let refuse = |diagnostics: Vec<String>| bad(path, diagnostics.join("\n"));
+    let doc = match tree {
+        Ok(doc) => doc,
+        Err(e) => return Err(refuse(vec![diagnostic(e.span, e.message)])),
+    };
+    let file: ScenarioFile = match serde_saphyr::from_str(text) {
+        Ok(file) => file,
+        Err(e) => {
+            let span = e.location().map_or(Span::new(0, 0), |l| {
+                let offset = offset_of(text, l.line() as usize, l.column() as usize);
+                let word = text[offset..]
+                    .find(|c: char| c.is_whitespace() || c == ':' || c == ',')
+                    .unwrap_or(text.len() - offset);
+                Span::new(offset, offset + word)
+            });
+            let mut message = e.without_snippet().to_string();
+            if let Some(l) = e.location() {
+                let suffix = format!(" at line {}, column {}", l.line(), l.column());
+                if let Some(stripped) = message.strip_suffix(&suffix) {
+                    message = stripped.to_owned();
+                }
+            }
+            return Err(refuse(vec![diagnostic(span, message)]));
+        }
+    };
+    let top = |key: &str| -> Option<&crate::flow::yaml::Node> {
+        match &doc.root.kind {
+            crate::flow::yaml::NodeKind::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    };
+    let at = |key: &str| top(key).map_or(Span::new(0, 0), |n| n.span);
+    let mut problems = Vec::new();
+    let clock = match file.clock.as_deref().map(|c| {
+        DateTime::parse_from_rfc3339(c.trim()).map_err(|e| {
+            format!("clock `{c}` is not an RFC 3339 time ({e}); write e.g. \"2026-11-21T22:15:00+01:00\"")
         })
-        .transpose()?;
-    file.graph
-        .validate()
-        .map_err(|e| bad(path, format!("graph: {e}")))?;
+    }) {
+        Some(Ok(c)) => Some(c),
+        Some(Err(message)) => {
+            problems.push(diagnostic(at("clock"), message));
+            None
+        }
+        None => None,
+    };
+    if let Err(e) = file.graph.validate() {
+        problems.push(diagnostic(at("graph"), format!("graph: {e}")));
+    }
+    let expect_items: Vec<Span> = match top("expect").map(|n| &n.kind) {
+        Some(crate::flow::yaml::NodeKind::Seq(items)) => items.iter().map(|n| n.span).collect(),
+        _ => Vec::new(),
+    };
     let mut expect = Vec::new();
     for (i, line) in file.expect.iter().enumerate() {
-        expect.push(
-            Expectation::parse(line)
-                .map_err(|e| bad(path, format!("expect line {}: {e}", i + 1)))?,
-        );
+        match Expectation::parse(line) {
+            Ok(e) => expect.push(e),
+            Err(e) => problems.push(diagnostic(
+                expect_items.get(i).copied().unwrap_or_else(|| at("expect")),
+                format!("expect line {}: {e}", i + 1),
+            )),
+        }
     }
     if file.replay.is_some() && (file.call.is_some() || file.graph != GraphBehaviour::default()) {
-        return Err(bad(
-            path,
-            "`replay` plays a recorded stream: it takes no `call` or `graph`; remove them, or remove `replay`",
+        problems.push(diagnostic(
+            at("replay"),
+            "`replay` plays a recorded stream: it takes no `call` or `graph`; remove them, or remove `replay`".into(),
         ));
+    }
+    if !problems.is_empty() {
+        return Err(refuse(problems));
     }
     let base = path.parent().unwrap_or(Path::new("."));
     let call = file.call.unwrap_or_default();
@@ -270,6 +327,26 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         strict: file.strict,
         replay: file.replay.map(|r| base.join(r)),
     })
+}
+
+/// `n` and the noun, singular or plural.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The byte offset of a 1-based line and column (in characters).
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let mut offset = 0;
+    for (n, l) in text.split_inclusive('\n').enumerate() {
+        if n + 1 == line {
+            return offset
+                + l.char_indices()
+                    .nth(column.saturating_sub(1))
+                    .map_or(l.trim_end_matches('\n').len(), |(i, _)| i);
+        }
+        offset += l.len();
+    }
+    text.len()
 }
 
 /// A line and a column, both 1-based.
@@ -459,26 +536,45 @@ pub fn run(scenario: &Scenario, flow: &Flow) -> ScenarioReport {
         Err(e) => return ScenarioReport::failed(scenario, &flow.name, e.to_string()),
     };
     let actual = actual_lines(&sim.session.timeline);
-    let matched = match_lines(&scenario.expect, &actual, scenario.strict);
+    let matched = match_lines(&scenario.expect, &actual);
     let mut failures: Vec<String> = sim.problems.clone();
-    if let Some(i) = matched.iter().position(Option::is_none) {
-        failures.push(format!(
-            "expect line {} (`{}`) did not happen{}",
-            i + 1,
-            scenario.expect[i],
-            if i > 0 {
-                " after the lines before it"
-            } else {
-                ""
+    if scenario.strict {
+        // The real reason first: what happened that was not expected.
+        let mut expected_here = vec![false; actual.len()];
+        for j in matched.iter().flatten() {
+            expected_here[*j] = true;
+        }
+        let extra: Vec<String> = actual
+            .iter()
+            .zip(&expected_here)
+            .enumerate()
+            .filter(|(_, (_, e))| !**e)
+            .map(|(j, (a, _))| format!("line {} `{a}`", j + 1))
+            .collect();
+        if actual.len() != scenario.expect.len() || !extra.is_empty() {
+            let mut reason = format!(
+                "strict: {} expected, {} happened",
+                count(scenario.expect.len(), "line", "lines"),
+                actual.len()
+            );
+            if !extra.is_empty() {
+                reason.push_str(&format!("; not expected: {}", extra.join(", ")));
             }
-        ));
+            failures.push(reason);
+        }
     }
-    if scenario.strict && actual.len() != scenario.expect.len() {
-        failures.push(format!(
-            "strict: {} lines expected, {} happened",
-            scenario.expect.len(),
-            actual.len()
-        ));
+    for (i, m) in matched.iter().enumerate() {
+        if m.is_none() {
+            failures.push(format!(
+                "expect line {} (`{}`) did not happen{}",
+                i + 1,
+                scenario.expect[i],
+                match matched[..i].iter().rev().flatten().next() {
+                    Some(j) => format!(" after `{}`", actual[*j]),
+                    None => String::new(),
+                }
+            ));
+        }
     }
     if scenario.expect.is_empty() {
         failures.push(
@@ -494,6 +590,7 @@ pub fn run(scenario: &Scenario, flow: &Flow) -> ScenarioReport {
         expected: scenario.expect.iter().map(ToString::to_string).collect(),
         actual: actual.iter().map(Actual::to_string).collect(),
         matched,
+        strict: scenario.strict,
         outcome: sim.session.outcome(),
         timeline: sim.session.timeline,
         timezone: flow.timezone,
@@ -587,6 +684,7 @@ pub fn run_paths(paths: &[PathBuf]) -> TestReport {
                 expected: Vec::new(),
                 actual: Vec::new(),
                 matched: Vec::new(),
+                strict: false,
                 timeline: Timeline::default(),
                 timezone: Tz::UTC,
                 outcome: None,

@@ -7,6 +7,7 @@
 mod actions;
 mod properties;
 mod refusals;
+mod reports;
 mod rules;
 mod seeds_json;
 
