@@ -103,12 +103,94 @@ fn day_index(name: &str) -> Result<u32, String> {
         .map(|i| i as u32)
         .ok_or_else(|| {
             let name = name.trim();
+            if let Some(day) = foreign_day(&n) {
+                return format!(
+                    "`{name}` is not a day; did you mean `{day}`? (days are written in English)"
+                );
+            }
             let full = DAYS.map(full_day);
             match super::suggest::closest(name, DAYS.iter().chain(full.iter()).copied()) {
                 Some(day) => format!("`{name}` is not a day; did you mean `{}`?", &day[..3]),
                 None => format!("`{name}` is not a day; use mon, tue, wed, thu, fri, sat, sun"),
             }
         })
+}
+
+/// The English day a French, Spanish, Italian, German or Dutch day name (or
+/// its usual abbreviation) means: `lun` is `mon`, not the nearest spelling
+/// (`sun`).
+fn foreign_day(name: &str) -> Option<&'static str> {
+    const NAMES: [(&str, &[&str]); 7] = [
+        (
+            "mon",
+            &[
+                "lun", "lundi", "lunes", "lunedì", "lunedi", "mo", "montag", "ma", "maandag",
+            ],
+        ),
+        (
+            "tue",
+            &[
+                "mar", "mardi", "martes", "martedì", "martedi", "di", "dienstag", "dinsdag",
+            ],
+        ),
+        (
+            "wed",
+            &[
+                "mer",
+                "mercredi",
+                "mié",
+                "mie",
+                "miércoles",
+                "miercoles",
+                "mercoledì",
+                "mercoledi",
+                "mi",
+                "mittwoch",
+                "wo",
+                "woensdag",
+            ],
+        ),
+        (
+            "thu",
+            &[
+                "jeu",
+                "jeudi",
+                "jue",
+                "jueves",
+                "gio",
+                "giovedì",
+                "giovedi",
+                "do",
+                "donnerstag",
+                "donderdag",
+            ],
+        ),
+        (
+            "fri",
+            &[
+                "ven", "vendredi", "vie", "viernes", "venerdì", "venerdi", "fr", "freitag", "vr",
+                "vrijdag",
+            ],
+        ),
+        (
+            "sat",
+            &[
+                "sam", "samedi", "sáb", "sab", "sábado", "sabado", "sabato", "sa", "samstag", "za",
+                "zaterdag",
+            ],
+        ),
+        (
+            "sun",
+            &[
+                "dim", "dimanche", "dom", "domingo", "domenica", "so", "sonntag", "zo", "zondag",
+            ],
+        ),
+    ];
+    let name = name.trim_end_matches('.');
+    NAMES
+        .iter()
+        .find(|(_, names)| names.contains(&name))
+        .map(|(day, _)| *day)
 }
 
 fn full_day(short: &str) -> &'static str {
@@ -218,6 +300,25 @@ mod tests {
         );
         assert!(!cal.is_open(at("2026-12-25 10:00")), "Christmas, a Friday");
         assert!(!cal.is_open(at("2026-12-19 10:00")), "a Saturday");
+    }
+
+    #[test]
+    fn a_day_in_another_language_suggests_its_english_name() {
+        for (written, day) in [
+            ("lun", "mon"),
+            ("Lundi", "mon"),
+            ("dim", "sun"),
+            ("mié", "wed"),
+            ("Do", "thu"),
+        ] {
+            let e = parse_period(&format!("{written}-fri 09:00-17:00")).expect_err("not a day");
+            assert!(
+                e.contains(&format!(
+                    "did you mean `{day}`? (days are written in English)"
+                )),
+                "{written}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -162,6 +162,7 @@ fixtures! {
     meeting_both => "callflow::meeting::both" at 9:7,
     menu_empty => "callflow::menu::empty" at 8:5,
     set_name => "callflow::set::name" at 9:7,
+    set_bare_word => "callflow::expr::unknown_var" at 9:15,
     call_too_many => "callflow::target::too_many" at 7:5,
     five_mistakes => "callflow::step::unknown" at 32:35,
     expr_field_call => "callflow::expr::unknown_field" at 11:26,

@@ -116,10 +116,20 @@ impl Cx {
                                 .help(help);
                         }
                         CompileProblemKind::UnknownVariable(name) => {
-                            let hint = did_you_mean(&name, expr::ROOTS.iter().copied())
+                            // A bare word is most often a text meant as such
+                            // (`set: {answer: confirmed}`): say how to write it.
+                            let bare = source.trim() == name;
+                            let roots = did_you_mean(&name, expr::ROOTS.iter().copied())
                                 .unwrap_or_else(|| {
                                     format!("expressions start from {}", list(expr::ROOTS))
                                 });
+                            let hint = if bare {
+                                format!(
+                                    "a text is quoted inside the expression: `'\"{name}\"'`; {roots}"
+                                )
+                            } else {
+                                roots
+                            };
                             self.error(
                                 "callflow::expr::unknown_var",
                                 at(p.offset, name.len()),
