@@ -107,6 +107,38 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// What most tests here start from: a sim-graph, a temporary folder with
+/// the flows and a SQLite store, and the port and callback `serve` will use.
+struct Bench {
+    sim: SimGraphServer,
+    graph: String,
+    dir: tempfile::TempDir,
+    flows: PathBuf,
+    store: String,
+    port: u16,
+    callback: String,
+}
+
+impl Bench {
+    fn new(sim: SimGraphServer) -> Bench {
+        let graph = sim.base_url().to_owned();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flows = flows(dir.path());
+        let store = format!("sqlite:{}", dir.path().join("callflow.db").display());
+        let port = free_port();
+        let callback = format!("http://127.0.0.1:{port}/api/calls");
+        Bench {
+            sim,
+            graph,
+            dir,
+            flows,
+            store,
+            port,
+            callback,
+        }
+    }
+}
+
 /// `callflow serve` in production mode against sim-graph at `graph`.
 struct Serve {
     child: Option<Child>,
@@ -497,13 +529,15 @@ async fn a_call_in_a_menu_survives_kill_9_and_sigterm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlines_and_hang_ups_while_down_are_applied_at_restart() {
     callflow::graph::client::install_tls_provider();
-    let sim = sim().await;
-    let graph = sim.base_url().to_owned();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let flows = flows(dir.path());
-    let store = format!("sqlite:{}", dir.path().join("callflow.db").display());
-    let port = free_port();
-    let callback = format!("http://127.0.0.1:{port}/api/calls");
+    let Bench {
+        sim,
+        graph,
+        dir: _dir,
+        flows,
+        store,
+        port,
+        callback,
+    } = Bench::new(sim().await);
 
     let serve = Serve::start(&graph, port, &flows, &store).await;
     let hung = place(&graph, MENU_NUMBER, &callback).await;
@@ -708,17 +742,21 @@ async fn drive_to_end(sim: &SimGraphServer, serve: &Serve, call: &str) -> Value 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_blind_transfer_and_before_its_answer() {
     callflow::graph::client::install_tls_provider();
-    let sim = sim_with(SimGraphConfig {
-        clock: callflow::sim::http::SimClock::Manual,
-        ..SimGraphConfig::default()
-    })
-    .await;
-    let graph = sim.base_url().to_owned();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let flows = flows(dir.path());
-    let store = format!("sqlite:{}", dir.path().join("callflow.db").display());
-    let port = free_port();
-    let callback = format!("http://127.0.0.1:{port}/api/calls");
+    let Bench {
+        sim,
+        graph,
+        dir: _dir,
+        flows,
+        store,
+        port,
+        callback,
+    } = Bench::new(
+        sim_with(SimGraphConfig {
+            clock: callflow::sim::http::SimClock::Manual,
+            ..SimGraphConfig::default()
+        })
+        .await,
+    );
 
     let serve = Serve::start(&graph, port, &flows, &store).await;
     let plain = in_menu(&sim, &serve, &callback).await;
@@ -771,17 +809,21 @@ async fn kill_9_during_a_blind_transfer_and_before_its_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_consultative_transfer_with_both_legs_up() {
     callflow::graph::client::install_tls_provider();
-    let sim = sim_with(SimGraphConfig {
-        clock: callflow::sim::http::SimClock::Manual,
-        ..SimGraphConfig::default()
-    })
-    .await;
-    let graph = sim.base_url().to_owned();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let flows = flows(dir.path());
-    let store = format!("sqlite:{}", dir.path().join("callflow.db").display());
-    let port = free_port();
-    let callback = format!("http://127.0.0.1:{port}/api/calls");
+    let Bench {
+        sim,
+        graph,
+        dir: _dir,
+        flows,
+        store,
+        port,
+        callback,
+    } = Bench::new(
+        sim_with(SimGraphConfig {
+            clock: callflow::sim::http::SimClock::Manual,
+            ..SimGraphConfig::default()
+        })
+        .await,
+    );
 
     let serve = Serve::start(&graph, port, &flows, &store).await;
     let plain = place(&graph, CONSULT_NUMBER, &callback).await;
@@ -927,13 +969,15 @@ fn listed(page: &Value, id: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ended_sessions_outlive_a_restart_until_keep_ended_removes_them() {
     callflow::graph::client::install_tls_provider();
-    let sim = sim().await;
-    let graph = sim.base_url().to_owned();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let flows = flows(dir.path());
-    let store = format!("sqlite:{}", dir.path().join("callflow.db").display());
-    let port = free_port();
-    let callback = format!("http://127.0.0.1:{port}/api/calls");
+    let Bench {
+        sim,
+        graph,
+        dir: _dir,
+        flows,
+        store,
+        port,
+        callback,
+    } = Bench::new(sim().await);
 
     let serve = Serve::start(&graph, port, &flows, &store).await;
     let mut ended = Vec::new();
@@ -1013,13 +1057,15 @@ fn callflow(args: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_call_is_exported_as_a_replay_scenario_that_callflow_test_runs() {
     callflow::graph::client::install_tls_provider();
-    let sim = sim().await;
-    let graph = sim.base_url().to_owned();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let flows = flows(dir.path());
-    let store = format!("sqlite:{}", dir.path().join("callflow.db").display());
-    let port = free_port();
-    let callback = format!("http://127.0.0.1:{port}/api/calls");
+    let Bench {
+        sim,
+        graph,
+        dir,
+        flows,
+        store,
+        port,
+        callback,
+    } = Bench::new(sim().await);
 
     let serve = Serve::start(&graph, port, &flows, &store).await;
     let call = place(&graph, MENU_NUMBER, &callback).await;
