@@ -122,6 +122,14 @@ pub struct ServeArgs {
     /// [default: DATA_DIR/recordings].
     #[arg(long, value_name = "DIR|URL", env = "CALLFLOW_RECORDINGS")]
     pub recordings: Option<String>,
+    /// A host `fetch` steps may ask (repeat, or comma-separate in the environment):
+    /// crm.contoso.com, *.contoso.com, 127.0.0.1:8081 [default: none]. Secrets their headers read
+    /// come from the config file's [secrets] table or CALLFLOW_SECRET_<NAME>.
+    #[arg(long, value_name = "HOST", env = "CALLFLOW_FETCH_ALLOW", value_delimiter = ',')]
+    pub fetch_allow: Vec<String>,
+    /// The largest answer a `fetch` reads, e.g. 64KiB [default: 64KiB].
+    #[arg(long, value_name = "SIZE", env = "CALLFLOW_FETCH_MAX_BYTES")]
+    pub fetch_max_bytes: Option<String>,
     /// Run the bundled flows against an in-process sim-graph, place sample calls, print them.
     #[arg(long)]
     pub simulate: bool,
@@ -157,6 +165,9 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             keep_ended: self.keep_ended.clone(),
             recordings: self.recordings.clone(),
+            fetch_allow: (!self.fetch_allow.is_empty()).then(|| self.fetch_allow.clone()),
+            fetch_max_bytes: self.fetch_max_bytes.clone().map(Size::Text),
+            secrets: None,
         }
     }
 

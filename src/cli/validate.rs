@@ -25,6 +25,10 @@ pub struct ValidateArgs {
     /// `text` for people, `json` for tools and editors.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
+    /// Check `fetch` steps against the hosts the server allows (as `serve --fetch-allow`):
+    /// a URL naming another host is an error. Repeat for several hosts.
+    #[arg(long, value_name = "HOST", value_delimiter = ',')]
+    pub fetch_allow: Vec<String>,
 }
 
 /// Output formats of `callflow validate`: `text` draws each diagnostic with
@@ -40,7 +44,15 @@ pub enum ReportFormat {
 
 /// Loads the paths and prints the report.
 pub fn run(args: &ValidateArgs) -> ExitCode {
-    let report = load_paths(&args.paths);
+    let mut report = load_paths(&args.paths);
+    if !args.fetch_allow.is_empty() {
+        let policy = crate::flow::FetchPolicy {
+            allow: args.fetch_allow.clone(),
+            secrets: None,
+        };
+        let problems = crate::flow::check_fetch(&report.flows, &policy);
+        report.diagnostics.extend(problems);
+    }
     let out = match args.format {
         ReportFormat::Text => text(&report, Style::detect()),
         ReportFormat::Json => report.to_json(),

@@ -61,6 +61,7 @@ impl Run<'_> {
             }
             Action::Record(r) => self.record(step, r),
             Action::Invite(v) => self.invite(v),
+            Action::Fetch(f) => self.fetch(f),
             Action::Switch(s) => self.switch(step, s),
             Action::Set(s) => match self.assign(&s.assignments) {
                 Ok(()) => Progress::Then(Transition::Next),

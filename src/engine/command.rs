@@ -70,11 +70,14 @@ pub enum RequestKind {
     Hangup,
     /// `POST …/calls/{id}/keepAlive`.
     KeepAlive,
+    /// A `fetch`: an HTTP request to the designer's own service, made by
+    /// the runtime (not Graph).
+    Fetch,
 }
 
 impl RequestKind {
     /// Every kind, in the order of the docs.
-    pub const ALL: [RequestKind; 12] = [
+    pub const ALL: [RequestKind; 13] = [
         RequestKind::Answer,
         RequestKind::Reject,
         RequestKind::Redirect,
@@ -87,6 +90,7 @@ impl RequestKind {
         RequestKind::SaveRecording,
         RequestKind::Hangup,
         RequestKind::KeepAlive,
+        RequestKind::Fetch,
     ];
 
     /// Whether a call seen in `state` (a `GET` of the call the request
@@ -112,7 +116,8 @@ impl RequestKind {
             | RequestKind::Invite
             | RequestKind::RecordResponse
             | RequestKind::SaveRecording
-            | RequestKind::KeepAlive => return None,
+            | RequestKind::KeepAlive
+            | RequestKind::Fetch => return None,
         })
     }
 
@@ -131,6 +136,7 @@ impl RequestKind {
             RequestKind::SaveRecording => "save_recording",
             RequestKind::Hangup => "hangup",
             RequestKind::KeepAlive => "keep_alive",
+            RequestKind::Fetch => "fetch",
         }
     }
 
@@ -153,6 +159,8 @@ impl RequestKind {
             RequestKind::SaveRecording => ("GET", Some("recordingLocation")),
             RequestKind::Hangup => ("DELETE", Some("")),
             RequestKind::KeepAlive => ("POST", Some("keepAlive")),
+            // Not Graph: the designer's service, at the step's URL (GET or POST).
+            RequestKind::Fetch => ("GET", Some("{url}")),
         }
     }
 
@@ -163,6 +171,7 @@ impl RequestKind {
         let path = match action {
             // The download goes to the URL Graph's operation gave, not to Graph's root.
             _ if self == RequestKind::SaveRecording => "{recordingLocation}".to_owned(),
+            _ if self == RequestKind::Fetch => "{url}".to_owned(),
             None => "/communications/calls".to_owned(),
             Some("") => format!("/communications/calls/{call_id}"),
             Some(action) => format!("/communications/calls/{call_id}/{action}"),
@@ -298,6 +307,18 @@ pub enum Command {
         /// The call.
         call_id: String,
     },
+    /// A `fetch`: the runtime makes the request (to an allowed host, the
+    /// secrets filled in) and feeds back [`Event::Fetched`](super::Event::Fetched).
+    Fetch {
+        /// The command's id.
+        id: CommandId,
+        /// The request as people may read it (a secret collect's digits masked).
+        request: super::fetch::FetchRequest,
+        /// The request as sent, when it differs from `request` (it reads a
+        /// secret collect's digits): in memory only, never serialised.
+        #[serde(skip)]
+        sent: Option<std::sync::Arc<super::fetch::FetchRequest>>,
+    },
     /// Deliver [`Event::TimerFired`](super::Event::TimerFired) for `timer` at `at`.
     SetTimer {
         /// The timer.
@@ -327,7 +348,8 @@ impl Command {
             | Command::RecordResponse { id, .. }
             | Command::SaveRecording { id, .. }
             | Command::Hangup { id, .. }
-            | Command::KeepAlive { id, .. } => Some(*id),
+            | Command::KeepAlive { id, .. }
+            | Command::Fetch { id, .. } => Some(*id),
             Command::SetTimer { .. } | Command::CancelTimer { .. } => None,
         }
     }
@@ -347,6 +369,7 @@ impl Command {
             Command::SaveRecording { .. } => RequestKind::SaveRecording,
             Command::Hangup { .. } => RequestKind::Hangup,
             Command::KeepAlive { .. } => RequestKind::KeepAlive,
+            Command::Fetch { .. } => RequestKind::Fetch,
             Command::SetTimer { .. } | Command::CancelTimer { .. } => return None,
         })
     }
@@ -365,9 +388,10 @@ impl Command {
             | Command::SaveRecording { call_id, .. }
             | Command::Hangup { call_id, .. }
             | Command::KeepAlive { call_id, .. } => Some(call_id),
-            Command::CreateCall { .. } | Command::SetTimer { .. } | Command::CancelTimer { .. } => {
-                None
-            }
+            Command::CreateCall { .. }
+            | Command::Fetch { .. }
+            | Command::SetTimer { .. }
+            | Command::CancelTimer { .. } => None,
         }
     }
 
@@ -478,6 +502,10 @@ impl Command {
             }
             Command::SaveRecording { name, .. } => {
                 fields.insert("name".into(), name.clone().into());
+            }
+            Command::Fetch { request, .. } => {
+                fields.insert("method".into(), request.method.as_str().into());
+                fields.insert("url".into(), request.url.clone().into());
             }
             Command::SubscribeToTone { .. }
             | Command::Hangup { .. }

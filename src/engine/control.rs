@@ -123,6 +123,22 @@ pub trait CallControl {
         audio: Vec<u8>,
     ) -> impl Future<Output = Result<String, ControlError>> + Send;
 
+    /// A `fetch`: the HTTP request to the designer's service, made to an
+    /// allowed host with the configuration's secrets filled in; any HTTP
+    /// answer is `Ok` with its status. The default refuses: this control
+    /// makes no such requests.
+    fn fetch(
+        &self,
+        request: &super::fetch::FetchRequest,
+    ) -> impl Future<Output = Result<super::fetch::FetchAnswer, ControlError>> + Send {
+        let _ = request;
+        std::future::ready(Err(ControlError::new(
+            0,
+            "FetchUnavailable",
+            "this server makes no fetch requests",
+        )))
+    }
+
     /// `DELETE …/calls/{id}` (`204`).
     fn hangup(&self, call_id: &str) -> impl Future<Output = Result<(), ControlError>> + Send;
 
@@ -198,6 +214,13 @@ pub async fn execute<C: CallControl + ?Sized>(control: &C, command: &Command) ->
         Command::SaveRecording {
             recording, name, ..
         } => save_recording(control, id, recording, name).await,
+        Command::Fetch { request, sent, .. } => control
+            .fetch(sent.as_deref().unwrap_or(request))
+            .await
+            .map(|answer| Event::Fetched {
+                command: id,
+                answer,
+            }),
         Command::Hangup { call_id, .. } => control.hangup(call_id).await.map(|()| accepted(None)),
         Command::KeepAlive { call_id, .. } => {
             control.keep_alive(call_id).await.map(|()| accepted(None))

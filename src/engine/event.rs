@@ -310,6 +310,14 @@ pub enum Event {
         /// Its length in seconds, read from the WAV header (0 when it has none).
         duration_seconds: f64,
     },
+    /// The designer's service answered a `fetch` (the result of
+    /// [`Command::Fetch`](super::Command::Fetch)), whatever its status.
+    Fetched {
+        /// The command.
+        command: CommandId,
+        /// The answer.
+        answer: super::fetch::FetchAnswer,
+    },
     /// Graph refused a request, or it could not be sent.
     RequestFailed {
         /// The command.
@@ -443,6 +451,7 @@ impl Event {
             | Event::TimerFired { .. }
             | Event::Accepted { .. }
             | Event::RecordingSaved { .. }
+            | Event::Fetched { .. }
             | Event::RequestFailed { .. }
             | Event::Fault { .. } => None,
         }

@@ -25,6 +25,7 @@ mod actions;
 pub mod command;
 pub mod control;
 pub mod event;
+pub mod fetch;
 pub mod identity;
 pub mod leg;
 pub mod outcome;

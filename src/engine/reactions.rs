@@ -104,6 +104,7 @@ fn rules(action: &Action) -> ActionRules {
         | Action::Collect(_)
         | Action::Record(_)
         | Action::Invite(_)
+        | Action::Fetch(_)
         | Action::Switch(_)
         | Action::Set(_)
         | Action::Log(_)
@@ -200,6 +201,7 @@ impl Run<'_> {
                 duration_seconds,
                 ..
             } => format!("recording saved: {location} ({bytes} bytes, {duration_seconds}s)"),
+            Event::Fetched { answer, .. } => format!("the service answered {}", answer.status),
             Event::RequestFailed { .. } | Event::Fault { .. } => return,
         };
         self.entry(Entry::Event(text));
@@ -269,6 +271,10 @@ impl Run<'_> {
                     }
                     _ => None,
                 }
+            }
+            Event::Fetched { command, answer } => {
+                self.take_pending(command);
+                self.fetched(command, answer)
             }
             Event::RequestFailed {
                 command,
@@ -710,6 +716,7 @@ impl Run<'_> {
             Waiting::Menu { attempt, .. } => self.menu_retry(attempt, false),
             Waiting::Collect { attempt, .. } => self.collect_end(attempt),
             Waiting::Invite { .. } => Some(Transition::Timeout),
+            Waiting::Fetch { .. } | Waiting::FetchRetry { .. } => self.fetch_timer(),
             Waiting::Record { .. } => Some(Transition::Failure(
                 "the recording did not finish in time".into(),
             )),
@@ -825,7 +832,8 @@ impl Run<'_> {
             | RequestKind::CreateCall
             | RequestKind::SaveRecording
             | RequestKind::Hangup
-            | RequestKind::KeepAlive => {
+            | RequestKind::KeepAlive
+            | RequestKind::Fetch => {
                 self.take_pending(command);
                 None
             }
@@ -846,6 +854,10 @@ impl Run<'_> {
             return None;
         };
         let why = format!("{} failed: {status} {code}: {message}", p.kind);
+        if p.kind == RequestKind::Fetch {
+            let why = format!("the fetch failed: {code}: {message}");
+            return self.fetch_request_failed(command, status, code, why);
+        }
         let waiting = self.s.waiting.clone();
         // A menu's prompt or tone subscription that may not have reached
         // Graph is not a failure of the menu: its prompt is played again
@@ -946,7 +958,10 @@ impl Run<'_> {
                 }
                 _ => None,
             },
-            RequestKind::Reject | RequestKind::Hangup | RequestKind::KeepAlive => None,
+            RequestKind::Reject
+            | RequestKind::Hangup
+            | RequestKind::KeepAlive
+            | RequestKind::Fetch => None,
         }
     }
 

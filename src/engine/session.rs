@@ -154,6 +154,18 @@ pub enum Waiting {
         /// The command.
         command: CommandId,
     },
+    /// The answer of a `fetch`'s attempt.
+    Fetch {
+        /// The command.
+        command: CommandId,
+        /// Which attempt (from 1).
+        attempt: u32,
+    },
+    /// The wait before a `fetch`'s next attempt.
+    FetchRetry {
+        /// The attempt to make (from 2).
+        attempt: u32,
+    },
     /// A `participants/invite` to complete.
     Invite {
         /// Its client context.

@@ -52,6 +52,8 @@ pub enum Shape {
     Handoff,
     /// Asks the caller for input and keeps it (collect, record).
     Input,
+    /// Asks the designer's own service (fetch).
+    Data,
     /// Ends the call (hangup, reject).
     End,
     /// The start marker.
@@ -433,6 +435,7 @@ pub fn render_mermaid(g: &Graph) -> String {
             Shape::Decision => ("{", "}"),
             Shape::Handoff => ("[[", "]]"),
             Shape::Input => ("[/", "/]"),
+            Shape::Data => ("[(", ")]"),
             Shape::End => ("([", "])"),
             Shape::Start => ("((", "))"),
             Shape::Handler => (">", "]"),
@@ -526,6 +529,7 @@ pub fn render_dot(g: &Graph) -> String {
             Shape::Decision => "shape=diamond",
             Shape::Handoff => "shape=box, peripheries=2",
             Shape::Input => "shape=parallelogram",
+            Shape::Data => "shape=cylinder",
             Shape::End => "shape=doublecircle",
             Shape::Handler => "shape=note, style=dashed",
         };

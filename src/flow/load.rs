@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
+use super::actions::fetch::FetchPolicy;
 use super::check;
 use super::compiled::{Flow, Pattern, Trigger};
 use super::diagnostic::{Diagnostic, SourceFile, count};
@@ -446,4 +447,68 @@ fn overlap(a: &[Pattern], b: &[Pattern]) -> Option<Option<String>> {
         }
     }
     None
+}
+
+/// The checks of `fetch` steps that need the server's configuration: each
+/// host written in a URL must be allowed, and each secret a header reads
+/// must be configured (when the names are known). `callflow serve` runs
+/// them on every load and reload; `callflow validate --fetch-allow` too.
+pub fn check_fetch(flows: &[Arc<Flow>], policy: &FetchPolicy) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for flow in flows {
+        for step in &flow.steps {
+            let crate::flow::Action::Fetch(f) = &step.action else {
+                continue;
+            };
+            if let Some(host) = &f.host
+                && !policy.allows_authority(host)
+            {
+                let allowed = if policy.allow.is_empty() {
+                    "no host is allowed yet".to_owned()
+                } else {
+                    format!("allowed: {}", policy.allow.join(", "))
+                };
+                out.push(
+                    Diagnostic::error(
+                        "callflow::fetch::host",
+                        &flow.source,
+                        unquoted(&flow.source.text, f.url_span),
+                        format!("`{host}` is not a host this server may fetch from"),
+                    )
+                    .label("host not allowed")
+                    .help(format!(
+                        "{allowed}; add it to `fetch-allow` in the server's config file, or \
+                         `--fetch-allow {host}`"
+                    )),
+                );
+            }
+            let Some(known) = &policy.secrets else {
+                continue;
+            };
+            for (name, span) in &f.secrets {
+                if known.iter().any(|k| k == name) {
+                    continue;
+                }
+                let hint = super::suggest::did_you_mean(name, known.iter().map(String::as_str))
+                    .unwrap_or_else(|| {
+                        format!(
+                            "set it in the config file's `[secrets]` table, or as \
+                             CALLFLOW_SECRET_{}",
+                            name.to_ascii_uppercase()
+                        )
+                    });
+                out.push(
+                    Diagnostic::error(
+                        "callflow::fetch::secret",
+                        &flow.source,
+                        *span,
+                        format!("no secret `{name}` is configured"),
+                    )
+                    .label("unknown secret")
+                    .help(hint),
+                );
+            }
+        }
+    }
+    out
 }

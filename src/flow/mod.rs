@@ -27,6 +27,7 @@ pub mod suggest;
 pub mod typing;
 pub mod yaml;
 
+pub use actions::fetch::FetchPolicy;
 pub use actions::join_meeting::Meeting;
 pub use actions::transfer::Transferee;
 pub use actions::{Action, ActionKind};
@@ -34,5 +35,5 @@ pub use compiled::{
     Flow, HandlerOp, Param, Pattern, Step, StepId, Target, Template, TemplatePart, Trigger,
 };
 pub use diagnostic::{Diagnostic, Severity, SourceFile};
-pub use load::{FlowSet, LoadReport, Loaded, load_file, load_paths, load_str};
+pub use load::{FlowSet, LoadReport, Loaded, check_fetch, load_file, load_paths, load_str};
 pub use params::{ParamProblem, ParamProblemKind, ParamsError, check_params};

@@ -31,6 +31,7 @@
 
 mod clock;
 mod error;
+pub mod fetch;
 mod graph_control;
 pub mod metrics;
 mod params;
@@ -60,6 +61,7 @@ use crate::graph::wire::CallState;
 
 pub use clock::{Clock, ManualClock};
 pub use error::{Overloaded, StartError};
+pub use fetch::{FetchConfig, Fetcher};
 pub use metrics::{Dropped, Metrics};
 pub use status::{
     FlowStatus, FlowsStatus, ReloadOutcome, SessionDetail, SessionSummary, SessionsPage,
@@ -123,6 +125,11 @@ pub struct RuntimeConfig {
     /// How long an ended session stays in the store (for `/api/sessions`
     /// and `callflow sessions export`) before it is removed.
     pub keep_ended: Duration,
+    /// Who makes `fetch` requests, with the hosts allowed and the secrets;
+    /// flows are checked against its policy at every load. `None`: the
+    /// `CallControl` answers them (the simulated Graph does; Graph's
+    /// client refuses).
+    pub fetch: Option<Arc<Fetcher>>,
 }
 
 impl Default for RuntimeConfig {
@@ -138,6 +145,7 @@ impl Default for RuntimeConfig {
             clock: Clock::System,
             store: StoreHandle::memory(),
             keep_ended: Duration::from_secs(7 * 24 * 3600),
+            fetch: None,
         }
     }
 }
@@ -209,7 +217,7 @@ impl Runtime {
         config: RuntimeConfig,
         control: Arc<C>,
     ) -> Result<Runtime, Vec<Diagnostic>> {
-        let (set, state) = reload::initial(&config.flows_dir)?;
+        let (set, state) = reload::initial(&config.flows_dir, config.fetch.as_deref())?;
         let runtime = Runtime {
             inner: Arc::new(Inner {
                 flows: ArcSwap::from_pointee(set),

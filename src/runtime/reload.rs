@@ -57,9 +57,23 @@ fn log_diagnostics(diagnostics: &[Diagnostic]) {
     }
 }
 
+/// Loads the folder, with the checks of `fetch` steps against the
+/// server's policy when it makes them.
+fn load(dir: &Path, fetch: Option<&super::Fetcher>) -> crate::flow::LoadReport {
+    let mut report = load_paths(&[dir.to_path_buf()]);
+    if let Some(f) = fetch {
+        let problems = crate::flow::check_fetch(&report.flows, f.policy());
+        report.diagnostics.extend(problems);
+    }
+    report
+}
+
 /// The set at start, version 1; every diagnostic when a file has an error.
-pub(super) fn initial(dir: &Path) -> Result<(FlowSet, ReloadState), Vec<Diagnostic>> {
-    let report = load_paths(&[dir.to_path_buf()]);
+pub(super) fn initial(
+    dir: &Path,
+    fetch: Option<&super::Fetcher>,
+) -> Result<(FlowSet, ReloadState), Vec<Diagnostic>> {
+    let report = load(dir, fetch);
     log_diagnostics(&report.diagnostics);
     let warnings: Vec<Diagnostic> = report.diagnostics.clone();
     let set = report.into_flow_set(1)?;
@@ -84,7 +98,7 @@ pub(super) fn initial(dir: &Path) -> Result<(FlowSet, ReloadState), Vec<Diagnost
 pub(super) fn reload(inner: &Inner) -> ReloadOutcome {
     // One reload at a time: the lock is held through load, check and swap.
     let mut state = lock(&inner.reload);
-    let report = load_paths(std::slice::from_ref(&inner.config.flows_dir));
+    let report = load(&inner.config.flows_dir, inner.config.fetch.as_deref());
     log_diagnostics(&report.diagnostics);
     let diagnostics = report.diagnostics.clone();
     let old = inner.flows.load();

@@ -632,9 +632,29 @@ impl Worker {
                     self.inner.creates_in_flight.fetch_add(1, Ordering::AcqRel);
                 }
                 let started = std::time::Instant::now();
-                let executed = AssertUnwindSafe(self.inner.control.execute(&cmd))
-                    .catch_unwind()
-                    .await;
+                let executed = match (&cmd, &self.inner.config.fetch) {
+                    (Command::Fetch { id, request, sent }, Some(fetcher)) => {
+                        let request = sent.as_deref().unwrap_or(request);
+                        let answer = fetcher.fetch(request).await;
+                        Ok(Some(match answer {
+                            Ok(answer) => Event::Fetched {
+                                command: *id,
+                                answer,
+                            },
+                            Err(e) => Event::RequestFailed {
+                                command: *id,
+                                status: e.status,
+                                code: e.code,
+                                message: e.message,
+                            },
+                        }))
+                    }
+                    _ => {
+                        AssertUnwindSafe(self.inner.control.execute(&cmd))
+                            .catch_unwind()
+                            .await
+                    }
+                };
                 let result = executed.map_err(|panic| panic_message(&*panic));
                 if let Ok(Some(Event::CallCreated { call_id, .. })) = &result {
                     self.inner.own_call(&self.cell.id, call_id);

@@ -145,6 +145,13 @@ pub async fn production(s: Settings) -> Result<(), ServeError> {
     let mut config = runtime_config(s.flows.clone(), callback.clone(), s.bot_identity());
     config.store = store;
     config.keep_ended = s.keep_ended;
+    let fetch = s.fetch.clone().with_env_secrets(std::env::vars());
+    if fetch.allow.is_empty() {
+        tracing::info!("no host allowed for fetch steps (--fetch-allow): a flow with one will not load");
+    }
+    config.fetch = Some(Arc::new(
+        crate::runtime::Fetcher::new(fetch).map_err(ServeError::Usage)?,
+    ));
     let runtime = Runtime::start(config, Arc::new(client))
         .await
         .map_err(|diagnostics| ServeError::Flows {

@@ -119,6 +119,16 @@ pub struct ServeOptions {
     /// Where `record` steps deliver recordings: a folder, or an http(s) URL to POST to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recordings: Option<String>,
+    /// The hosts `fetch` steps may ask.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch_allow: Option<Vec<String>>,
+    /// The largest answer a `fetch` reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch_max_bytes: Option<Size>,
+    /// Secrets `fetch` headers read as `${secrets.NAME}` (the config file's
+    /// `[secrets]` table; `CALLFLOW_SECRET_NAME` adds to them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The settings after every layer, checked.
@@ -169,6 +179,9 @@ pub struct Settings {
     pub keep_ended: std::time::Duration,
     /// Where `record` steps deliver recordings.
     pub recordings: crate::graph::client::recordings::RecordingDelivery,
+    /// What `fetch` steps may ask, and the secrets they read (without the
+    /// environment's `CALLFLOW_SECRET_*`, which [`FetchConfig::with_env_secrets`](crate::runtime::FetchConfig::with_env_secrets) adds).
+    pub fetch: crate::runtime::FetchConfig,
 }
 
 /// A figment provider named for its layer.
@@ -282,6 +295,29 @@ impl Settings {
                 .map_err(|e| format!("keep-ended {text:?}: {e}"))?,
             None => std::time::Duration::from_secs(7 * 24 * 3600),
         };
+        let fetch_max_bytes = match &o.fetch_max_bytes {
+            Some(Size::Bytes(n)) => usize::try_from(*n).unwrap_or(usize::MAX),
+            Some(Size::Text(text)) => parse_size(text)?,
+            None => crate::runtime::fetch::DEFAULT_MAX_BYTES,
+        };
+        let mut fetch_allow = Vec::new();
+        for host in o.fetch_allow.unwrap_or_default() {
+            let host = host.trim().to_owned();
+            if host.is_empty() {
+                continue;
+            }
+            if host.contains('/') || host == "*" {
+                return Err(format!(
+                    "fetch-allow {host:?}: a host, `host:port` or `*.domain`, not a URL"
+                ));
+            }
+            fetch_allow.push(host);
+        }
+        let fetch = crate::runtime::FetchConfig {
+            allow: fetch_allow,
+            secrets: o.secrets.unwrap_or_default(),
+            max_bytes: fetch_max_bytes,
+        };
         let mut instances = o.instances.unwrap_or_default();
         for (n, i) in instances.iter_mut().enumerate() {
             i.id = i.id.trim().to_owned();
@@ -312,6 +348,7 @@ impl Settings {
             store,
             keep_ended,
             recordings,
+            fetch,
         })
     }
 

@@ -122,6 +122,41 @@ pub enum InviteMode {
     Fail,
 }
 
+/// What the designer's service answers a `fetch` (an entry of a
+/// scenario's `http:` section).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpAnswer {
+    /// The HTTP status. Default 200.
+    pub status: u16,
+    /// The JSON body. Default `null`.
+    pub body: serde_json::Value,
+    /// How long the service takes to answer; as long as the step's
+    /// `timeout` or longer is a timeout. Default 0.
+    pub delay: Option<SimDuration>,
+    /// The service never answers (the step's `on_timeout`).
+    pub timeout: bool,
+    /// The connection fails (no answer at all; retried like a `5xx`).
+    pub unreachable: bool,
+}
+
+impl Default for HttpAnswer {
+    fn default() -> Self {
+        HttpAnswer {
+            status: 200,
+            body: serde_json::Value::Null,
+            delay: None,
+            timeout: false,
+            unreachable: false,
+        }
+    }
+}
+
+/// The answers of the designer's services, by URL: `"https://crm.contoso.com/api/callers/*"`
+/// (a `*` matches anything; `POST https://…` only a `POST`), each one
+/// answer or a list, one per request (the last repeats).
+pub type HttpAnswers = IndexMap<String, PerAttempt<HttpAnswer>>;
+
 /// How joining a meeting goes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -152,6 +187,20 @@ impl<T: Copy + Default> PerAttempt<T> {
                 .get(n)
                 .or_else(|| list.last())
                 .copied()
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl<T: Clone + Default> PerAttempt<T> {
+    /// The answer of attempt `n` (from 0), for answers that are not `Copy`.
+    pub fn nth_cloned(&self, n: usize) -> T {
+        match self {
+            PerAttempt::One(t) => t.clone(),
+            PerAttempt::Each(list) => list
+                .get(n)
+                .or_else(|| list.last())
+                .cloned()
                 .unwrap_or_default(),
         }
     }
@@ -215,6 +264,10 @@ pub struct GraphBehaviour {
     /// Speak the old beta: `/app/calls` paths, `resource`, `subCode`, codes
     /// as strings, transfers reported as operations.
     pub legacy: bool,
+    /// What the designer's services answer `fetch` steps: the scenario's
+    /// top-level `http:` section (not part of `graph:`).
+    #[serde(skip)]
+    pub http: HttpAnswers,
 }
 
 impl GraphBehaviour {

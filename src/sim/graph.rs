@@ -65,6 +65,7 @@ impl SimGraph {
                 joins: 0,
                 recordings: 0,
                 invites: 0,
+                fetches: IndexMap::new(),
                 recorded: IndexMap::new(),
                 recordings_base: DEFAULT_RECORDINGS_BASE.to_owned(),
                 delivered: Vec::new(),
@@ -449,5 +450,12 @@ impl CallControl for SimGraph {
 
     async fn keep_alive(&self, call_id: &str) -> Result<(), ControlError> {
         self.lock().live(RequestKind::KeepAlive, call_id)
+    }
+
+    async fn fetch(
+        &self,
+        request: &crate::engine::fetch::FetchRequest,
+    ) -> Result<crate::engine::fetch::FetchAnswer, ControlError> {
+        self.lock().fetch(request)
     }
 }

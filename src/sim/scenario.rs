@@ -138,6 +138,11 @@ pub struct ScenarioFile {
     /// How Graph behaves.
     #[serde(default)]
     pub graph: GraphBehaviour,
+    /// What the designer's services answer `fetch` steps, by URL (`*`
+    /// matches anything; `POST https://…` only a `POST`): `{status, body,
+    /// delay, timeout, unreachable}`, or a list, one per request.
+    #[serde(default)]
+    pub http: super::behaviour::HttpAnswers,
     /// The requests and end expected, in order.
     #[serde(default)]
     pub expect: Vec<Value>,
@@ -322,7 +327,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
             .bot
             .as_ref()
             .map_or_else(default_identity, BotDef::identity),
-        graph: file.graph,
+        graph: GraphBehaviour {
+            http: file.http,
+            ..file.graph
+        },
         expect,
         strict: file.strict,
         replay: file.replay.map(|r| base.join(r)),

@@ -114,6 +114,8 @@ pub(super) struct World {
     pub(super) recordings: usize,
     /// Invitations asked for so far (the `invite` behaviour's attempt).
     pub(super) invites: usize,
+    /// Requests to each entry of the `http:` answers so far (its attempt).
+    pub(super) fetches: IndexMap<String, usize>,
     /// Recordings made, by operation id: their access token and length in seconds.
     pub(super) recorded: IndexMap<String, (String, u32)>,
     /// The URL recordings are downloaded from (`{base}/{operation id}`).
@@ -1004,6 +1006,63 @@ impl World {
             status: Some(OperationStatus::Running),
             client_context: body.client_context.clone(),
             ..CommsOperation::default()
+        })
+    }
+
+    /// What the designer's service answers `request`, as the scenario's
+    /// `http:` section says: the first entry whose URL (or `METHOD URL`)
+    /// matches, attempt by attempt; `404` when none does.
+    pub(super) fn fetch(
+        &mut self,
+        request: &crate::engine::fetch::FetchRequest,
+    ) -> Result<crate::engine::fetch::FetchAnswer, ControlError> {
+        use crate::engine::fetch::FetchAnswer;
+        let method = request.method.as_str();
+        let found = self.behaviour.http.iter().find(|(pattern, _)| {
+            let (m, url) = match pattern.split_once(' ') {
+                Some((m, url)) if m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("POST") => {
+                    (Some(m), url.trim())
+                }
+                _ => (None, pattern.as_str()),
+            };
+            m.is_none_or(|m| m.eq_ignore_ascii_case(method))
+                && crate::flow::Pattern {
+                    text: url.to_owned(),
+                    span: crate::flow::span::Span::default(),
+                }
+                .matches(&request.url)
+        });
+        let Some((pattern, answers)) = found else {
+            return Ok(FetchAnswer {
+                status: 404,
+                body: serde_json::json!({
+                    "error": format!("the scenario's http: section has no answer for {method} {}", request.url)
+                }),
+            });
+        };
+        let n = self.fetches.entry(pattern.clone()).or_insert(0);
+        let answer = answers.nth_cloned(*n);
+        *n += 1;
+        let late = answer
+            .delay
+            .is_some_and(|d| d.0 >= request.timeout());
+        if answer.timeout || late {
+            return Err(ControlError::new(
+                0,
+                "Timeout",
+                format!("{method} {}: no answer in time", request.url),
+            ));
+        }
+        if answer.unreachable {
+            return Err(ControlError::new(
+                0,
+                "Transport",
+                format!("{method} {}: connection refused", request.url),
+            ));
+        }
+        Ok(FetchAnswer {
+            status: answer.status,
+            body: answer.body,
         })
     }
 }

@@ -143,6 +143,15 @@ pub(in crate::flow) trait CheckAction: ActionType {
     fn assigned_names(_model: &Self::Model) -> Vec<String> {
         Vec::new()
     }
+    /// The variables it gives a value with what is known of their type at
+    /// load (a `fetch` with a `shape`); by default every
+    /// [`assigned_names`](Self::assigned_names) one, of any type.
+    fn assigned_types(model: &Self::Model) -> Vec<(String, crate::flow::roots::Ty)> {
+        Self::assigned_names(model)
+            .into_iter()
+            .map(|n| (n, crate::flow::roots::Ty::Any))
+            .collect()
+    }
     /// Checks the action as written, reporting each problem through `cx`;
     /// its compiled form when it has none.
     fn check(
@@ -328,6 +337,17 @@ macro_rules! actions {
                 out
             }
 
+            /// The variables its actions give a value, with their known types.
+            pub(in crate::flow) fn assigned_types(&self) -> Vec<(String, crate::flow::roots::Ty)> {
+                let mut out = Vec::new();
+                $(
+                    if let Some(a) = &self.$key {
+                        out.extend(<$key::$Variant as CheckAction>::assigned_types(&a.value));
+                    }
+                )+
+                out
+            }
+
             /// Checks and compiles the action of kind `kind` (one of
             /// [`actions`](Self::actions)).
             pub(in crate::flow) fn check_action(
@@ -368,6 +388,7 @@ actions! {
     collect: Collect,
     record: Record,
     invite: Invite,
+    fetch: Fetch,
 }
 
 impl Action {

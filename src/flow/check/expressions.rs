@@ -1,6 +1,7 @@
 //! Compiling `when` conditions and `${…}` templates, with positions inside the YAML text.
 
 use super::*;
+use crate::flow::actions::fetch::HeaderPiece;
 
 impl Cx {
     pub(in crate::flow) fn condition(&mut self, t: &Text, cals: &[&str]) -> Option<Expr> {
@@ -241,16 +242,68 @@ impl Cx {
     }
 
     pub(in crate::flow) fn template(&mut self, t: &Text, cals: &[&str]) -> Option<Template> {
+        self.template_pieces(t, cals, None).map(|(t, _)| t)
+    }
+
+    /// A `fetch` header's value: a template in which `${secrets.NAME}`
+    /// reads a secret of the server's configuration. Its pieces, and the
+    /// secrets it reads with where each is written.
+    pub(in crate::flow) fn header_template(
+        &mut self,
+        t: &Text,
+        cals: &[&str],
+    ) -> Option<(Vec<HeaderPiece>, Vec<(String, Span)>)> {
+        let mut secrets = Vec::new();
+        let (tpl, marks) = self.template_pieces(t, cals, Some(&mut secrets))?;
+        // Split the template at the secrets it holds.
+        let mut pieces = Vec::new();
+        let mut current = Vec::new();
+        for (i, part) in tpl.parts.into_iter().enumerate() {
+            if let Some(name) = marks.iter().find(|(at, _)| *at == i).map(|(_, n)| n.clone()) {
+                if !current.is_empty() {
+                    pieces.push(HeaderPiece::Template(Template {
+                        source: String::new(),
+                        parts: std::mem::take(&mut current),
+                    }));
+                }
+                pieces.push(HeaderPiece::Secret(name));
+            } else {
+                current.push(part);
+            }
+        }
+        if !current.is_empty() {
+            pieces.push(HeaderPiece::Template(Template {
+                source: String::new(),
+                parts: current,
+            }));
+        }
+        Some((pieces, secrets))
+    }
+
+    /// A template; with `secrets`, `${secrets.NAME}` is taken as a secret
+    /// (a placeholder part whose index is returned with the name, and the
+    /// name and span pushed to `secrets`), else it is an error that says
+    /// where secrets may be read.
+    fn template_pieces(
+        &mut self,
+        t: &Text,
+        cals: &[&str],
+        mut secrets: Option<&mut Vec<(String, Span)>>,
+    ) -> Option<(Template, Vec<(usize, String)>)> {
+        let mut marks = Vec::new();
         let s = &t.value;
         if !s.contains("${") {
-            return Some(Template {
-                source: s.clone(),
-                parts: if s.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![TemplatePart::Text(s.clone())]
+            return Some((
+                Template {
+                    source: s.clone(),
+                    parts: if s.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![TemplatePart::Text(s.clone())]
+                    },
                 },
-            });
+                marks,
+            ));
         }
         let map = ValueMap::new(&self.file.text, t.span, s);
         let mut parts = Vec::new();
@@ -285,6 +338,41 @@ impl Cx {
                 rest = body_start + close + 1;
                 continue;
             }
+            let trimmed = body.trim();
+            if let Some(name) = trimmed.strip_prefix("secrets.") {
+                let span = Span::new(map.at(open), map.at(body_start + close + 1));
+                let plain = !name.is_empty()
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                match secrets.as_deref_mut() {
+                    Some(list) if plain => {
+                        list.push((name.to_owned(), span));
+                        marks.push((parts.len(), name.to_owned()));
+                        parts.push(TemplatePart::Text(String::new()));
+                    }
+                    Some(_) => {
+                        self.error(
+                            "callflow::fetch::secret",
+                            span,
+                            format!("`{trimmed}` is not a secret's name"),
+                        )
+                        .label("secret")
+                        .help("a secret is read whole, by its name: `${secrets.crm_token}`");
+                        ok = false;
+                    }
+                    None => {
+                        self.error(
+                            "callflow::fetch::secret",
+                            span,
+                            "secrets are read only in a fetch's headers",
+                        )
+                        .label("a secret here would be written in the timeline")
+                        .help("put it in a header of the fetch, e.g. `headers: {Authorization: \"Bearer ${secrets.crm_token}\"}`");
+                        ok = false;
+                    }
+                }
+                rest = body_start + close + 1;
+                continue;
+            }
             match self.expression(body, &map, body_start, cals, false) {
                 Some(e) => parts.push(TemplatePart::Expr(e)),
                 None => ok = false,
@@ -294,9 +382,14 @@ impl Cx {
         if rest < s.len() {
             parts.push(TemplatePart::Text(s[rest..].to_owned()));
         }
-        ok.then(|| Template {
-            source: s.clone(),
-            parts,
+        ok.then(|| {
+            (
+                Template {
+                    source: s.clone(),
+                    parts,
+                },
+                marks,
+            )
         })
     }
 }

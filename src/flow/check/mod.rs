@@ -433,10 +433,22 @@ fn roots_of(f: &FlowFile) -> Roots {
             .flat_map(|items| items.value.iter())
             .filter_map(|i| i.value.set.as_ref())
             .flat_map(|s| s.value.keys());
-    let step_sets = f.steps.values().flat_map(|d| d.value.assigned_names());
-    for name in handler_sets.map(|n| n.value.clone()).chain(step_sets) {
-        vars.insert(name, Ty::Any);
+    let step_sets = f.steps.values().flat_map(|d| d.value.assigned_types());
+    let mut assigned: IndexMap<String, Ty> = IndexMap::new();
+    for name in handler_sets.map(|n| n.value.clone()) {
+        assigned.insert(name, Ty::Any);
     }
+    for (name, ty) in step_sets {
+        // A variable given a value in several places, or also declared,
+        // is of any type: its type is the last value given.
+        let ty = if assigned.contains_key(&name) || vars.contains_key(&name) {
+            Ty::Any
+        } else {
+            ty
+        };
+        assigned.insert(name, ty);
+    }
+    vars.extend(assigned);
     let (api, params) = match &f.trigger.value {
         model::Trigger::Api(a) => (
             true,
