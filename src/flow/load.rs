@@ -468,11 +468,18 @@ pub fn check_fetch(flows: &[Arc<Flow>], policy: &FetchPolicy) -> Vec<Diagnostic>
                 } else {
                     format!("allowed: {}", policy.allow.join(", "))
                 };
+                let url = unquoted(&flow.source.text, f.url_span);
+                let written = flow.source.text.get(url.start..url.end).unwrap_or_default();
+                let at = written
+                    .find("://")
+                    .map(|i| url.start + i + 3)
+                    .filter(|at| flow.source.text.get(*at..at + host.len()) == Some(host.as_str()))
+                    .map_or(url, |at| Span::new(at, at + host.len()));
                 out.push(
                     Diagnostic::error(
                         "callflow::fetch::host",
                         &flow.source,
-                        unquoted(&flow.source.text, f.url_span),
+                        at,
                         format!("`{host}` is not a host this server may fetch from"),
                     )
                     .label("host not allowed")

@@ -36,10 +36,10 @@ async fn the_workbench_opens_on_the_bundled_flows() {
     let b = Browser::start(1280, 800).await;
     let t0 = Instant::now();
     b.client.goto(&s.url()).await.expect("the page opens");
-    b.wait_for("the page", "document.body.dataset.ready === 'true' && document.querySelectorAll('#flows li').length === 10", WAIT).await;
+    b.wait_for("the page", "document.body.dataset.ready === 'true' && document.querySelectorAll('#flows li').length === 11", WAIT).await;
     let ready = t0.elapsed();
     eprintln!(
-        "studio figure: page ready (10 bundled flows) in {} ms",
+        "studio figure: page ready (11 bundled flows) in {} ms",
         ready.as_millis()
     );
     let names = b

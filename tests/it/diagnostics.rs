@@ -180,6 +180,12 @@ fixtures! {
     order_transfer_unanswered => "callflow::step::order" at 11:3,
     order_no_call => "callflow::step::order" at 8:3,
     failure_unrouted => "callflow::failure::unrouted" at 10:5,
+    fetch_method => "callflow::fetch::method" at 10:15,
+    fetch_url => "callflow::fetch::url" at 9:13,
+    fetch_secret_outside_headers => "callflow::fetch::secret" at 9:53,
+    fetch_shape => "callflow::fetch::shape" at 11:21,
+    fetch_field_unknown => "callflow::expr::unknown_field" at 16:28,
+    fetch_body_get => "callflow::fetch::retries" at 12:16,
 }
 
 #[test]
@@ -240,6 +246,40 @@ fn set_duplicate_name() {
     let diags = load_set("set_duplicate_name");
     assert!(diags.iter().any(|d| d.code == "callflow::flow::duplicate"));
     insta::assert_snapshot!("set_duplicate_name", report(&diags));
+}
+
+/// A `fetch` checked against the server's policy (as `serve` and
+/// `validate --fetch-allow` do): a host not allowed, a secret not configured.
+#[test]
+fn set_fetch_policy() {
+    let loaded = load_paths(&[PathBuf::from(DIR).join("set_fetch_policy")]);
+    assert!(loaded.diagnostics.is_empty(), "{}", report(&loaded.diagnostics));
+    let policy = callflow::flow::FetchPolicy {
+        allow: vec!["crm.contoso.com".into()],
+        secrets: Some(vec!["crm_token".into()]),
+    };
+    let diags = callflow::flow::check_fetch(&loaded.flows, &policy);
+    assert_spans_valid(&diags);
+    let at: Vec<_> = diags
+        .iter()
+        .map(|d| {
+            let j = d.to_json();
+            (j.code, j.line.unwrap_or(0), j.column.unwrap_or(0))
+        })
+        .collect();
+    assert_eq!(
+        at,
+        [
+            ("callflow::fetch::host", 9, 21),
+            ("callflow::fetch::secret", 11, 32),
+        ]
+    );
+    insta::assert_snapshot!("set_fetch_policy", report(&diags));
+    let allowed = callflow::flow::FetchPolicy {
+        allow: vec!["*.contoso.net".into()],
+        secrets: None,
+    };
+    assert!(callflow::flow::check_fetch(&loaded.flows, &allowed).is_empty());
 }
 
 #[test]

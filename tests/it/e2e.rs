@@ -21,6 +21,7 @@
 //! round trip. No assertion is made on wall-clock durations; waits are
 //! bounded only so that a failure fails rather than hangs.
 
+use crate::support::designer::Designer;
 use crate::support::poll::eventually;
 use callflow::graph::client::recordings::RecordingDelivery;
 
@@ -96,6 +97,15 @@ struct Stack {
 }
 
 async fn stack(flows: &Path, sim_config: SimGraphConfig) -> Stack {
+    stack_with(flows, sim_config, None).await
+}
+
+/// [`stack`], whose runtime makes `fetch` requests as `fetch` says.
+async fn stack_with(
+    flows: &Path,
+    sim_config: SimGraphConfig,
+    fetch: Option<callflow::runtime::FetchConfig>,
+) -> Stack {
     let clock = match sim_config.clock {
         SimClock::Manual => Some(ManualClock::new(sim_config.start.unwrap_or_else(Utc::now))),
         SimClock::RealTime { .. } => None,
@@ -128,6 +138,7 @@ async fn stack(flows: &Path, sim_config: SimGraphConfig) -> Stack {
             callback_uri: callback.clone(),
             clock: clock.clone().map_or(Clock::System, Clock::Manual),
             bot: callflow::serve::sim_graph_identity(),
+            fetch: fetch.map(|f| Arc::new(callflow::runtime::Fetcher::new(f).expect("fetcher"))),
             ..RuntimeConfig::default()
         },
         Arc::new(client),
@@ -415,6 +426,20 @@ async fn run_scenario(
     clock: DateTime<Utc>,
 ) -> Result<(), String> {
     let dir = copy_flows();
+    // The designer's service on loopback, where the flows say `CRM_BASE`.
+    let designer = Designer::start(scenario.graph.http.clone(), CRM_BASE).await;
+    for entry in std::fs::read_dir(dir.path()).expect("flows copy") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("flow text");
+        if text.contains(CRM_BASE) {
+            std::fs::write(&path, text.replace(CRM_BASE, &designer.base)).expect("rewrite");
+        }
+    }
+    let fetch = callflow::runtime::FetchConfig {
+        allow: vec![designer.base.trim_start_matches("http://").to_owned()],
+        secrets: [("crm_token".to_owned(), CRM_TOKEN.to_owned())].into(),
+        max_bytes: callflow::runtime::fetch::DEFAULT_MAX_BYTES,
+    };
     let sim_config = SimGraphConfig {
         behaviour: scenario.graph.clone(),
         faults: scenario_faults(),
@@ -422,11 +447,18 @@ async fn run_scenario(
         start: Some(clock),
         ..SimGraphConfig::default()
     };
-    let s = stack(dir.path(), sim_config).await;
-    let result = check_scenario(&s, &scenario, start).await;
+    let s = stack_with(dir.path(), sim_config, Some(fetch)).await;
+    let result = check_scenario(&s, &scenario, start, &designer).await;
     s.stop().await;
     result
 }
+
+/// Where the bundled flows' `fetch` steps ask (their CRM), replaced over
+/// HTTP by the loopback [`Designer`].
+const CRM_BASE: &str = "https://crm.contoso.com";
+
+/// The secret `crm_token` over HTTP: it must reach the service, and nothing else.
+const CRM_TOKEN: &str = "e2e-crm-token-4f1d";
 
 /// Starts the run as `start` says; the session's id (once it exists) and
 /// the call the run started on, if any.
@@ -477,7 +509,12 @@ async fn begin(s: &Stack, start: Start) -> Result<(String, Option<String>), Stri
     Ok((id.expect("found"), Some(call)))
 }
 
-async fn check_scenario(s: &Stack, scenario: &Scenario, start: Start) -> Result<(), String> {
+async fn check_scenario(
+    s: &Stack,
+    scenario: &Scenario,
+    start: Start,
+    designer: &Designer,
+) -> Result<(), String> {
     let (id, call) = begin(s, start).await?;
     let runtime = s.runtime.clone();
     let ran = s
@@ -529,11 +566,49 @@ async fn check_scenario(s: &Stack, scenario: &Scenario, start: Start) -> Result<
             wavs.iter().map(Vec::len).collect::<Vec<_>>()
         ));
     }
+    // A fetch is a request to the designer's service, not to Graph: what
+    // shows it is the service's log, with the secret in its header.
+    let fetches = scenario
+        .expect
+        .iter()
+        .filter(|e| matches!(e, Expectation::Request { kind, .. } if *kind == RequestKind::Fetch))
+        .count();
+    let asked = designer.requests();
+    if asked.len() < fetches {
+        problems.push(format!(
+            "the service got {} requests, expected {fetches}: {asked:?}",
+            asked.len()
+        ));
+    }
+    let bearer = format!("Bearer {CRM_TOKEN}");
+    for r in &asked {
+        if !r.headers.iter().any(|(k, v)| k == "authorization" && *v == bearer) {
+            problems.push(format!("{} {} came without the secret: {:?}", r.method, r.url, r.headers));
+        }
+    }
+    let shown = match s
+        .http
+        .get(format!("http://{}/api/sessions/{id}", s.addr))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+    {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(e) => format!("the admin API: {e}"),
+    };
+    if !shown.contains(&id) {
+        problems.push(format!("the admin API does not show the session: {shown}"));
+    }
+    if shown.contains(CRM_TOKEN) || detail.timeline_text.contains(CRM_TOKEN) {
+        problems.push("the secret is in the session the admin API shows".into());
+    }
     let want: Vec<&str> = scenario
         .expect
         .iter()
         .filter_map(|e| match e {
-            Expectation::Request { kind, .. } if *kind != RequestKind::SaveRecording => {
+            Expectation::Request { kind, .. }
+                if *kind != RequestKind::SaveRecording && *kind != RequestKind::Fetch =>
+            {
                 Some(kind.as_str())
             }
             Expectation::Request { .. } | Expectation::End(_) => None,

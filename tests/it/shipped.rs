@@ -109,6 +109,7 @@ fn bundled_flows_cover_every_trigger_and_action() {
         "collect",
         "record",
         "invite",
+        "fetch",
         "switch",
         "set",
         "log",

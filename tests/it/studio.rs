@@ -63,10 +63,10 @@ async fn the_page_and_the_flows_with_their_status_and_diagram() {
     assert_eq!(status, 200);
     assert_eq!(
         flows["summary"],
-        "checked 10 files: 10 flows, 0 errors, 0 warnings"
+        "checked 11 files: 11 flows, 0 errors, 0 warnings"
     );
     let files = flows["files"].as_array().expect("files");
-    assert_eq!(files.len(), 10);
+    assert_eq!(files.len(), 11);
     let reception = files
         .iter()
         .find(|f| f["flow"] == "reception")

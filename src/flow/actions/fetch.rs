@@ -48,7 +48,7 @@ pub struct FetchAction {
     /// `${expression}`; a value that is one `${expression}` sends its value
     /// as it is (a number stays a number).
     #[serde(default)]
-    pub body: Option<IndexMap<Text, Text>>,
+    pub body: Option<Spanned<IndexMap<Text, Text>>>,
     /// The variable the JSON answer goes into: `into: caller` is read as `vars.caller.vip`.
     pub into: Text,
     /// How long each attempt may wait for the answer before `on_timeout`, 1s to 30s. Default 5s.
@@ -161,10 +161,11 @@ fn shape_type(name: &str) -> Option<Ty> {
 /// URL; `None` when an expression gives the host.
 pub fn literal_host(url: &str) -> Option<Result<String, String>> {
     let fixed = url.split("${").next().unwrap_or_default();
+    if fixed.is_empty() && !url.is_empty() {
+        // `${vars.crm}/callers`: the base comes from a variable.
+        return None;
+    }
     let Some((scheme, rest)) = fixed.split_once("://") else {
-        if url.contains("${") && !fixed.contains(':') {
-            return None;
-        }
         return Some(Err(format!("`{url}` is not an http(s) URL")));
     };
     if scheme != "http" && scheme != "https" {
@@ -235,9 +236,14 @@ impl CheckAction for Fetch {
         match literal_host(&f.url.value) {
             Some(Ok(h)) => host = Some(h),
             Some(Err(why)) => {
+                let help = if f.url.value.contains("://") {
+                    "a fetch speaks HTTP: start the URL with `https://` (or `http://`)".to_owned()
+                } else {
+                    format!("start it with `https://`: `https://{}`", f.url.value)
+                };
                 cx.error("callflow::fetch::url", f.url.span, why)
                     .label("not an http(s) URL")
-                    .help("write the service's URL, e.g. `https://crm.contoso.com/api/callers/${call.from.phone}`");
+                    .help(help);
                 ok = false;
             }
             None => {}
@@ -291,14 +297,14 @@ impl CheckAction for Fetch {
             if method == Method::Get {
                 cx.error(
                     "callflow::fetch::method",
-                    cx.key_span(a.span, "body"),
+                    fields.span,
                     "a `GET` sends no body",
                 )
                 .label("body of a GET")
                 .help("add `method: POST` to send it, or put the values in the URL");
                 ok = false;
             }
-            for (k, v) in fields {
+            for (k, v) in &fields.value {
                 match cx.template(v, cals) {
                     Some(t) => body.push((k.value.clone(), t)),
                     None => ok = false,
@@ -377,6 +383,7 @@ mod tests {
         assert_eq!(h("https://${vars.host}/x"), None);
         assert_eq!(h("ftp://files.contoso.com/x"), Some(Err(())));
         assert_eq!(h("crm.contoso.com/api"), Some(Err(())));
+        assert_eq!(h("crm.contoso.com/api/${call.id}"), Some(Err(())));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod browser;
 pub mod demo;
+pub mod designer;
 pub mod poll;
 pub mod require;
 pub mod seeds;
