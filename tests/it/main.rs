@@ -13,6 +13,7 @@ mod browser;
 mod collect;
 mod diagnostics;
 mod e2e;
+mod fetch;
 mod every_action;
 mod fuzz_corpus;
 mod graph_client;
