@@ -125,7 +125,12 @@ pub struct ServeArgs {
     /// A host `fetch` steps may ask (repeat, or comma-separate in the environment):
     /// crm.contoso.com, *.contoso.com, 127.0.0.1:8081 [default: none]. Secrets their headers read
     /// come from the config file's [secrets] table or CALLFLOW_SECRET_<NAME>.
-    #[arg(long, value_name = "HOST", env = "CALLFLOW_FETCH_ALLOW", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "HOST",
+        env = "CALLFLOW_FETCH_ALLOW",
+        value_delimiter = ','
+    )]
     pub fetch_allow: Vec<String>,
     /// The largest answer a `fetch` reads, e.g. 64KiB [default: 64KiB].
     #[arg(long, value_name = "SIZE", env = "CALLFLOW_FETCH_MAX_BYTES")]

@@ -163,9 +163,8 @@ impl Run<'_> {
         } else {
             scope::Inputs::new(self.flow, self.s)
         };
-        let text = |t: &Template| {
-            scope::render(self.flow, t, &input, self.now).map_err(|e| e.to_string())
-        };
+        let text =
+            |t: &Template| scope::render(self.flow, t, &input, self.now).map_err(|e| e.to_string());
         // A value put into the URL is percent-encoded (`+1206…` stays a
         // plus), but for one that starts it (a base URL from a variable).
         let mut url = String::new();
@@ -228,8 +227,16 @@ impl Run<'_> {
     }
 
     /// The service answered attempt `command`.
-    pub(crate) fn fetched(&mut self, command: CommandId, answer: FetchAnswer) -> Option<Transition> {
-        let Waiting::Fetch { command: c, attempt } = self.s.waiting else {
+    pub(crate) fn fetched(
+        &mut self,
+        command: CommandId,
+        answer: FetchAnswer,
+    ) -> Option<Transition> {
+        let Waiting::Fetch {
+            command: c,
+            attempt,
+        } = self.s.waiting
+        else {
             return None;
         };
         if c != command {
@@ -255,7 +262,11 @@ impl Run<'_> {
         code: &str,
         why: String,
     ) -> Option<Transition> {
-        let Waiting::Fetch { command: c, attempt } = self.s.waiting else {
+        let Waiting::Fetch {
+            command: c,
+            attempt,
+        } = self.s.waiting
+        else {
             return None;
         };
         if c != command {

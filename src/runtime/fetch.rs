@@ -80,7 +80,9 @@ pub struct Fetcher {
 
 impl std::fmt::Debug for Fetcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fetcher").field("config", &self.config).finish()
+        f.debug_struct("Fetcher")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -136,7 +138,9 @@ impl Fetcher {
         if !self.policy.allows(host, url.port()) {
             return Err(refused(
                 "HostNotAllowed",
-                format!("`{host}` is not among the hosts this server may fetch from (--fetch-allow)"),
+                format!(
+                    "`{host}` is not among the hosts this server may fetch from (--fetch-allow)"
+                ),
             ));
         }
         let mut headers = HeaderMap::new();
@@ -159,7 +163,10 @@ impl Fetcher {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| refused("BadHeader", format!("`{name}` is not a header name")))?;
             let mut value = HttpValue::try_from(value).map_err(|_| {
-                refused("BadHeader", format!("the value of header `{name}` is not valid"))
+                refused(
+                    "BadHeader",
+                    format!("the value of header `{name}` is not valid"),
+                )
             })?;
             value.set_sensitive(true);
             headers.insert(name, value);

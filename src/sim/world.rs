@@ -1020,7 +1020,9 @@ impl World {
         let method = request.method.as_str();
         let found = self.behaviour.http.iter().find(|(pattern, _)| {
             let (m, url) = match pattern.split_once(' ') {
-                Some((m, url)) if m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("POST") => {
+                Some((m, url))
+                    if m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("POST") =>
+                {
                     (Some(m), url.trim())
                 }
                 _ => (None, pattern.as_str()),
@@ -1043,9 +1045,7 @@ impl World {
         let n = self.fetches.entry(pattern.clone()).or_insert(0);
         let answer = answers.nth_cloned(*n);
         *n += 1;
-        let late = answer
-            .delay
-            .is_some_and(|d| d.0 >= request.timeout());
+        let late = answer.delay.is_some_and(|d| d.0 >= request.timeout());
         if answer.timeout || late {
             return Err(ControlError::new(
                 0,

@@ -253,7 +253,11 @@ fn set_duplicate_name() {
 #[test]
 fn set_fetch_policy() {
     let loaded = load_paths(&[PathBuf::from(DIR).join("set_fetch_policy")]);
-    assert!(loaded.diagnostics.is_empty(), "{}", report(&loaded.diagnostics));
+    assert!(
+        loaded.diagnostics.is_empty(),
+        "{}",
+        report(&loaded.diagnostics)
+    );
     let policy = callflow::flow::FetchPolicy {
         allow: vec!["crm.contoso.com".into()],
         secrets: Some(vec!["crm_token".into()]),

@@ -582,8 +582,15 @@ async fn check_scenario(
     }
     let bearer = format!("Bearer {CRM_TOKEN}");
     for r in &asked {
-        if !r.headers.iter().any(|(k, v)| k == "authorization" && *v == bearer) {
-            problems.push(format!("{} {} came without the secret: {:?}", r.method, r.url, r.headers));
+        if !r
+            .headers
+            .iter()
+            .any(|(k, v)| k == "authorization" && *v == bearer)
+        {
+            problems.push(format!(
+                "{} {} came without the secret: {:?}",
+                r.method, r.url, r.headers
+            ));
         }
     }
     let shown = match s

@@ -67,7 +67,10 @@ async fn an_allowed_host_gets_the_secret_and_its_json_comes_back() {
     .await;
     let f = fetcher(&authority(&d), 64 * 1024);
     let answer = f
-        .fetch(&get(format!("{}/api/accounts/412345?caller=%2B1206", d.base)))
+        .fetch(&get(format!(
+            "{}/api/accounts/412345?caller=%2B1206",
+            d.base
+        )))
         .await
         .expect("an answer");
     assert_eq!(answer.status, 200);
@@ -75,7 +78,11 @@ async fn an_allowed_host_gets_the_secret_and_its_json_comes_back() {
     let asked = d.requests();
     assert_eq!(asked.len(), 1);
     assert_eq!(asked[0].method, "GET");
-    assert!(asked[0].url.ends_with("/api/accounts/412345?caller=%2B1206"));
+    assert!(
+        asked[0]
+            .url
+            .ends_with("/api/accounts/412345?caller=%2B1206")
+    );
     let auth = asked[0]
         .headers
         .iter()
@@ -256,8 +263,15 @@ fn a_secret_pin_posted_to_the_service_is_sent_but_masked_everywhere() {
         sent.body,
         Some(json!({"pin": "9876", "caller": "+33612345678", "tries": 2}))
     );
-    assert!(request.url.ends_with("/api/pins/%E2%80%A2%E2%80%A2%E2%80%A2%E2%80%A2"));
-    assert_eq!(request.body.as_ref().map(|b| b["pin"].clone()), Some(json!("••••")));
+    assert!(
+        request
+            .url
+            .ends_with("/api/pins/%E2%80%A2%E2%80%A2%E2%80%A2%E2%80%A2")
+    );
+    assert_eq!(
+        request.body.as_ref().map(|b| b["pin"].clone()),
+        Some(json!("••••"))
+    );
     // The secret of the configuration is a name, in both.
     assert_eq!(
         sent.secret_names().collect::<Vec<_>>(),
@@ -276,4 +290,221 @@ fn a_secret_pin_posted_to_the_service_is_sent_but_masked_everywhere() {
     ] {
         assert!(!text.contains("9876"), "the PIN is in the {what}: {text}");
     }
+}
+
+/// A line that asks the designer's service who calls, with a secret, and
+/// routes VIPs; `BASE` is replaced by the service's address.
+const SERVE_FLOW: &str = r#"flow: fetch-line
+trigger:
+  incoming_call:
+    to: "+14255550188"
+start: greet
+steps:
+  greet:
+    answer: {}
+    next: lookup
+  lookup:
+    fetch:
+      url: "BASE/api/callers/${call.from.phone}"
+      headers: { Authorization: "Bearer ${secrets.crm_token}" }
+      into: caller
+      shape: { vip: bool }
+    next: route
+    on_failure: bye
+    on_timeout: bye
+  route:
+    switch:
+      - when: "vars.caller.vip"
+        goto: vip
+      - goto: bye
+  vip:
+    transfer: { to: { phone: "+14255550146" } }
+    on_failure: bye
+  bye:
+    hangup: {}
+"#;
+
+fn serve_command(
+    graph: &str,
+    port: u16,
+    flows: &std::path::Path,
+    config: &std::path::Path,
+) -> std::process::Command {
+    let public = format!("http://127.0.0.1:{port}");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"));
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--public-url", &public])
+        .args([
+            "--app-id",
+            callflow::sim::graph::BOT_APP_ID,
+            "--tenant",
+            "sim-tenant",
+        ])
+        .args(["--graph-url", graph, "--authority-url", graph])
+        .arg("--openid-config-url")
+        .arg(format!("{graph}/.well-known/OpenIdConfiguration"))
+        .arg("--flows")
+        .arg(flows)
+        .args(["--store", "memory"])
+        .arg("--config")
+        .arg(config)
+        .env("CALLFLOW_CLIENT_SECRET", "sim-secret")
+        .env("CALLFLOW_ADMIN_TOKEN", "fetch-admin")
+        .env("RUST_LOG", "debug")
+        .env_remove("CALLFLOW_STORE")
+        .env_remove("CALLFLOW_FETCH_ALLOW")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// `callflow serve` (the binary) with the service allowed and the secret in
+/// its config file, against sim-graph: the VIP is transferred, the service
+/// got the secret, and neither the admin API nor the server's log holds it.
+/// The same flow with its host not allowed does not load: `serve` exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_fetches_from_an_allowed_host_with_the_configured_secret() {
+    use crate::support::poll::eventually;
+    let d = Designer::start(
+        answers(&[(
+            "https://crm.contoso.com/api/callers/*",
+            HttpAnswer {
+                body: json!({"vip": true}),
+                ..HttpAnswer::default()
+            },
+        )]),
+        "https://crm.contoso.com",
+    )
+    .await;
+    let sim = callflow::sim::http::SimGraphServer::start(
+        callflow::sim::http::SimGraphConfig::default(),
+        tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind"),
+    )
+    .await
+    .expect("sim-graph");
+    let graph = sim.base_url().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).expect("flows");
+    std::fs::write(
+        flows.join("fetch-line.yaml"),
+        SERVE_FLOW.replace("BASE", &d.base),
+    )
+    .expect("flow");
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "fetch-allow = [\"{}\"]\n\n[secrets]\ncrm_token = \"{TOKEN}\"\n",
+            authority(&d)
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let mut child = serve_command(&graph, port, &flows, &config)
+        .spawn()
+        .expect("spawn callflow serve");
+    let public = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let ready = eventually(Duration::from_secs(60), || {
+        let (http, url) = (http.clone(), format!("{public}/readyz"));
+        async move { (http.get(url).send().await.ok()?.status() == 200).then_some(()) }
+    })
+    .await;
+    assert!(ready.is_some(), "serve never got ready");
+    let placed: serde_json::Value = http
+        .post(format!("{graph}/sim/calls"))
+        .json(&json!({
+            "from": { "phone": "+12065550123" },
+            "to": { "phone": "+14255550188" },
+            "callbackUri": format!("{public}/api/calls"),
+        }))
+        .send()
+        .await
+        .expect("place")
+        .json()
+        .await
+        .expect("json");
+    let call = placed["id"].as_str().expect("call id").to_owned();
+    let session = eventually(Duration::from_secs(60), || {
+        let (http, url) = (http.clone(), format!("{public}/api/sessions"));
+        let call = call.clone();
+        async move {
+            let page: serde_json::Value = http
+                .get(url)
+                .bearer_auth("fetch-admin")
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            page["sessions"].as_array()?.iter().find_map(|s| {
+                let ended = s["state"] == "ended";
+                let ours = s["calls"].as_array()?.iter().any(|c| c == &call.as_str());
+                (ours && ended).then(|| s["id"].as_str().map(str::to_owned))?
+            })
+        }
+    })
+    .await
+    .expect("the run ends");
+    let shown = http
+        .get(format!("{public}/api/sessions/{session}"))
+        .bearer_auth("fetch-admin")
+        .send()
+        .await
+        .expect("the session")
+        .text()
+        .await
+        .expect("text");
+    assert!(shown.contains("\"outcome\":\"transferred\""), "{shown}");
+    assert!(shown.contains("fetch {method: GET"), "{shown}");
+    let asked = d.requests();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(
+        asked[0].url.ends_with("/api/callers/%2B12065550123"),
+        "{asked:?}"
+    );
+    assert!(
+        asked[0]
+            .headers
+            .iter()
+            .any(|(k, v)| k == "authorization" && *v == format!("Bearer {TOKEN}"))
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("output");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("flows loaded"), "{log}");
+    assert!(
+        !shown.contains(TOKEN),
+        "the secret is in the admin API: {shown}"
+    );
+    assert!(
+        !log.contains(TOKEN),
+        "the secret is in the server's log: {log}"
+    );
+
+    // Not allowed: the flow does not load, and serve says why.
+    std::fs::write(&config, format!("[secrets]\ncrm_token = \"{TOKEN}\"\n")).expect("config");
+    let out = serve_command(&graph, free_port(), &flows, &config)
+        .output()
+        .expect("serve runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("callflow::fetch::host"), "{err}");
+    let _ = sim.shutdown().await;
 }

@@ -259,7 +259,11 @@ impl Cx {
         let mut pieces = Vec::new();
         let mut current = Vec::new();
         for (i, part) in tpl.parts.into_iter().enumerate() {
-            if let Some(name) = marks.iter().find(|(at, _)| *at == i).map(|(_, n)| n.clone()) {
+            if let Some(name) = marks
+                .iter()
+                .find(|(at, _)| *at == i)
+                .map(|(_, n)| n.clone())
+            {
                 if !current.is_empty() {
                     pieces.push(HeaderPiece::Template(Template {
                         source: String::new(),

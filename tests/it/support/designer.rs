@@ -59,8 +59,12 @@ impl Designer {
                 let Ok((socket, _)) = listener.accept().await else {
                     return;
                 };
-                let (answers, counts, log, base) =
-                    (Arc::clone(&answers), Arc::clone(&counts), Arc::clone(&l), b.clone());
+                let (answers, counts, log, base) = (
+                    Arc::clone(&answers),
+                    Arc::clone(&counts),
+                    Arc::clone(&l),
+                    b.clone(),
+                );
                 tokio::spawn(async move {
                     let _ = serve(socket, &answers, &counts, &log, &base).await;
                 });
