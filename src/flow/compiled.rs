@@ -165,6 +165,8 @@ pub struct Step {
     pub name: String,
     /// Where it is defined.
     pub span: Span,
+    /// What it is for, as its `description` says (shown in diagrams).
+    pub description: Option<String>,
     /// Its action.
     pub action: Action,
     /// Where to go on success.

@@ -240,6 +240,7 @@ impl Cx {
         Some(Step {
             name: name.value.clone(),
             span: name.span,
+            description: d.description.clone(),
             action,
             next,
             on_failure,
