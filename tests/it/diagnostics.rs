@@ -180,6 +180,7 @@ fixtures! {
     order_transfer_unanswered => "callflow::step::order" at 11:3,
     order_no_call => "callflow::step::order" at 8:3,
     failure_unrouted => "callflow::failure::unrouted" at 10:5,
+    expr_unknown_method => "callflow::expr::unknown_fn" at 13:32,
 }
 
 #[test]
