@@ -181,6 +181,7 @@ fixtures! {
     order_no_call => "callflow::step::order" at 8:3,
     failure_unrouted => "callflow::failure::unrouted" at 10:5,
     expr_unknown_method => "callflow::expr::unknown_fn" at 13:32,
+    end_name => "callflow::end::name" at 17:10,
 }
 
 #[test]
