@@ -486,6 +486,7 @@ impl Session {
             self.upkeep.answer,
             self.upkeep.keep_alive,
             self.upkeep.idle,
+            self.upkeep.deadline,
         ]
         .into_iter()
         .flatten()

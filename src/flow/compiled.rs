@@ -66,6 +66,8 @@ pub struct Flow {
     pub steps: Vec<Step>,
     /// Most steps one run may take.
     pub max_steps: u32,
+    /// The longest one run may last from its start.
+    pub max_duration: std::time::Duration,
     /// Handlers for call states (`terminated`, …), by state name.
     pub on_state: IndexMap<String, Vec<HandlerOp>>,
     /// The handler for failures that no step routes.

@@ -48,6 +48,11 @@ pub struct FlowFile {
     /// Most steps one run may take before it is stopped as a loop. Default 200.
     #[serde(default)]
     pub max_steps: Option<Spanned<u32>>,
+    /// The longest one run may last from its start, calls and waits
+    /// included (`2h`); then it ends in `error` and its calls are hung up.
+    /// Default 4h.
+    #[serde(default)]
+    pub max_duration: Option<Text>,
     /// The steps, by name.
     pub steps: IndexMap<Text, Spanned<StepDef>>,
     /// Handlers that react at any step: to a call state (`terminated`, …) or to `error`.

@@ -553,6 +553,11 @@ impl Worker {
                         idle = %humantime::format_duration(self.inner.config.idle_reap_after),
                         "session reaped: nothing happened for too long");
                 }
+                engine::Applied::Overran => {
+                    tracing::warn!(session = %self.cell.id,
+                        limit = %humantime::format_duration(self.cell.flow.max_duration),
+                        "run stopped: it lasted its flow's max_duration");
+                }
                 engine::Applied::KeepAlive(_) | engine::Applied::Fault => {}
             }
         }

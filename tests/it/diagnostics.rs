@@ -182,6 +182,7 @@ fixtures! {
     failure_unrouted => "callflow::failure::unrouted" at 10:5,
     expr_unknown_method => "callflow::expr::unknown_fn" at 13:32,
     end_name => "callflow::end::name" at 17:10,
+    order_after_call_ended => "callflow::step::order" at 16:3,
 }
 
 #[test]

@@ -45,6 +45,9 @@ use values::*;
 /// Default most steps per run.
 pub const DEFAULT_MAX_STEPS: u32 = 200;
 
+/// The longest a run lasts when its flow says nothing (`max_duration`).
+pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(4 * 3600);
+
 /// Most steps one flow may hold. A flow is written by people; far beyond
 /// this, it is generated or hostile, and refused before any rule runs.
 pub const MAX_STEPS_PER_FLOW: usize = 10_000;
@@ -385,6 +388,11 @@ impl Cx {
             m.value
         });
 
+        let max_duration = match &f.max_duration {
+            None => Some(DEFAULT_MAX_DURATION),
+            Some(t) => self.duration(t, None),
+        };
+
         if clean_read && let Some(start) = start {
             self.reachability(f, &ids, start);
             if !self.has_errors() && steps.len() == f.steps.len() {
@@ -413,6 +421,7 @@ impl Cx {
             start,
             steps,
             max_steps,
+            max_duration: max_duration?,
             on_state,
             on_error,
         })
