@@ -178,8 +178,7 @@ impl Run<'_> {
             return;
         }
         let limit = humantime::format_duration(self.flow.max_duration);
-        let reason =
-            format!("the run lasted its flow's max_duration ({limit}) and was stopped");
+        let reason = format!("the run lasted its flow's max_duration ({limit}) and was stopped");
         self.applied.push(Applied::Overran);
         self.error_entry(reason.clone());
         self.end(Outcome::Error, Some(reason));
@@ -273,7 +272,9 @@ impl Run<'_> {
             .filter(|_| !self.s.is_ended())
             .map(|start| {
                 let limit = Duration::from_std(self.flow.max_duration).unwrap_or(Duration::MAX);
-                start.checked_add_signed(limit).unwrap_or(DateTime::<Utc>::MAX_UTC)
+                start
+                    .checked_add_signed(limit)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC)
             });
         self.keep_timer(Rule::Deadline, deadline);
     }

@@ -340,7 +340,7 @@ impl Session {
         Session {
             id: id.into(),
             flow: flow.name.clone(),
-            flow_version: flow.source.sha256.clone(),
+            flow_version: flow.version.clone(),
             bot,
             started_at: None,
             step_open: false,

@@ -52,6 +52,11 @@ pub struct Flow {
     pub description: Option<String>,
     /// The file it came from, its text and hash.
     pub source: Arc<SourceFile>,
+    /// The version a run is pinned to: the file's SHA-256, or, when it
+    /// uses calendar files, that of its text and theirs.
+    pub version: String,
+    /// The calendar files it uses (`use:`), as written, and read.
+    pub calendar_files: Vec<(String, Arc<SourceFile>)>,
     /// The time zone of its clock and calendars.
     pub timezone: Tz,
     /// What starts it.

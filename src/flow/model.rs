@@ -40,6 +40,10 @@ pub struct FlowFile {
     /// Named opening hours, used by `open("name")` in expressions.
     #[serde(default)]
     pub calendars: IndexMap<Text, Spanned<Calendar>>,
+    /// Calendar files (their `calendars:`) this flow uses too, relative to
+    /// this file, e.g. `[calendars/clinic.yaml]`; shared by several flows.
+    #[serde(default, rename = "use")]
+    pub uses: Vec<Text>,
     /// Variables with their default values; `set` changes them for one call.
     #[serde(default)]
     pub vars: IndexMap<Text, Spanned<serde_json::Value>>,

@@ -17,7 +17,8 @@ pub struct FlowStatus {
     pub version: u64,
     /// The file it was read from.
     pub file: String,
-    /// SHA-256 of the file (what a session records as its `flow_version`).
+    /// SHA-256 of the file, or of the file and the calendar files it uses
+    /// (what a session records as its `flow_version`).
     pub sha256: String,
     /// `incoming_call`, `state_change` or `api`.
     pub trigger: &'static str,

@@ -1694,21 +1694,18 @@ fn callflow_run_starts_and_follows_an_api_flow() {
         callflow::graph::client::install_tls_provider();
         let metrics = tokio::runtime::Runtime::new()
             .expect("a runtime")
-            .block_on(eventually(
-                Duration::from_secs(20),
-                || async {
-                    let text = reqwest::Client::new()
-                        .get(format!("{url}/metrics"))
-                        .bearer_auth(&token)
-                        .send()
-                        .await
-                        .ok()?
-                        .text()
-                        .await
-                        .ok()?;
-                    text.contains(named).then_some(text)
-                },
-            ));
+            .block_on(eventually(Duration::from_secs(20), || async {
+                let text = reqwest::Client::new()
+                    .get(format!("{url}/metrics"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                text.contains(named).then_some(text)
+            }));
         assert!(metrics.is_some(), "no `{named}` in /metrics");
         // Without --follow: the id alone.
         let out = run(&[

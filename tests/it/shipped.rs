@@ -741,8 +741,14 @@ fn every_expression_function_is_in_the_reference_with_an_example_that_runs() {
     assert_eq!(
         hints,
         [
-            ("callflow::expr::unknown_fn", "did you mean `url_encode`?".to_owned()),
-            ("callflow::expr::unknown_fn", "did you mean `starts_with`?".to_owned()),
+            (
+                "callflow::expr::unknown_fn",
+                "did you mean `url_encode`?".to_owned()
+            ),
+            (
+                "callflow::expr::unknown_fn",
+                "did you mean `starts_with`?".to_owned()
+            ),
         ]
     );
 }

@@ -139,8 +139,8 @@ impl Cx {
                             .help(hint);
                         }
                         CompileProblemKind::UnknownFunction(name) => {
-                            let hint = did_you_mean(&name, expr::function_names())
-                                .unwrap_or_else(|| {
+                            let hint =
+                                did_you_mean(&name, expr::function_names()).unwrap_or_else(|| {
                                     "the functions an expression may call are listed in \
                                      docs/flow-language.md (Expressions): `starts_with`, \
                                      `contains`, `in`, `open`, `url_encode`, …"
@@ -154,6 +154,7 @@ impl Cx {
                             .label("unknown function")
                             .help(hint);
                         }
+                        CompileProblemKind::UnknownCalendar(_) if self.calendars_unknown => {}
                         CompileProblemKind::UnknownCalendar(name) => {
                             let hint =
                                 did_you_mean(&name, cals.iter().copied()).unwrap_or_else(|| {

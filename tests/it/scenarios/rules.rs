@@ -146,7 +146,11 @@ fn a_run_that_outlives_its_calls_is_bounded_by_its_max_duration() {
     );
     // Three calls in 25 minutes (at 0, 10m30s, 21m), each hung up when
     // nobody answered; the run waited between them with no call.
-    let placed = r.actual.iter().filter(|l| l.starts_with("create_call")).count();
+    let placed = r
+        .actual
+        .iter()
+        .filter(|l| l.starts_with("create_call"))
+        .count();
     assert_eq!(placed, 3, "{:?}", r.actual);
     assert_eq!(
         text.matches("the run goes on without a call").count(),
