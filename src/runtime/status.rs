@@ -110,6 +110,22 @@ pub struct SessionDetail {
     pub params: Map<String, Value>,
     /// What happened, in order.
     pub timeline: Vec<TimelineEntry>,
-    /// The timeline as text (in the flow's timezone).
+    /// The timeline as text (in the flow's timezone), in its short form
+    /// (`?verbose=true`: every entry, with Graph's operation ids).
     pub timeline_text: String,
+    /// The flow's time zone, for [`SessionDetail::verbose`].
+    #[serde(skip)]
+    pub timezone: chrono_tz::Tz,
+}
+
+impl SessionDetail {
+    /// The same detail with the timeline's text in its verbose form.
+    pub fn verbose(mut self) -> Self {
+        let timeline = crate::engine::Timeline {
+            entries: self.timeline.clone(),
+            dropped: 0,
+        };
+        self.timeline_text = timeline.render_with(self.timezone, true);
+        self
+    }
 }

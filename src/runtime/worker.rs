@@ -173,6 +173,7 @@ fn detail(s: &Session, summary: SessionSummary, tz: chrono_tz::Tz) -> SessionDet
         params: s.params.clone(),
         timeline: s.timeline.entries.clone(),
         timeline_text: s.timeline.render(tz),
+        timezone: tz,
     }
 }
 
