@@ -405,6 +405,14 @@ pub enum CompileProblemKind {
         /// Whether the flow is an `api` flow (which alone has params).
         api: bool,
     },
+    /// A text compared with `call.from.phone` (or `call.to.phone`) that
+    /// is not an E.164 number.
+    Phone {
+        /// The text.
+        value: String,
+        /// The way to the fix.
+        help: String,
+    },
     /// A type known at load time does not fit.
     Type {
         /// What is wrong.

@@ -185,6 +185,8 @@ fixtures! {
     order_after_call_ended => "callflow::step::order" at 16:3,
     calendar_file_missing => "callflow::calendar::file" at 4:7,
     calendar_duplicate => "callflow::calendar::duplicate" at 6:3,
+    phone_target_national => "callflow::phone::e164" at 5:16,
+    expr_phone_literal => "callflow::phone::e164" at 11:36,
 }
 
 #[test]

@@ -56,9 +56,14 @@ impl Cx {
         if self.saturated() {
             return None;
         }
+        let mut phone_vars = Vec::new();
         let compiled = expr::compile(source, cals).and_then(|ast| {
             let problems = match &self.roots {
-                Some(roots) => typing::check(&ast, source, roots, condition),
+                Some(roots) => {
+                    let (problems, vars) = typing::check_all(&ast, source, roots, condition);
+                    phone_vars = vars;
+                    problems
+                }
                 None => Vec::new(),
             };
             if problems.is_empty() {
@@ -67,6 +72,7 @@ impl Cx {
                 Err(problems)
             }
         });
+        self.phone_vars.extend(phone_vars);
         match compiled {
             Ok(ast) => Some(Expr::new(
                 source.to_owned(),
@@ -153,6 +159,15 @@ impl Cx {
                             )
                             .label("unknown function")
                             .help(hint);
+                        }
+                        CompileProblemKind::Phone { value, help } => {
+                            self.error(
+                                "callflow::phone::e164",
+                                at(p.offset, p.len),
+                                format!("`{value}` is not an E.164 phone number"),
+                            )
+                            .label("compared with the caller's number: never equal")
+                            .help(help);
                         }
                         CompileProblemKind::UnknownCalendar(_) if self.calendars_unknown => {}
                         CompileProblemKind::UnknownCalendar(name) => {

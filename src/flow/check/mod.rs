@@ -133,6 +133,7 @@ impl Cx {
             stopped: false,
             roots: None,
             calendars_unknown: false,
+            phone_vars: Vec::new(),
         }
     }
 
@@ -219,6 +220,9 @@ pub(in crate::flow) struct Cx {
     /// A calendar file the flow uses could not be read or has errors: the
     /// calendars it defines are not known, so `open("x")` is not checked.
     calendars_unknown: bool,
+    /// Variables whose values are phone numbers: dialled
+    /// (`phone: "${vars.NAME}"`) or compared with a caller's number.
+    phone_vars: Vec<String>,
 }
 
 impl Cx {
@@ -371,7 +375,6 @@ impl Cx {
         };
 
         self.roots = Some(roots_of(f));
-        self.var_phones(f);
         let trigger = self.trigger(&f.trigger, &cal_refs);
 
         let mut vars = IndexMap::new();
@@ -431,6 +434,8 @@ impl Cx {
             }
         }
 
+        // After the steps and handlers: they say which variables hold numbers.
+        self.var_phones(f);
         let max_steps = f.max_steps.as_ref().map_or(DEFAULT_MAX_STEPS, |m| {
             if m.value == 0 {
                 self.error(
