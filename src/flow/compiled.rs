@@ -56,7 +56,7 @@ pub struct Flow {
     /// uses calendar files, that of its text and theirs.
     pub version: String,
     /// The calendar files it uses (`use:`), as written, and read.
-    pub calendar_files: Vec<(String, Arc<SourceFile>)>,
+    pub calendar_files: super::shared::UsedFiles,
     /// The time zone of its clock and calendars.
     pub timezone: Tz,
     /// What starts it.

@@ -38,13 +38,19 @@ pub struct CalendarFileModel {
     pub calendars: IndexMap<Text, Spanned<model::Calendar>>,
 }
 
+/// Calendars by name, each with where its name is written.
+pub type NamedCalendars = IndexMap<String, (Calendar, super::span::Span)>;
+
+/// The calendar files a flow uses: each as written in `use:`, and read.
+pub type UsedFiles = Vec<(String, Arc<SourceFile>)>;
+
 /// A calendar file, checked.
 #[derive(Clone, Debug)]
 pub struct CalendarFile {
     /// Its text and where it was read.
     pub file: Arc<SourceFile>,
     /// Its calendars, by name, with where each name is written.
-    pub calendars: IndexMap<String, (Calendar, super::span::Span)>,
+    pub calendars: NamedCalendars,
 }
 
 /// What a flow's `use:` entry finds.

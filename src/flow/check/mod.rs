@@ -26,7 +26,7 @@ use super::diagnostic::{Diagnostic, SourceFile};
 use super::expr::{self, CompileProblemKind, Expr};
 use super::model::{self, FlowFile, OneOrMany, StepDef, TargetDef, Text};
 use super::roots::{Roots, Ty};
-use super::shared::{CalendarFileModel, CalendarFiles, Found};
+use super::shared::{CalendarFileModel, CalendarFiles, Found, NamedCalendars, UsedFiles};
 use super::span::{Span, Spanned};
 use super::suggest::did_you_mean;
 use super::typing;
@@ -109,9 +109,7 @@ pub fn check_with(
 
 /// Checks a calendar file: its calendars when it has no error, and every
 /// diagnostic, at the file.
-pub fn check_calendar_file(
-    file: &Arc<SourceFile>,
-) -> (Option<IndexMap<String, (Calendar, Span)>>, Vec<Diagnostic>) {
+pub fn check_calendar_file(file: &Arc<SourceFile>) -> (Option<NamedCalendars>, Vec<Diagnostic>) {
     let mut cx = Cx::new(file);
     let Some(root) = cx.parse(Budget::default()) else {
         return (None, cx.diags);

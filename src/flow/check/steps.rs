@@ -13,7 +13,7 @@ impl Cx {
         &mut self,
         f: &FlowFile,
         used: &[(Text, Found)],
-    ) -> (IndexMap<String, Calendar>, Vec<(String, Arc<SourceFile>)>) {
+    ) -> (IndexMap<String, Calendar>, UsedFiles) {
         let own = self.calendars_of(&f.calendars);
         let mut out: IndexMap<String, Calendar> = own
             .iter()
@@ -85,7 +85,7 @@ impl Cx {
     pub(super) fn calendars_of(
         &mut self,
         calendars: &IndexMap<Text, Spanned<model::Calendar>>,
-    ) -> IndexMap<String, (Calendar, Span)> {
+    ) -> NamedCalendars {
         let mut out = IndexMap::new();
         for (name, cal) in calendars {
             let mut parsed = Calendar::default();
