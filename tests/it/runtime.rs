@@ -317,6 +317,17 @@ async fn a_notification_for_an_unknown_call_is_counted_not_an_error() {
     assert_eq!(rt.live_sessions(), 0);
 }
 
+/// A call from +33100000001, once it waits in its flow's `pause` step.
+async fn call_waiting_in_pause(rt: &Runtime, sim: &SimGraph) -> String {
+    let call = call_in(rt, sim, "+33100000001");
+    pump(rt, sim, 5).await;
+    assert_eq!(
+        rt.session(&call).unwrap().summary.step.as_deref(),
+        Some("pause")
+    );
+    call
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_broken_edit_keeps_the_old_set_and_a_call_in_progress_finishes_on_its_version() {
     let dir = tempfile::tempdir().unwrap();
@@ -329,12 +340,7 @@ async fn a_broken_edit_keeps_the_old_set_and_a_call_in_progress_finishes_on_its_
     let v1 = rt.flows().flows[0].sha256.clone();
 
     // A call starts on version 1 and sits in its 30 s wait.
-    let first = call_in(&rt, &sim, "+33100000001");
-    pump(&rt, &sim, 5).await;
-    assert_eq!(
-        rt.session(&first).unwrap().summary.step.as_deref(),
-        Some("pause")
-    );
+    let first = call_waiting_in_pause(&rt, &sim).await;
 
     // A broken edit: refused, every diagnostic shown, the old set serves.
     std::fs::write(
@@ -1080,12 +1086,7 @@ async fn a_shared_calendar_edit_is_a_new_flow_version_kept_in_the_store() {
     .unwrap();
     rt.recover().await.expect("recovers");
     let v1 = rt.flows().flows[0].sha256.clone();
-    let first = call_in(&rt, &sim, "+33100000001");
-    pump(&rt, &sim, 5).await;
-    assert_eq!(
-        rt.session(&first).unwrap().summary.step.as_deref(),
-        Some("pause")
-    );
+    let first = call_waiting_in_pause(&rt, &sim).await;
 
     // A broken calendar: the flow that uses it is refused, at the file.
     std::fs::write(
