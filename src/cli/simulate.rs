@@ -50,6 +50,10 @@ pub struct SimulateArgs {
     /// A parameter of an `api` flow (JSON value or text; repeatable).
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
+    /// Every timeline entry: timers firing, Graph's operation ids and
+    /// acknowledgements, the bot's tenant on the calls it places.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 /// Runs one simulated call and prints its timeline.
@@ -111,7 +115,7 @@ pub fn run(args: &SimulateArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let timeline = simulate(&flow, &options);
-    print!("{}", timeline.render(flow.timezone));
+    print!("{}", timeline.render_with(flow.timezone, args.verbose));
     // As `callflow test`: a run that ends in `error` fails.
     if timeline.outcome() == Some(crate::engine::Outcome::Error) {
         ExitCode::FAILURE

@@ -32,12 +32,16 @@ pub struct TestArgs {
     /// List the steps and links of each flow that no scenario reached.
     #[arg(long)]
     pub coverage: bool,
+    /// Show every timeline entry of a failing scenario: timers firing,
+    /// Graph's operation ids and acknowledgements, the bot's tenant.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 /// Runs the scenarios and prints the report.
 pub fn run(args: &TestArgs) -> ExitCode {
     let report = run_paths(&args.paths);
-    print!("{}", text(&report));
+    print!("{}", text_with(&report, args.verbose));
     if args.coverage {
         print!("{}", coverage_text(&report));
     }
@@ -58,8 +62,14 @@ pub fn run(args: &TestArgs) -> ExitCode {
     }
 }
 
-/// One line per scenario, the failures in detail, then a summary.
+/// One line per scenario, the failures in detail (timelines in their
+/// short form), then a summary.
 pub fn text(report: &TestReport) -> String {
+    text_with(report, false)
+}
+
+/// [`text`], with the failures' timelines in full when `verbose`.
+pub fn text_with(report: &TestReport, verbose: bool) -> String {
     let mut out = String::new();
     for r in &report.reports {
         let verdict = if r.passed { "ok" } else { "FAILED" };
@@ -67,7 +77,7 @@ pub fn text(report: &TestReport) -> String {
     }
     for r in report.reports.iter().filter(|r| !r.passed) {
         let _ = writeln!(out, "\n--- {} ({})", r.name, r.path.display());
-        out.push_str(&r.render_failure());
+        out.push_str(&r.render_failure_with(verbose));
     }
     let failed = report.failures();
     let _ = writeln!(

@@ -505,6 +505,14 @@ impl Run<'_> {
             let placed = self.s.legs[i].direction == Some(CallDirection::Outgoing);
             let awaited = matches!(self.s.waiting, Waiting::Established { leg } if leg == i);
             if role == LegRole::Main && !(placed && awaited) {
+                if placed && self.outlives_call() {
+                    let tag = self.s.legs[i].tag.clone();
+                    self.note(format!(
+                        "{tag} ended; the run goes on without a call{}",
+                        describe_result(change.result.as_ref())
+                    ));
+                    return None;
+                }
                 self.main_terminated(i, change);
                 return None;
             }
@@ -562,6 +570,15 @@ impl Run<'_> {
             }
             _ => None,
         }
+    }
+
+    /// Whether the run goes on when its main call ends now: an `api` flow
+    /// (which places its calls) at a step that needs no call, a `wait` for
+    /// a time, `switch`, `set` or `log`; from there it may `call` again.
+    fn outlives_call(&self) -> bool {
+        matches!(self.flow.trigger, Trigger::Api { .. })
+            && !self.s.is_ended()
+            && self.current().is_some_and(|s| s.action.outlives_call())
     }
 
     /// The main call is gone: decide how the run ended.

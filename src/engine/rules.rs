@@ -43,6 +43,9 @@ pub struct Upkeep {
     /// ended and its calls are down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<StepTimer>,
+    /// When the run has lasted its flow's `max_duration`, until it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<StepTimer>,
     /// When something last happened: a notification, a start, a step's
     /// timer (not the results of requests, nor these timers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,6 +68,7 @@ impl Default for Upkeep {
             answer: None,
             keep_alive: None,
             idle: None,
+            deadline: None,
             last_activity: None,
             reap_after_secs: default_reap_after(),
             faulted: false,
@@ -82,6 +86,8 @@ pub enum Rule {
     KeepAlive,
     /// The session is checked for idleness.
     Idle,
+    /// The run has lasted its flow's `max_duration`.
+    Deadline,
 }
 
 /// What a rule did during one [`step`](super::step), for the runtime's
@@ -95,6 +101,8 @@ pub enum Applied {
     KeepAlive(usize),
     /// Nothing happened for too long: the run was ended and its calls hung up.
     Reaped,
+    /// The run lasted its flow's `max_duration`: it was ended and its calls hung up.
+    Overran,
     /// A fault ended the run (or, when it had ended, hung up what was up).
     Fault,
 }
@@ -121,6 +129,8 @@ impl Upkeep {
             Some(Rule::KeepAlive)
         } else if is(&self.idle) {
             Some(Rule::Idle)
+        } else if is(&self.deadline) {
+            Some(Rule::Deadline)
         } else {
             None
         }
@@ -131,6 +141,7 @@ impl Upkeep {
             Rule::Answer => &mut self.answer,
             Rule::KeepAlive => &mut self.keep_alive,
             Rule::Idle => &mut self.idle,
+            Rule::Deadline => &mut self.deadline,
         }
     }
 }
@@ -150,11 +161,27 @@ impl Run<'_> {
             }
             Rule::Idle => {
                 let last = self.s.upkeep.last_activity.unwrap_or(self.now);
-                if last + self.s.upkeep.reap_after() <= self.now {
+                // A step waiting for its own timer (a long `wait`) is not idle.
+                let waiting = self.s.timer.is_some_and(|t| t.at >= self.now);
+                if last + self.s.upkeep.reap_after() <= self.now && !waiting {
                     self.reap();
                 }
             }
+            Rule::Deadline => self.overran(),
         }
+    }
+
+    /// The run has lasted its flow's `max_duration`: end it with `error`
+    /// and hang up every call still up.
+    fn overran(&mut self) {
+        if self.s.is_ended() {
+            return;
+        }
+        let limit = humantime::format_duration(self.flow.max_duration);
+        let reason = format!("the run lasted its flow's max_duration ({limit}) and was stopped");
+        self.applied.push(Applied::Overran);
+        self.error_entry(reason.clone());
+        self.end(Outcome::Error, Some(reason));
     }
 
     /// The flow has not answered, rejected or redirected the incoming call
@@ -229,12 +256,27 @@ impl Run<'_> {
         let finished = self.s.is_ended() && self.s.live_call_ids().is_empty();
         let idle = (!finished && self.s.is_started()).then(|| {
             let last = self.s.upkeep.last_activity.unwrap_or(self.now);
-            self.s
-                .upkeep
-                .idle
-                .map_or(last + self.s.upkeep.reap_after(), |t| t.at)
+            let mut due = last + self.s.upkeep.reap_after();
+            // Not before the step's own timer: a long `wait` is not idleness.
+            if let Some(t) = self.s.timer
+                && t.at >= due
+            {
+                due = t.at + Duration::seconds(1);
+            }
+            self.s.upkeep.idle.map_or(due, |t| t.at)
         });
         self.keep_timer(Rule::Idle, idle);
+        let deadline = self
+            .s
+            .started_at
+            .filter(|_| !self.s.is_ended())
+            .map(|start| {
+                let limit = Duration::from_std(self.flow.max_duration).unwrap_or(Duration::MAX);
+                start
+                    .checked_add_signed(limit)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC)
+            });
+        self.keep_timer(Rule::Deadline, deadline);
     }
 
     fn keep_timer(&mut self, rule: Rule, want: Option<DateTime<Utc>>) {

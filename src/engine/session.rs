@@ -352,7 +352,7 @@ impl Session {
         Session {
             id: id.into(),
             flow: flow.name.clone(),
-            flow_version: flow.source.sha256.clone(),
+            flow_version: flow.version.clone(),
             bot,
             started_at: None,
             step_open: false,
@@ -498,6 +498,7 @@ impl Session {
             self.upkeep.answer,
             self.upkeep.keep_alive,
             self.upkeep.idle,
+            self.upkeep.deadline,
         ]
         .into_iter()
         .flatten()

@@ -65,6 +65,52 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// Whether the entry is detail a designer does not need to follow a
+    /// call (a timer firing, a request's acknowledgement with Graph's
+    /// operation id, a late timer), shown only in the verbose form.
+    pub fn is_detail(&self) -> bool {
+        match self {
+            Entry::Event(t) => {
+                t.contains(" accepted: operation ")
+                    || t.strip_prefix("timer ")
+                        .and_then(|r| r.strip_suffix(" fired"))
+                        .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+            }
+            Entry::Note(t) => t.starts_with("timer ") && t.ends_with(" is no longer awaited"),
+            _ => false,
+        }
+    }
+
+    /// The entry as the short form shows it: without Graph's operation
+    /// ids, placeholder texts (`<message>`) nor the tenant the bot places
+    /// calls in (the designer never wrote it).
+    pub fn short_text(&self) -> String {
+        match self {
+            Entry::Request(line) if line.fields.contains_key("tenant") => {
+                let mut line = line.clone();
+                line.fields.remove("tenant");
+                line.to_string()
+            }
+            Entry::Request(_) | Entry::Enter { .. } => self.to_string(),
+            other => {
+                let text = other.to_string();
+                let text = match text.split_once(": operation ") {
+                    // `main: operation op-2 completed …`: the id goes.
+                    Some((who, rest)) => match rest.split_once(' ') {
+                        Some((_, after)) => format!("{who}: operation {after}"),
+                        None => text.clone(),
+                    },
+                    None => text,
+                };
+                text.replace(" <message>", "")
+                    .replace("<message>", "")
+                    .replace(" <replacesContext>", "")
+            }
+        }
+    }
+}
+
 impl fmt::Display for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -160,9 +206,18 @@ impl Timeline {
             .any(|r| r.call == tag && kinds.contains(&r.request))
     }
 
-    /// The timeline as readable text, one entry a line: offset from the
-    /// first entry, step, kind, text. The first line gives the start time in `tz`.
+    /// The timeline as readable text, in the short form a designer reads
+    /// (see [`Timeline::render_with`]).
     pub fn render(&self, tz: Tz) -> String {
+        self.render_with(tz, false)
+    }
+
+    /// The timeline as readable text, one entry a line: offset from the
+    /// first entry, step, kind, text. The first line gives the start time in
+    /// `tz`. Unless `verbose`, entries that are detail
+    /// ([`Entry::is_detail`]) are left out and the others shown in their
+    /// short form ([`Entry::short_text`]).
+    pub fn render_with(&self, tz: Tz, verbose: bool) -> String {
         let mut out = String::new();
         let Some(first) = self.entries.first() else {
             return "(empty timeline)\n".into();
@@ -181,15 +236,22 @@ impl Timeline {
             .unwrap_or(1)
             .clamp(1, 24);
         for e in &self.entries {
+            if !verbose && e.what.is_detail() {
+                continue;
+            }
             let offset = (e.at - start).num_milliseconds();
             let step = e.step.as_deref().unwrap_or("-");
+            let text = if verbose {
+                e.what.to_string()
+            } else {
+                e.what.short_text()
+            };
             let _ = writeln!(
                 out,
-                "{:>11}  {:<width$}  {:<7}  {}",
+                "{:>11}  {:<width$}  {:<7}  {text}",
                 format_offset(offset),
                 step,
                 e.what.kind(),
-                e.what
             );
         }
         if self.dropped > 0 {

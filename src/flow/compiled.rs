@@ -52,6 +52,11 @@ pub struct Flow {
     pub description: Option<String>,
     /// The file it came from, its text and hash.
     pub source: Arc<SourceFile>,
+    /// The version a run is pinned to: the file's SHA-256, or, when it
+    /// uses calendar files, that of its text and theirs.
+    pub version: String,
+    /// The calendar files it uses (`use:`), as written, and read.
+    pub calendar_files: super::shared::UsedFiles,
     /// The time zone of its clock and calendars.
     pub timezone: Tz,
     /// What starts it.
@@ -66,6 +71,8 @@ pub struct Flow {
     pub steps: Vec<Step>,
     /// Most steps one run may take.
     pub max_steps: u32,
+    /// The longest one run may last from its start.
+    pub max_duration: std::time::Duration,
     /// Handlers for call states (`terminated`, …), by state name.
     pub on_state: IndexMap<String, Vec<HandlerOp>>,
     /// The handler for failures that no step routes.

@@ -649,7 +649,9 @@ mod tests {
         );
         let d = dot(&flow);
         assert!(
-            d.contains(r#"label="a\nanswer\nSay \"hi\" <b>#1</b>", tooltip="Say \"hi\" <b>#1</b>""#),
+            d.contains(
+                r#"label="a\nanswer\nSay \"hi\" <b>#1</b>", tooltip="Say \"hi\" <b>#1</b>""#
+            ),
             "{d}"
         );
         let json = serde_json::to_value(&g).expect("json");

@@ -38,30 +38,102 @@ pub struct Function {
 /// among these. docs/flow-language.md lists each with an example, and a
 /// test evaluates every example there against this engine.
 pub const FUNCTIONS: &[Function] = &[
-    Function { name: "now", written: "now()" },
-    Function { name: "today", written: "today()" },
-    Function { name: "hour", written: "hour()" },
-    Function { name: "minute", written: "minute()" },
-    Function { name: "weekday", written: "weekday()" },
-    Function { name: "open", written: "open(calendar)" },
-    Function { name: "url_encode", written: "url_encode(text)" },
-    Function { name: "in", written: "value in list" },
-    Function { name: "contains", written: "list.contains(value)" },
-    Function { name: "len", written: "text.len()" },
-    Function { name: "is_empty", written: "text.is_empty()" },
-    Function { name: "starts_with", written: "text.starts_with(prefix)" },
-    Function { name: "ends_with", written: "text.ends_with(suffix)" },
-    Function { name: "index_of", written: "text.index_of(part)" },
-    Function { name: "sub_string", written: "text.sub_string(start, length)" },
-    Function { name: "to_upper", written: "text.to_upper()" },
-    Function { name: "to_lower", written: "text.to_lower()" },
-    Function { name: "split", written: "text.split(separator)" },
-    Function { name: "to_string", written: "value.to_string()" },
-    Function { name: "parse_int", written: "parse_int(text)" },
-    Function { name: "abs", written: "number.abs()" },
-    Function { name: "min", written: "min(a, b)" },
-    Function { name: "max", written: "max(a, b)" },
-    Function { name: "type_of", written: "type_of(value)" },
+    Function {
+        name: "now",
+        written: "now()",
+    },
+    Function {
+        name: "today",
+        written: "today()",
+    },
+    Function {
+        name: "hour",
+        written: "hour()",
+    },
+    Function {
+        name: "minute",
+        written: "minute()",
+    },
+    Function {
+        name: "weekday",
+        written: "weekday()",
+    },
+    Function {
+        name: "open",
+        written: "open(calendar)",
+    },
+    Function {
+        name: "url_encode",
+        written: "url_encode(text)",
+    },
+    Function {
+        name: "in",
+        written: "value in list",
+    },
+    Function {
+        name: "contains",
+        written: "list.contains(value)",
+    },
+    Function {
+        name: "len",
+        written: "text.len()",
+    },
+    Function {
+        name: "is_empty",
+        written: "text.is_empty()",
+    },
+    Function {
+        name: "starts_with",
+        written: "text.starts_with(prefix)",
+    },
+    Function {
+        name: "ends_with",
+        written: "text.ends_with(suffix)",
+    },
+    Function {
+        name: "index_of",
+        written: "text.index_of(part)",
+    },
+    Function {
+        name: "sub_string",
+        written: "text.sub_string(start, length)",
+    },
+    Function {
+        name: "to_upper",
+        written: "text.to_upper()",
+    },
+    Function {
+        name: "to_lower",
+        written: "text.to_lower()",
+    },
+    Function {
+        name: "split",
+        written: "text.split(separator)",
+    },
+    Function {
+        name: "to_string",
+        written: "value.to_string()",
+    },
+    Function {
+        name: "parse_int",
+        written: "parse_int(text)",
+    },
+    Function {
+        name: "abs",
+        written: "number.abs()",
+    },
+    Function {
+        name: "min",
+        written: "min(a, b)",
+    },
+    Function {
+        name: "max",
+        written: "max(a, b)",
+    },
+    Function {
+        name: "type_of",
+        written: "type_of(value)",
+    },
 ];
 
 /// The names of [`FUNCTIONS`].
@@ -333,6 +405,14 @@ pub enum CompileProblemKind {
         /// Whether the flow is an `api` flow (which alone has params).
         api: bool,
     },
+    /// A text compared with `call.from.phone` (or `call.to.phone`) that
+    /// is not an E.164 number.
+    Phone {
+        /// The text.
+        value: String,
+        /// The way to the fix.
+        help: String,
+    },
     /// A type known at load time does not fit.
     Type {
         /// What is wrong.
@@ -471,7 +551,10 @@ mod tests {
             assert_eq!(e[0].kind, CompileProblemKind::UnknownFunction(name.into()));
             assert_eq!(&source[e[0].offset..e[0].offset + e[0].len], name);
         }
-        assert_eq!(url_encode("Anne Dupont & co/é"), "Anne%20Dupont%20%26%20co%2F%C3%A9");
+        assert_eq!(
+            url_encode("Anne Dupont & co/é"),
+            "Anne%20Dupont%20%26%20co%2F%C3%A9"
+        );
         assert_eq!(url_encode("a-b_c.d~e"), "a-b_c.d~e");
         let e = compile("hour() > 8 && opne(\"office\")", &["office"]).expect_err("unknown fn");
         assert_eq!(

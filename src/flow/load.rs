@@ -231,9 +231,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
 }
 
 /// Reads every flow file under `paths` (scenario files are skipped) and
-/// checks them as one set.
+/// checks them as one set; each calendar file (under `paths`, or used by a
+/// flow) is checked once and its problems reported once.
 pub fn load_paths(paths: &[PathBuf]) -> LoadReport {
     let mut report = LoadReport::default();
+    let mut shared = super::shared::CalendarFiles::disk();
     for path in yaml_files(paths) {
         let shown = super::diagnostic::display_path(&path);
         let file = match read_source(&path, Budget::default().max_bytes) {
@@ -247,13 +249,21 @@ pub fn load_paths(paths: &[PathBuf]) -> LoadReport {
         if is_scenario_text(&file.text) {
             continue;
         }
+        if super::shared::is_calendar_text(&file.text) {
+            shared.load(&path);
+            continue;
+        }
         report.files.push(shown);
-        let (flow, diagnostics) = check::check(&file, Budget::default());
+        let (flow, diagnostics) = check::check_with(&file, Budget::default(), &mut shared);
         report.diagnostics.extend(diagnostics);
         if let Some(flow) = flow {
             report.flows.push(Arc::new(flow));
         }
     }
+    report
+        .files
+        .extend(shared.files().iter().map(PathBuf::from));
+    report.diagnostics.extend(shared.take_diagnostics());
     let set_problems = check_set(&report.flows);
     report.diagnostics.extend(set_problems);
     report

@@ -22,6 +22,7 @@ pub mod model;
 pub mod params;
 pub mod roots;
 pub mod schema;
+pub mod shared;
 pub mod span;
 pub mod suggest;
 pub mod typing;

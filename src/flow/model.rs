@@ -40,6 +40,10 @@ pub struct FlowFile {
     /// Named opening hours, used by `open("name")` in expressions.
     #[serde(default)]
     pub calendars: IndexMap<Text, Spanned<Calendar>>,
+    /// Calendar files (their `calendars:`) this flow uses too, relative to
+    /// this file, e.g. `[calendars/clinic.yaml]`; shared by several flows.
+    #[serde(default, rename = "use")]
+    pub uses: Vec<Text>,
     /// Variables with their default values; `set` changes them for one call.
     #[serde(default)]
     pub vars: IndexMap<Text, Spanned<serde_json::Value>>,
@@ -48,6 +52,11 @@ pub struct FlowFile {
     /// Most steps one run may take before it is stopped as a loop. Default 200.
     #[serde(default)]
     pub max_steps: Option<Spanned<u32>>,
+    /// The longest one run may last from its start, calls and waits
+    /// included (`2h`); then it ends in `error` and its calls are hung up.
+    /// Default 4h.
+    #[serde(default)]
+    pub max_duration: Option<Text>,
     /// The steps, by name.
     pub steps: IndexMap<Text, Spanned<StepDef>>,
     /// Handlers that react at any step: to a call state (`terminated`, …) or to `error`.

@@ -10,10 +10,23 @@ use super::roots::{Roots, Ty};
 /// The problems of `ast` (compiled from `source`) against `roots`;
 /// `condition` when it must give a bool.
 pub fn check(ast: &rhai::AST, source: &str, roots: &Roots, condition: bool) -> Vec<CompileProblem> {
+    check_all(ast, source, roots, condition).0
+}
+
+/// [`check`], and the variables the expression compares with a caller's
+/// number (`vars.vips.contains(call.from.phone)`, `call.from.phone ==
+/// vars.boss`): their values are phone numbers, checked as E.164.
+pub fn check_all(
+    ast: &rhai::AST,
+    source: &str,
+    roots: &Roots,
+    condition: bool,
+) -> (Vec<CompileProblem>, Vec<String>) {
     let mut w = Walker {
         source,
         roots,
         problems: Vec::new(),
+        phone_vars: Vec::new(),
     };
     for stmt in ast.statements() {
         let ty = match stmt {
@@ -45,13 +58,22 @@ pub fn check(ast: &rhai::AST, source: &str, roots: &Roots, condition: bool) -> V
             }
         }
     }
-    w.problems
+    (w.problems, w.phone_vars)
 }
 
 struct Walker<'a> {
     source: &'a str,
     roots: &'a Roots,
     problems: Vec<CompileProblem>,
+    phone_vars: Vec<String>,
+}
+
+/// Whether `e` reads a party's number: `call.from.phone`, `call.to.phone`.
+fn is_party_phone(e: &E) -> bool {
+    matches!(
+        path_text(e).as_deref(),
+        Some("call.from.phone" | "call.to.phone")
+    )
 }
 
 /// The name a designer writes for a variable of the scope.
@@ -64,6 +86,73 @@ const COMPARISONS: &[&str] = &["==", "!=", "<", ">", "<=", ">="];
 impl Walker<'_> {
     fn at(&self, pos: rhai::Position) -> usize {
         locate(self.source, pos).0
+    }
+
+    /// `other` is compared with a party's number: a text there must be
+    /// E.164, a list's texts too, and a variable's value is a number.
+    fn phone_compared(&mut self, other: &E) {
+        match other {
+            E::StringConstant(s, pos) => {
+                // `""`: the party has no number (anonymous, a Teams user).
+                if s.is_empty() || s.contains("${") {
+                    return;
+                }
+                if let Some(help) = crate::flow::check::e164_problem(s) {
+                    let offset = self.at(*pos);
+                    let len = self.source[offset..]
+                        .find(s.as_str())
+                        .map_or(s.len(), |i| i + s.len() + 1);
+                    self.problems.push(CompileProblem {
+                        offset,
+                        len: len.min(self.source.len() - offset),
+                        kind: CompileProblemKind::Phone {
+                            value: s.to_string(),
+                            help,
+                        },
+                    });
+                }
+            }
+            E::Array(items, _) => {
+                for i in items.iter() {
+                    self.phone_compared(i);
+                }
+            }
+            // A list of literals, folded by rhai into one constant.
+            E::DynamicConstant(v, pos) => {
+                let texts: Vec<String> = v
+                    .read_lock::<rhai::Array>()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|d| d.clone().into_string().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut from = self.at(*pos);
+                for s in texts {
+                    let Some(help) = crate::flow::check::e164_problem(&s).filter(|_| !s.is_empty())
+                    else {
+                        continue;
+                    };
+                    let quoted = format!("\"{s}\"");
+                    let offset = self.source[from..].find(&quoted).map_or(from, |i| from + i);
+                    from = (offset + quoted.len()).min(self.source.len());
+                    self.problems.push(CompileProblem {
+                        offset,
+                        len: quoted.len().min(self.source.len() - offset),
+                        kind: CompileProblemKind::Phone { value: s, help },
+                    });
+                }
+            }
+            e => {
+                if let Some(name) = path_text(e)
+                    .as_deref()
+                    .and_then(|p| p.strip_prefix("vars."))
+                    .map(|p| p.split('.').next().unwrap_or(p).to_owned())
+                {
+                    self.phone_vars.push(name);
+                }
+            }
+        }
     }
 
     fn infer(&mut self, e: &E) -> Ty {
@@ -92,6 +181,12 @@ impl Walker<'_> {
             }
             E::Variable(v, ..) => self.roots.root(root_name(v.1.as_str())).unwrap_or(Ty::Any),
             E::Dot(b, ..) => {
+                if let (E::Array(..), E::MethodCall(f, _)) = (&b.lhs, &b.rhs)
+                    && f.name.as_str() == "contains"
+                    && f.args.first().is_some_and(is_party_phone)
+                {
+                    self.phone_compared(&b.lhs);
+                }
                 let lhs = self.infer(&b.lhs);
                 let path = path_text(&b.lhs);
                 self.chain(lhs, path, &b.rhs)
@@ -143,6 +238,14 @@ impl Walker<'_> {
     fn fn_call(&mut self, f: &rhai::FnCallExpr, pos: rhai::Position) -> Ty {
         let args: Vec<Ty> = f.args.iter().map(|a| self.infer(a)).collect();
         let name = f.name.as_str();
+        if matches!(name, "==" | "!=" | "contains") && f.args.len() == 2 {
+            let (a, b) = (&f.args[0], &f.args[1]);
+            if is_party_phone(b) {
+                self.phone_compared(a);
+            } else if is_party_phone(a) {
+                self.phone_compared(b);
+            }
+        }
         if COMPARISONS.contains(&name) && args.len() == 2 {
             let (a, b) = (&args[0], &args[1]);
             if !a.comparable(b) {
@@ -185,6 +288,16 @@ impl Walker<'_> {
         match rhs {
             E::Property(p, pos) => self.field(ty, path, p.2.as_str(), *pos),
             E::MethodCall(f, _) => {
+                // `vars.vips.contains(call.from.phone)`: the list holds numbers.
+                if f.name.as_str() == "contains"
+                    && f.args.first().is_some_and(is_party_phone)
+                    && let Some(name) = path
+                        .as_deref()
+                        .and_then(|p| p.strip_prefix("vars."))
+                        .map(|p| p.split('.').next().unwrap_or(p).to_owned())
+                {
+                    self.phone_vars.push(name);
+                }
                 for a in f.args.iter() {
                     self.infer(a);
                 }

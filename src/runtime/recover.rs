@@ -34,9 +34,9 @@ pub(super) fn flow_writes(set: &FlowSet) -> Vec<Write> {
     set.flows
         .values()
         .map(|f| Write::Flow {
-            hash: f.source.sha256.clone(),
+            hash: f.version.clone(),
             name: f.name.clone(),
-            source: f.source.text.to_string(),
+            source: crate::flow::shared::bundle(f),
         })
         .collect()
 }
@@ -125,7 +125,7 @@ async fn pinned_flow(
     name: &str,
     hash: &str,
 ) -> Option<Arc<Flow>> {
-    if let Some(f) = set.flows.values().find(|f| f.source.sha256 == hash) {
+    if let Some(f) = set.flows.values().find(|f| f.version == hash) {
         return Some(f.clone());
     }
     let store = inner.config.store.clone();
@@ -135,7 +135,8 @@ async fn pinned_flow(
         .ok()?
         .ok()??;
     let short = &hash[..hash.len().min(12)];
-    let loaded = crate::flow::load_str(format!("{stored_name} (stored version {short})"), &text);
+    let loaded =
+        crate::flow::shared::unbundle(&format!("{stored_name} (stored version {short})"), &text);
     match loaded.flow {
         Some(flow) => {
             tracing::info!(

@@ -77,11 +77,7 @@ pub(super) fn initial(
     log_diagnostics(&report.diagnostics);
     let warnings: Vec<Diagnostic> = report.diagnostics.clone();
     let set = report.into_flow_set(1)?;
-    let first_seen = set
-        .flows
-        .values()
-        .map(|f| (f.source.sha256.clone(), 1))
-        .collect();
+    let first_seen = set.flows.values().map(|f| (f.version.clone(), 1)).collect();
     tracing::info!(flows = set.flows.len(), dir = %dir.display(), "flows loaded");
     let last = outcome(true, 1, set.flows.len(), &warnings);
     Ok((
@@ -106,16 +102,10 @@ pub(super) fn reload(inner: &Inner) -> ReloadOutcome {
     match report.into_flow_set(version) {
         Ok(set) => {
             for f in set.flows.values() {
-                state
-                    .first_seen
-                    .entry(f.source.sha256.clone())
-                    .or_insert(version);
+                state.first_seen.entry(f.version.clone()).or_insert(version);
             }
-            let live: std::collections::HashSet<&str> = set
-                .flows
-                .values()
-                .map(|f| f.source.sha256.as_str())
-                .collect();
+            let live: std::collections::HashSet<&str> =
+                set.flows.values().map(|f| f.version.as_str()).collect();
             state.first_seen.retain(|k, _| live.contains(k.as_str()));
             let result = outcome(true, version, set.flows.len(), &diagnostics);
             tracing::info!(version, flows = set.flows.len(), "flows reloaded");
@@ -170,11 +160,11 @@ pub(super) fn status(inner: &Inner) -> FlowsStatus {
                 name: f.name.clone(),
                 version: state
                     .first_seen
-                    .get(&f.source.sha256)
+                    .get(&f.version)
                     .copied()
                     .unwrap_or(set.version),
                 file: f.source.path.display().to_string(),
-                sha256: f.source.sha256.clone(),
+                sha256: f.version.clone(),
                 trigger: trigger_name(&f.trigger),
             })
             .collect(),
@@ -208,8 +198,29 @@ pub(super) fn watch(runtime: Runtime) -> JoinHandle<()> {
         }
         Err(e) => tracing::warn!(error = %e, "the flows folder watcher reported an error"),
     };
+    // The folders of calendar files that flows use from outside the flows
+    // folder (`use: [../calendars/clinic.yaml]`) are watched too: an edit
+    // there re-checks the flows that use them.
+    let outside: std::collections::BTreeSet<PathBuf> = runtime
+        .inner
+        .flows
+        .load()
+        .flows
+        .values()
+        .flat_map(|f| f.calendar_files.iter())
+        .filter_map(|(_, file)| file.path.parent().map(Path::to_path_buf))
+        .filter(|p| {
+            let (a, b) = (p.canonicalize(), dir.canonicalize());
+            !matches!((a, b), (Ok(a), Ok(b)) if a.starts_with(&b))
+        })
+        .collect();
     let watcher = notify::recommended_watcher(handler).and_then(|mut w| {
         w.watch(&dir, RecursiveMode::Recursive)?;
+        for extra in &outside {
+            if let Err(e) = w.watch(extra, RecursiveMode::NonRecursive) {
+                tracing::warn!(error = %e, dir = %extra.display(), "cannot watch a calendar folder");
+            }
+        }
         Ok(w)
     });
     tokio::spawn(async move {

@@ -17,7 +17,8 @@ pub struct FlowStatus {
     pub version: u64,
     /// The file it was read from.
     pub file: String,
-    /// SHA-256 of the file (what a session records as its `flow_version`).
+    /// SHA-256 of the file, or of the file and the calendar files it uses
+    /// (what a session records as its `flow_version`).
     pub sha256: String,
     /// `incoming_call`, `state_change` or `api`.
     pub trigger: &'static str,
@@ -109,6 +110,22 @@ pub struct SessionDetail {
     pub params: Map<String, Value>,
     /// What happened, in order.
     pub timeline: Vec<TimelineEntry>,
-    /// The timeline as text (in the flow's timezone).
+    /// The timeline as text (in the flow's timezone), in its short form
+    /// (`?verbose=true`: every entry, with Graph's operation ids).
     pub timeline_text: String,
+    /// The flow's time zone, for [`SessionDetail::verbose`].
+    #[serde(skip)]
+    pub timezone: chrono_tz::Tz,
+}
+
+impl SessionDetail {
+    /// The same detail with the timeline's text in its verbose form.
+    pub fn verbose(mut self) -> Self {
+        let timeline = crate::engine::Timeline {
+            entries: self.timeline.clone(),
+            dropped: 0,
+        };
+        self.timeline_text = timeline.render_with(self.timezone, true);
+        self
+    }
 }

@@ -173,6 +173,7 @@ fn detail(s: &Session, summary: SessionSummary, tz: chrono_tz::Tz) -> SessionDet
         params: s.params.clone(),
         timeline: s.timeline.entries.clone(),
         timeline_text: s.timeline.render(tz),
+        timezone: tz,
     }
 }
 
@@ -552,6 +553,11 @@ impl Worker {
                     tracing::warn!(session = %self.cell.id,
                         idle = %humantime::format_duration(self.inner.config.idle_reap_after),
                         "session reaped: nothing happened for too long");
+                }
+                engine::Applied::Overran => {
+                    tracing::warn!(session = %self.cell.id,
+                        limit = %humantime::format_duration(self.cell.flow.max_duration),
+                        "run stopped: it lasted its flow's max_duration");
                 }
                 engine::Applied::KeepAlive(_) | engine::Applied::Fault => {}
             }

@@ -455,6 +455,7 @@ mod tests {
                 calls: vec!["call-1".into()],
             },
             reason: None,
+            timezone: chrono_tz::Tz::UTC,
             vars: serde_json::Map::new(),
             params: serde_json::Map::new(),
             timeline: steps

@@ -8,7 +8,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
@@ -203,10 +203,12 @@ pub(crate) async fn sessions(
     .into_response()
 }
 
-/// `GET /api/sessions/{id}`.
+/// `GET /api/sessions/{id}` (`?verbose=true`: the timeline's text in
+/// its verbose form).
 pub(crate) async fn session(
     State(state): State<ServerState>,
     Path(id): Path<String>,
+    Query(query): Query<VerboseQuery>,
     headers: HeaderMap,
 ) -> Response {
     let route = "/api/sessions/{id}";
@@ -214,6 +216,7 @@ pub(crate) async fn session(
         return e.into_response();
     }
     match state.runtime().session_anywhere(&id).await {
+        Some(detail) if query.verbose => Json(detail.verbose()).into_response(),
         Some(detail) => Json(detail).into_response(),
         None => ApiError::new(
             StatusCode::NOT_FOUND,
@@ -223,6 +226,14 @@ pub(crate) async fn session(
         .logged(route)
         .into_response(),
     }
+}
+
+/// `?verbose=true` on a session's detail.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct VerboseQuery {
+    /// Every timeline entry, with Graph's operation ids.
+    #[serde(default)]
+    verbose: bool,
 }
 
 /// `GET /api/sessions/{id}/scenario`: a stored call as a scenario that

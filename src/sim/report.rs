@@ -66,6 +66,11 @@ impl ScenarioReport {
     /// reasons (with `strict`, what happened unexpected first) and the whole
     /// timeline.
     pub fn render_failure(&self) -> String {
+        self.render_failure_with(false)
+    }
+
+    /// [`ScenarioReport::render_failure`], the timeline in full when `verbose`.
+    pub fn render_failure_with(&self, verbose: bool) -> String {
         let mut out = String::new();
         let width = self
             .expected
@@ -122,7 +127,7 @@ impl ScenarioReport {
         }
         if !self.timeline.entries.is_empty() {
             let _ = writeln!(out, "  timeline:");
-            for l in self.timeline.render(self.timezone).lines() {
+            for l in self.timeline.render_with(self.timezone, verbose).lines() {
                 let _ = writeln!(out, "    {l}");
             }
         }

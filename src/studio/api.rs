@@ -630,7 +630,7 @@ async fn live_session(State(s): State<Studio>, UrlPath(id): UrlPath<String>) -> 
     };
     let same_version = flow
         .as_ref()
-        .is_some_and(|f| f.source.sha256 == detail.summary.version);
+        .is_some_and(|f| f.version == detail.summary.version);
     Ok(Json(json!({
         "session": detail.summary,
         "reason": detail.reason,

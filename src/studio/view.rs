@@ -34,14 +34,16 @@ pub struct EntryView {
 
 /// A timeline as entries.
 pub fn entries(timeline: &[TimelineEntry], start: DateTime<Utc>, tz: Tz) -> Vec<EntryView> {
+    // The short form, as `callflow simulate` prints it without `--verbose`.
     timeline
         .iter()
+        .filter(|e| !e.what.is_detail())
         .map(|e| EntryView {
             offset_ms: (e.at - start).num_milliseconds(),
             local: e.at.with_timezone(&tz).format("%H:%M:%S%.3f").to_string(),
             step: e.step.clone(),
             kind: e.what.kind(),
-            text: e.what.to_string(),
+            text: e.what.short_text(),
         })
         .collect()
 }

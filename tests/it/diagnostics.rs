@@ -188,6 +188,11 @@ fixtures! {
     fetch_body_get => "callflow::fetch::retries" at 12:16,
     expr_unknown_method => "callflow::expr::unknown_fn" at 13:32,
     end_name => "callflow::end::name" at 17:10,
+    order_after_call_ended => "callflow::step::order" at 16:3,
+    calendar_file_missing => "callflow::calendar::file" at 4:7,
+    calendar_duplicate => "callflow::calendar::duplicate" at 6:3,
+    phone_target_national => "callflow::phone::e164" at 5:16,
+    expr_phone_literal => "callflow::phone::e164" at 11:36,
 }
 
 #[test]
@@ -298,4 +303,48 @@ fn invalid_utf8() {
     assert_eq!(diags.len(), 1);
     let shown = report(&diags).replace(&dir.path().display().to_string(), "$TMP");
     insta::assert_snapshot!("invalid_utf8", shown);
+}
+
+/// A calendar file two flows use is checked once: its mistake is reported
+/// once, at the calendar file's line and column, and each flow that uses
+/// it is an error at its `use:` entry.
+#[test]
+fn set_shared_calendar() {
+    let diags = load_set("set_shared_calendar");
+    let at: Vec<(&str, String, usize, usize)> = diags
+        .iter()
+        .map(|d| {
+            let j = d.to_json();
+            (
+                d.code,
+                d.file.name(),
+                j.line.unwrap_or(0),
+                j.column.unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        at,
+        [
+            (
+                "callflow::calendar::file",
+                "tests/diagnostics/set_shared_calendar/clinic-north.yaml".to_owned(),
+                4,
+                7
+            ),
+            (
+                "callflow::calendar::file",
+                "tests/diagnostics/set_shared_calendar/clinic-south.yaml".to_owned(),
+                4,
+                7
+            ),
+            (
+                "callflow::calendar::spec",
+                "tests/diagnostics/set_shared_calendar/calendars/clinic-group.yaml".to_owned(),
+                4,
+                45
+            ),
+        ]
+    );
+    insta::assert_snapshot!("set_shared_calendar", report(&diags));
 }

@@ -317,6 +317,17 @@ async fn a_notification_for_an_unknown_call_is_counted_not_an_error() {
     assert_eq!(rt.live_sessions(), 0);
 }
 
+/// A call from +33100000001, once it waits in its flow's `pause` step.
+async fn call_waiting_in_pause(rt: &Runtime, sim: &SimGraph) -> String {
+    let call = call_in(rt, sim, "+33100000001");
+    pump(rt, sim, 5).await;
+    assert_eq!(
+        rt.session(&call).unwrap().summary.step.as_deref(),
+        Some("pause")
+    );
+    call
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_broken_edit_keeps_the_old_set_and_a_call_in_progress_finishes_on_its_version() {
     let dir = tempfile::tempdir().unwrap();
@@ -329,12 +340,7 @@ async fn a_broken_edit_keeps_the_old_set_and_a_call_in_progress_finishes_on_its_
     let v1 = rt.flows().flows[0].sha256.clone();
 
     // A call starts on version 1 and sits in its 30 s wait.
-    let first = call_in(&rt, &sim, "+33100000001");
-    pump(&rt, &sim, 5).await;
-    assert_eq!(
-        rt.session(&first).unwrap().summary.step.as_deref(),
-        Some("pause")
-    );
+    let first = call_waiting_in_pause(&rt, &sim).await;
 
     // A broken edit: refused, every diagnostic shown, the old set serves.
     std::fs::write(
@@ -1020,4 +1026,132 @@ steps:
     assert_eq!(next.summary.outcome, Some(Outcome::Error));
     assert_eq!(Metrics::get(&rt.metrics().internal_errors), 2);
     assert_eq!(rt.live_sessions(), 0);
+}
+
+/// A flow whose calendar lives in a shared file outside the flows folder.
+const DESK: &str = "flow: desk
+trigger:
+  incoming_call:
+    to: [\"+14255550100\"]
+use: [../calendars/desk.yaml]
+start: greet
+steps:
+  greet:
+    answer: {}
+    next: pause
+  pause:
+    wait: { timeout: 30s }
+    next: hours
+  hours:
+    switch:
+      - when: 'open(\"desk\")'
+        goto: open_desk
+      - goto: night
+  open_desk:
+    transfer: { to: { phone: \"+14255550123\" } }
+  night:
+    transfer: { to: { phone: \"+14255550199\" } }
+";
+
+/// A shared calendar file is checked with the flows that use it: a broken
+/// edit is refused at the calendar file's line and column, a valid one is
+/// a new version of the flow, and a call that began before it finishes on
+/// the calendar it began with, which the SQLite store keeps under the
+/// version it is pinned to.
+#[tokio::test(start_paused = true)]
+async fn a_shared_calendar_edit_is_a_new_flow_version_kept_in_the_store() {
+    use callflow::runtime::store::{StoreHandle, sqlite::SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    let calendars = dir.path().join("calendars");
+    std::fs::create_dir_all(&flows).unwrap();
+    std::fs::create_dir_all(&calendars).unwrap();
+    std::fs::write(flows.join("desk.yaml"), DESK).unwrap();
+    let calendar = calendars.join("desk.yaml");
+    std::fs::write(
+        &calendar,
+        "calendars:\n  desk:\n    hours: [\"daily 00:00-24:00\"]\n",
+    )
+    .unwrap();
+    let store = SqliteStore::open(&dir.path().join("callflow.db")).expect("the store opens");
+    let sim = graph(GraphBehaviour::default());
+    let rt = Runtime::start(
+        RuntimeConfig {
+            store: StoreHandle(Arc::new(store)),
+            ..config(&flows)
+        },
+        sim.clone(),
+    )
+    .await
+    .unwrap();
+    rt.recover().await.expect("recovers");
+    let v1 = rt.flows().flows[0].sha256.clone();
+    let first = call_waiting_in_pause(&rt, &sim).await;
+
+    // A broken calendar: the flow that uses it is refused, at the file.
+    std::fs::write(
+        &calendar,
+        "calendars:\n  desk:\n    hours: [\"daily 9h-18h\"]\n",
+    )
+    .unwrap();
+    let refused = rt.reload();
+    assert!(!refused.ok);
+    let at_calendar = refused.diagnostics.iter().any(|d| {
+        d["code"] == "callflow::calendar::spec"
+            && d["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("calendars/desk.yaml"))
+            && d["line"] == 3
+    });
+    assert!(at_calendar, "{:?}", refused.rendered);
+    assert!(
+        refused
+            .diagnostics
+            .iter()
+            .any(|d| d["code"] == "callflow::calendar::file"),
+        "{:?}",
+        refused.rendered
+    );
+
+    // Closed from now on: a new version; the first call keeps the old one.
+    std::fs::write(&calendar, "calendars:\n  desk:\n    hours: []\n").unwrap();
+    let swapped = rt.reload();
+    assert!(swapped.ok, "{:?}", swapped.rendered);
+    let v2 = rt.flows().flows[0].sha256.clone();
+    assert_ne!(v1, v2, "the calendar's edit is a new version of the flow");
+    let after = call_in(&rt, &sim, "+33100000003");
+    pump(&rt, &sim, 60).await;
+    for (call, version, target) in [(&first, &v1, "+14255550123"), (&after, &v2, "+14255550199")] {
+        let d = rt.session(call).unwrap();
+        assert_eq!(&d.summary.version, version);
+        let targets = transfer_targets(&rt, call);
+        assert!(
+            targets.len() == 1 && targets[0].contains(target),
+            "{targets:?}\n{}",
+            d.timeline_text
+        );
+    }
+
+    // The store keeps version 1 with its calendar: what a restart loads a
+    // call pinned to it from, though the file on disk has changed.
+    rt.store().flush().await.expect("durable");
+    let (name, text) = rt
+        .store()
+        .0
+        .flow_source(&v1)
+        .expect("the store reads")
+        .expect("version 1 is kept");
+    assert_eq!(name, "desk");
+    let kept = callflow::flow::shared::unbundle("desk (stored)", &text)
+        .flow
+        .expect("the kept version loads");
+    assert_eq!(kept.version, v1);
+    let monday_noon = chrono::NaiveDate::from_ymd_opt(2026, 1, 5)
+        .unwrap()
+        .and_hms_opt(12, 0, 0)
+        .unwrap();
+    assert!(
+        kept.calendars["desk"].is_open(monday_noon),
+        "the calendar of version 1"
+    );
 }

@@ -1694,22 +1694,55 @@ fn callflow_run_starts_and_follows_an_api_flow() {
         callflow::graph::client::install_tls_provider();
         let metrics = tokio::runtime::Runtime::new()
             .expect("a runtime")
-            .block_on(eventually(
-                Duration::from_secs(20),
-                || async {
-                    let text = reqwest::Client::new()
-                        .get(format!("{url}/metrics"))
+            .block_on(eventually(Duration::from_secs(20), || async {
+                let text = reqwest::Client::new()
+                    .get(format!("{url}/metrics"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                text.contains(named).then_some(text)
+            }));
+        assert!(metrics.is_some(), "no `{named}` in /metrics");
+        // The admin API gives the timeline's short form, and the verbose
+        // one when asked.
+        let texts = tokio::runtime::Runtime::new()
+            .expect("a runtime")
+            .block_on(async {
+                let mut texts = Vec::new();
+                for query in ["", "?verbose=true"] {
+                    let detail: serde_json::Value = reqwest::Client::new()
+                        .get(format!("{url}/api/sessions/{first}{query}"))
                         .bearer_auth(&token)
                         .send()
                         .await
-                        .ok()?
-                        .text()
+                        .expect("the session")
+                        .json()
                         .await
-                        .ok()?;
-                    text.contains(named).then_some(text)
-                },
-            ));
-        assert!(metrics.is_some(), "no `{named}` in /metrics");
+                        .expect("json");
+                    assert_eq!(detail["end"], "reminded", "{detail}");
+                    texts.push(
+                        detail["timeline_text"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
+                }
+                texts
+            });
+        assert!(
+            !texts[0].contains(" fired") && !texts[0].contains("tenant: "),
+            "{}",
+            texts[0]
+        );
+        assert!(
+            texts[1].contains(" fired") && texts[1].contains("tenant: "),
+            "{}",
+            texts[1]
+        );
         // Without --follow: the id alone.
         let out = run(&[
             "outbound-reminder",

@@ -469,6 +469,38 @@ fn simulate_prints_a_timeline() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("sales (key 1)"), "{text}");
     assert!(text.contains("operator (on_failure)"), "{text}");
+    // The short form: no timer ids, operation ids, placeholder messages,
+    // nor the bot's tenant; `--verbose` shows them.
+    let api = |verbose: bool| {
+        let mut args = vec![
+            "simulate",
+            "outbound-reminder",
+            "--param",
+            "phone=+33612345678",
+            "--param",
+            "appointment=https://cdn.contoso.com/x.wav",
+        ];
+        if verbose {
+            args.push("-v");
+        }
+        stdout(&callflow(&args))
+    };
+    let short = api(false);
+    for noise in [" fired", "op-1", " accepted: operation", "tenant: "] {
+        assert!(
+            !short.contains(noise),
+            "{noise:?} in the short form:\n{short}"
+        );
+    }
+    assert!(short.contains("main: operation completed 200/0"), "{short}");
+    let verbose = api(true);
+    for detail in [" fired", "operation op-1", "tenant: "] {
+        assert!(
+            verbose.contains(detail),
+            "no {detail:?} with -v:\n{verbose}"
+        );
+    }
+    assert!(!text.contains("<message>"), "{text}");
     let bad = callflow(&["simulate", "reception", "--graph", "transfer"]);
     assert_eq!(bad.status.code(), Some(2));
     // A run that ends in `error` fails, as in `callflow test`.
@@ -742,8 +774,14 @@ fn every_expression_function_is_in_the_reference_with_an_example_that_runs() {
     assert_eq!(
         hints,
         [
-            ("callflow::expr::unknown_fn", "did you mean `url_encode`?".to_owned()),
-            ("callflow::expr::unknown_fn", "did you mean `starts_with`?".to_owned()),
+            (
+                "callflow::expr::unknown_fn",
+                "did you mean `url_encode`?".to_owned()
+            ),
+            (
+                "callflow::expr::unknown_fn",
+                "did you mean `starts_with`?".to_owned()
+            ),
         ]
     );
 }

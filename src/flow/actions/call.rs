@@ -65,8 +65,14 @@ impl ActionType for Call {
 
     fn phase_after(&self, phase: CallPhase, outcome: Option<OutcomeField>) -> CallPhase {
         // The call placed is the main call when there is none.
+        // Placed as the first call (or the next after one ended), it is
+        // up once answered, and over when nobody answered.
         match (outcome, phase) {
-            (Some(OutcomeField::Next), CallPhase::NoCall) => CallPhase::Answered,
+            (Some(OutcomeField::Next), CallPhase::NoCall | CallPhase::Ended) => CallPhase::Answered,
+            (
+                Some(OutcomeField::OnFailure | OutcomeField::OnTimeout),
+                CallPhase::NoCall | CallPhase::Ended,
+            ) => CallPhase::Ended,
             _ => phase,
         }
     }

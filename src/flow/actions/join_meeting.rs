@@ -88,7 +88,7 @@ impl ActionType for JoinMeeting {
     fn phase_after(&self, phase: CallPhase, outcome: Option<OutcomeField>) -> CallPhase {
         // The call placed is the main call when there is none.
         match (outcome, phase) {
-            (Some(OutcomeField::Next), CallPhase::NoCall) => CallPhase::Answered,
+            (Some(OutcomeField::Next), CallPhase::NoCall | CallPhase::Ended) => CallPhase::Answered,
             _ => phase,
         }
     }

@@ -85,6 +85,9 @@ pub enum CallPhase {
     /// Not known at load (a `state_change` flow, after a transfer, after a
     /// `wait` for a state): nothing is checked from here on.
     Unknown,
+    /// The call an `api` flow placed has ended (nobody answered): only
+    /// steps that need no call run, until a `call` places the next one.
+    Ended,
 }
 
 /// Every phase an action may start in: for actions that do not mind.
@@ -92,6 +95,7 @@ pub const ANY_PHASE: &[CallPhase] = &[
     CallPhase::NoCall,
     CallPhase::Unanswered,
     CallPhase::Answered,
+    CallPhase::Ended,
 ];
 
 /// What every action declares about itself. No item has a default: a new
@@ -400,6 +404,18 @@ impl Action {
     /// The action's name in flow files.
     pub const fn kind(&self) -> &'static str {
         self.action_kind().name()
+    }
+
+    /// Whether a run of an `api` flow goes on when its call ends during
+    /// this step: the step needs no call (a `wait` for a time, `switch`,
+    /// `set`, `log`); [`CallPhase::Ended`] lets only these (and `call`,
+    /// `join_meeting`, `hangup`) follow a call that ended.
+    pub fn outlives_call(&self) -> bool {
+        match self {
+            Action::Set(_) | Action::Switch(_) | Action::Log(_) => true,
+            Action::Wait(w) => w.state.is_none(),
+            _ => false,
+        }
     }
 }
 

@@ -57,9 +57,14 @@ impl Cx {
         if self.saturated() {
             return None;
         }
+        let mut phone_vars = Vec::new();
         let compiled = expr::compile(source, cals).and_then(|ast| {
             let problems = match &self.roots {
-                Some(roots) => typing::check(&ast, source, roots, condition),
+                Some(roots) => {
+                    let (problems, vars) = typing::check_all(&ast, source, roots, condition);
+                    phone_vars = vars;
+                    problems
+                }
                 None => Vec::new(),
             };
             if problems.is_empty() {
@@ -68,6 +73,7 @@ impl Cx {
                 Err(problems)
             }
         });
+        self.phone_vars.extend(phone_vars);
         match compiled {
             Ok(ast) => Some(Expr::new(
                 source.to_owned(),
@@ -140,8 +146,8 @@ impl Cx {
                             .help(hint);
                         }
                         CompileProblemKind::UnknownFunction(name) => {
-                            let hint = did_you_mean(&name, expr::function_names())
-                                .unwrap_or_else(|| {
+                            let hint =
+                                did_you_mean(&name, expr::function_names()).unwrap_or_else(|| {
                                     "the functions an expression may call are listed in \
                                      docs/flow-language.md (Expressions): `starts_with`, \
                                      `contains`, `in`, `open`, `url_encode`, …"
@@ -155,6 +161,16 @@ impl Cx {
                             .label("unknown function")
                             .help(hint);
                         }
+                        CompileProblemKind::Phone { value, help } => {
+                            self.error(
+                                "callflow::phone::e164",
+                                at(p.offset, p.len),
+                                format!("`{value}` is not an E.164 phone number"),
+                            )
+                            .label("compared with the caller's number: never equal")
+                            .help(help);
+                        }
+                        CompileProblemKind::UnknownCalendar(_) if self.calendars_unknown => {}
                         CompileProblemKind::UnknownCalendar(name) => {
                             let hint =
                                 did_you_mean(&name, cals.iter().copied()).unwrap_or_else(|| {

@@ -26,6 +26,7 @@ use super::diagnostic::{Diagnostic, SourceFile};
 use super::expr::{self, CompileProblemKind, Expr};
 use super::model::{self, FlowFile, OneOrMany, StepDef, TargetDef, Text};
 use super::roots::{Roots, Ty};
+use super::shared::{CalendarFileModel, CalendarFiles, Found, NamedCalendars, UsedFiles};
 use super::span::{Span, Spanned};
 use super::suggest::did_you_mean;
 use super::typing;
@@ -44,6 +45,9 @@ use values::*;
 
 /// Default most steps per run.
 pub const DEFAULT_MAX_STEPS: u32 = 200;
+
+/// The longest a run lasts when its flow says nothing (`max_duration`).
+pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(4 * 3600);
 
 /// Most steps one flow may hold. A flow is written by people; far beyond
 /// this, it is generated or hostile, and refused before any rule runs.
@@ -67,85 +71,136 @@ pub const STATES: &[&str] = &[
     "terminated",
 ];
 
-/// Checks one file: the flow when it has no error, and every diagnostic.
+/// Checks one file: the flow when it has no error, and every diagnostic
+/// (those of the calendar files it uses after its own).
 pub fn check(file: &Arc<SourceFile>, budget: Budget) -> (Option<Flow>, Vec<Diagnostic>) {
-    let mut cx = Cx {
-        file: Arc::clone(file),
-        diags: Vec::new(),
-        removed: Vec::new(),
-        suggested: Vec::new(),
-        stopped: false,
-        roots: None,
+    let mut shared = CalendarFiles::disk();
+    let (flow, mut diags) = check_with(file, budget, &mut shared);
+    diags.extend(shared.take_diagnostics());
+    (flow, diags)
+}
+
+/// Checks one flow file, reading the calendar files it uses through
+/// `shared` (whose diagnostics stay there, to be reported once).
+pub fn check_with(
+    file: &Arc<SourceFile>,
+    budget: Budget,
+    shared: &mut CalendarFiles,
+) -> (Option<Flow>, Vec<Diagnostic>) {
+    let mut cx = Cx::new(file);
+    let Some(root) = cx.parse(budget) else {
+        return (None, cx.diags);
     };
-    let doc = match yaml::parse(&file.text, budget) {
-        Ok(doc) => doc,
-        Err(e) => {
-            let (code, help) = match e.kind {
-                YamlErrorKind::Syntax => (
-                    "callflow::yaml::syntax",
-                    "check the indentation and the quotes around this point",
-                ),
-                YamlErrorKind::TooLarge => {
-                    ("callflow::input::too_large", "split it into several flows")
-                }
-                YamlErrorKind::TooDeep => (
-                    "callflow::input::too_deep",
-                    "a flow file never needs this much nesting",
-                ),
-                YamlErrorKind::TooManyNodes => (
-                    "callflow::input::alias_bomb",
-                    "write the values out, or use fewer aliases",
-                ),
-                YamlErrorKind::MultipleDocuments => (
-                    "callflow::yaml::documents",
-                    "put each flow in a file of its own",
-                ),
-                YamlErrorKind::Empty => {
-                    ("callflow::yaml::empty", "a flow starts with `flow: NAME`")
-                }
-                YamlErrorKind::TooManyEntries => {
-                    ("callflow::input::too_large", "split it into several flows")
-                }
-                YamlErrorKind::Unclosed => (
-                    "callflow::yaml::unclosed",
-                    "close it where the list or mapping ends: `[a, b]`, `{key: value}`",
-                ),
-            };
-            let label = if e.kind == YamlErrorKind::Unclosed {
-                "opened here"
-            } else {
-                "here"
-            };
-            cx.diags.push(
-                Diagnostic::error(code, file, e.span, e.message)
-                    .label(label)
-                    .help(help),
-            );
-            return (None, cx.diags);
-        }
-    };
-    for d in &doc.duplicates {
-        cx.diags.push(
-            Diagnostic::error(
-                "callflow::yaml::duplicate_key",
-                file,
-                d.span,
-                format!("`{}` is given twice", d.key),
-            )
-            .label("second time")
-            .related(d.first, "first time")
-            .help("a later key would silently replace the first; rename or remove one"),
-        );
-    }
-    let flow = match cx.read_model(doc.root) {
+    let flow = match cx.read_model::<FlowFile>(root) {
         Some(flow_file) => {
             let clean_read = !cx.has_errors();
-            let flow = cx.compile(&flow_file, clean_read);
+            let used: Vec<(Text, Found)> = flow_file
+                .uses
+                .iter()
+                .map(|t| (t.clone(), shared.get(&file.path, &t.value)))
+                .collect();
+            let flow = cx.compile(&flow_file, clean_read, &used);
             if cx.has_errors() { None } else { flow }
         }
         None => None,
     };
     (flow, cx.finish())
+}
+
+/// Checks a calendar file: its calendars when it has no error, and every
+/// diagnostic, at the file.
+pub fn check_calendar_file(file: &Arc<SourceFile>) -> (Option<NamedCalendars>, Vec<Diagnostic>) {
+    let mut cx = Cx::new(file);
+    let Some(root) = cx.parse(Budget::default()) else {
+        return (None, cx.diags);
+    };
+    let calendars = cx
+        .read_model::<CalendarFileModel>(root)
+        .map(|m| cx.calendars_of(&m.calendars));
+    let calendars = if cx.has_errors() { None } else { calendars };
+    (calendars, cx.finish())
+}
+
+impl Cx {
+    fn new(file: &Arc<SourceFile>) -> Self {
+        Cx {
+            file: Arc::clone(file),
+            diags: Vec::new(),
+            removed: Vec::new(),
+            suggested: Vec::new(),
+            stopped: false,
+            roots: None,
+            calendars_unknown: false,
+            phone_vars: Vec::new(),
+        }
+    }
+
+    /// The file's YAML, or its syntax error reported.
+    fn parse(&mut self, budget: Budget) -> Option<Node> {
+        let cx = self;
+        let file = &Arc::clone(&cx.file);
+        let doc = match yaml::parse(&file.text, budget) {
+            Ok(doc) => doc,
+            Err(e) => {
+                let (code, help) = match e.kind {
+                    YamlErrorKind::Syntax => (
+                        "callflow::yaml::syntax",
+                        "check the indentation and the quotes around this point",
+                    ),
+                    YamlErrorKind::TooLarge => {
+                        ("callflow::input::too_large", "split it into several flows")
+                    }
+                    YamlErrorKind::TooDeep => (
+                        "callflow::input::too_deep",
+                        "a flow file never needs this much nesting",
+                    ),
+                    YamlErrorKind::TooManyNodes => (
+                        "callflow::input::alias_bomb",
+                        "write the values out, or use fewer aliases",
+                    ),
+                    YamlErrorKind::MultipleDocuments => (
+                        "callflow::yaml::documents",
+                        "put each flow in a file of its own",
+                    ),
+                    YamlErrorKind::Empty => {
+                        ("callflow::yaml::empty", "a flow starts with `flow: NAME`")
+                    }
+                    YamlErrorKind::TooManyEntries => {
+                        ("callflow::input::too_large", "split it into several flows")
+                    }
+                    YamlErrorKind::Unclosed => (
+                        "callflow::yaml::unclosed",
+                        "close it where the list or mapping ends: `[a, b]`, `{key: value}`",
+                    ),
+                };
+                let label = if e.kind == YamlErrorKind::Unclosed {
+                    "opened here"
+                } else {
+                    "here"
+                };
+                cx.diags.push(
+                    Diagnostic::error(code, file, e.span, e.message)
+                        .label(label)
+                        .help(help),
+                );
+                return None;
+            }
+        };
+        for d in &doc.duplicates {
+            cx.diags.push(
+                Diagnostic::error(
+                    "callflow::yaml::duplicate_key",
+                    file,
+                    d.span,
+                    format!("`{}` is given twice", d.key),
+                )
+                .label("second time")
+                .related(d.first, "first time")
+                .help("a later key would silently replace the first; rename or remove one"),
+            );
+        }
+        Some(doc.root)
+    }
 }
 
 pub(in crate::flow) struct Cx {
@@ -160,6 +215,12 @@ pub(in crate::flow) struct Cx {
     stopped: bool,
     /// What each expression root holds in this flow, once known.
     roots: Option<Roots>,
+    /// A calendar file the flow uses could not be read or has errors: the
+    /// calendars it defines are not known, so `open("x")` is not checked.
+    calendars_unknown: bool,
+    /// Variables whose values are phone numbers: dialled
+    /// (`phone: "${vars.NAME}"`) or compared with a caller's number.
+    phone_vars: Vec<String>,
 }
 
 impl Cx {
@@ -245,7 +306,7 @@ impl Cx {
 
     // ---------------------------------------------------------------- reading
 
-    fn compile(&mut self, f: &FlowFile, clean_read: bool) -> Option<Flow> {
+    fn compile(&mut self, f: &FlowFile, clean_read: bool, used: &[(Text, Found)]) -> Option<Flow> {
         if let Some((name, _)) = f.steps.get_index(MAX_STEPS_PER_FLOW) {
             self.error(
                 "callflow::step::too_many",
@@ -296,7 +357,7 @@ impl Cx {
             },
         };
 
-        let calendars = self.calendars(f);
+        let (calendars, calendar_files) = self.all_calendars(f, used);
         let cal_names: Vec<String> = calendars.keys().cloned().collect();
         let cal_refs: Vec<&str> = cal_names.iter().map(String::as_str).collect();
 
@@ -312,7 +373,6 @@ impl Cx {
         };
 
         self.roots = Some(roots_of(f));
-        self.var_phones(f);
         let trigger = self.trigger(&f.trigger, &cal_refs);
 
         let mut vars = IndexMap::new();
@@ -372,6 +432,8 @@ impl Cx {
             }
         }
 
+        // After the steps and handlers: they say which variables hold numbers.
+        self.var_phones(f);
         let max_steps = f.max_steps.as_ref().map_or(DEFAULT_MAX_STEPS, |m| {
             if m.value == 0 {
                 self.error(
@@ -384,6 +446,11 @@ impl Cx {
             }
             m.value
         });
+
+        let max_duration = match &f.max_duration {
+            None => Some(DEFAULT_MAX_DURATION),
+            Some(t) => self.duration(t, None),
+        };
 
         if clean_read && let Some(start) = start {
             self.reachability(f, &ids, start);
@@ -408,11 +475,14 @@ impl Cx {
             source: Arc::clone(&self.file),
             timezone,
             trigger: trigger?,
+            version: super::shared::version(&self.file, &calendar_files),
+            calendar_files,
             calendars: Arc::new(calendars),
             vars,
             start,
             steps,
             max_steps,
+            max_duration: max_duration?,
             on_state,
             on_error,
         })

@@ -99,6 +99,11 @@ impl Cx {
                 "there is no incoming call here",
                 "an `api` flow places its calls with `call`; `answer`, `reject` and `redirect` are for `incoming_call` flows".to_owned(),
             ),
+            CallPhase::Ended => (
+                format!("`{kind}` in step `{name}` needs a call, but on the path {shown} the call the flow placed has ended (nobody answered)"),
+                "the call has ended here",
+                format!("after its call ends, an `api` flow goes on only through steps that need no call (`wait` for a time, `switch`, `set`, `log`) until `call` places the next one: put a `call` before `{name}` on this path"),
+            ),
             CallPhase::NoCall | CallPhase::Unknown => (
                 format!("`{kind}` in step `{name}` needs a call, but on the path {shown} there is no call yet: an `api` flow starts without one"),
                 "there is no call yet here",
@@ -112,6 +117,7 @@ impl Cx {
         if let Some(cause) = cause {
             let what = match node.1 {
                 CallPhase::Answered => "answered here",
+                CallPhase::Ended => "the call this step placed ends unanswered here",
                 _ => "the call's state changes here",
             };
             pushed.related(cause.span, what);

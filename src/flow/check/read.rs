@@ -8,7 +8,10 @@ use super::*;
 impl Cx {
     /// Reads the model, dropping each offending entry and reading on, so
     /// that every deserialisation error is reported.
-    pub(super) fn read_model(&mut self, mut root: Node) -> Option<FlowFile> {
+    pub(super) fn read_model<T: serde::de::DeserializeOwned>(
+        &mut self,
+        mut root: Node,
+    ) -> Option<T> {
         if !matches!(root.kind, NodeKind::Map(_)) {
             let text = &self.file.text;
             let line_end = text[root.span.start..]
@@ -25,7 +28,7 @@ impl Cx {
             return None;
         }
         for _ in 0..200 {
-            match from_node::<FlowFile>(&root) {
+            match from_node::<T>(&root) {
                 Ok(f) => return Some(f),
                 Err(e) => {
                     let span = e.span.unwrap_or(root.span);

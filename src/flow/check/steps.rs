@@ -5,9 +5,89 @@
 use super::*;
 
 impl Cx {
-    pub(super) fn calendars(&mut self, f: &FlowFile) -> IndexMap<String, Calendar> {
+    /// The flow's own calendars and those of the files it uses, and the
+    /// files (as written, and read); every problem reported: a file that
+    /// cannot be read or has errors, at its `use:` entry; a name given
+    /// twice, at the second.
+    pub(super) fn all_calendars(
+        &mut self,
+        f: &FlowFile,
+        used: &[(Text, Found)],
+    ) -> (IndexMap<String, Calendar>, UsedFiles) {
+        let own = self.calendars_of(&f.calendars);
+        let mut out: IndexMap<String, Calendar> = own
+            .iter()
+            .map(|(k, (c, _))| (k.clone(), c.clone()))
+            .collect();
+        let mut files = Vec::new();
+        for (written, found) in used {
+            match found {
+                Found::Unreadable(why) => {
+                    self.calendars_unknown = true;
+                    self.error(
+                        "callflow::calendar::file",
+                        written.span,
+                        format!("cannot read the calendar file `{}`: {why}", written.value),
+                    )
+                    .label("no such calendar file")
+                    .help("`use:` names calendar files relative to this flow's file, e.g. `calendars/clinic.yaml`");
+                }
+                Found::Broken(name) => {
+                    self.calendars_unknown = true;
+                    self.error(
+                        "callflow::calendar::file",
+                        written.span,
+                        format!("the calendar file `{}` has errors", written.value),
+                    )
+                    .label("used here")
+                    .help(format!(
+                        "fix the errors reported in {name}; this flow cannot load until then"
+                    ));
+                }
+                Found::File(file) => {
+                    for (name, (cal, span)) in &file.calendars {
+                        if let Some((_, own_span)) = own.get(name) {
+                            let (line, col) =
+                                super::super::span::line_col(&file.file.text, span.start);
+                            self.error(
+                                "callflow::calendar::duplicate",
+                                *own_span,
+                                format!("the calendar `{name}` is also in `{}`", written.value),
+                            )
+                            .label("a second calendar of this name")
+                            .help(format!(
+                                "{}:{line}:{col} defines it too; rename one, or remove this one to use the shared one",
+                                file.file.name()
+                            ));
+                        } else if out.contains_key(name) {
+                            self.error(
+                                "callflow::calendar::duplicate",
+                                written.span,
+                                format!(
+                                    "two calendar files used here define the calendar `{name}`"
+                                ),
+                            )
+                            .label(format!("also defines `{name}`"))
+                            .help("rename it in one of the files");
+                        } else {
+                            out.insert(name.clone(), cal.clone());
+                        }
+                    }
+                    files.push((written.value.clone(), Arc::clone(&file.file)));
+                }
+            }
+        }
+        (out, files)
+    }
+
+    /// Calendars as written (a flow's `calendars:`, or a calendar file's),
+    /// each with the span of its name.
+    pub(super) fn calendars_of(
+        &mut self,
+        calendars: &IndexMap<Text, Spanned<model::Calendar>>,
+    ) -> NamedCalendars {
         let mut out = IndexMap::new();
-        for (name, cal) in &f.calendars {
+        for (name, cal) in calendars {
             let mut parsed = Calendar::default();
             for h in &cal.value.hours {
                 match calendar::parse_period(&h.value) {
@@ -35,7 +115,7 @@ impl Cx {
                     }
                 }
             }
-            out.insert(name.value.clone(), parsed);
+            out.insert(name.value.clone(), (parsed, name.span));
         }
         out
     }
@@ -265,7 +345,13 @@ impl Cx {
         let fixed: String = name
             .trim()
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let fixed = fixed.trim_matches('_');
         let fixed = if fixed.is_empty() { "confirmed" } else { fixed };

@@ -61,6 +61,17 @@ impl Cx {
 
     pub(super) fn phone(&mut self, t: &Text) {
         if t.value.contains("${") {
+            // `phone: "${vars.operator}"`: that variable holds a number.
+            if let Some(name) = t
+                .value
+                .trim()
+                .strip_prefix("${")
+                .and_then(|r| r.strip_suffix('}'))
+                .and_then(|r| r.trim().strip_prefix("vars."))
+                .filter(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            {
+                self.phone_vars.push(name.to_owned());
+            }
             return;
         }
         if let Some(help) = e164_problem(&t.value) {
@@ -85,10 +96,14 @@ impl Cx {
     /// number, `+` and a digit: checked as E.164 where it is written, since
     /// it is dialled or compared with `call.from.phone` (a VIP list whose
     /// numbers have spaces never matches).
+    /// A variable the flow dials or compares with a caller's number
+    /// ([`Cx::phone_vars`]) is checked whole, numbers without `+` (and
+    /// YAML integers) included.
     pub(super) fn var_phones(&mut self, f: &FlowFile) {
-        fn texts<'v>(v: &'v serde_json::Value, out: &mut Vec<&'v str>) {
+        fn texts(v: &serde_json::Value, out: &mut Vec<String>) {
             match v {
-                serde_json::Value::String(s) => out.push(s),
+                serde_json::Value::String(s) => out.push(s.clone()),
+                serde_json::Value::Number(n) => out.push(n.to_string()),
                 serde_json::Value::Array(a) => a.iter().for_each(|v| texts(v, out)),
                 serde_json::Value::Object(m) => m.values().for_each(|v| texts(v, out)),
                 _ => {}
@@ -97,12 +112,14 @@ impl Cx {
         for (name, v) in &f.vars {
             let mut found = Vec::new();
             texts(&v.value, &mut found);
+            let used_as_phone = self.phone_vars.contains(&name.value);
             let mut from = v.span.start;
             for s in found {
+                let s = s.as_str();
                 let phone_like = s
                     .strip_prefix('+')
                     .is_some_and(|r| r.trim_start().starts_with(|c: char| c.is_ascii_digit()));
-                if !phone_like || s.contains("${") {
+                if !(phone_like || used_as_phone) || s.contains("${") {
                     continue;
                 }
                 let Some(problem) = e164_problem(s) else {
@@ -256,6 +273,13 @@ pub fn e164_problem(s: &str) -> Option<String> {
         )
     } else if s.contains([' ', '-', '(', ')', '.']) {
         format!("write it without spaces or punctuation: `{fixed}`")
+    } else if let Some(national) = s
+        .strip_prefix('0')
+        .filter(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_digit()))
+    {
+        format!(
+            "`{s}` is a national number: write `+`, the country code, then the number without its leading `0` (in France `+33{national}`)"
+        )
     } else if !s.starts_with('+') {
         "start with `+` and the country code, e.g. `+14255550100`".into()
     } else {
