@@ -410,7 +410,7 @@ async fn serve_fetches_from_an_allowed_host_with_the_configured_secret() {
     )
     .expect("config");
     let port = free_port();
-    let mut child = serve_command(&graph, port, &flows, &config)
+    let child = serve_command(&graph, port, &flows, &config)
         .spawn()
         .expect("spawn callflow serve");
     let public = format!("http://127.0.0.1:{port}");
@@ -450,7 +450,7 @@ async fn serve_fetches_from_an_allowed_host_with_the_configured_secret() {
                 .ok()?;
             page["sessions"].as_array()?.iter().find_map(|s| {
                 let ended = s["state"] == "ended";
-                let ours = s["calls"].as_array()?.iter().any(|c| c == &call.as_str());
+                let ours = s["calls"].as_array()?.iter().any(|c| c == call.as_str());
                 (ours && ended).then(|| s["id"].as_str().map(str::to_owned))?
             })
         }
