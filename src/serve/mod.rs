@@ -147,9 +147,7 @@ pub async fn production(s: Settings) -> Result<(), ServeError> {
     config.keep_ended = s.keep_ended;
     let fetch = s.fetch.clone().with_env_secrets(std::env::vars());
     if fetch.allow.is_empty() {
-        tracing::info!(
-            "no host allowed for fetch steps (--fetch-allow): a flow with one will not load"
-        );
+        tracing::info!("no host allowed for fetch steps (--fetch-allow): they take on_failure");
     }
     config.fetch = Some(Arc::new(
         crate::runtime::Fetcher::new(fetch).map_err(ServeError::Usage)?,

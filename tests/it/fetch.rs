@@ -499,7 +499,11 @@ async fn serve_fetches_from_an_allowed_host_with_the_configured_secret() {
     );
 
     // Not allowed: the flow does not load, and serve says why.
-    std::fs::write(&config, format!("[secrets]\ncrm_token = \"{TOKEN}\"\n")).expect("config");
+    std::fs::write(
+        &config,
+        format!("fetch-allow = [\"crm.contoso.com\"]\n\n[secrets]\ncrm_token = \"{TOKEN}\"\n"),
+    )
+    .expect("config");
     let out = serve_command(&graph, free_port(), &flows, &config)
         .output()
         .expect("serve runs");

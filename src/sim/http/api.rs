@@ -656,6 +656,7 @@ mod tests {
         for kind in RequestKind::ALL {
             if let (_, Some(action)) = kind.http()
                 && kind != RequestKind::SaveRecording
+                && kind != RequestKind::Fetch
                 && !action.is_empty()
                 && !action.contains('/')
             {
