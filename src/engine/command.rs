@@ -332,7 +332,7 @@ pub enum Command {
         /// The request as sent, when it differs from `request` (it reads a
         /// secret collect's digits): in memory only, never serialised.
         #[serde(skip)]
-        sent: Option<std::sync::Arc<super::fetch::FetchRequest>>,
+        sent: Option<super::fetch::Sent>,
     },
     /// Deliver [`Event::TimerFired`](super::Event::TimerFired) for `timer` at `at`.
     SetTimer {

@@ -283,10 +283,12 @@ fn a_secret_pin_posted_to_the_service_is_sent_but_masked_everywhere() {
     assert!(timeline.contains("the PIN is true"), "{timeline}");
     let stored = serde_json::to_string(&run.session).expect("a session serialises");
     let command = serde_json::to_string(&run.commands).expect("commands serialise");
+    let debug = format!("{:?}", run.commands);
     for (what, text) in [
         ("timeline", &timeline),
         ("stored session", &stored),
         ("stored commands", &command),
+        ("Debug of the commands", &debug),
     ] {
         assert!(!text.contains("9876"), "the PIN is in the {what}: {text}");
     }
