@@ -373,6 +373,7 @@ fn free_port() -> u16 {
 /// The same flow with its host not allowed does not load: `serve` exits 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_fetches_from_an_allowed_host_with_the_configured_secret() {
+    callflow::graph::client::install_tls_provider();
     use crate::support::poll::eventually;
     let d = Designer::start(
         answers(&[(

@@ -946,24 +946,20 @@ fn serve_simulate_runs_to_completion() {
     assert!(!stdout.contains("caller presses 1 (sales)\n"), "{stdout}");
 }
 
-/// `serve --simulate --keep-running` on a copy of the flows: a designer's
-/// broken edit is refused (the old set serves, `/api/flows` says why, at
-/// the line), and the fix reloads.
-#[test]
-fn serve_simulate_keep_running_reloads_edits() {
+/// `callflow serve --simulate --keep-running --flows FLOWS EXTRA…`, and its
+/// stdout line by line.
+fn demo_lines(
+    flows: &std::path::Path,
+    extra: &[&std::ffi::OsStr],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().expect("temp dir");
-    for entry in std::fs::read_dir(flows_dir()).expect("flows") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
-        }
-    }
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
         .args(["serve", "--simulate", "--keep-running", "--flows"])
-        .arg(dir.path())
+        .arg(flows)
+        .args(extra)
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
+        .env_remove("CALLFLOW_RECORDINGS")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -978,6 +974,22 @@ fn serve_simulate_keep_running_reloads_edits() {
             }
         }
     });
+    (child, rx)
+}
+
+/// `serve --simulate --keep-running` on a copy of the flows: a designer's
+/// broken edit is refused (the old set serves, `/api/flows` says why, at
+/// the line), and the fix reloads.
+#[test]
+fn serve_simulate_keep_running_reloads_edits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(flows_dir()).expect("flows") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let (mut child, rx) = demo_lines(dir.path(), &[]);
     let mut admin = None;
     let mut seen = Vec::new();
     let ready = loop {
@@ -1857,30 +1869,13 @@ async fn the_called_instance_places_the_consultation_call() {
 /// is downloaded from it and lands in the folder as a WAV file.
 #[test]
 fn serve_simulate_keeps_recordings_in_its_folder() {
-    use std::io::{BufRead, BufReader};
+    callflow::graph::client::install_tls_provider();
     let recordings = tempfile::tempdir().expect("temp dir");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
-        .args(["serve", "--simulate", "--keep-running", "--flows"])
-        .arg(flows_dir())
-        .arg("--recordings")
-        .arg(recordings.path())
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .env_remove("CALLFLOW_RECORDINGS")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn callflow");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let flows = flows_dir();
+    let (mut child, rx) = demo_lines(
+        &flows,
+        &["--recordings".as_ref(), recordings.path().as_os_str()],
+    );
     let (mut sim, mut callback, mut banner) = (None, None, None);
     let mut seen = Vec::new();
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) {
