@@ -117,9 +117,13 @@ pub fn run(args: &RunArgs) -> ExitCode {
         match followed {
             Ok(view) => {
                 let outcome = view.outcome.as_deref().unwrap_or("unknown");
+                let shown = match &view.end {
+                    Some(name) => format!("{name} ({outcome})"),
+                    None => outcome.to_owned(),
+                };
                 match &view.reason {
-                    Some(r) => println!("ended: {outcome}: {r}"),
-                    None => println!("ended: {outcome}"),
+                    Some(r) => println!("ended: {shown}: {r}"),
+                    None => println!("ended: {shown}"),
                 }
                 if outcome == "error" {
                     ExitCode::FAILURE

@@ -55,6 +55,7 @@ pub struct SimGraphArgs {
     #[arg(long)]
     pub manual_clock: bool,
     /// How Graph and the people behave, e.g. `transfer=fail`, `dtmf=1,2`, `hangup=60s` (repeatable).
+    /// A list is comma-separated, one item per attempt or prompt: `call=no_answer,answer`.
     #[arg(long = "graph", value_name = "KEY=VALUE")]
     pub graph: Vec<String>,
     /// A fault for every call, e.g. `throttle=2`, `unavailable=1`, `retry_after=2`,

@@ -43,6 +43,8 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "KEYS")]
     pub dtmf: Option<String>,
     /// How the simulated Graph behaves, e.g. `transfer=fail`, `hangup=20s` (repeatable).
+    /// A list is comma-separated, one item per attempt or prompt:
+    /// `call=no_answer,answer`, `dtmf=1,2`, `presses=4s:1,9s:2`.
     #[arg(long = "graph", value_name = "KEY=VALUE")]
     pub graph: Vec<String>,
     /// A parameter of an `api` flow (JSON value or text; repeatable).

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// How a run ended. Every run ends with one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A transfer completed (7015 or `AppTransferred`).
@@ -53,6 +53,9 @@ impl Outcome {
     }
 
     /// The outcome named `name`, if any.
+    ///
+    /// [`crate::flow::BUILTIN_ENDS`] holds the same names, for the checks
+    /// of a step's `end:` (a test keeps them equal).
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|o| o.as_str() == name)
     }
@@ -77,6 +80,10 @@ pub struct RunEnd {
     /// Why, for errors and unexpected ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The flow's own name for the end (the last `end:` of a step the
+    /// run went through), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// How one step's action finished, for counting (`callflow_actions_total`).
@@ -135,4 +142,15 @@ pub struct ActionDone {
     pub action: &'static str,
     /// How it finished.
     pub outcome: ActionOutcome,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flow_checker_knows_every_outcome() {
+        let names: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(names, crate::flow::BUILTIN_ENDS);
+    }
 }

@@ -294,6 +294,9 @@ impl<'a> Run<'a> {
             step: step.name.clone(),
             via: via.to_owned(),
         });
+        if let Some(name) = &step.end {
+            self.s.end_name = Some(name.clone());
+        }
         if self.s.steps_taken > self.flow.max_steps || self.steps_this_event > MAX_STEPS_PER_EVENT {
             let reason = format!(
                 "the run took more than {} steps (a loop?) and was stopped",
@@ -378,15 +381,18 @@ impl<'a> Run<'a> {
         if outcome == Outcome::Error {
             self.hang_up_all();
         }
+        let name = self.s.end_name.clone();
         self.entry(Entry::End {
             outcome,
             reason: reason.clone(),
+            name: name.clone(),
         });
         self.s.end = Some(RunEnd {
             outcome,
             at: self.now,
             step: self.step_label(),
             reason,
+            name,
         });
     }
 

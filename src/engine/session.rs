@@ -310,6 +310,10 @@ pub struct Session {
     /// How the run ended, once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end: Option<RunEnd>,
+    /// The named outcome of the last step with `end:` the run went
+    /// through: what [`RunEnd::name`] will be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_name: Option<String>,
     /// When the incoming call arrived (for the 15-second answer rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incoming_at: Option<DateTime<Utc>>,
@@ -375,6 +379,7 @@ impl Session {
             steps_taken: 0,
             timeline: Timeline::default(),
             end: None,
+            end_name: None,
             incoming_at: None,
             upkeep: Upkeep::default(),
             secrets: Secrets::default(),

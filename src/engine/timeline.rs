@@ -44,6 +44,9 @@ pub enum Entry {
         /// Why, when it says more than the outcome.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// The flow's own name for it (a step's `end:`), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
     },
 }
 
@@ -68,10 +71,20 @@ impl fmt::Display for Entry {
             Entry::Event(s) | Entry::Log(s) | Entry::Note(s) | Entry::Error(s) => f.write_str(s),
             Entry::Enter { step, via } => write!(f, "{step} ({via})"),
             Entry::Request(line) => write!(f, "{line}"),
-            Entry::End { outcome, reason } => match reason {
-                Some(r) => write!(f, "{outcome}: {r}"),
-                None => write!(f, "{outcome}"),
-            },
+            Entry::End {
+                outcome,
+                reason,
+                name,
+            } => {
+                match name {
+                    Some(n) => write!(f, "{n} ({outcome})")?,
+                    None => write!(f, "{outcome}")?,
+                }
+                match reason {
+                    Some(r) => write!(f, ": {r}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -221,6 +234,7 @@ mod tests {
             Entry::End {
                 outcome: Outcome::HungUp,
                 reason: None,
+                name: None,
             },
         );
         let text = t.render(Tz::Europe__Paris);

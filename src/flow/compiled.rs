@@ -18,6 +18,18 @@ use super::expr::Expr;
 use super::model::ParamType;
 use super::span::Span;
 
+/// The outcomes every run may end with, as the engine names them
+/// (`engine::Outcome`): a step's `end:` names an outcome of its own.
+pub const BUILTIN_ENDS: &[&str] = &[
+    "transferred",
+    "redirected",
+    "rejected",
+    "hung_up",
+    "caller_hung_up",
+    "joined",
+    "error",
+];
+
 /// The index of a step in [`Flow::steps`].
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -64,6 +76,17 @@ impl Flow {
     /// The step with this id.
     pub fn step(&self, id: StepId) -> &Step {
         &self.steps[id.index()]
+    }
+
+    /// The named outcomes (`end:`) its steps declare, each once, in step order.
+    pub fn ends(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for name in self.steps.iter().filter_map(|s| s.end.as_deref()) {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        out
     }
 
     /// The id of the step named `name`.
@@ -165,6 +188,10 @@ pub struct Step {
     pub name: String,
     /// Where it is defined.
     pub span: Span,
+    /// What it is for, as its `description` says (shown in diagrams).
+    pub description: Option<String>,
+    /// The run's named outcome once this step runs (`end: confirmed`).
+    pub end: Option<String>,
     /// Its action.
     pub action: Action,
     /// Where to go on success.

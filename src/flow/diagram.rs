@@ -207,6 +207,10 @@ pub struct GraphNode {
     pub title: String,
     /// The step's action, what a handler does (`log, hangup`), or nothing.
     pub subtitle: String,
+    /// The step's `description`, as written (diagrams draw it cut short,
+    /// the studio shows it whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// The step it draws, if any.
     pub step: Option<String>,
     /// The lines of the flow file that define it (1-based, inclusive).
@@ -271,6 +275,7 @@ pub fn graph(flow: &Flow) -> Graph {
         shape: Shape::Start,
         title: "start".into(),
         subtitle: String::new(),
+        description: None,
         step: None,
         lines: None,
     }];
@@ -280,6 +285,7 @@ pub fn graph(flow: &Flow) -> Graph {
             shape: shape(&step.action),
             title: step.name.clone(),
             subtitle: step.action.kind().to_owned(),
+            description: step.description.clone(),
             step: Some(step.name.clone()),
             lines: (!text.is_empty()).then(|| step_lines(text, step.span.start)),
         });
@@ -290,6 +296,7 @@ pub fn graph(flow: &Flow) -> Graph {
             shape: Shape::Handler,
             title: format!("on {name}"),
             subtitle: handler_summary(ops),
+            description: None,
             step: None,
             lines: None,
         });
@@ -426,10 +433,14 @@ pub fn render_mermaid(g: &Graph) -> String {
         let _ = writeln!(out, "    %% {}", one_line(d));
     }
     for n in &g.nodes {
-        let label = match n.shape {
-            Shape::Start => n.title.clone(),
-            _ => format!("{}: {}", n.title, n.subtitle),
+        let mut label = match n.shape {
+            Shape::Start => mermaid_escape(&n.title),
+            _ => mermaid_escape(&format!("{}: {}", n.title, n.subtitle)),
         };
+        if let Some(d) = &n.description {
+            // A line of its own under the action: `<br/>` is Mermaid's break.
+            let _ = write!(label, "<br/>{}", mermaid_escape(&shorten(d)));
+        }
         let (open, close) = match n.shape {
             Shape::Plain => ("(", ")"),
             Shape::Decision => ("{", "}"),
@@ -440,12 +451,7 @@ pub fn render_mermaid(g: &Graph) -> String {
             Shape::Start => ("((", "))"),
             Shape::Handler => (">", "]"),
         };
-        let _ = writeln!(
-            out,
-            "    {}{open}\"{}\"{close}",
-            n.id,
-            mermaid_escape(&label)
-        );
+        let _ = writeln!(out, "    {}{open}\"{label}\"{close}", n.id);
     }
     let mut fallbacks = Vec::new();
     for (i, e) in g.edges.iter().enumerate() {
@@ -533,13 +539,28 @@ pub fn render_dot(g: &Graph) -> String {
             Shape::End => "shape=doublecircle",
             Shape::Handler => "shape=note, style=dashed",
         };
-        let _ = writeln!(
-            out,
-            "    {} [{attrs}, label=\"{}\\n{}\"];",
-            n.id,
-            dot_escape(&n.title),
-            dot_escape(&n.subtitle)
-        );
+        match &n.description {
+            Some(d) => {
+                let _ = writeln!(
+                    out,
+                    "    {} [{attrs}, label=\"{}\\n{}\\n{}\", tooltip=\"{}\"];",
+                    n.id,
+                    dot_escape(&n.title),
+                    dot_escape(&n.subtitle),
+                    dot_escape(&shorten(d)),
+                    dot_escape(d)
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "    {} [{attrs}, label=\"{}\\n{}\"];",
+                    n.id,
+                    dot_escape(&n.title),
+                    dot_escape(&n.subtitle)
+                );
+            }
+        }
     }
     for e in &g.edges {
         if e.from == "start" {
@@ -611,6 +632,28 @@ mod tests {
             g.step_links()
                 .contains(&("menu".into(), "on_timeout".into(), "operator".into()))
         );
+    }
+
+    #[test]
+    fn a_steps_description_is_drawn_escaped() {
+        let text = "flow: d\ntrigger: {incoming_call: {}}\nstart: a\nsteps:\n  a:\n    description: 'Say \"hi\" <b>#1</b>'\n    answer: {}\n    next: b\n  b:\n    hangup: {}\n";
+        let flow = crate::flow::load_str("d.yaml", text).flow.expect("loads");
+        let g = graph(&flow);
+        let a = g.step_node("a").expect("a");
+        assert_eq!(a.description.as_deref(), Some("Say \"hi\" <b>#1</b>"));
+        assert_eq!(g.step_node("b").expect("b").description, None);
+        let m = mermaid(&flow);
+        assert!(
+            m.contains("s0(\"a: answer<br/>Say #quot;hi#quot; #lt;b#gt;#35;1#lt;/b#gt;\")"),
+            "{m}"
+        );
+        let d = dot(&flow);
+        assert!(
+            d.contains(r#"label="a\nanswer\nSay \"hi\" <b>#1</b>", tooltip="Say \"hi\" <b>#1</b>""#),
+            "{d}"
+        );
+        let json = serde_json::to_value(&g).expect("json");
+        assert_eq!(json["nodes"][1]["description"], "Say \"hi\" <b>#1</b>");
     }
 
     #[test]

@@ -23,8 +23,62 @@ pub const ROOTS: &[&str] = &["call", "vars", "step", "digits", "event", "params"
 /// The name under which `call` is held in rhai's scope.
 const CALL_VAR: &str = "__call";
 
-/// The functions callflow adds to rhai, for "did you mean".
-pub const HELPERS: &[&str] = &["now", "today", "hour", "minute", "weekday", "open"];
+/// A function an expression may call, as the language reference lists it.
+#[derive(Clone, Copy, Debug)]
+pub struct Function {
+    /// Its name.
+    pub name: &'static str,
+    /// How it is written, in the reference's first column.
+    pub written: &'static str,
+}
+
+/// Every function (and method) an expression may call: callflow's helpers
+/// and the part of rhai's standard library a designer needs. A call of any
+/// other name is `callflow::expr::unknown_fn` at load, with "did you mean"
+/// among these. docs/flow-language.md lists each with an example, and a
+/// test evaluates every example there against this engine.
+pub const FUNCTIONS: &[Function] = &[
+    Function { name: "now", written: "now()" },
+    Function { name: "today", written: "today()" },
+    Function { name: "hour", written: "hour()" },
+    Function { name: "minute", written: "minute()" },
+    Function { name: "weekday", written: "weekday()" },
+    Function { name: "open", written: "open(calendar)" },
+    Function { name: "url_encode", written: "url_encode(text)" },
+    Function { name: "in", written: "value in list" },
+    Function { name: "contains", written: "list.contains(value)" },
+    Function { name: "len", written: "text.len()" },
+    Function { name: "is_empty", written: "text.is_empty()" },
+    Function { name: "starts_with", written: "text.starts_with(prefix)" },
+    Function { name: "ends_with", written: "text.ends_with(suffix)" },
+    Function { name: "index_of", written: "text.index_of(part)" },
+    Function { name: "sub_string", written: "text.sub_string(start, length)" },
+    Function { name: "to_upper", written: "text.to_upper()" },
+    Function { name: "to_lower", written: "text.to_lower()" },
+    Function { name: "split", written: "text.split(separator)" },
+    Function { name: "to_string", written: "value.to_string()" },
+    Function { name: "parse_int", written: "parse_int(text)" },
+    Function { name: "abs", written: "number.abs()" },
+    Function { name: "min", written: "min(a, b)" },
+    Function { name: "max", written: "max(a, b)" },
+    Function { name: "type_of", written: "type_of(value)" },
+];
+
+/// The names of [`FUNCTIONS`].
+pub fn function_names() -> impl Iterator<Item = &'static str> {
+    FUNCTIONS.iter().map(|f| f.name)
+}
+
+/// `text` with every byte but letters, digits and `-_.~` percent-encoded
+/// (RFC 3986's unreserved characters), for a value put into a URL.
+pub fn url_encode(text: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(text, SET).to_string()
+}
 
 /// Limits of the sandbox, set explicitly in [`engine()`].
 pub mod limits {
@@ -86,6 +140,7 @@ pub fn build_engine() -> Engine {
     e.register_fn("weekday", || {
         with_clock(|c| weekday_name(c.now.weekday()).to_string())
     });
+    e.register_fn("url_encode", |text: &str| url_encode(text));
     e.register_fn("open", |name: &str| {
         with_clock(|c| {
             c.calendars
@@ -338,8 +393,21 @@ pub fn compile(source: &str, calendars: &[&str]) -> Result<Arc<AST>, Vec<Compile
                 }
             } else if !call.is_qualified()
                 && !name.starts_with(|c: char| !c.is_alphabetic())
-                && !is_known_function(name, call.args.len())
+                && !is_known_function(name)
             {
+                problems.push(CompileProblem {
+                    offset,
+                    len: name.len(),
+                    kind: CompileProblemKind::UnknownFunction(name.to_string()),
+                });
+            }
+        }
+        // A method (`text.strats_with("+33")`): the same names.
+        if let Some(rhai::ASTNode::Expr(rhai::Expr::MethodCall(call, pos))) = path.last() {
+            let name = call.name.as_str();
+            if !is_known_function(name) {
+                let (at, _) = locate(source, *pos);
+                let offset = source[at..].find(name).map_or(at, |i| at + i);
                 problems.push(CompileProblem {
                     offset,
                     len: name.len(),
@@ -356,42 +424,8 @@ pub fn compile(source: &str, calendars: &[&str]) -> Result<Arc<AST>, Vec<Compile
     }
 }
 
-fn is_known_function(name: &str, _arity: usize) -> bool {
-    static NAMES: OnceLock<Vec<String>> = OnceLock::new();
-    let names = NAMES.get_or_init(|| {
-        let mut v: Vec<String> = engine()
-            .gen_fn_signatures(true)
-            .into_iter()
-            .filter_map(|s| {
-                let s = s.trim_start_matches("pub ").trim_start_matches("fn ");
-                s.split('(').next().map(|n| n.trim().to_string())
-            })
-            .collect();
-        v.extend(HELPERS.iter().map(|s| s.to_string()));
-        v.extend(
-            [
-                "type_of",
-                "print",
-                "debug",
-                "is_def_var",
-                "is_def_fn",
-                "Fn",
-                "call",
-                "curry",
-            ]
-            .iter()
-            .map(|s| s.to_string()),
-        );
-        v.sort();
-        v.dedup();
-        v
-    });
-    names.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
-}
-
-/// Every function name known to expressions (for suggestions).
-pub fn known_function_names() -> Vec<&'static str> {
-    HELPERS.to_vec()
+fn is_known_function(name: &str) -> bool {
+    function_names().any(|n| n == name)
 }
 
 /// Byte offset and length in `source` of a rhai position (1-based line and column).
@@ -428,6 +462,17 @@ mod tests {
             CompileProblemKind::UnknownVariable("caller".into())
         );
         assert_eq!(e[0].offset, 0);
+        for (source, name) in [
+            ("vars.name.strats_with(\"A\")", "strats_with"),
+            ("[1].pad(3, 0)", "pad"),
+            ("sin(1.0) > 0.0", "sin"),
+        ] {
+            let e = compile(source, &[]).expect_err(source);
+            assert_eq!(e[0].kind, CompileProblemKind::UnknownFunction(name.into()));
+            assert_eq!(&source[e[0].offset..e[0].offset + e[0].len], name);
+        }
+        assert_eq!(url_encode("Anne Dupont & co/é"), "Anne%20Dupont%20%26%20co%2F%C3%A9");
+        assert_eq!(url_encode("a-b_c.d~e"), "a-b_c.d~e");
         let e = compile("hour() > 8 && opne(\"office\")", &["office"]).expect_err("unknown fn");
         assert_eq!(
             e[0].kind,
@@ -442,8 +487,18 @@ mod tests {
         assert!(compile("call.state ==", &[]).is_err());
     }
 
+    /// Compiled by rhai alone, without the check of function names: the
+    /// limits must hold whatever a script calls.
+    fn compile_unchecked(source: &str) -> Arc<AST> {
+        Arc::new(
+            engine()
+                .compile_expression_with_scope(&scope_for_compile(), source)
+                .expect("compiles"),
+        )
+    }
+
     fn eval_with(source: &str, vars: Map) -> Result<Dynamic, EvalError> {
-        let ast = compile(source, &[]).expect("compiles");
+        let ast = compile_unchecked(source);
         let expr = Expr::new(source, Span::default(), ast);
         let input = EvalInput {
             vars,
@@ -542,7 +597,7 @@ mod tests {
 
     #[test]
     fn eval_is_bounded() {
-        let ast = compile("\"x\".pad(100000, \"y\")", &[]).expect("compiles");
+        let ast = compile_unchecked("\"x\".pad(100000, \"y\")");
         let expr = Expr::new("pad", Span::default(), ast);
         let now = chrono::Utc::now().with_timezone(&Tz::UTC);
         assert!(

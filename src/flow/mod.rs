@@ -32,7 +32,8 @@ pub use actions::join_meeting::Meeting;
 pub use actions::transfer::Transferee;
 pub use actions::{Action, ActionKind};
 pub use compiled::{
-    Flow, HandlerOp, Param, Pattern, Step, StepId, Target, Template, TemplatePart, Trigger,
+    BUILTIN_ENDS, Flow, HandlerOp, Param, Pattern, Step, StepId, Target, Template, TemplatePart,
+    Trigger,
 };
 pub use diagnostic::{Diagnostic, Severity, SourceFile};
 pub use load::{FlowSet, LoadReport, Loaded, check_fetch, load_file, load_paths, load_str};

@@ -172,7 +172,8 @@ impl Walker<'_> {
         match name {
             "!" | "contains" | "open" => Ty::Bool,
             "hour" | "minute" => Ty::Int,
-            "now" | "today" | "weekday" => Ty::Text,
+            "now" | "today" | "weekday" | "url_encode" | "type_of" => Ty::Text,
+            "parse_int" => Ty::Int,
             "+" if args.contains(&Ty::Text) => Ty::Text,
             "+" | "-" | "*" | "/" | "%" if args.iter().all(|t| *t == Ty::Int) => Ty::Int,
             _ => Ty::Any,
@@ -268,7 +269,8 @@ fn method_ty(name: &str) -> Ty {
     match name {
         "contains" | "starts_with" | "ends_with" | "is_empty" => Ty::Bool,
         "len" | "index_of" => Ty::Int,
-        "to_upper" | "to_lower" | "trim" | "sub_string" | "to_string" => Ty::Text,
+        "to_upper" | "to_lower" | "sub_string" | "to_string" | "url_encode" => Ty::Text,
+        "split" => Ty::List,
         _ => Ty::Any,
     }
 }

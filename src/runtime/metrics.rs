@@ -169,6 +169,9 @@ pub struct Metrics {
     pub sessions_live: AtomicU64,
     /// Sessions ended, by outcome ([`Outcome::ALL`] order).
     pub sessions_ended: [AtomicU64; 7],
+    /// Of those, the ones that ended with a flow's own named outcome (a
+    /// step's `end:`), by outcome and name; names come only from flows.
+    pub sessions_ended_named: Mutex<BTreeMap<(Outcome, String), u64>>,
     /// Sessions reaped because nothing happened for `idle_reap_after`.
     pub sessions_reaped: AtomicU64,
     /// Steps' actions finished, by action kind and how they finished.
@@ -218,6 +221,7 @@ impl Default for Metrics {
             sessions_started: AtomicU64::new(0),
             sessions_live: AtomicU64::new(0),
             sessions_ended: zeros(),
+            sessions_ended_named: Mutex::new(BTreeMap::new()),
             sessions_reaped: AtomicU64::new(0),
             internal_errors: AtomicU64::new(0),
             actions: Mutex::new(BTreeMap::new()),
@@ -309,9 +313,37 @@ impl Metrics {
         self.graph_latency.observe(took);
     }
 
-    pub(crate) fn count_end(&self, outcome: Outcome) {
+    pub(crate) fn count_end(&self, outcome: Outcome, name: Option<&str>) {
         let i = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
         self.sessions_ended[i].fetch_add(1, Ordering::Relaxed);
+        if let Some(name) = name {
+            *self
+                .sessions_ended_named
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry((outcome, name.to_owned()))
+                .or_default() += 1;
+        }
+    }
+
+    /// Sessions ended with `outcome` and the flow's own name `name` for it.
+    pub fn ended_named(&self, outcome: Outcome, name: &str) -> u64 {
+        self.sessions_ended_named
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(outcome, name.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every (outcome, name) counted so far with its count, sorted.
+    pub fn ended_by_name(&self) -> Vec<(Outcome, String, u64)> {
+        self.sessions_ended_named
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|((o, n), c)| (*o, n.clone(), *c))
+            .collect()
     }
 }
 

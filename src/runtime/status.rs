@@ -74,6 +74,10 @@ pub struct SessionSummary {
     pub state: &'static str,
     /// How the run ended, once it has.
     pub outcome: Option<Outcome>,
+    /// The flow's own name for the end (a step's `end:`), once the run
+    /// ended through such a step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
     /// When the run started.
     pub started_at: Option<DateTime<Utc>>,
     /// The Graph ids of the session's calls.

@@ -159,6 +159,7 @@ fn summary(s: &Session, step: Option<String>) -> SessionSummary {
             "starting"
         },
         outcome: s.outcome(),
+        end: s.end.as_ref().and_then(|e| e.name.clone()),
         started_at: s.started_at,
         calls: s.legs.iter().filter_map(|l| l.call_id.clone()).collect(),
     }
@@ -303,9 +304,15 @@ pub(super) async fn run(
         s.is_ended() && s.live_call_ids().is_empty()
     };
     w.save(!(finished || over)).await;
-    let outcome = w.cell.lock().outcome();
-    if let Some(outcome) = outcome {
-        w.inner.metrics.count_end(outcome);
+    let end = w.cell.lock().end.clone();
+    if let Some(end) = end {
+        // Only names the flow declares become labels: their number is
+        // bounded by the flows loaded.
+        let name = end
+            .name
+            .as_deref()
+            .filter(|n| w.cell.flow.ends().contains(n));
+        w.inner.metrics.count_end(end.outcome, name);
     }
     w.inner.retire(&w.cell, std::mem::take(&mut w.owned));
     if w.inner.tasks.fetch_sub(1, Ordering::AcqRel) == 1 {

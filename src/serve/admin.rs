@@ -56,6 +56,9 @@ pub struct SessionView {
     /// How it ended, once it has.
     #[serde(default)]
     pub outcome: Option<String>,
+    /// The flow's own name for the end (a step's `end:`), if any.
+    #[serde(default)]
+    pub end: Option<String>,
     /// Why, when it says more.
     #[serde(default)]
     pub reason: Option<String>,

@@ -477,6 +477,7 @@ mod tests {
                 step: None,
                 state: "ended",
                 outcome: Some(outcome),
+                end: None,
                 started_at: Some(at),
                 calls: vec!["call-1".into()],
             },

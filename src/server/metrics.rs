@@ -97,15 +97,26 @@ pub(crate) fn render(state: &ServerState) -> String {
         &mut out,
         "callflow_sessions_ended_total",
         "counter",
-        "Sessions ended, by outcome.",
+        "Sessions ended, by outcome and by the flow's own name for it (`end`: a step's `end:`, empty when none).",
     );
+    let named = m.ended_by_name();
     for outcome in Outcome::ALL {
+        let of_it: Vec<&(Outcome, String, u64)> =
+            named.iter().filter(|(o, ..)| *o == outcome).collect();
+        let with_name: u64 = of_it.iter().map(|(.., n)| n).sum();
         let _ = writeln!(
             out,
-            "callflow_sessions_ended_total{{outcome=\"{}\"}} {}",
+            "callflow_sessions_ended_total{{outcome=\"{}\",end=\"\"}} {}",
             outcome.as_str(),
-            m.ended(outcome)
+            m.ended(outcome).saturating_sub(with_name)
         );
+        for (_, name, n) in of_it {
+            let _ = writeln!(
+                out,
+                "callflow_sessions_ended_total{{outcome=\"{}\",end=\"{name}\"}} {n}",
+                outcome.as_str(),
+            );
+        }
     }
 
     family(

@@ -343,6 +343,8 @@ impl GraphBehaviour {
             "transfer" => self.transfer = from_yaml(&modes(value))?,
             "call" => self.call = from_yaml(&modes(value))?,
             "join" => self.join = from_yaml(&modes(value))?,
+            "record" => self.record = from_yaml(&modes(value))?,
+            "invite" => self.invite = from_yaml(&modes(value))?,
             "dtmf" => self.dtmf = list(value),
             "presses" => {
                 self.presses = list(value)
@@ -377,8 +379,8 @@ impl GraphBehaviour {
                 }
                 None => {
                     return Err(format!(
-                        "`{other}` is not a graph setting; use transfer, call, join, dtmf, presses, \
-                         hangup, prompt, delay, reorder, duplicate, media_first, legacy or fail.REQUEST"
+                        "`{other}` is not a graph setting; use transfer, call, join, record, invite, \
+                         dtmf, presses, hangup, prompt, delay, reorder, duplicate, media_first, legacy or fail.REQUEST"
                     ));
                 }
             },

@@ -23,8 +23,26 @@ pub enum Expectation {
         /// Fields that must be equal (`call` names the call: `main`, `consultation`, …).
         fields: Map<String, Value>,
     },
-    /// The run's end.
-    End(Outcome),
+    /// The run's end: one of the outcomes every run has, or a flow's own.
+    End(EndName),
+}
+
+/// What an `end:` line names.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EndName {
+    /// An outcome every run has (`hung_up`, `transferred`, …).
+    Outcome(Outcome),
+    /// A flow's own, from a step's `end:` (`confirmed`).
+    Named(String),
+}
+
+impl fmt::Display for EndName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndName::Outcome(o) => write!(f, "{o}"),
+            EndName::Named(n) => f.write_str(n),
+        }
+    }
 }
 
 impl Expectation {
@@ -46,14 +64,25 @@ impl Expectation {
             }
         };
         if name == "end" {
-            let outcome = fields
-                .as_str()
-                .and_then(Outcome::from_name)
-                .ok_or_else(|| {
+            let word = fields.as_str().filter(|n| {
+                !n.is_empty()
+                    && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !n.starts_with(|c: char| c.is_ascii_digit())
+            });
+            let end = match word {
+                Some(n) => match Outcome::from_name(n) {
+                    Some(o) => EndName::Outcome(o),
+                    None => EndName::Named(n.to_owned()),
+                },
+                None => {
                     let names: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
-                    format!("`end` takes one of {}", names.join(", "))
-                })?;
-            return Ok(Expectation::End(outcome));
+                    return Err(format!(
+                        "`end` takes one of {}, or an outcome a step of the flow names with `end:`",
+                        names.join(", ")
+                    ));
+                }
+            };
+            return Ok(Expectation::End(end));
         }
         let kind = RequestKind::from_name(name).ok_or_else(|| {
             let names: Vec<&str> = RequestKind::ALL.iter().map(|k| k.as_str()).collect();
@@ -76,7 +105,8 @@ impl Expectation {
     /// Whether `actual` satisfies this line.
     pub fn matches(&self, actual: &Actual) -> bool {
         match (self, actual) {
-            (Expectation::End(a), Actual::End(b)) => a == b,
+            (Expectation::End(EndName::Outcome(a)), Actual::End(b, _)) => a == b,
+            (Expectation::End(EndName::Named(a)), Actual::End(_, b)) => Some(a) == b.as_ref(),
             (Expectation::Request { kind, fields }, Actual::Request(line)) => {
                 *kind == line.request
                     && fields.iter().all(|(k, v)| {
@@ -112,15 +142,16 @@ impl fmt::Display for Expectation {
 pub enum Actual {
     /// A Graph request.
     Request(RequestLine),
-    /// The run's end.
-    End(Outcome),
+    /// The run's end, and the flow's own name for it.
+    End(Outcome, Option<String>),
 }
 
 impl fmt::Display for Actual {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Actual::Request(line) => write!(f, "{line}"),
-            Actual::End(o) => write!(f, "end {o}"),
+            Actual::End(o, None) => write!(f, "end {o}"),
+            Actual::End(o, Some(n)) => write!(f, "end {n} ({o})"),
         }
     }
 }
@@ -132,7 +163,9 @@ pub fn actual_lines(timeline: &Timeline) -> Vec<Actual> {
         .iter()
         .filter_map(|e| match &e.what {
             crate::engine::Entry::Request(line) => Some(Actual::Request(line.clone())),
-            crate::engine::Entry::End { outcome, .. } => Some(Actual::End(*outcome)),
+            crate::engine::Entry::End { outcome, name, .. } => {
+                Some(Actual::End(*outcome, name.clone()))
+            }
             _ => None,
         })
         .collect()
@@ -212,7 +245,7 @@ mod tests {
                 RequestKind::Transfer,
                 json!({"to": {"phone": "+14255550199", "display_name": "Night"}}),
             ),
-            Actual::End(Outcome::Transferred),
+            Actual::End(Outcome::Transferred, None),
         ];
         assert_eq!(
             match_lines(&expected, &actual),
@@ -233,7 +266,16 @@ mod tests {
     fn bad_lines_say_what_to_write() {
         let e = Expectation::parse(&json!("tranfser")).expect_err("unknown");
         assert!(e.contains("transfer"), "{e}");
-        assert!(Expectation::parse(&json!({"end": "finished"})).is_err());
+        assert!(Expectation::parse(&json!({"end": "two words"})).is_err());
+        assert!(Expectation::parse(&json!({"end": 3})).is_err());
+        // A name of the flow's own matches the end's name, not its outcome.
+        let named = Expectation::parse(&json!({"end": "confirmed"})).expect("a line");
+        assert_eq!(named, Expectation::End(EndName::Named("confirmed".into())));
+        let hung_up = Expectation::parse(&json!({"end": "hung_up"})).expect("a line");
+        let ended = Actual::End(Outcome::HungUp, Some("confirmed".into()));
+        assert!(named.matches(&ended) && hung_up.matches(&ended));
+        assert!(!named.matches(&Actual::End(Outcome::HungUp, None)));
+        assert_eq!(ended.to_string(), "end confirmed (hung_up)");
         assert!(Expectation::parse(&json!(3)).is_err());
     }
 }

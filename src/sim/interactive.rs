@@ -393,7 +393,8 @@ pub(crate) fn expect_text(lines: &[Actual]) -> String {
     let mut out = String::from("expect:\n");
     for line in lines {
         let v = match line {
-            Actual::End(o) => serde_json::json!({ "end": o.as_str() }),
+            Actual::End(o, None) => serde_json::json!({ "end": o.as_str() }),
+            Actual::End(_, Some(name)) => serde_json::json!({ "end": name }),
             Actual::Request(r) => {
                 let mut fields = r.fields.clone();
                 if r.call != "main" {

@@ -439,7 +439,7 @@ pub fn replay_scenario(
             Entry::Request(r) if r.request == RequestKind::KeepAlive => {}
             Entry::Request(r) if resumed && r.request == RequestKind::PlayPrompt => resumed = false,
             Entry::Request(r) => lines.push(Actual::Request(r.clone())),
-            Entry::End { outcome, .. } => lines.push(Actual::End(*outcome)),
+            Entry::End { outcome, name, .. } => lines.push(Actual::End(*outcome, name.clone())),
             _ => {}
         }
     }

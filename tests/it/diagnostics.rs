@@ -187,6 +187,8 @@ fixtures! {
     fetch_field_unknown => "callflow::expr::unknown_field" at 16:28,
     fetch_body_get => "callflow::fetch::retries" at 12:16,
     fetch_unknown_var => "callflow::expr::unknown_field" at 11:57,
+    expr_unknown_method => "callflow::expr::unknown_fn" at 13:32,
+    end_name => "callflow::end::name" at 17:10,
 }
 
 #[test]

@@ -39,7 +39,7 @@ use callflow::server::{
 };
 use callflow::sim::SimulateOptions;
 use callflow::sim::behaviour::{GraphBehaviour, SimDuration};
-use callflow::sim::expect::Expectation;
+use callflow::sim::expect::{EndName, Expectation};
 use callflow::sim::graph::BOT_APP_ID;
 use callflow::sim::http::{Faults, SimClock, SimGraphConfig, SimGraphServer};
 use callflow::sim::scenario::{self, Scenario};
@@ -533,10 +533,13 @@ async fn check_scenario(
         ));
     }
     let want_end = scenario.expect.iter().find_map(|e| match e {
-        Expectation::End(o) => Some(o.as_str()),
+        Expectation::End(o) => Some(o.clone()),
         Expectation::Request { .. } => None,
     });
-    let got_end = detail.summary.outcome.map(|o| o.as_str());
+    let got_end = want_end.as_ref().and_then(|want| match want {
+        EndName::Outcome(_) => detail.summary.outcome.map(EndName::Outcome),
+        EndName::Named(_) => detail.summary.end.clone().map(EndName::Named),
+    });
     let mut problems = Vec::new();
     if want_end.is_some() && got_end != want_end {
         problems.push(format!("outcome {got_end:?}, expected {want_end:?}"));

@@ -30,7 +30,7 @@ fn every_action_is_a_step_field_of_the_schema() {
         .keys()
         .map(String::as_str)
         .collect();
-    let mut expected = BTreeSet::from(["description"]);
+    let mut expected = BTreeSet::from(["description", "end"]);
     expected.extend(ActionKind::ALL.iter().map(|k| k.name()));
     expected.extend(OutcomeField::ALL.iter().map(|o| o.name()));
     assert_eq!(fields, expected);

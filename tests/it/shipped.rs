@@ -656,3 +656,94 @@ fn the_readmes_serve_toml_reads() {
         Ok("https://bot.example.com/api/calls")
     );
 }
+
+/// The cells of each row of the table after `<!-- functions -->` in the
+/// language reference.
+fn function_table() -> Vec<Vec<String>> {
+    let docs = std::fs::read_to_string(root().join("docs/flow-language.md")).expect("the docs");
+    let table = docs
+        .split("<!-- functions -->")
+        .nth(1)
+        .expect("a functions table in docs/flow-language.md");
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|row| {
+            row.trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().trim_matches('`').to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn every_expression_function_is_in_the_reference_with_an_example_that_runs() {
+    use callflow::flow::expr::{EvalInput, Expr, FUNCTIONS, compile};
+    use chrono::TimeZone;
+
+    let rows = function_table();
+    let written: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    let listed: Vec<&str> = FUNCTIONS.iter().map(|f| f.written).collect();
+    assert_eq!(
+        written, listed,
+        "the functions table of docs/flow-language.md lists callflow::flow::expr::FUNCTIONS, in order"
+    );
+    // The inputs the reference says its examples run with.
+    let flow = load_str(
+        "f.yaml",
+        "flow: f\ntrigger: {api: {}}\ncalendars: {office: {hours: [\"mon-fri 09:00-17:00\"]}}\nstart: a\nsteps:\n  a:\n    hangup: {}\n",
+    )
+    .flow
+    .expect("the flow loads");
+    let json = |v: serde_json::Value| -> rhai::Map {
+        rhai::serde::to_dynamic(v)
+            .expect("a map")
+            .try_cast::<rhai::Map>()
+            .expect("a map")
+    };
+    let input = EvalInput {
+        call: json(serde_json::json!({"from": {"phone": "+33612345678"}})),
+        vars: json(serde_json::json!({
+            "vips": ["+14255550100", "+33612345678"],
+            "name": "Anne Dupont",
+            "patient": "412345",
+        })),
+        ..EvalInput::default()
+    };
+    let now = chrono_tz::Tz::UTC
+        .with_ymd_and_hms(2026, 1, 5, 10, 30, 0)
+        .single()
+        .expect("a time");
+    for row in &rows {
+        let (example, gives) = (&row[2], &row[3]);
+        let ast = compile(example, &["office"])
+            .unwrap_or_else(|e| panic!("`{example}` does not compile: {e:?}"));
+        let value = Expr::new(example.as_str(), Default::default(), ast)
+            .eval(&input, now, &flow.calendars)
+            .unwrap_or_else(|e| panic!("`{example}`: {e}"));
+        let value: serde_json::Value = rhai::serde::from_dynamic(&value).expect("json");
+        let expected: serde_json::Value =
+            serde_json::from_str(gives).unwrap_or_else(|e| panic!("`{gives}`: {e}"));
+        assert_eq!(value, expected, "`{example}` in docs/flow-language.md");
+    }
+    // A misspelt one is caught at load, with the right name.
+    let loaded = load_str(
+        "f.yaml",
+        "flow: f\ntrigger: {incoming_call: {}}\nstart: a\nsteps:\n  a:\n    log: \"${url_encod(call.from.phone)} ${call.from.phone.strats_with(\\\"+33\\\")}\"\n",
+    );
+    let hints: Vec<(&str, String)> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| (d.code, d.help.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        hints,
+        [
+            ("callflow::expr::unknown_fn", "did you mean `url_encode`?".to_owned()),
+            ("callflow::expr::unknown_fn", "did you mean `starts_with`?".to_owned()),
+        ]
+    );
+}

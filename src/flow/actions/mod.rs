@@ -281,6 +281,11 @@ macro_rules! actions {
             /// What the step is for (shown in diagrams).
             #[serde(default)]
             pub description: Option<String>,
+            /// The run's outcome in the business's words (`confirmed`,
+            /// `vip_served`): once this step runs, the run ends with it,
+            /// unless a later step names another. Letters, digits and `_`.
+            #[serde(default)]
+            pub end: Option<Text>,
             $(
                 #[doc = concat!("The `", stringify!($key), "` action: see [`", stringify!($key), "`].")]
                 #[schemars(description = <$key::$Variant as ActionType>::DOC)]

@@ -143,9 +143,12 @@ impl Cx {
                             .help(hint);
                         }
                         CompileProblemKind::UnknownFunction(name) => {
-                            let hint = did_you_mean(&name, expr::HELPERS.iter().copied())
+                            let hint = did_you_mean(&name, expr::function_names())
                                 .unwrap_or_else(|| {
-                                    format!("callflow adds {}", list(expr::HELPERS))
+                                    "the functions an expression may call are listed in \
+                                     docs/flow-language.md (Expressions): `starts_with`, \
+                                     `contains`, `in`, `open`, `url_encode`, …"
+                                        .to_owned()
                                 });
                             self.error(
                                 "callflow::expr::unknown_fn",

@@ -236,16 +236,63 @@ impl Cx {
         let on_failure = link(self, OutcomeField::OnFailure, &d.on_failure);
         let on_timeout = link(self, OutcomeField::OnTimeout, &d.on_timeout);
         let on_invalid = link(self, OutcomeField::OnInvalid, &d.on_invalid);
+        let end = d.end.as_ref().and_then(|e| self.end_name(e));
         let action = d.check_action(kind, self, r, cals)?;
         Some(Step {
             name: name.value.clone(),
             span: name.span,
+            description: d.description.clone(),
+            end,
             action,
             next,
             on_failure,
             on_timeout,
             on_invalid,
         })
+    }
+
+    /// Checks a step's `end:` (a named outcome): letters, digits and `_`,
+    /// not starting with a digit, and not one of the outcomes every run
+    /// has; reports `callflow::end::name` if not.
+    fn end_name(&mut self, e: &Text) -> Option<String> {
+        let name = e.value.as_str();
+        let word = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if word && !BUILTIN_ENDS.contains(&name) {
+            return Some(name.to_owned());
+        }
+        let fixed: String = name
+            .trim()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .collect();
+        let fixed = fixed.trim_matches('_');
+        let fixed = if fixed.is_empty() { "confirmed" } else { fixed };
+        if word {
+            self.error(
+                "callflow::end::name",
+                e.span,
+                format!("`{name}` is an outcome every run has; a step cannot name it"),
+            )
+            .label("built-in outcome")
+            .help(format!(
+                "`{name}` is recorded anyway when the run ends so; name what it means to the \
+                 business, e.g. `end: {name}_after_menu`, or remove `end:`"
+            ));
+        } else {
+            self.error(
+                "callflow::end::name",
+                e.span,
+                format!("`{name}` is not an outcome name"),
+            )
+            .label("outcome name")
+            .help(format!(
+                "use letters, digits and `_` (it becomes a metrics label and a scenario's `end:`), \
+                 e.g. `end: {fixed}`"
+            ));
+        }
+        None
     }
 
     /// Checks that `k` is a variable name (letters, digits, `_`, not

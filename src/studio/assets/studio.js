@@ -148,6 +148,7 @@ function showNodeLines(node) {
   box.hidden = false;
   box.replaceChildren(el("div", { class: "small" }, el("strong", { text: node.title }), ` · lines ${a}–${b} of ${state.flow.file} `,
     el("a", { href: "#L" + a, text: "open in the source", onclick: (e) => { e.preventDefault(); jumpTo(a); } })),
+    node.description ? el("p", { class: "small node-desc", text: node.description }) : null,
     el("pre", { text: lines.map((t, i) => String(a + i).padStart(4) + "  " + t).join("\n") }));
 }
 
@@ -307,6 +308,7 @@ function renderDiagram(box, g, opts) {
     else if (n.shape === "data") { ng.append(s("path", { d: `M${x},${y + 5} A${w / 2},5 0 0,1 ${x + w},${y + 5} V${y + h - 5} A${w / 2},5 0 0,1 ${x},${y + h - 5} Z` })); ng.append(s("path", { d: `M${x},${y + 5} A${w / 2},5 0 0,0 ${x + w},${y + 5}`, fill: "none" })); }
     else if (n.shape === "handoff") { ng.append(s("rect", { x, y, width: w, height: h, rx: 2 })); ng.append(s("rect", { x: x + 4, y: y + 4, width: w - 8, height: h - 8, rx: 1, fill: "none" })); }
     else ng.append(s("rect", { x, y, width: w, height: h, rx: n.shape === "end" ? h / 2 : n.shape === "plain" ? 9 : 3 }));
+    if (n.description) ng.append(s("title", {}, document.createTextNode(n.description)));
     if (n.shape !== "start") {
       ng.append(s("text", { x: x + w / 2, y: y + 18, "text-anchor": "middle" }, document.createTextNode(n.title)));
       ng.append(s("text", { x: x + w / 2, y: y + 33, "text-anchor": "middle", class: "sub" }, document.createTextNode(n.subtitle)));
