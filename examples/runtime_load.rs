@@ -87,6 +87,13 @@ impl CallControl for NoopGraph {
     ) -> Result<CommsOperation, ControlError> {
         Ok(CommsOperation::default())
     }
+    async fn cancel_media_processing(
+        &self,
+        _: &str,
+        _: &callflow::graph::wire::CancelMediaProcessingRequest,
+    ) -> Result<CommsOperation, ControlError> {
+        Ok(CommsOperation::default())
+    }
     async fn invite(
         &self,
         _: &str,

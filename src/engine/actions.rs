@@ -767,6 +767,7 @@ impl Run<'_> {
                     attempt,
                     context,
                     prompt_done: false,
+                    cut: false,
                 };
                 self.set_timer(PROMPT_GUARD);
                 Progress::Wait
@@ -790,6 +791,16 @@ impl Run<'_> {
         let Action::Collect(c) = &step.action else {
             return None;
         };
+        // The first key stops the prompt: the caller knows what to key.
+        if let Waiting::Collect {
+            prompt_done: false,
+            cut: false,
+            ..
+        } = self.s.waiting
+            && self.collected(c.secret).is_empty()
+        {
+            self.cut_prompt();
+        }
         if c.finish_on == Some(key) {
             self.cancel_timer();
             return self.collect_end(attempt);
@@ -802,6 +813,25 @@ impl Run<'_> {
         }
         self.set_timer(c.digit_timeout);
         None
+    }
+
+    /// Stops the current collect's prompt (`cancelMediaProcessing` on the
+    /// main call), marking it cut.
+    fn cut_prompt(&mut self) {
+        let Some(i) = self.s.main_index() else {
+            return;
+        };
+        let context = self.client_context();
+        let body = crate::graph::wire::CancelMediaProcessingRequest {
+            client_context: Some(context.clone()),
+        };
+        if self
+            .send(i, Body::CancelMediaProcessing(body), Some(context))
+            .is_some()
+            && let Waiting::Collect { cut, .. } = &mut self.s.waiting
+        {
+            *cut = true;
+        }
     }
 
     /// The input of the current collect is over (a finish key, the most

@@ -63,6 +63,8 @@ pub enum RequestKind {
     Invite,
     /// `POST …/calls/{id}/recordResponse`.
     RecordResponse,
+    /// `POST …/calls/{id}/cancelMediaProcessing`.
+    CancelMediaProcessing,
     /// `GET` of a recording's `recordingLocation` with its access token,
     /// then its delivery (a folder, or a POST to a URL).
     SaveRecording,
@@ -77,7 +79,7 @@ pub enum RequestKind {
 
 impl RequestKind {
     /// Every kind, in the order of the docs.
-    pub const ALL: [RequestKind; 13] = [
+    pub const ALL: [RequestKind; 14] = [
         RequestKind::Answer,
         RequestKind::Reject,
         RequestKind::Redirect,
@@ -87,6 +89,7 @@ impl RequestKind {
         RequestKind::SubscribeToTone,
         RequestKind::Invite,
         RequestKind::RecordResponse,
+        RequestKind::CancelMediaProcessing,
         RequestKind::SaveRecording,
         RequestKind::Hangup,
         RequestKind::KeepAlive,
@@ -115,6 +118,7 @@ impl RequestKind {
             | RequestKind::SubscribeToTone
             | RequestKind::Invite
             | RequestKind::RecordResponse
+            | RequestKind::CancelMediaProcessing
             | RequestKind::SaveRecording
             | RequestKind::KeepAlive
             | RequestKind::Fetch => return None,
@@ -133,6 +137,7 @@ impl RequestKind {
             RequestKind::SubscribeToTone => "subscribe_to_tone",
             RequestKind::Invite => "invite",
             RequestKind::RecordResponse => "record_response",
+            RequestKind::CancelMediaProcessing => "cancel_media_processing",
             RequestKind::SaveRecording => "save_recording",
             RequestKind::Hangup => "hangup",
             RequestKind::KeepAlive => "keep_alive",
@@ -155,6 +160,7 @@ impl RequestKind {
             RequestKind::SubscribeToTone => ("POST", Some("subscribeToTone")),
             RequestKind::Invite => ("POST", Some("participants/invite")),
             RequestKind::RecordResponse => ("POST", Some("recordResponse")),
+            RequestKind::CancelMediaProcessing => ("POST", Some("cancelMediaProcessing")),
             // Not under the call: the `recordingLocation` Graph gave.
             RequestKind::SaveRecording => ("GET", Some("recordingLocation")),
             RequestKind::Hangup => ("DELETE", Some("")),
@@ -281,6 +287,15 @@ pub enum Command {
         /// The body.
         body: RecordResponseRequest,
     },
+    /// `POST …/calls/{call_id}/cancelMediaProcessing`.
+    CancelMediaProcessing {
+        /// The command's id.
+        id: CommandId,
+        /// The call.
+        call_id: String,
+        /// The body.
+        body: crate::graph::wire::CancelMediaProcessingRequest,
+    },
     /// Download the recording at `recording` with its token, deliver it
     /// as `name`; the result comes back as [`Event::RecordingSaved`](super::Event::RecordingSaved).
     SaveRecording {
@@ -317,7 +332,7 @@ pub enum Command {
         /// The request as sent, when it differs from `request` (it reads a
         /// secret collect's digits): in memory only, never serialised.
         #[serde(skip)]
-        sent: Option<std::sync::Arc<super::fetch::FetchRequest>>,
+        sent: Option<super::fetch::Sent>,
     },
     /// Deliver [`Event::TimerFired`](super::Event::TimerFired) for `timer` at `at`.
     SetTimer {
@@ -346,6 +361,7 @@ impl Command {
             | Command::SubscribeToTone { id, .. }
             | Command::Invite { id, .. }
             | Command::RecordResponse { id, .. }
+            | Command::CancelMediaProcessing { id, .. }
             | Command::SaveRecording { id, .. }
             | Command::Hangup { id, .. }
             | Command::KeepAlive { id, .. }
@@ -366,6 +382,7 @@ impl Command {
             Command::SubscribeToTone { .. } => RequestKind::SubscribeToTone,
             Command::Invite { .. } => RequestKind::Invite,
             Command::RecordResponse { .. } => RequestKind::RecordResponse,
+            Command::CancelMediaProcessing { .. } => RequestKind::CancelMediaProcessing,
             Command::SaveRecording { .. } => RequestKind::SaveRecording,
             Command::Hangup { .. } => RequestKind::Hangup,
             Command::KeepAlive { .. } => RequestKind::KeepAlive,
@@ -385,6 +402,7 @@ impl Command {
             | Command::SubscribeToTone { call_id, .. }
             | Command::Invite { call_id, .. }
             | Command::RecordResponse { call_id, .. }
+            | Command::CancelMediaProcessing { call_id, .. }
             | Command::SaveRecording { call_id, .. }
             | Command::Hangup { call_id, .. }
             | Command::KeepAlive { call_id, .. } => Some(call_id),
@@ -508,6 +526,7 @@ impl Command {
                 fields.insert("url".into(), request.url.clone().into());
             }
             Command::SubscribeToTone { .. }
+            | Command::CancelMediaProcessing { .. }
             | Command::Hangup { .. }
             | Command::KeepAlive { .. }
             | Command::SetTimer { .. }

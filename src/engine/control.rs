@@ -107,6 +107,13 @@ pub trait CallControl {
         body: &RecordResponseRequest,
     ) -> impl Future<Output = Result<CommsOperation, ControlError>> + Send;
 
+    /// `POST …/calls/{id}/cancelMediaProcessing` (`200` with an operation).
+    fn cancel_media_processing(
+        &self,
+        call_id: &str,
+        body: &crate::graph::wire::CancelMediaProcessingRequest,
+    ) -> impl Future<Output = Result<CommsOperation, ControlError>> + Send;
+
     /// `GET` of a completed recording's `recordingLocation` with
     /// `Authorization: Bearer {recordingAccessToken}`: the audio (WAV).
     fn download_recording(
@@ -209,6 +216,10 @@ pub async fn execute<C: CallControl + ?Sized>(control: &C, command: &Command) ->
             .map(|op| accepted(Some(op))),
         Command::RecordResponse { call_id, body, .. } => control
             .record_response(call_id, body)
+            .await
+            .map(|op| accepted(Some(op))),
+        Command::CancelMediaProcessing { call_id, body, .. } => control
+            .cancel_media_processing(call_id, body)
             .await
             .map(|op| accepted(Some(op))),
         Command::SaveRecording {

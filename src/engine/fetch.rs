@@ -79,6 +79,24 @@ impl FetchRequest {
     }
 }
 
+/// The request as sent, when it reads what a secret collect keyed: kept
+/// in memory only (never serialised), and its `Debug` shows nothing of it.
+#[derive(Clone, PartialEq)]
+pub struct Sent(pub Arc<FetchRequest>);
+
+impl std::ops::Deref for Sent {
+    type Target = FetchRequest;
+    fn deref(&self) -> &FetchRequest {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sent(hidden: it holds a secret)")
+    }
+}
+
 /// The answer of the designer's service.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FetchAnswer {
@@ -129,7 +147,7 @@ impl Run<'_> {
     fn fetch_attempt(&mut self, f: &Fetch, attempt: u32) -> Result<(), String> {
         let shown = self.fetch_request(f, true)?;
         let real = self.fetch_request(f, false)?;
-        let sent = (real != shown).then(|| Arc::new(real));
+        let sent = (real != shown).then(|| Sent(Arc::new(real)));
         let id = self.s.next_command_id();
         let cmd = Command::Fetch {
             id,

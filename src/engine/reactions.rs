@@ -850,6 +850,7 @@ impl Run<'_> {
             | RequestKind::SaveRecording
             | RequestKind::Hangup
             | RequestKind::KeepAlive
+            | RequestKind::CancelMediaProcessing
             | RequestKind::Fetch => {
                 self.take_pending(command);
                 None
@@ -975,9 +976,11 @@ impl Run<'_> {
                 }
                 _ => None,
             },
+            // A cancel Graph refused: the prompt plays to its end.
             RequestKind::Reject
             | RequestKind::Hangup
             | RequestKind::KeepAlive
+            | RequestKind::CancelMediaProcessing
             | RequestKind::Fetch => None,
         }
     }
@@ -1149,9 +1152,10 @@ impl Run<'_> {
                     attempt,
                     context: c,
                     prompt_done: false,
+                    cut,
                 },
             ) if Some(c.as_str()) == context => {
-                if !ok {
+                if !ok && !cut {
                     return Some(Transition::Failure(format!(
                         "the collect prompt failed:{}",
                         describe_result(result)
@@ -1161,6 +1165,7 @@ impl Run<'_> {
                     attempt,
                     context: c,
                     prompt_done: true,
+                    cut,
                 };
                 let step = self.current()?;
                 if let Action::Collect(col) = &step.action {

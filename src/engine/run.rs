@@ -77,6 +77,7 @@ pub(crate) enum Body {
         name: String,
     },
     SubscribeToTone(crate::graph::wire::SubscribeToToneRequest),
+    CancelMediaProcessing(crate::graph::wire::CancelMediaProcessingRequest),
     Hangup,
 }
 
@@ -477,6 +478,7 @@ impl<'a> Run<'a> {
             Body::Invite(_) => RequestKind::Invite,
             Body::SaveRecording { .. } => RequestKind::SaveRecording,
             Body::SubscribeToTone(_) => RequestKind::SubscribeToTone,
+            Body::CancelMediaProcessing(_) => RequestKind::CancelMediaProcessing,
             Body::Hangup => RequestKind::Hangup,
         };
         let (Some(call_id), true) = (l.call_id.clone(), l.is_live()) else {
@@ -512,6 +514,9 @@ impl<'a> Run<'a> {
                 name,
             },
             Body::SubscribeToTone(body) => Command::SubscribeToTone { id, call_id, body },
+            Body::CancelMediaProcessing(body) => {
+                Command::CancelMediaProcessing { id, call_id, body }
+            }
             Body::Hangup => Command::Hangup { id, call_id },
         };
         if kind == RequestKind::Hangup {

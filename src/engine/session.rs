@@ -143,6 +143,11 @@ pub enum Waiting {
         context: String,
         /// Whether the current prompt has finished (the first-digit timeout runs from then).
         prompt_done: bool,
+        /// Whether the prompt was cut short (`cancelMediaProcessing` on
+        /// the first key): its operation's end, however Graph reports it,
+        /// is the prompt's end, not a failure.
+        #[serde(default)]
+        cut: bool,
     },
     /// A `recordResponse` to finish.
     Record {

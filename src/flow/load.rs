@@ -463,7 +463,17 @@ fn overlap(a: &[Pattern], b: &[Pattern]) -> Option<Option<String>> {
 /// host written in a URL must be allowed, and each secret a header reads
 /// must be configured (when the names are known). `callflow serve` runs
 /// them on every load and reload; `callflow validate --fetch-allow` too.
+///
+/// A host the allow-list leaves out is an error; on a server that allows
+/// no host at all (fetch not set up there, as with the bundled flows on a
+/// fresh install) it is a warning: the step will take `on_failure`, and
+/// the other flows still load. Secrets likewise.
 pub fn check_fetch(flows: &[Arc<Flow>], policy: &FetchPolicy) -> Vec<Diagnostic> {
+    let host_problem = if policy.allow.is_empty() {
+        Diagnostic::warning
+    } else {
+        Diagnostic::error
+    };
     let mut out = Vec::new();
     for flow in flows {
         for step in &flow.steps {
@@ -474,7 +484,7 @@ pub fn check_fetch(flows: &[Arc<Flow>], policy: &FetchPolicy) -> Vec<Diagnostic>
                 && !policy.allows_authority(host)
             {
                 let allowed = if policy.allow.is_empty() {
-                    "no host is allowed yet".to_owned()
+                    "this server allows no host yet, so the step will take `on_failure`".to_owned()
                 } else {
                     format!("allowed: {}", policy.allow.join(", "))
                 };
@@ -486,7 +496,7 @@ pub fn check_fetch(flows: &[Arc<Flow>], policy: &FetchPolicy) -> Vec<Diagnostic>
                     .filter(|at| flow.source.text.get(*at..at + host.len()) == Some(host.as_str()))
                     .map_or(url, |at| Span::new(at, at + host.len()));
                 out.push(
-                    Diagnostic::error(
+                    host_problem(
                         "callflow::fetch::host",
                         &flow.source,
                         at,
@@ -502,6 +512,11 @@ pub fn check_fetch(flows: &[Arc<Flow>], policy: &FetchPolicy) -> Vec<Diagnostic>
             let Some(known) = &policy.secrets else {
                 continue;
             };
+            let secret_problem = if known.is_empty() {
+                Diagnostic::warning
+            } else {
+                Diagnostic::error
+            };
             for (name, span) in &f.secrets {
                 if known.iter().any(|k| k == name) {
                     continue;
@@ -515,7 +530,7 @@ pub fn check_fetch(flows: &[Arc<Flow>], policy: &FetchPolicy) -> Vec<Diagnostic>
                         )
                     });
                 out.push(
-                    Diagnostic::error(
+                    secret_problem(
                         "callflow::fetch::secret",
                         &flow.source,
                         *span,

@@ -27,12 +27,12 @@ pub use notification::{
 };
 pub use wire::{
     AnswerRequest, AppHostedMediaConfig, Call, CallDirection, CallMediaState, CallOptions,
-    CallState, CallTranscriptionInfo, ChatInfo, Code, CommsOperation, EndpointType, GraphError,
-    GraphErrorDetail, Identity, IdentitySet, InnerError, InvitationParticipantInfo,
-    InviteParticipantsRequest, JoinMeetingIdMeetingInfo, KeepAlive, MediaConfig, MediaInfo,
-    MediaPrompt, MediaState, MediaStream, MeetingInfo, Modality, OperationStatus,
-    OrganizerMeetingInfo, Participant, ParticipantInfo, PlayPromptRequest, RecordResponseRequest,
-    RedirectRequest, RejectReason, RejectRequest, RemovedState, RequestError, ResultInfo,
-    ServiceHostedMediaConfig, SubscribeToToneRequest, TokenMeetingInfo, Tone, ToneInfo,
-    TransferRequest,
+    CallState, CallTranscriptionInfo, CancelMediaProcessingRequest, ChatInfo, Code, CommsOperation,
+    EndpointType, GraphError, GraphErrorDetail, Identity, IdentitySet, InnerError,
+    InvitationParticipantInfo, InviteParticipantsRequest, JoinMeetingIdMeetingInfo, KeepAlive,
+    MediaConfig, MediaInfo, MediaPrompt, MediaState, MediaStream, MeetingInfo, Modality,
+    OperationStatus, OrganizerMeetingInfo, Participant, ParticipantInfo, PlayPromptRequest,
+    RecordResponseRequest, RedirectRequest, RejectReason, RejectRequest, RemovedState,
+    RequestError, ResultInfo, ServiceHostedMediaConfig, SubscribeToToneRequest, TokenMeetingInfo,
+    Tone, ToneInfo, TransferRequest,
 };

@@ -98,10 +98,10 @@ pub use meeting::{
 };
 pub use operation::{CommsOperation, GraphError, GraphErrorDetail, InnerError, OperationStatus};
 pub use requests::{
-    AnswerRequest, InviteParticipantsRequest, KeepAlive, MAX_CLIENT_CONTEXT_CHARS, MAX_PROMPTS,
-    MAX_RECORD_SECONDS, MAX_REDIRECT_TARGETS, MediaPrompt, PlayPromptRequest,
-    REDIRECT_TIMEOUT_SECONDS, RecordResponseRequest, RedirectRequest, RejectReason, RejectRequest,
-    RequestError, SubscribeToToneRequest, TransferRequest,
+    AnswerRequest, CancelMediaProcessingRequest, InviteParticipantsRequest, KeepAlive,
+    MAX_CLIENT_CONTEXT_CHARS, MAX_PROMPTS, MAX_RECORD_SECONDS, MAX_REDIRECT_TARGETS, MediaPrompt,
+    PlayPromptRequest, REDIRECT_TIMEOUT_SECONDS, RecordResponseRequest, RedirectRequest,
+    RejectReason, RejectRequest, RequestError, SubscribeToToneRequest, TransferRequest,
 };
 pub use result::{Code, ResultInfo};
 pub use state::{CallDirection, CallState};

@@ -312,6 +312,8 @@ async fn start_server(
             admin_token: None,
             max_sessions,
             store,
+            recordings: None,
+            fetch: None,
         },
         addr,
     )

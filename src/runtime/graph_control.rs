@@ -134,6 +134,14 @@ impl CallControl for GraphClient {
         GraphClient::deliver_recording(self, name, audio).await
     }
 
+    async fn cancel_media_processing(
+        &self,
+        call_id: &str,
+        body: &crate::graph::wire::CancelMediaProcessingRequest,
+    ) -> Result<CommsOperation, ControlError> {
+        Ok(GraphClient::cancel_media_processing(self, call_id, body).await?)
+    }
+
     async fn hangup(&self, call_id: &str) -> Result<(), ControlError> {
         Ok(GraphClient::delete_call(self, call_id).await?)
     }

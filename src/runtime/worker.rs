@@ -212,7 +212,10 @@ pub(super) struct Restored {
 /// The request a result event settles.
 fn settles(event: &Event, inflight: &[Command]) -> Option<CommandId> {
     match event {
-        Event::Accepted { command, .. } | Event::RequestFailed { command, .. } => Some(*command),
+        Event::Accepted { command, .. }
+        | Event::RequestFailed { command, .. }
+        | Event::Fetched { command, .. }
+        | Event::RecordingSaved { command, .. } => Some(*command),
         Event::CallCreated { tag: created, .. } => inflight.iter().find_map(|c| match c {
             Command::CreateCall { id, tag, .. } if tag == created => Some(*id),
             _ => None,

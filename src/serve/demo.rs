@@ -121,6 +121,14 @@ async fn demo(
             admin_token: Some(admin_token.clone()),
             max_sessions: 100_000,
             store: crate::runtime::StoreHandle::memory(),
+            recordings: Some(s.recordings.clone()),
+            fetch: (!s.fetch.allow.is_empty())
+                .then(|| {
+                    let config = s.fetch.clone().with_env_secrets(std::env::vars());
+                    crate::runtime::Fetcher::new(config).map(Arc::new)
+                })
+                .transpose()
+                .map_err(failed)?,
         },
         addr,
     )
@@ -148,6 +156,25 @@ async fn demo(
         "  admin API     http://{addr}/api/sessions  (Authorization: Bearer {admin_token})"
     )
     .map_err(io)?;
+    let recordings = match &s.recordings {
+        crate::graph::client::recordings::RecordingDelivery::Folder(dir) => {
+            dir.display().to_string()
+        }
+        crate::graph::client::recordings::RecordingDelivery::Post(url) => {
+            format!("POSTed to {url}")
+        }
+    };
+    writeln!(
+        out,
+        "  recordings    {recordings} (what `record` steps keep)"
+    )
+    .map_err(io)?;
+    let fetching = if s.fetch.allow.is_empty() {
+        "no host allowed (--fetch-allow): they take on_failure".to_owned()
+    } else {
+        s.fetch.allow.join(", ")
+    };
+    writeln!(out, "  fetch         {fetching}").map_err(io)?;
     writeln!(out).map_err(io)?;
 
     let control = SimGraphControl::new(&base, reqwest::Client::new());

@@ -147,9 +147,7 @@ pub async fn production(s: Settings) -> Result<(), ServeError> {
     config.keep_ended = s.keep_ended;
     let fetch = s.fetch.clone().with_env_secrets(std::env::vars());
     if fetch.allow.is_empty() {
-        tracing::info!(
-            "no host allowed for fetch steps (--fetch-allow): a flow with one will not load"
-        );
+        tracing::info!("no host allowed for fetch steps (--fetch-allow): they take on_failure");
     }
     config.fetch = Some(Arc::new(
         crate::runtime::Fetcher::new(fetch).map_err(ServeError::Usage)?,
@@ -324,6 +322,10 @@ pub struct SimWiring {
     pub max_sessions: usize,
     /// Where sessions are kept (a durable store is recovered from at start).
     pub store: crate::runtime::StoreHandle,
+    /// Where `record` steps deliver recordings (`None`: they fail).
+    pub recordings: Option<crate::graph::client::recordings::RecordingDelivery>,
+    /// Who makes `fetch` requests (`None`: they take `on_failure`).
+    pub fetch: Option<Arc<crate::runtime::Fetcher>>,
 }
 
 /// The real Graph client, notification verifier, runtime and server state,
@@ -347,6 +349,8 @@ pub async fn wire_to_sim_graph(
     )
     .with_base_urls(&w.base, &w.base)
     .map_err(|e| failed(e.to_string()))?;
+    let mut graph = graph;
+    graph.recordings = w.recordings.clone();
     let client = GraphClient::new(graph).map_err(|e| failed(e.to_string()))?;
     let mut auth = AuthConfig::new(
         KeySource::OpenIdConfiguration(format!("{}/.well-known/OpenIdConfiguration", w.base)),
@@ -357,6 +361,7 @@ pub async fn wire_to_sim_graph(
     let mut config = runtime_config(w.flows.clone(), callback.clone(), sim_graph_identity());
     config.max_sessions = w.max_sessions;
     config.store = w.store.clone();
+    config.fetch = w.fetch.clone();
     let runtime = Runtime::start(config, Arc::new(client))
         .await
         .map_err(|diagnostics| ServeError::Flows {

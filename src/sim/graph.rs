@@ -412,6 +412,14 @@ impl CallControl for SimGraph {
         self.lock().record_response(call_id, body)
     }
 
+    async fn cancel_media_processing(
+        &self,
+        call_id: &str,
+        body: &crate::graph::wire::CancelMediaProcessingRequest,
+    ) -> Result<CommsOperation, ControlError> {
+        self.lock().cancel_media_processing(call_id, body)
+    }
+
     async fn download_recording(
         &self,
         location: &str,

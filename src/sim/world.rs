@@ -1065,4 +1065,34 @@ impl World {
             body: answer.body,
         })
     }
+
+    /// `cancelMediaProcessing`: the prompts still playing on the call end
+    /// now (their operations complete at once); a `subscribeToTone` is not
+    /// touched.
+    pub(super) fn cancel_media_processing(
+        &mut self,
+        call_id: &str,
+        body: &crate::graph::wire::CancelMediaProcessingRequest,
+    ) -> Result<CommsOperation, ControlError> {
+        self.established(RequestKind::CancelMediaProcessing, call_id)?;
+        let playing: Vec<(DateTime<Utc>, u64)> = self
+            .queue
+            .iter()
+            .filter(|(_, s)| {
+                matches!(s, Scheduled::Graph(Happening::PromptDone { call, .. }) if call == call_id)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in playing {
+            if let Some(Scheduled::Graph(h)) = self.queue.remove(&key) {
+                self.schedule(self.now, h);
+            }
+        }
+        Ok(CommsOperation {
+            id: self.new_op_id(),
+            status: Some(OperationStatus::Completed),
+            client_context: body.client_context.clone(),
+            ..CommsOperation::default()
+        })
+    }
 }

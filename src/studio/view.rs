@@ -59,7 +59,7 @@ pub struct RequestView {
     pub line: String,
     /// `POST`, `DELETE`.
     pub method: &'static str,
-    /// The path under Graph's root (`/v1.0`).
+    /// The path under Graph's root (`/v1.0`); a `fetch`'s URL (not Graph).
     pub path: String,
     /// The JSON body, if any.
     pub body: Option<Value>,
@@ -84,12 +84,24 @@ pub fn requests(
         .enumerate()
         .map(|(i, c)| {
             let kind = c.kind();
-            let (method, path) = kind.map_or(("POST", String::new()), |k| {
-                k.route(c.call_id().unwrap_or("{id}"))
-            });
-            let body = serde_json::to_value(c)
-                .ok()
-                .and_then(|v| v.as_object()?.values().next()?.get("body").cloned());
+            let (method, path, body) = match c {
+                // Not Graph: the designer's service, as the request says
+                // (secrets stay names; a secret collect's digits masked).
+                Command::Fetch { request, .. } => (
+                    request.method.as_str(),
+                    request.url.clone(),
+                    request.body.clone(),
+                ),
+                _ => {
+                    let (method, path) = kind.map_or(("POST", String::new()), |k| {
+                        k.route(c.call_id().unwrap_or("{id}"))
+                    });
+                    let body = serde_json::to_value(c)
+                        .ok()
+                        .and_then(|v| v.as_object()?.values().next()?.get("body").cloned());
+                    (method, path, body)
+                }
+            };
             RequestView {
                 offset_ms: times.get(i).map(|(at, _)| (*at - start).num_milliseconds()),
                 kind,

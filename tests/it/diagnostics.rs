@@ -186,6 +186,7 @@ fixtures! {
     fetch_shape => "callflow::fetch::shape" at 11:21,
     fetch_field_unknown => "callflow::expr::unknown_field" at 16:28,
     fetch_body_get => "callflow::fetch::retries" at 12:16,
+    fetch_unknown_var => "callflow::expr::unknown_field" at 11:57,
     expr_unknown_method => "callflow::expr::unknown_fn" at 13:32,
     end_name => "callflow::end::name" at 17:10,
     order_after_call_ended => "callflow::step::order" at 16:3,

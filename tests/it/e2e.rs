@@ -343,6 +343,7 @@ fn kind_of(r: &Value) -> Option<&'static str> {
                 "subscribeToTone" => RequestKind::SubscribeToTone,
                 "invite" => RequestKind::Invite,
                 "recordResponse" => RequestKind::RecordResponse,
+                "cancelMediaProcessing" => RequestKind::CancelMediaProcessing,
                 "keepAlive" => RequestKind::KeepAlive,
                 "calls" => RequestKind::CreateCall,
                 _ => return None,

@@ -283,10 +283,12 @@ fn a_secret_pin_posted_to_the_service_is_sent_but_masked_everywhere() {
     assert!(timeline.contains("the PIN is true"), "{timeline}");
     let stored = serde_json::to_string(&run.session).expect("a session serialises");
     let command = serde_json::to_string(&run.commands).expect("commands serialise");
+    let debug = format!("{:?}", run.commands);
     for (what, text) in [
         ("timeline", &timeline),
         ("stored session", &stored),
         ("stored commands", &command),
+        ("Debug of the commands", &debug),
     ] {
         assert!(!text.contains("9876"), "the PIN is in the {what}: {text}");
     }
@@ -371,6 +373,7 @@ fn free_port() -> u16 {
 /// The same flow with its host not allowed does not load: `serve` exits 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_fetches_from_an_allowed_host_with_the_configured_secret() {
+    callflow::graph::client::install_tls_provider();
     use crate::support::poll::eventually;
     let d = Designer::start(
         answers(&[(
@@ -410,7 +413,7 @@ async fn serve_fetches_from_an_allowed_host_with_the_configured_secret() {
     )
     .expect("config");
     let port = free_port();
-    let mut child = serve_command(&graph, port, &flows, &config)
+    let child = serve_command(&graph, port, &flows, &config)
         .spawn()
         .expect("spawn callflow serve");
     let public = format!("http://127.0.0.1:{port}");
@@ -450,7 +453,7 @@ async fn serve_fetches_from_an_allowed_host_with_the_configured_secret() {
                 .ok()?;
             page["sessions"].as_array()?.iter().find_map(|s| {
                 let ended = s["state"] == "ended";
-                let ours = s["calls"].as_array()?.iter().any(|c| c == &call.as_str());
+                let ours = s["calls"].as_array()?.iter().any(|c| c == call.as_str());
                 (ours && ended).then(|| s["id"].as_str().map(str::to_owned))?
             })
         }
@@ -499,7 +502,11 @@ async fn serve_fetches_from_an_allowed_host_with_the_configured_secret() {
     );
 
     // Not allowed: the flow does not load, and serve says why.
-    std::fs::write(&config, format!("[secrets]\ncrm_token = \"{TOKEN}\"\n")).expect("config");
+    std::fs::write(
+        &config,
+        format!("fetch-allow = [\"crm.contoso.com\"]\n\n[secrets]\ncrm_token = \"{TOKEN}\"\n"),
+    )
+    .expect("config");
     let out = serve_command(&graph, free_port(), &flows, &config)
         .output()
         .expect("serve runs");

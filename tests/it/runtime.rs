@@ -626,6 +626,13 @@ impl callflow::engine::CallControl for SlowCreate {
     ) -> Result<callflow::graph::wire::CommsOperation, callflow::engine::ControlError> {
         self.graph.subscribe_to_tone(c, b).await
     }
+    async fn cancel_media_processing(
+        &self,
+        c: &str,
+        b: &callflow::graph::wire::CancelMediaProcessingRequest,
+    ) -> Result<callflow::graph::wire::CommsOperation, callflow::engine::ControlError> {
+        self.graph.cancel_media_processing(c, b).await
+    }
     async fn invite(
         &self,
         c: &str,
@@ -928,6 +935,13 @@ impl callflow::engine::CallControl for PanicsOnPrompt {
         body: &callflow::graph::wire::SubscribeToToneRequest,
     ) -> Result<callflow::graph::wire::CommsOperation, callflow::engine::ControlError> {
         self.0.subscribe_to_tone(call_id, body).await
+    }
+    async fn cancel_media_processing(
+        &self,
+        call_id: &str,
+        body: &callflow::graph::wire::CancelMediaProcessingRequest,
+    ) -> Result<callflow::graph::wire::CommsOperation, callflow::engine::ControlError> {
+        self.0.cancel_media_processing(call_id, body).await
     }
     async fn invite(
         &self,

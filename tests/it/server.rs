@@ -946,24 +946,20 @@ fn serve_simulate_runs_to_completion() {
     assert!(!stdout.contains("caller presses 1 (sales)\n"), "{stdout}");
 }
 
-/// `serve --simulate --keep-running` on a copy of the flows: a designer's
-/// broken edit is refused (the old set serves, `/api/flows` says why, at
-/// the line), and the fix reloads.
-#[test]
-fn serve_simulate_keep_running_reloads_edits() {
+/// `callflow serve --simulate --keep-running --flows FLOWS EXTRA…`, and its
+/// stdout line by line.
+fn demo_lines(
+    flows: &std::path::Path,
+    extra: &[&std::ffi::OsStr],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().expect("temp dir");
-    for entry in std::fs::read_dir(flows_dir()).expect("flows") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
-        }
-    }
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callflow"))
         .args(["serve", "--simulate", "--keep-running", "--flows"])
-        .arg(dir.path())
+        .arg(flows)
+        .args(extra)
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
+        .env_remove("CALLFLOW_RECORDINGS")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -978,6 +974,22 @@ fn serve_simulate_keep_running_reloads_edits() {
             }
         }
     });
+    (child, rx)
+}
+
+/// `serve --simulate --keep-running` on a copy of the flows: a designer's
+/// broken edit is refused (the old set serves, `/api/flows` says why, at
+/// the line), and the fix reloads.
+#[test]
+fn serve_simulate_keep_running_reloads_edits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(flows_dir()).expect("flows") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let (mut child, rx) = demo_lines(dir.path(), &[]);
     let mut admin = None;
     let mut seen = Vec::new();
     let ready = loop {
@@ -1905,4 +1917,95 @@ async fn the_called_instance_places_the_consultation_call() {
         assert_eq!(body["tenantId"], TENANT, "{body}");
     }
     s.stop().await;
+}
+
+/// `serve --simulate --recordings DIR`: the banner says where recordings
+/// go, and a voicemail left on a call placed through the demo's sim-graph
+/// is downloaded from it and lands in the folder as a WAV file.
+#[test]
+fn serve_simulate_keeps_recordings_in_its_folder() {
+    callflow::graph::client::install_tls_provider();
+    let recordings = tempfile::tempdir().expect("temp dir");
+    let flows = flows_dir();
+    let (mut child, rx) = demo_lines(
+        &flows,
+        &["--recordings".as_ref(), recordings.path().as_os_str()],
+    );
+    let (mut sim, mut callback, mut banner) = (None, None, None);
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) {
+        let word = |key: &str| {
+            line.split(key)
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_owned)
+        };
+        sim = sim.or_else(|| word("sim-graph     "));
+        callback = callback.or_else(|| word("callback      "));
+        if line.contains("recordings    ") {
+            banner = Some(line.clone());
+        }
+        let done = line.starts_with("edits to ");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let banner = banner
+            .clone()
+            .unwrap_or_else(|| panic!("{}", seen.join("\n")));
+        assert!(
+            banner.contains(&recordings.path().display().to_string()),
+            "{banner}"
+        );
+        let (sim, callback) = (
+            sim.clone().expect("sim-graph"),
+            callback.clone().expect("callback"),
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async {
+            let placed = reqwest::Client::new()
+                .post(format!("{sim}/sim/calls"))
+                .json(&serde_json::json!({
+                    "from": { "phone": "+12065550123" },
+                    "to": { "phone": "+14255550104" },
+                    "callbackUri": callback,
+                }))
+                .send()
+                .await
+                .expect("place a call");
+            assert_eq!(placed.status(), 201);
+        });
+        let dir = recordings.path().to_path_buf();
+        let wav = rt.block_on(crate::support::poll::eventually(
+            Duration::from_secs(90),
+            || {
+                let dir = dir.clone();
+                async move {
+                    std::fs::read_dir(&dir)
+                        .ok()?
+                        .filter_map(Result::ok)
+                        .find_map(|e| {
+                            let p = e.path();
+                            (p.extension()? == "wav").then(|| std::fs::read(&p).ok())?
+                        })
+                }
+            },
+        ));
+        let wav = wav.unwrap_or_else(|| panic!("no recording in {}", dir.display()));
+        assert!(
+            wav.starts_with(b"RIFF") && wav.len() > 44,
+            "{} bytes",
+            wav.len()
+        );
+    }));
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }

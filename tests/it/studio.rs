@@ -487,3 +487,74 @@ async fn serve_shows_the_studio_read_only_under_ui_behind_the_admin_token() {
     let ended = v["session"]["state"].as_str() == Some("ended");
     assert!(!ended);
 }
+
+/// A call of the CRM line clicked through in the studio: the `fetch` gets
+/// the simulator's `404` (no `http:` answers in an interactive call), is
+/// shown as the service's method and URL, and the call goes on through
+/// `on_failure`; saved as a scenario, `callflow test` passes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interactive_call_through_a_fetch_goes_on_and_shows_the_request() {
+    let s = TestStudio::start().await;
+    let http = client();
+    let (status, mut sim) = post(
+        &http,
+        format!("{}api/sims", s.url()),
+        json!({"file": "crm-line.yaml", "at": "2026-11-20T10:00", "from": "+12065550123"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{sim}");
+    let id = sim["id"].as_str().expect("id").to_owned();
+    for key in ["4", "1", "2", "3", "4", "5"] {
+        let (status, next) = post(
+            &http,
+            format!("{}api/sims/{id}/press", s.url()),
+            json!({ "key": key }),
+        )
+        .await;
+        assert_eq!(status, 200, "{next}");
+        sim = next;
+    }
+    for _ in 0..10 {
+        if sim["ended"] == true {
+            break;
+        }
+        let (status, next) = post(
+            &http,
+            format!("{}api/sims/{id}/advance", s.url()),
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 200, "{next}");
+        sim = next;
+    }
+    assert_eq!(sim["ended"], true, "{sim}");
+    assert_eq!(sim["outcome"], "transferred", "{sim}");
+    let fetch = sim["requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .find(|r| r["kind"] == "fetch")
+        .cloned()
+        .expect("a fetch");
+    assert_eq!(fetch["method"], "GET");
+    assert_eq!(
+        fetch["path"],
+        "https://crm.contoso.com/api/accounts/412345?caller=%2B12065550123"
+    );
+    assert!(
+        sim["timeline"]
+            .as_array()
+            .expect("timeline")
+            .iter()
+            .any(|e| e["kind"] == "step" && e["text"] == "front_desk (on_failure)"),
+        "{sim}"
+    );
+    let (status, saved) = post(
+        &http,
+        format!("{}api/sims/{id}/scenario", s.url()),
+        json!({"name": "the CRM is not there in the studio"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{saved}");
+    assert_eq!(saved["passed"], true, "{saved}");
+}

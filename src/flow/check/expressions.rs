@@ -3,6 +3,9 @@
 use super::*;
 use crate::flow::actions::fetch::HeaderPiece;
 
+/// The secrets a header reads, with where each is written.
+type SecretsRead = Vec<(String, Span)>;
+
 impl Cx {
     pub(in crate::flow) fn condition(&mut self, t: &Text, cals: &[&str]) -> Option<Expr> {
         if t.value.trim().is_empty() {
@@ -271,7 +274,7 @@ impl Cx {
         &mut self,
         t: &Text,
         cals: &[&str],
-    ) -> Option<(Vec<HeaderPiece>, Vec<(String, Span)>)> {
+    ) -> Option<(Vec<HeaderPiece>, SecretsRead)> {
         let mut secrets = Vec::new();
         let (tpl, marks) = self.template_pieces(t, cals, Some(&mut secrets))?;
         // Split the template at the secrets it holds.

@@ -323,6 +323,21 @@ impl GraphClient {
         self.post_operation(call_id, &path, body).await
     }
 
+    /// `POST …/calls/{id}/cancelMediaProcessing` (`200` and the operation):
+    /// the prompts and recordings in progress or queued stop.
+    ///
+    /// # Errors
+    ///
+    /// A [`ClientError`].
+    pub async fn cancel_media_processing(
+        &self,
+        call_id: &str,
+        body: &crate::graph::wire::CancelMediaProcessingRequest,
+    ) -> Result<CommsOperation, ClientError> {
+        self.post_operation(call_id, &["cancelMediaProcessing"], body)
+            .await
+    }
+
     /// `POST …/calls/{id}/keepAlive` with no body (`200`); at least every
     /// 45 minutes, or Graph ends the call.
     ///

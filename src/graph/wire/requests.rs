@@ -443,6 +443,17 @@ pub struct SubscribeToToneRequest {
     pub client_context: Option<String>,
 }
 
+/// `POST .../calls/{id}/cancelMediaProcessing`: cancels the `playPrompt`
+/// and `recordResponse` operations in progress or queued (not a
+/// `subscribeToTone`); `200` with a `commsOperation`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelMediaProcessingRequest {
+    /// A unique string echoed in the operation's notifications.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_context: Option<String>,
+}
+
 /// `POST .../calls/{id}/keepAlive`: an empty body, at least every 45
 /// minutes (every 15 recommended), or Graph ends the call with 408/8537.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -487,6 +498,18 @@ impl InviteParticipantsRequest {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn cancel_media_processing_is_written_as_the_reference_page_writes_it() {
+        // The example of Microsoft's `call: cancelMediaProcessing` page.
+        let body = CancelMediaProcessingRequest {
+            client_context: Some("clientContext-value".into()),
+        };
+        assert_eq!(
+            serde_json::to_value(&body).expect("json"),
+            json!({"clientContext": "clientContext-value"})
+        );
+    }
 
     #[test]
     fn record_response_is_written_as_the_reference_page_writes_it() {

@@ -188,6 +188,7 @@ enum Op {
     KeepAlive,
     Invite,
     RecordResponse,
+    CancelMediaProcessing,
 }
 
 impl Op {
@@ -201,6 +202,7 @@ impl Op {
             "subscribeToTone" => Op::SubscribeToTone,
             "keepAlive" => Op::KeepAlive,
             "recordResponse" => Op::RecordResponse,
+            "cancelMediaProcessing" => Op::CancelMediaProcessing,
             _ => return None,
         })
     }
@@ -541,6 +543,20 @@ async fn serve(
                     .record_response(id, &r)
                     .await
                     .map(|op| Outcome::ok(200, Some(operation_json(&op, "recordOperation")))),
+                Err(o) => return *o,
+            }
+        }
+        (Op::CancelMediaProcessing, Some(id)) => {
+            match parse::<crate::graph::wire::CancelMediaProcessingRequest>(
+                body,
+                "cancelMediaProcessing",
+            ) {
+                Ok(r) => core.graph.cancel_media_processing(id, &r).await.map(|op| {
+                    Outcome::ok(
+                        200,
+                        Some(operation_json(&op, "cancelMediaProcessingOperation")),
+                    )
+                }),
                 Err(o) => return *o,
             }
         }
