@@ -165,6 +165,8 @@ pub struct SimView {
     pub ended: bool,
     /// How it ended.
     pub outcome: Option<String>,
+    /// The flow's own name for the end (a step's `end:`), if any.
+    pub end: Option<String>,
     /// The current (or last) step.
     pub step: Option<String>,
     /// What the step waits for, as the session says it.
@@ -206,6 +208,7 @@ pub fn sim_view(id: &str, file: &str, sim: &Interactive) -> SimView {
         offset_ms: (sim.now() - start).num_milliseconds(),
         ended: sim.is_ended(),
         outcome: sim.outcome().map(|o| o.as_str().to_owned()),
+        end: session.end.as_ref().and_then(|e| e.name.clone()),
         step: session.step_name(flow).map(str::to_owned),
         waiting: serde_json::to_value(sim.waiting()).unwrap_or(Value::Null),
         hears_keys: sim.hears_keys(),

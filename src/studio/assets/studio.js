@@ -397,7 +397,7 @@ function showSim(v) {
   $("c-clock").textContent = v.now.slice(0, 10) + " " + v.now.slice(11, 19);
   $("c-offset").textContent = fmtOffset(v.offset_ms) + " · " + v.calendars.map((c) => `${c.name} ${c.state}`).join(", ");
   const waiting = typeof v.waiting === "string" ? v.waiting : Object.keys(v.waiting || {})[0] || "";
-  $("c-step").replaceChildren(v.ended ? el("strong", { text: `Ended: ${v.outcome}` }) : document.createTextNode(""),
+  $("c-step").replaceChildren(v.ended ? el("strong", { text: `Ended: ${v.end ? `${v.end} (${v.outcome})` : v.outcome}` }) : document.createTextNode(""),
     v.step ? document.createTextNode(` step ${v.step}${!v.ended && waiting && waiting !== "nothing" ? " · waiting: " + waiting.replace(/_/g, " ") : ""}`) : "");
   $("c-next").textContent = v.next ? `Next if time passes: ${v.next.what} at ${fmtOffset(v.next.offset_ms)}` : v.ended ? "" : "Nothing is due.";
   for (const b of $("keypad").querySelectorAll("button")) b.disabled = !v.hears_keys;
@@ -500,7 +500,7 @@ async function refreshLive() {
     const d = await api("api/live");
     $("live-list").replaceChildren(...(d.sessions.length ? [] : [el("li", { class: "muted", text: "No call yet." })]),
       ...d.sessions.map((x) => el("li", {}, el("button", { "data-session": x.id, "aria-current": x.id === state.liveId ? "true" : "false", onclick: () => { state.liveId = x.id; refreshLive(); } },
-        el("strong", { text: x.flow }), ` · ${x.state}${x.outcome ? " · " + x.outcome : ""}${x.step ? " · step " + x.step : ""}`, el("div", { class: "muted small", text: x.id })))));
+        el("strong", { text: x.flow }), ` · ${x.state}${x.outcome ? " · " + (x.end ? `${x.end} (${x.outcome})` : x.outcome) : ""}${x.step ? " · step " + x.step : ""}`, el("div", { class: "muted small", text: x.id })))));
     if (!state.liveId && d.sessions.length) state.liveId = d.sessions[0].id;
     if (state.liveId) {
       const s = await api("api/live/" + encodeURIComponent(state.liveId));
