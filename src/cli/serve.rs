@@ -108,8 +108,8 @@ pub struct ServeArgs {
     /// Accept notifications without checking their tokens. Local development only.
     #[arg(long, env = "CALLFLOW_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
-    /// Where live sessions are kept: sqlite:PATH, or memory (nothing survives a restart)
-    /// [default: sqlite:DATA_DIR/callflow.db].
+    /// Where live sessions are kept: sqlite:PATH, postgres://USER@HOST/DB (several instances
+    /// may share it), or memory (nothing survives a restart) [default: sqlite:DATA_DIR/callflow.db].
     #[arg(long, value_name = "URL", env = "CALLFLOW_STORE")]
     pub store: Option<String>,
     /// The folder of the default store [default: ./callflow-data].
@@ -122,6 +122,13 @@ pub struct ServeArgs {
     /// [default: DATA_DIR/recordings].
     #[arg(long, value_name = "DIR|URL", env = "CALLFLOW_RECORDINGS")]
     pub recordings: Option<String>,
+    /// This instance's name among those sharing a PostgreSQL store [default: HOSTNAME:PORT].
+    #[arg(long, value_name = "NAME", env = "CALLFLOW_NODE")]
+    pub node: Option<String>,
+    /// With a PostgreSQL store: how long a session's lease lasts, the most a call waits for
+    /// another instance to take it over when its instance dies [default: 10s].
+    #[arg(long, value_name = "DURATION", env = "CALLFLOW_LEASE")]
+    pub lease: Option<String>,
     /// Run the bundled flows against an in-process sim-graph, place sample calls, print them.
     #[arg(long)]
     pub simulate: bool,
@@ -157,6 +164,8 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             keep_ended: self.keep_ended.clone(),
             recordings: self.recordings.clone(),
+            node: self.node.clone(),
+            lease: self.lease.clone(),
         }
     }
 

@@ -30,6 +30,7 @@
 //! - `status` and `error`: what the runtime shows and why it refuses.
 
 mod clock;
+pub mod cluster;
 mod error;
 mod graph_control;
 pub mod metrics;
@@ -123,6 +124,9 @@ pub struct RuntimeConfig {
     /// How long an ended session stays in the store (for `/api/sessions`
     /// and `callflow sessions export`) before it is removed.
     pub keep_ended: Duration,
+    /// This instance's part in a cluster of instances on one PostgreSQL
+    /// (`None`: the only instance on its store).
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 impl Default for RuntimeConfig {
@@ -138,6 +142,7 @@ impl Default for RuntimeConfig {
             clock: Clock::System,
             store: StoreHandle::memory(),
             keep_ended: Duration::from_secs(7 * 24 * 3600),
+            cluster: None,
         }
     }
 }
@@ -318,6 +323,9 @@ impl Runtime {
         if inner.closing.load(Ordering::Acquire) {
             return self.submit_events(events, None, hint);
         }
+        if let Some(cluster) = &inner.config.cluster {
+            return self.submit_clustered(cluster, events, hint, body).await;
+        }
         let now = inner.clock.now();
         let mut entries = Vec::with_capacity(events.len());
         let mut seqs = Vec::with_capacity(events.len());
@@ -337,19 +345,79 @@ impl Runtime {
             .write(vec![store::Write::Journal(entries)])
             .await
         {
-            metrics::inc(&inner.metrics.store_errors);
-            tracing::error!(error = %e, "a notification could not be journaled: answered 503");
-            return Err(Overloaded {
-                reason: if matches!(e, store::StoreError::Full(_)) {
-                    "the session store is full"
-                } else {
-                    "the session store refused the write"
-                },
-                queued: 0,
-                refused: events.len(),
-            });
+            return Err(inner.not_journaled(&e, events.len()));
         }
         self.submit_events(events, Some(seqs), hint)
+    }
+
+    /// [`Runtime::submit_recorded`] with other instances on the store: the
+    /// events of a session another instance holds are journaled for it
+    /// (it is told); the others are journaled and applied here, a session
+    /// whose lease is free being taken over first (see [`cluster`]).
+    async fn submit_clustered(
+        &self,
+        cluster: &Arc<cluster::Cluster>,
+        events: Vec<Event>,
+        hint: Option<&str>,
+        mut body: Option<String>,
+    ) -> Result<(), Overloaded> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let total = events.len();
+        let mut here = Vec::with_capacity(total);
+        let mut elsewhere: Vec<(String, Vec<store::JournalEntry>)> = Vec::new();
+        let mut entries = Vec::with_capacity(total);
+        for event in events {
+            let key = hint
+                .map(str::to_owned)
+                .or_else(|| event.call_id().map(str::to_owned));
+            let seq = cluster.next_seq();
+            let entry = store::JournalEntry {
+                seq,
+                event: serde_json::to_string(&event).unwrap_or_default(),
+                received_at: now,
+                body: body.take(),
+            };
+            let located = match &key {
+                Some(key) if !inner.runs_here(key) && !inner.routes_here(&event) => {
+                    cluster.locate(inner, key).await
+                }
+                _ => cluster::Located::Here,
+            };
+            match (located, key) {
+                (cluster::Located::Elsewhere(_), Some(key)) => {
+                    match elsewhere.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, list)) => list.push(entry),
+                        None => elsewhere.push((key, vec![entry])),
+                    }
+                }
+                (_, key) => {
+                    if let Some(key) = &key {
+                        cluster.routed(key, seq);
+                    }
+                    entries.push((entry, key));
+                    here.push((event, seq));
+                }
+            }
+        }
+        for (target, list) in elsewhere {
+            if let Err(e) = cluster.forward(&target, list).await {
+                return Err(inner.not_journaled(&e, total));
+            }
+        }
+        if !entries.is_empty() {
+            let targets: Vec<(store::JournalEntry, Option<String>)> = entries;
+            if let Err(e) = cluster.journal(targets).await {
+                return Err(inner.not_journaled(&e, total));
+            }
+        }
+        let (events, seqs): (Vec<Event>, Vec<u64>) = here.into_iter().unzip();
+        self.submit_events(events, Some(seqs), hint)
+    }
+
+    /// This instance's part in the cluster, when there are several.
+    pub fn cluster(&self) -> Option<&Arc<cluster::Cluster>> {
+        self.inner.config.cluster.as_ref()
     }
 
     fn events_of(&self, batch: &[Notification]) -> Vec<Event> {
@@ -664,6 +732,9 @@ impl Runtime {
     /// they are.
     pub async fn shutdown(self) {
         let inner = &self.inner;
+        if let Some(cluster) = &inner.config.cluster {
+            cluster.drain();
+        }
         inner.closing.store(true, Ordering::Release);
         inner.stopping.send_replace(true);
         // Dropping every queue's sender lets each task drain its queue and stop.
@@ -690,10 +761,50 @@ impl Runtime {
             }
             done.await;
         }
+        if let Some(cluster) = &inner.config.cluster {
+            cluster.leave().await;
+        }
     }
 }
 
 impl Inner {
+    /// A journal write failed: counted, logged, and the batch refused (`503`).
+    fn not_journaled(&self, e: &store::StoreError, refused: usize) -> Overloaded {
+        metrics::inc(&self.metrics.store_errors);
+        tracing::error!(error = %e, "a notification could not be journaled: answered 503");
+        Overloaded {
+            reason: if matches!(e, store::StoreError::Full(_)) {
+                "the session store is full"
+            } else {
+                "the session store refused the write"
+            },
+            queued: 0,
+            refused,
+        }
+    }
+
+    /// Whether session `id` runs here (its worker is in the table).
+    fn runs_here(&self, id: &str) -> bool {
+        lock(&self.table).sessions.contains_key(id)
+    }
+
+    /// Whether `event`'s call is routed to a session here.
+    fn routes_here(&self, event: &Event) -> bool {
+        event
+            .call_id()
+            .is_some_and(|c| lock(&self.table).route(c).is_some())
+    }
+
+    /// Stops session `id` here without storing it again (another instance
+    /// holds it now); `false` when it did not run here.
+    fn drop_session(&self, id: &str) -> bool {
+        let route = lock(&self.table).sessions.remove(id);
+        if let Some(route) = &route {
+            route.cell.dropped.store(true, Ordering::Release);
+        }
+        route.is_some()
+    }
+
     /// Sends `event` to the session owning its call, or starts one; or
     /// holds it for a create in flight; or drops it, logged and counted.
     fn route(
@@ -960,15 +1071,33 @@ impl Inner {
         let mut calls = cell.call_ids();
         calls.extend(owned);
         calls.push(cell.id.to_string());
+        // A session another instance took goes on there: its calls have
+        // not ended, and their notifications are for that instance.
+        let dropped = cell.dropped.load(Ordering::Acquire);
+        if let Some(cluster) = &self.config.cluster {
+            cluster.forget(&cell.id);
+        }
         {
             let mut table = lock(&self.table);
-            table.sessions.remove(&cell.id);
+            if table
+                .sessions
+                .get(&cell.id)
+                .is_some_and(|r| Arc::ptr_eq(&r.cell, cell))
+            {
+                table.sessions.remove(&cell.id);
+            }
             for call in calls {
                 if table.calls.get(call.as_str()) == Some(&cell.id) {
                     table.calls.remove(call.as_str());
                 }
-                table.ended.insert(&call);
+                if !dropped {
+                    table.ended.insert(&call);
+                }
             }
+        }
+        if dropped {
+            self.metrics.sessions_live.fetch_sub(1, Ordering::Relaxed);
+            return;
         }
         let mut finished = lock(&self.finished);
         if finished.len() >= KEEP_FINISHED {

@@ -54,13 +54,22 @@ pub(crate) async fn healthz() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
-/// `GET /readyz`: ready once the flows are loaded, not while shutting down.
+/// `GET /readyz`: ready once the flows are loaded, not while shutting down
+/// nor while the session store does not answer.
 pub(crate) async fn readyz(State(state): State<ServerState>) -> Response {
     if state.is_closing() {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shuttingDown",
             "the server is shutting down",
+        )
+        .into_response();
+    }
+    if !state.runtime().store().ready() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storeUnreachable",
+            "the session store does not answer",
         )
         .into_response();
     }

@@ -21,6 +21,7 @@ mod hostile;
 mod load;
 mod notifications;
 mod params;
+mod postgres;
 mod recordings;
 mod runtime;
 mod scenarios;

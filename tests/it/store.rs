@@ -15,9 +15,9 @@ use tokio::net::TcpListener;
 
 use crate::support::poll::eventually;
 
-const ADMIN: &str = "store-admin-token";
+pub(crate) const ADMIN: &str = "store-admin-token";
 const TENANT: &str = "sim-tenant";
-const MENU_NUMBER: &str = "+14255550177";
+pub(crate) const MENU_NUMBER: &str = "+14255550177";
 const TIMEOUT_NUMBER: &str = "+14255550178";
 const CONSULT_NUMBER: &str = "+14255550179";
 
@@ -86,7 +86,7 @@ steps:
     hangup: {}
 "#;
 
-fn flows(dir: &Path) -> PathBuf {
+pub(crate) fn flows(dir: &Path) -> PathBuf {
     let flows = dir.join("flows");
     std::fs::create_dir_all(&flows).expect("flows dir");
     std::fs::write(flows.join("durable.yaml"), FLOW).expect("flow");
@@ -100,7 +100,7 @@ fn flows(dir: &Path) -> PathBuf {
     flows
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -140,13 +140,31 @@ impl Bench {
 }
 
 /// `callflow serve` in production mode against sim-graph at `graph`.
-struct Serve {
+pub(crate) struct Serve {
     child: Option<Child>,
-    public: String,
+    pub(crate) public: String,
 }
 
 fn serve_command(graph: &str, port: u16, flows: &Path, store: &str) -> Command {
-    let public = format!("http://127.0.0.1:{port}");
+    serve_command_behind(
+        graph,
+        port,
+        &format!("http://127.0.0.1:{port}"),
+        flows,
+        store,
+    )
+}
+
+/// `callflow serve` on `port` whose public URL (Graph's callback) is
+/// `public`: a load balancer's, in the cluster tests.
+pub(crate) fn serve_command_behind(
+    graph: &str,
+    port: u16,
+    public: &str,
+    flows: &Path,
+    store: &str,
+) -> Command {
+    let public = public.to_owned();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_callflow"));
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args([
@@ -173,7 +191,7 @@ fn serve_command(graph: &str, port: u16, flows: &Path, store: &str) -> Command {
 }
 
 impl Serve {
-    async fn start(graph: &str, port: u16, flows: &Path, store: &str) -> Serve {
+    pub(crate) async fn start(graph: &str, port: u16, flows: &Path, store: &str) -> Serve {
         Serve::start_with(graph, port, flows, store, &[]).await
     }
 
@@ -215,7 +233,7 @@ impl Serve {
         serve
     }
 
-    async fn session(&self, id: &str) -> Option<Value> {
+    pub(crate) async fn session(&self, id: &str) -> Option<Value> {
         let r = reqwest::Client::new()
             .get(format!("{}/api/sessions/{id}", self.public))
             .bearer_auth(ADMIN)
@@ -228,7 +246,12 @@ impl Serve {
         r.json().await.ok()
     }
 
-    async fn wait_session(&self, id: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_session(
+        &self,
+        id: &str,
+        what: &str,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
         let found = eventually(Duration::from_secs(60), || async {
             self.session(id).await.filter(|s| ok(s))
         })
@@ -240,7 +263,7 @@ impl Serve {
     }
 
     /// `kill -9`.
-    fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         let mut child = self.child.take().expect("child");
         child.kill().expect("kill -9");
         let _ = child.wait();
@@ -275,7 +298,7 @@ impl Drop for Serve {
     }
 }
 
-async fn place(graph: &str, to: &str, callback: &str) -> String {
+pub(crate) async fn place(graph: &str, to: &str, callback: &str) -> String {
     let placed: Value = reqwest::Client::new()
         .post(format!("{graph}/sim/calls"))
         .json(&json!({
@@ -292,7 +315,7 @@ async fn place(graph: &str, to: &str, callback: &str) -> String {
     placed["id"].as_str().expect("id").to_owned()
 }
 
-async fn sim_post(graph: &str, path: &str, body: Value) -> u16 {
+pub(crate) async fn sim_post(graph: &str, path: &str, body: Value) -> u16 {
     reqwest::Client::new()
         .post(format!("{graph}{path}"))
         .json(&body)
@@ -304,7 +327,7 @@ async fn sim_post(graph: &str, path: &str, body: Value) -> u16 {
 }
 
 /// The requests sim-graph received for `call`, as `METHOD last-path-segment`.
-async fn requests(graph: &str, call: &str) -> Vec<String> {
+pub(crate) async fn requests(graph: &str, call: &str) -> Vec<String> {
     let v: Value = reqwest::get(format!("{graph}/sim/calls/{call}/requests"))
         .await
         .expect("requests")
@@ -327,7 +350,7 @@ async fn requests(graph: &str, call: &str) -> Vec<String> {
 
 /// Whether the call waits in its menu with the prompt played to the end
 /// (its completion delivered and answered `202`).
-async fn menu_waiting(serve: &Serve, graph: &str, call: &str) -> bool {
+pub(crate) async fn menu_waiting(serve: &Serve, graph: &str, call: &str) -> bool {
     let Some(s) = serve.session(call).await else {
         return false;
     };
@@ -349,7 +372,7 @@ async fn menu_waiting(serve: &Serve, graph: &str, call: &str) -> bool {
 /// The `POST`s sim-graph received for `call`, whole: path and body (a
 /// prompt played again after a restart is a new request, with a new
 /// `clientContext`; the same request sent twice has the same body).
-async fn posts(graph: &str, call: &str) -> Vec<(String, Value)> {
+pub(crate) async fn posts(graph: &str, call: &str) -> Vec<(String, Value)> {
     let v: Value = reqwest::get(format!("{graph}/sim/calls/{call}/requests"))
         .await
         .expect("requests")
@@ -371,7 +394,7 @@ async fn posts(graph: &str, call: &str) -> Vec<(String, Value)> {
 }
 
 /// No Graph request of `call` was sent twice.
-async fn no_request_twice(graph: &str, call: &str) {
+pub(crate) async fn no_request_twice(graph: &str, call: &str) {
     let list = posts(graph, call).await;
     for r in &list {
         let n = list.iter().filter(|x| *x == r).count();
@@ -379,7 +402,7 @@ async fn no_request_twice(graph: &str, call: &str) {
     }
 }
 
-async fn sim() -> SimGraphServer {
+pub(crate) async fn sim() -> SimGraphServer {
     sim_with(SimGraphConfig::default()).await
 }
 
@@ -399,12 +422,20 @@ async fn sim_with(config: SimGraphConfig) -> SimGraphServer {
 /// as a call nobody interrupted, none sent twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_in_a_menu_survives_kill_9_and_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("sqlite:{}", dir.path().join("data/callflow.db").display());
+    menu_survives_kill_9_and_sigterm(&store).await;
+}
+
+/// [`a_call_in_a_menu_survives_kill_9_and_sigterm`] on the store `store`
+/// (the PostgreSQL tests run it too).
+pub(crate) async fn menu_survives_kill_9_and_sigterm(store: &str) {
     callflow::graph::client::install_tls_provider();
     let sim = sim().await;
     let graph = sim.base_url().to_owned();
     let dir = tempfile::tempdir().expect("tempdir");
     let flows = flows(dir.path());
-    let store = format!("sqlite:{}", dir.path().join("data/callflow.db").display());
+    let store = store.to_owned();
     let port = free_port();
     let callback = format!("http://127.0.0.1:{port}/api/calls");
 
@@ -1216,7 +1247,7 @@ impl Drop for SmallDisk {
     }
 }
 
-async fn metric(serve: &Serve, name: &str) -> f64 {
+pub(crate) async fn metric(serve: &Serve, name: &str) -> f64 {
     let text = reqwest::Client::new()
         .get(format!("{}/metrics", serve.public))
         .bearer_auth(ADMIN)

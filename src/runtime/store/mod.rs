@@ -26,6 +26,7 @@
 //! This module never interprets a session or an event: it keeps JSON text.
 
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 
 use std::fmt;
@@ -151,6 +152,10 @@ pub enum StoreError {
     /// The store's writer has stopped.
     #[error("the store is closed")]
     Closed,
+    /// A session's write was refused: another instance holds its lease
+    /// (PostgreSQL, several instances; see `runtime::cluster`).
+    #[error("session {0} is held by another instance")]
+    Fenced(String),
 }
 
 /// A write's completion.
@@ -191,6 +196,11 @@ pub trait Store: Send + Sync + 'static {
     fn recording(&self, id: &str) -> Result<Vec<(DateTime<Utc>, String)>, StoreError>;
     /// Ended sessions, newest first, from `offset`, at most `limit`.
     fn ended(&self, offset: usize, limit: usize) -> Result<Page, StoreError>;
+    /// Whether the store answers now (`false` while a database server is
+    /// unreachable: `/readyz` says not ready). Local stores always do.
+    fn ready(&self) -> bool {
+        true
+    }
     /// Waits until every write submitted so far is durable.
     fn flush(&self) -> Done {
         self.write(Vec::new())
@@ -204,10 +214,12 @@ pub enum StoreUrl {
     Sqlite(PathBuf),
     /// `memory`.
     Memory,
+    /// `postgres://…` or `postgresql://…` (see [`postgres`]).
+    Postgres(String),
 }
 
 impl StoreUrl {
-    /// Reads `sqlite:PATH`, `sqlite://PATH` or `memory`.
+    /// Reads `sqlite:PATH`, `sqlite://PATH`, `postgres://…` or `memory`.
     pub fn parse(text: &str) -> Result<StoreUrl, String> {
         let text = text.trim();
         if text == "memory" || text == "memory:" {
@@ -220,8 +232,12 @@ impl StoreUrl {
             }
             return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
         }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Ok(StoreUrl::Postgres(text.to_owned()));
+        }
         Err(format!(
-            "unknown store {text:?}: use sqlite:PATH or memory (postgres is not supported yet)"
+            "unknown store {:?}: use sqlite:PATH, postgres://USER@HOST/DATABASE or memory",
+            postgres::shown(text)
         ))
     }
 
@@ -235,6 +251,7 @@ impl StoreUrl {
         match self {
             StoreUrl::Memory => Ok(Arc::new(memory::MemoryStore)),
             StoreUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
+            StoreUrl::Postgres(url) => Ok(Arc::new(postgres::PostgresStore::open(url)?)),
         }
     }
 }
@@ -244,6 +261,7 @@ impl fmt::Display for StoreUrl {
         match self {
             StoreUrl::Memory => f.write_str("memory"),
             StoreUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            StoreUrl::Postgres(url) => f.write_str(&postgres::shown(url)),
         }
     }
 }
