@@ -609,15 +609,23 @@ impl Runtime {
             .ok()?
             .ok()??;
         let s = stored_session(&record)?;
-        let tz = self
-            .inner
-            .flows
-            .load()
+        let set = self.inner.flows.load();
+        let tz = set
             .flows
             .values()
             .find(|f| f.name == s.flow)
             .map_or(chrono_tz::Tz::UTC, |f| f.timezone);
-        Some(worker::stored_detail(&s, tz))
+        let mut detail = worker::stored_detail(&s, tz);
+        // Live on another instance: the step it is at, as of its last write.
+        if record.live
+            && let Some(flow) = set
+                .flows
+                .values()
+                .find(|f| f.source.sha256 == s.flow_version)
+        {
+            detail.summary.step = s.step_name(flow).map(str::to_owned);
+        }
+        Some(detail)
     }
 
     /// A stored call as a scenario that replays it (`callflow sessions

@@ -212,6 +212,36 @@ pub(crate) async fn sessions(
     .into_response()
 }
 
+/// `GET /api/cluster`: the instances sharing this server's PostgreSQL
+/// store, whether each is alive, and the sessions each holds.
+pub(crate) async fn cluster(State(state): State<ServerState>, headers: HeaderMap) -> Response {
+    if let Err(e) = require_admin(&state, &headers, "/api/cluster") {
+        return e.into_response();
+    }
+    let Some(cluster) = state.runtime().cluster().cloned() else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "noCluster",
+            "this server is the only instance on its store (the cluster needs --store postgres://…)",
+        )
+        .into_response();
+    };
+    match cluster.nodes().await {
+        Ok(nodes) => Json(json!({
+            "node": cluster.node(),
+            "lease": humantime::format_duration(cluster.lease()).to_string(),
+            "nodes": nodes,
+        }))
+        .into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storeUnreachable",
+            format!("the cluster could not be read from the store: {e}"),
+        )
+        .into_response(),
+    }
+}
+
 /// `GET /api/sessions/{id}`.
 pub(crate) async fn session(
     State(state): State<ServerState>,

@@ -10,6 +10,7 @@
 mod support;
 
 mod browser;
+mod cluster;
 mod collect;
 mod diagnostics;
 mod e2e;

@@ -202,10 +202,12 @@ impl Serve {
         store: &str,
         extra: &[&str],
     ) -> Serve {
-        let child = serve_command(graph, port, flows, store)
-            .args(extra)
-            .spawn()
-            .expect("spawn callflow serve");
+        Serve::spawn(serve_command(graph, port, flows, store).args(extra), port).await
+    }
+
+    /// Runs `cmd` (a `serve_command…`) listening on `port`; waits until ready.
+    pub(crate) async fn spawn(cmd: &mut Command, port: u16) -> Serve {
+        let child = cmd.spawn().expect("spawn callflow serve");
         let public = format!("http://127.0.0.1:{port}");
         let mut serve = Serve {
             child: Some(child),
@@ -231,6 +233,15 @@ impl Serve {
             );
         }
         serve
+    }
+
+    /// A handle on a server this test did not start (a load balancer in
+    /// front of several): for its admin API only.
+    pub(crate) fn at(public: &str) -> Serve {
+        Serve {
+            child: None,
+            public: public.to_owned(),
+        }
     }
 
     pub(crate) async fn session(&self, id: &str) -> Option<Value> {
@@ -270,7 +281,7 @@ impl Serve {
     }
 
     /// SIGTERM; waits for the exit and returns its status and stderr.
-    async fn term(mut self) -> (std::process::ExitStatus, String, Duration) {
+    pub(crate) async fn term(mut self) -> (std::process::ExitStatus, String, Duration) {
         let child = self.child.take().expect("child");
         let pid = child.id();
         let started = Instant::now();
@@ -406,7 +417,7 @@ pub(crate) async fn sim() -> SimGraphServer {
     sim_with(SimGraphConfig::default()).await
 }
 
-async fn sim_with(config: SimGraphConfig) -> SimGraphServer {
+pub(crate) async fn sim_with(config: SimGraphConfig) -> SimGraphServer {
     SimGraphServer::start(
         config,
         TcpListener::bind("127.0.0.1:0").await.expect("bind"),
@@ -685,7 +696,7 @@ async fn bad_stores_are_refused_and_left_alone() {
 /// sim-graph on a manual clock, moved on a quarter second at a time until
 /// `ok` holds: Graph does nothing while `serve` is down or restarting, so
 /// where each kill falls is chosen exactly.
-async fn drive<F, Fut>(sim: &SimGraphServer, what: &str, ok: F)
+pub(crate) async fn drive<F, Fut>(sim: &SimGraphServer, what: &str, ok: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -712,7 +723,7 @@ async fn acknowledged(graph: &str, call: &str, text: &str) -> bool {
 }
 
 /// The call's state as sim-graph holds it.
-async fn sim_state(graph: &str, call: &str) -> Option<String> {
+pub(crate) async fn sim_state(graph: &str, call: &str) -> Option<String> {
     let v: Value = reqwest::get(format!("{graph}/sim/calls/{call}"))
         .await
         .ok()?
@@ -722,7 +733,7 @@ async fn sim_state(graph: &str, call: &str) -> Option<String> {
     v["call"]["state"].as_str().map(str::to_owned)
 }
 
-async fn press(graph: &str, call: &str, digits: &str) {
+pub(crate) async fn press(graph: &str, call: &str, digits: &str) {
     let status = sim_post(
         graph,
         &format!("/sim/calls/{call}/press"),

@@ -1,0 +1,247 @@
+//! Several `callflow serve` (the real binary, child processes) on one
+//! PostgreSQL behind a round-robin load balancer (`support::balancer`), with
+//! sim-graph over loopback: consecutive notifications of a call land on
+//! different instances, and each call finishes as on one instance, no Graph
+//! request sent twice; `kill -9` of an instance mid-call, and the others
+//! finish its calls; the same notification racing on two instances at once,
+//! call after call, never makes two requests for one step; SIGTERM hands an
+//! instance's calls to the others.
+//!
+//! Skipped with one notice when no PostgreSQL answers.
+
+use std::time::{Duration, Instant};
+
+use callflow::sim::http::SimGraphServer;
+use serde_json::Value;
+
+use crate::store::{
+    ADMIN, MENU_NUMBER, Serve, flows, free_port, menu_waiting, no_request_twice, place, press,
+    requests, serve_command_behind, sim,
+};
+use crate::support::balancer::Balancer;
+use crate::support::pg::fresh_schema;
+use crate::support::poll::eventually;
+use crate::support::require;
+
+/// Instances on one store behind one balancer.
+struct Nodes {
+    sim: SimGraphServer,
+    graph: String,
+    _dir: tempfile::TempDir,
+    balancer: Balancer,
+    nodes: Vec<Option<Serve>>,
+    callback: String,
+}
+
+impl Nodes {
+    async fn start(schema: &str, count: usize, lease: &str, mirror: bool) -> Nodes {
+        callflow::graph::client::install_tls_provider();
+        let store = fresh_schema(schema).await;
+        let sim = sim().await;
+        let graph = sim.base_url().to_owned();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flows = flows(dir.path());
+        let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+        let balancer = Balancer::start_with(
+            ports
+                .iter()
+                .map(|p| format!("http://127.0.0.1:{p}"))
+                .collect(),
+            mirror,
+        )
+        .await;
+        let mut nodes = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let node = format!("node-{i}");
+            let mut cmd = serve_command_behind(&graph, *port, &balancer.url, &flows, &store);
+            cmd.args(["--node", &node, "--lease", lease]);
+            nodes.push(Some(Serve::spawn(&mut cmd, *port).await));
+        }
+        let callback = format!("{}/api/calls", balancer.url);
+        Nodes {
+            sim,
+            graph,
+            _dir: dir,
+            balancer,
+            nodes,
+            callback,
+        }
+    }
+
+    /// The admin API through the balancer: any instance.
+    fn any(&self) -> Serve {
+        Serve::at(&self.balancer.url)
+    }
+
+    async fn in_menu(&self) -> String {
+        let call = place(&self.graph, MENU_NUMBER, &self.callback).await;
+        let any = self.any();
+        eventually(Duration::from_secs(60), || async {
+            menu_waiting(&any, &self.graph, &call).await.then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("call {call} never waited in its menu"));
+        call
+    }
+
+    async fn ended(&self, call: &str) -> Value {
+        self.any()
+            .wait_session(call, "ended", |s| s["state"] == "ended")
+            .await
+    }
+
+    async fn nodes_view(&self) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}/api/cluster", self.balancer.url))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("cluster view")
+            .json()
+            .await
+            .expect("json")
+    }
+}
+
+/// The requests a call in the menu flow makes when the caller presses 1,
+/// as one instance makes them.
+async fn through_the_menu(nodes: &Nodes, call: &str) -> Vec<String> {
+    press(&nodes.graph, call, "1").await;
+    let ended = nodes.ended(call).await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    no_request_twice(&nodes.graph, call).await;
+    requests(&nodes.graph, call).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_through_two_instances_finish_as_on_one_with_no_request_twice() {
+    if !require::postgres() {
+        return;
+    }
+    let nodes = Nodes::start("two_nodes", 2, "10s", false).await;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let call = nodes.in_menu().await;
+        seen.push(through_the_menu(&nodes, &call).await);
+    }
+    for list in &seen {
+        assert_eq!(list, &seen[0], "every call made the same requests");
+    }
+    assert!(
+        seen[0].iter().any(|r| r == "POST answer") && seen[0].iter().any(|r| r == "POST transfer"),
+        "{:?}",
+        seen[0]
+    );
+    let answered = nodes.balancer.answered();
+    assert!(
+        answered.iter().all(|n| *n > 4),
+        "both instances took notifications: {answered:?}"
+    );
+    let view = nodes.nodes_view().await;
+    let listed = view["nodes"].as_array().expect("nodes");
+    assert_eq!(listed.len(), 2, "{view}");
+    assert!(listed.iter().all(|n| n["alive"] == true), "{view}");
+    let _ = nodes.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_an_instance_mid_call_and_the_other_finishes_its_calls() {
+    if !require::postgres() {
+        return;
+    }
+    let mut nodes = Nodes::start("kill_node", 2, "2s", false).await;
+    let mut calls = Vec::new();
+    for _ in 0..4 {
+        calls.push(nodes.in_menu().await);
+    }
+    // Which instance holds what, then one of them dies.
+    let view = nodes.nodes_view().await;
+    let held: Vec<usize> = view["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["sessions"].as_array().map_or(0, Vec::len))
+        .collect();
+    assert_eq!(held.iter().sum::<usize>(), 4, "{view}");
+    let victim = usize::from(held[1] > held[0]);
+    let killed = Instant::now();
+    nodes.nodes[victim].take().expect("node").kill9();
+    for call in &calls {
+        press(&nodes.graph, call, "1").await;
+    }
+    for call in &calls {
+        let ended = nodes.ended(call).await;
+        assert_eq!(ended["outcome"], "transferred", "{call}: {ended}");
+        no_request_twice(&nodes.graph, call).await;
+    }
+    let took = killed.elapsed();
+    eprintln!(
+        "kill -9 of node-{victim} holding {} calls: all finished on the other in {took:.1?}",
+        held[victim]
+    );
+    let s = nodes.any().session(&calls[0]).await.expect("session");
+    assert!(
+        s["timeline_text"].as_str().is_some(),
+        "the timeline is there: {s}"
+    );
+    let _ = nodes.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_notification_racing_on_two_instances_never_sends_a_request_twice() {
+    if !require::postgres() {
+        return;
+    }
+    // Every notification goes to both instances at the same moment.
+    let nodes = Nodes::start("race", 2, "10s", true).await;
+    let mut first = None;
+    for round in 0..6 {
+        let call = nodes.in_menu().await;
+        let list = through_the_menu(&nodes, &call).await;
+        let first = first.get_or_insert_with(|| list.clone());
+        assert_eq!(
+            &list, first,
+            "round {round}: the same requests as one instance"
+        );
+    }
+    let _ = nodes.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_an_instances_calls_to_the_others() {
+    if !require::postgres() {
+        return;
+    }
+    let mut nodes = Nodes::start("drain", 2, "10s", false).await;
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        calls.push(nodes.in_menu().await);
+    }
+    let (status, stderr, took) = nodes.nodes[0].take().expect("node").term().await;
+    assert!(status.success(), "{stderr}");
+    assert!(took < Duration::from_secs(20), "SIGTERM took {took:?}");
+    // Handed back: taken by node-1 within its next sweep, well within a lease.
+    let view = eventually(Duration::from_secs(20), || async {
+        let view = nodes.nodes_view().await;
+        let node1 = view["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["node"] == "node-1")?
+            .clone();
+        (node1["sessions"].as_array()?.len() == 3).then_some(view)
+    })
+    .await
+    .expect("node-1 holds every call");
+    assert!(
+        !view["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .any(|n| n["node"] == "node-0" && n["alive"] == true),
+        "{view}"
+    );
+    for call in &calls {
+        through_the_menu(&nodes, call).await;
+    }
+    let _ = nodes.sim.shutdown().await;
+}
