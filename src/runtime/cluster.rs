@@ -345,6 +345,7 @@ impl Cluster {
         if let Some(inner) = self.inner() {
             for id in lost {
                 if inner.drop_session(&id) {
+                    metrics_inc(&inner.metrics.sessions_fenced);
                     tracing::warn!(session = %id, node = %self.node,
                         "another node holds this session's lease now: dropped here");
                 }
@@ -364,6 +365,14 @@ impl Cluster {
         let pool = self.pool.clone();
         let node = self.node.clone();
         let lease = secs(self.lease);
+        // What runs here is never taken again (a new epoch would fence its
+        // own worker's next write); at start nothing does, and this node's
+        // sessions from before a crash are taken back at once.
+        let running: Vec<String> = lock(&inner.table)
+            .sessions
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
         let claimed = self
             .on_store(async move {
                 let conn = pool.get().await.ok()?;
@@ -374,11 +383,12 @@ impl Cluster {
                          WHERE id IN (SELECT id FROM sessions
                            WHERE live AND (owner IS NULL OR owner = $1 OR lease_until IS NULL
                              OR lease_until < now())
+                             AND NOT (id = ANY($3::text[]))
                            ORDER BY lease_until NULLS FIRST LIMIT {SWEEP_BATCH}
                            FOR UPDATE SKIP LOCKED)
                          RETURNING {COLUMNS}, epoch"
                     ),
-                    &[&node, &lease],
+                    &[&node, &lease, &running],
                 )
                 .await
                 .ok()
@@ -421,7 +431,7 @@ impl Cluster {
             self.forget(&id);
             return;
         }
-        metrics_inc(&inner.metrics.sessions_recovered);
+        metrics_inc(&inner.metrics.sessions_taken_over);
         self.pull(inner, &id).await;
     }
 

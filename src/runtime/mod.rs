@@ -401,9 +401,14 @@ impl Runtime {
             }
         }
         for (target, list) in elsewhere {
+            let n = list.len() as u64;
             if let Err(e) = cluster.forward(&target, list).await {
                 return Err(inner.not_journaled(&e, total));
             }
+            inner
+                .metrics
+                .events_forwarded
+                .fetch_add(n, Ordering::Relaxed);
         }
         if !entries.is_empty() {
             let targets: Vec<(store::JournalEntry, Option<String>)> = entries;

@@ -464,6 +464,7 @@ impl Worker {
                 tracing::warn!(session = %self.cell.id,
                     "another instance holds this session now: it stops here");
                 self.cell.dropped.store(true, Ordering::Release);
+                metrics::inc(&self.inner.metrics.sessions_fenced);
                 self.inner.drop_session(&self.cell.id);
                 return;
             }

@@ -15,8 +15,8 @@ use callflow::sim::http::SimGraphServer;
 use serde_json::Value;
 
 use crate::store::{
-    ADMIN, MENU_NUMBER, Serve, flows, free_port, menu_waiting, no_request_twice, place, press,
-    requests, serve_command_behind, sim,
+    ADMIN, MENU_NUMBER, Serve, flows, free_port, menu_waiting, metric, no_request_twice, place,
+    press, requests, serve_command_behind, sim,
 };
 use crate::support::balancer::Balancer;
 use crate::support::pg::fresh_schema;
@@ -175,6 +175,11 @@ async fn kill_9_of_an_instance_mid_call_and_the_other_finishes_its_calls() {
         no_request_twice(&nodes.graph, call).await;
     }
     let took = killed.elapsed();
+    let survivor = nodes.nodes[1 - victim].as_ref().expect("node");
+    assert!(
+        metric(survivor, "callflow_sessions_taken_over_total").await >= held[victim] as f64,
+        "the survivor took the dead instance's sessions over"
+    );
     eprintln!(
         "kill -9 of node-{victim} holding {} calls: all finished on the other in {took:.1?}",
         held[victim]
@@ -204,6 +209,14 @@ async fn the_same_notification_racing_on_two_instances_never_sends_a_request_twi
             "round {round}: the same requests as one instance"
         );
     }
+    // Each round's incoming call reached both at once: one of them lost the
+    // race (its first write fenced) or found the session held and forwarded.
+    let mut lost = 0.0;
+    for node in nodes.nodes.iter().flatten() {
+        lost += metric(node, "callflow_sessions_fenced_total").await
+            + metric(node, "callflow_events_forwarded_total").await;
+    }
+    assert!(lost >= 6.0, "the races were run: {lost}");
     let _ = nodes.sim.shutdown().await;
 }
 
