@@ -108,6 +108,9 @@ pub struct NodeStatus {
     pub draining: bool,
     /// The live sessions it holds a valid lease on.
     pub sessions: Vec<String>,
+    /// The flows it starts new calls on: name → version (SHA-256 of the
+    /// source), as of its last heartbeat.
+    pub flows: std::collections::BTreeMap<String, String>,
 }
 
 fn failed(e: &tokio_postgres::Error) -> StoreError {
@@ -272,6 +275,7 @@ impl Cluster {
     /// sessions (after a crash) and the expired ones.
     pub(super) async fn start(self: &Arc<Self>, inner: &Arc<Inner>) {
         let _ = self.inner.set(Arc::downgrade(inner));
+        self.heartbeat().await;
         self.sweep().await;
         self.replay_own_orphans().await;
         let me = self.clone();
@@ -303,12 +307,23 @@ impl Cluster {
         let node = self.node.clone();
         let lease = secs(self.lease);
         let asked = ids.clone();
+        let flows = self.inner().map_or_else(String::new, |inner| {
+            let set = inner.flows.load();
+            let live: std::collections::BTreeMap<&str, &str> = set
+                .flows
+                .values()
+                .map(|f| (f.name.as_str(), f.source.sha256.as_str()))
+                .collect();
+            serde_json::to_string(&live).unwrap_or_default()
+        });
         let renewed = self
             .on_store(async move {
                 let conn = pool.get().await.ok()?;
                 conn.execute(
-                    "UPDATE instances SET seen_at = now() WHERE id = $1",
-                    &[&node],
+                    "UPDATE instances SET seen_at = now(),
+                       flows = CASE WHEN $2 = '' THEN flows ELSE $2 END
+                     WHERE id = $1",
+                    &[&node, &flows],
                 )
                 .await
                 .ok()?;
@@ -759,6 +774,45 @@ impl Cluster {
         }
     }
 
+    /// Live sessions of the whole cluster, oldest first, from `offset`, at
+    /// most `limit`, with how many there are.
+    pub(super) async fn live(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<SessionRecord>, usize), StoreError> {
+        let pool = self.pool.clone();
+        let skip = i64::try_from(offset).unwrap_or(i64::MAX);
+        let want = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.on_store(async move {
+            let conn = pool
+                .get()
+                .await
+                .map_err(|e| StoreError::Failed(format!("the store is unreachable: {e}")))?;
+            let rows = conn
+                .query(
+                    &format!(
+                        "SELECT {COLUMNS} FROM sessions WHERE live
+                         ORDER BY updated_at, id LIMIT $1 OFFSET $2"
+                    ),
+                    &[&want, &skip],
+                )
+                .await
+                .map_err(|e| failed(&e))?;
+            let total: i64 = conn
+                .query_one("SELECT count(*) FROM sessions WHERE live", &[])
+                .await
+                .map_err(|e| failed(&e))?
+                .get(0);
+            Ok((
+                rows.iter().map(record).collect(),
+                usize::try_from(total).unwrap_or(0),
+            ))
+        })
+        .await
+        .unwrap_or(Err(StoreError::Closed))
+    }
+
     /// The nodes of the cluster and the sessions each holds.
     pub async fn nodes(&self) -> Result<Vec<NodeStatus>, StoreError> {
         let pool = self.pool.clone();
@@ -773,7 +827,7 @@ impl Cluster {
                     "SELECT i.id, i.started_at, i.seen_at,
                        i.seen_at > now() - make_interval(secs => $1), i.draining,
                        COALESCE(array_agg(s.id ORDER BY s.id) FILTER (WHERE s.id IS NOT NULL),
-                         '{}')
+                         '{}'), i.flows
                      FROM instances i LEFT JOIN sessions s
                        ON s.owner = i.id AND s.live AND s.lease_until > now()
                      WHERE i.seen_at > now() - interval '1 hour'
@@ -791,6 +845,7 @@ impl Cluster {
                     alive: r.get(3),
                     draining: r.get(4),
                     sessions: r.get(5),
+                    flows: serde_json::from_str(r.get::<_, &str>(6)).unwrap_or_default(),
                 })
                 .collect())
         })

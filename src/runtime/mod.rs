@@ -550,6 +550,9 @@ impl Runtime {
                 next: (end < total).then_some(end),
             };
         }
+        if let Some(cluster) = self.inner.config.cluster.clone() {
+            return self.cluster_page(&cluster, offset, limit).await;
+        }
         let live: Vec<SessionSummary> = {
             let cells: Vec<Arc<SessionCell>> = lock(&self.inner.table)
                 .sessions
@@ -591,6 +594,62 @@ impl Runtime {
             sessions,
             total,
             next: more.then_some(end),
+        }
+    }
+
+    /// [`Runtime::sessions_page`] of a cluster: the live sessions of every
+    /// instance (as last stored; this one's as they are now), then the
+    /// ended ones.
+    async fn cluster_page(
+        &self,
+        cluster: &Arc<cluster::Cluster>,
+        offset: usize,
+        limit: usize,
+    ) -> SessionsPage {
+        let (live, live_total) = cluster.live(offset, limit).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "live sessions could not be read from the store");
+            (Vec::new(), 0)
+        });
+        let set = self.inner.flows.load_full();
+        let mut sessions: Vec<SessionSummary> = Vec::with_capacity(limit);
+        for record in &live {
+            let here = lock(&self.inner.table)
+                .sessions
+                .get(record.id.as_str())
+                .map(|r| r.cell.clone());
+            if let Some(cell) = here {
+                sessions.push(cell.summary());
+            } else if let Some(s) = stored_session(record) {
+                let mut summary = worker::stored_detail(&s, chrono_tz::Tz::UTC).summary;
+                if let Some(flow) = set
+                    .flows
+                    .values()
+                    .find(|f| f.source.sha256 == s.flow_version)
+                {
+                    summary.step = s.step_name(flow).map(str::to_owned);
+                }
+                sessions.push(summary);
+            }
+        }
+        let store = self.inner.config.store.clone();
+        let ended_offset = offset.saturating_sub(live_total);
+        let want = limit - sessions.len().min(limit);
+        let page = tokio::task::spawn_blocking(move || store.ended(ended_offset, want))
+            .await
+            .map_err(|e| store::StoreError::Failed(e.to_string()))
+            .and_then(|r| r)
+            .unwrap_or_default();
+        for record in &page.records {
+            if let Some(s) = stored_session(record) {
+                sessions.push(worker::stored_detail(&s, chrono_tz::Tz::UTC).summary);
+            }
+        }
+        let total = live_total + page.total;
+        let end = offset + sessions.len();
+        SessionsPage {
+            sessions,
+            total,
+            next: (end < total).then_some(end),
         }
     }
 

@@ -227,12 +227,29 @@ pub(crate) async fn cluster(State(state): State<ServerState>, headers: HeaderMap
         .into_response();
     };
     match cluster.nodes().await {
-        Ok(nodes) => Json(json!({
-            "node": cluster.node(),
-            "lease": humantime::format_duration(cluster.lease()).to_string(),
-            "nodes": nodes,
-        }))
-        .into_response(),
+        Ok(nodes) => {
+            // The flows whose live version is not the same on every node
+            // alive: a new call starts on the version of the node it reaches.
+            let alive: Vec<_> = nodes.iter().filter(|n| n.alive).collect();
+            let mut disagree: Vec<&str> = alive
+                .iter()
+                .flat_map(|n| n.flows.keys())
+                .map(String::as_str)
+                .filter(|flow| {
+                    let first = alive[0].flows.get(*flow);
+                    alive.iter().any(|n| n.flows.get(*flow) != first)
+                })
+                .collect();
+            disagree.sort_unstable();
+            disagree.dedup();
+            Json(json!({
+                "node": cluster.node(),
+                "lease": humantime::format_duration(cluster.lease()).to_string(),
+                "nodes": nodes,
+                "flows_disagree": disagree,
+            }))
+            .into_response()
+        }
         Err(e) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "storeUnreachable",

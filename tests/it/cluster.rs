@@ -42,7 +42,7 @@ impl Nodes {
         let dir = tempfile::tempdir().expect("tempdir");
         let flows = flows(dir.path());
         let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
-        let balancer = Balancer::start_with(
+        let balancer = Balancer::start(
             ports
                 .iter()
                 .map(|p| format!("http://127.0.0.1:{p}"))
@@ -141,6 +141,11 @@ async fn calls_through_two_instances_finish_as_on_one_with_no_request_twice() {
     let listed = view["nodes"].as_array().expect("nodes");
     assert_eq!(listed.len(), 2, "{view}");
     assert!(listed.iter().all(|n| n["alive"] == true), "{view}");
+    assert!(
+        listed.iter().all(|n| n["flows"]["durable"].is_string()),
+        "each node says which version of each flow it runs: {view}"
+    );
+    assert_eq!(view["flows_disagree"], serde_json::json!([]), "{view}");
     let _ = nodes.sim.shutdown().await;
 }
 
@@ -163,6 +168,39 @@ async fn kill_9_of_an_instance_mid_call_and_the_other_finishes_its_calls() {
         .map(|n| n["sessions"].as_array().map_or(0, Vec::len))
         .collect();
     assert_eq!(held.iter().sum::<usize>(), 4, "{view}");
+    // Any instance lists every live call of the cluster, a page at a time.
+    for node in nodes.nodes.iter().flatten() {
+        let mut seen = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page: Value = reqwest::Client::new()
+                .get(format!(
+                    "{}/api/sessions?limit=3&offset={offset}",
+                    node.public
+                ))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .expect("sessions")
+                .json()
+                .await
+                .expect("json");
+            for s in page["sessions"].as_array().expect("sessions") {
+                if s["state"] == "running" {
+                    assert_eq!(s["step"], "menu", "{s}");
+                    seen.push(s["id"].as_str().expect("id").to_owned());
+                }
+            }
+            match page["next"].as_u64() {
+                Some(next) => offset = next,
+                None => break,
+            }
+        }
+        seen.sort();
+        let mut want = calls.clone();
+        want.sort();
+        assert_eq!(seen, want, "{}", node.public);
+    }
     let victim = usize::from(held[1] > held[0]);
     let killed = Instant::now();
     nodes.nodes[victim].take().expect("node").kill9();

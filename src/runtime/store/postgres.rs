@@ -96,7 +96,8 @@ pub const MIGRATIONS: &[&str] = &[
         lane INTEGER NOT NULL UNIQUE,
         started_at TIMESTAMPTZ NOT NULL,
         seen_at TIMESTAMPTZ NOT NULL,
-        draining BOOLEAN NOT NULL DEFAULT false
+        draining BOOLEAN NOT NULL DEFAULT false,
+        flows TEXT NOT NULL DEFAULT '{}'
     );",
 ];
 

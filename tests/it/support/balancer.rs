@@ -34,14 +34,9 @@ pub struct Balancer {
 }
 
 impl Balancer {
-    /// Listens on a free loopback port in front of `backends` (base URLs).
-    pub async fn start(backends: Vec<String>) -> Balancer {
-        Balancer::start_with(backends, false).await
-    }
-
-    /// In front of `backends`; with `mirror`, each request goes to every
-    /// backend at the same moment.
-    pub async fn start_with(backends: Vec<String>, mirror: bool) -> Balancer {
+    /// Listens on a free loopback port in front of `backends` (base URLs);
+    /// with `mirror`, each request goes to every backend at the same moment.
+    pub async fn start(backends: Vec<String>, mirror: bool) -> Balancer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let backends = Arc::new(Backends {
