@@ -458,11 +458,19 @@ impl Worker {
         let applied = std::mem::take(&mut self.applied);
         let written = store.write(vec![super::store::Write::Session { record, applied }]);
         if let Err(e) = written.await {
-            if let super::store::StoreError::Fenced(_) = e {
+            let fenced = matches!(e, super::store::StoreError::Fenced(_));
+            if fenced || self.inner.config.cluster.is_some() {
                 // Another instance took the session (its lease had expired
-                // here): this one stops, sending nothing more.
-                tracing::warn!(session = %self.cell.id,
-                    "another instance holds this session now: it stops here");
+                // here), or, with other instances on the store, its state
+                // could not be stored: this one stops, sending nothing more;
+                // the session goes on from its last stored state, here or on
+                // another instance, once its lease is free.
+                if !fenced {
+                    metrics::inc(&self.inner.metrics.store_errors);
+                }
+                tracing::warn!(session = %self.cell.id, error = %e,
+                    "the session stops here: another instance holds it, or its state could not \
+                     be stored");
                 self.cell.dropped.store(true, Ordering::Release);
                 metrics::inc(&self.inner.metrics.sessions_fenced);
                 self.inner.drop_session(&self.cell.id);

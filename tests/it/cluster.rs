@@ -35,6 +35,17 @@ struct Nodes {
 
 impl Nodes {
     async fn start(schema: &str, count: usize, lease: &str, mirror: bool) -> Nodes {
+        Nodes::start_on(schema, count, lease, mirror, |_, store| store.to_owned()).await
+    }
+
+    /// [`Nodes::start`], node `i` reaching the store at `store_of(i, url)`.
+    async fn start_on(
+        schema: &str,
+        count: usize,
+        lease: &str,
+        mirror: bool,
+        store_of: impl Fn(usize, &str) -> String,
+    ) -> Nodes {
         callflow::graph::client::install_tls_provider();
         let store = fresh_schema(schema).await;
         let sim = sim().await;
@@ -53,7 +64,8 @@ impl Nodes {
         let mut nodes = Vec::new();
         for (i, port) in ports.iter().enumerate() {
             let node = format!("node-{i}");
-            let mut cmd = serve_command_behind(&graph, *port, &balancer.url, &flows, &store);
+            let mut cmd =
+                serve_command_behind(&graph, *port, &balancer.url, &flows, &store_of(i, &store));
             cmd.args(["--node", &node, "--lease", lease]);
             nodes.push(Some(Serve::spawn(&mut cmd, *port).await));
         }
@@ -293,6 +305,73 @@ async fn sigterm_hands_an_instances_calls_to_the_others() {
     );
     for call in &calls {
         through_the_menu(&nodes, call).await;
+    }
+    let _ = nodes.sim.shutdown().await;
+}
+
+/// node-0 loses its link to PostgreSQL (the balancer still reaches it): it
+/// says not ready and answers `503`, so the balancer asks node-1, which
+/// takes node-0's calls over once their leases expire and finishes them;
+/// node-0, back on the store, finds them held elsewhere and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_cut_off_from_postgres_stops_acknowledging_and_its_calls_go_on_elsewhere() {
+    use crate::support::proxy::Proxy;
+    if !require::postgres() {
+        return;
+    }
+    let url = url::Url::parse(&require::postgres_url()).expect("url");
+    let upstream = std::net::ToSocketAddrs::to_socket_addrs(&(
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432),
+    ))
+    .expect("address")
+    .next()
+    .expect("address");
+    let proxy = Proxy::start(upstream).await;
+    let port = proxy.addr().port();
+    let nodes = Nodes::start_on("cut_node", 2, "2s", false, |i, store| {
+        if i == 0 {
+            let mut u = url::Url::parse(store).expect("url");
+            u.set_host(Some("127.0.0.1")).expect("host");
+            u.set_port(Some(port)).expect("port");
+            u.to_string()
+        } else {
+            store.to_owned()
+        }
+    })
+    .await;
+    let mut calls = Vec::new();
+    for _ in 0..4 {
+        calls.push(nodes.in_menu().await);
+    }
+    let node0 = nodes.nodes[0].as_ref().expect("node-0");
+    proxy.cut();
+    eventually(Duration::from_secs(20), || async {
+        let r = reqwest::get(format!("{}/readyz", node0.public))
+            .await
+            .ok()?;
+        (r.status() == 503).then_some(())
+    })
+    .await
+    .expect("node-0 says it is not ready");
+    for call in &calls {
+        press(&nodes.graph, call, "1").await;
+    }
+    for call in &calls {
+        let ended = nodes.ended(call).await;
+        assert_eq!(ended["outcome"], "transferred", "{call}: {ended}");
+    }
+    proxy.restore();
+    eventually(Duration::from_secs(20), || async {
+        let r = reqwest::get(format!("{}/readyz", node0.public))
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await
+    .expect("node-0 is ready again");
+    for call in &calls {
+        no_request_twice(&nodes.graph, call).await;
     }
     let _ = nodes.sim.shutdown().await;
 }

@@ -2,8 +2,9 @@
 //! request goes to the next backend in turn (round-robin, no affinity), so
 //! consecutive notifications of one call land on different instances. A
 //! backend that refuses the connection is skipped for the next one, as
-//! nginx's `proxy_next_upstream error` does; its answers, `503` included,
-//! are passed back as they are.
+//! nginx's `proxy_next_upstream error http_503` does (a `503` is passed
+//! back when every backend answers it); its other answers are passed back
+//! as they are.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -127,13 +128,19 @@ async fn forward(State(b): State<Arc<Backends>>, request: Request) -> Response {
         return last;
     }
     let first = b.next.fetch_add(1, Ordering::Relaxed);
+    let mut last = StatusCode::BAD_GATEWAY.into_response();
     for i in 0..b.urls.len() {
         let n = (first + i) % b.urls.len();
         match send(n).await {
+            // An instance that cannot store what it would acknowledge says
+            // 503: the next one is asked (`proxy_next_upstream http_503`).
+            Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                last = response;
+            }
             Ok(response) => return response,
             Err(e) if e.is_connect() => continue,
             Err(_) => return StatusCode::BAD_GATEWAY.into_response(),
         }
     }
-    StatusCode::BAD_GATEWAY.into_response()
+    last
 }
