@@ -125,8 +125,8 @@ pub struct ServeArgs {
     /// This instance's name among those sharing a PostgreSQL store [default: HOSTNAME:PORT].
     #[arg(long, value_name = "NAME", env = "CALLFLOW_NODE")]
     pub node: Option<String>,
-    /// With a PostgreSQL store: how long a session's lease lasts, the most a call waits for
-    /// another instance to take it over when its instance dies [default: 10s].
+    /// With a PostgreSQL store: how long a session's lease lasts; when an instance dies, another
+    /// takes its calls over within the lease and a third of it [default: 7s].
     #[arg(long, value_name = "DURATION", env = "CALLFLOW_LEASE")]
     pub lease: Option<String>,
     /// Run the bundled flows against an in-process sim-graph, place sample calls, print them.

@@ -43,14 +43,15 @@ use tokio_postgres::AsyncMessage;
 
 use crate::engine::Event;
 
-use super::store::postgres::{COLUMNS, record};
+use super::store::postgres::{COLUMNS, JournalColumns, record};
 use super::store::{JournalEntry, SessionRecord, StoreError};
 use super::{Inner, lock};
 
 /// Lanes of journal sequence numbers: `seq = counter << LANE_BITS | lane`.
 pub const LANE_BITS: u32 = 10;
-/// The default lease of a session (and the bound on failover).
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+/// The default lease of a session: failover takes at most the lease and a
+/// sweep (a third of it), under 10 s.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(7);
 /// Sessions taken over in one sweep, at most.
 const SWEEP_BATCH: i64 = 200;
 
@@ -512,16 +513,16 @@ impl Cluster {
         let pool = self.pool.clone();
         let channel = self.channel.clone();
         let target = target.to_owned();
-        let mut seq = Vec::new();
-        let mut event = Vec::new();
-        let mut at = Vec::new();
-        let mut body = Vec::new();
+        let mut columns = JournalColumns::default();
         for e in entries {
-            seq.push(i64::try_from(e.seq).unwrap_or(i64::MAX));
-            event.push(e.event);
-            at.push(e.received_at);
-            body.push(e.body);
+            columns.push(e);
         }
+        let JournalColumns {
+            seq,
+            event,
+            at,
+            body,
+        } = columns;
         self.on_store(async move {
             let conn = pool
                 .get()
@@ -556,18 +557,18 @@ impl Cluster {
         entries: Vec<(JournalEntry, Option<String>)>,
     ) -> Result<(), StoreError> {
         let pool = self.pool.clone();
-        let mut seq = Vec::new();
-        let mut event = Vec::new();
-        let mut at = Vec::new();
-        let mut body = Vec::new();
+        let mut columns = JournalColumns::default();
         let mut target = Vec::new();
         for (e, t) in entries {
-            seq.push(i64::try_from(e.seq).unwrap_or(i64::MAX));
-            event.push(e.event);
-            at.push(e.received_at);
-            body.push(e.body);
+            columns.push(e);
             target.push(t);
         }
+        let JournalColumns {
+            seq,
+            event,
+            at,
+            body,
+        } = columns;
         self.on_store(async move {
             let conn = pool
                 .get()

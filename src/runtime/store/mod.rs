@@ -1,8 +1,10 @@
 //! The session store: what survives a crash, a restart and a deploy.
 //!
-//! One trait, [`Store`], with two implementations: [`sqlite`] (the default,
-//! a file under the data directory, written by one thread that groups
-//! commits) and [`memory`] (nothing kept: tests and the demo). The runtime
+//! One trait, [`Store`], with three implementations: [`sqlite`] (the
+//! default, a file under the data directory, written by one thread that
+//! groups commits), [`postgres`] (a server several instances may share,
+//! see `runtime::cluster`) and [`memory`] (nothing kept: tests and the
+//! demo). The runtime
 //! writes three kinds of things through it, and reads them back once, at
 //! start ([`Store::recover`]):
 //!
@@ -17,11 +19,11 @@
 //! - **flow sources** by content hash, so that a call pinned to a flow
 //!   version finishes on it across a restart even after the file changed.
 //!
-//! The trait is shaped for a shared database next (PostgreSQL, several
+//! The trait is shaped for a shared database (PostgreSQL, several
 //! instances): writes are batches applied atomically, completion is a future
 //! (a network round trip, not a thread hop), and every write of a session
-//! carries the whole state, so that a lease holder's fenced write
-//! (`UPDATE … WHERE lease = $epoch`) is one statement. See docs/decisions.md.
+//! carries the whole state, so that a lease holder's fenced write (`… WHERE
+//! owner = me AND epoch = held`) is one statement. See docs/decisions.md.
 //!
 //! This module never interprets a session or an event: it keeps JSON text.
 

@@ -532,16 +532,29 @@ async fn writer(
 /// The columns of a batch of rows, one array per column.
 #[derive(Default)]
 struct Rows {
-    journal: (
-        Vec<i64>,
-        Vec<String>,
-        Vec<DateTime<Utc>>,
-        Vec<Option<String>>,
-    ),
+    journal: JournalColumns,
     sessions: SessionRows,
     applied: (Vec<i64>, Vec<String>),
     flows: (Vec<String>, Vec<String>, Vec<String>),
     purge: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+/// Journal entries as one array per column (for `UNNEST`).
+#[derive(Default)]
+pub(crate) struct JournalColumns {
+    pub(crate) seq: Vec<i64>,
+    pub(crate) event: Vec<String>,
+    pub(crate) at: Vec<DateTime<Utc>>,
+    pub(crate) body: Vec<Option<String>>,
+}
+
+impl JournalColumns {
+    pub(crate) fn push(&mut self, e: JournalEntry) {
+        self.seq.push(i64::try_from(e.seq).unwrap_or(i64::MAX));
+        self.event.push(e.event);
+        self.at.push(e.received_at);
+        self.body.push(e.body);
+    }
 }
 
 #[derive(Default)]
@@ -585,11 +598,7 @@ impl Rows {
                         if last_entry.get(&e.seq) != Some(&(i, j)) {
                             continue;
                         }
-                        let seq = i64::try_from(e.seq).unwrap_or(i64::MAX);
-                        rows.journal.0.push(seq);
-                        rows.journal.1.push(e.event);
-                        rows.journal.2.push(e.received_at);
-                        rows.journal.3.push(e.body);
+                        rows.journal.push(e);
                     }
                 }
                 Write::Session { record, applied } => {
@@ -640,8 +649,13 @@ async fn commit(
 ) -> Result<HashSet<String>, OpError> {
     let rows = Rows::of(writes, cluster);
     let tx = conn.transaction().await?;
-    if !rows.journal.0.is_empty() {
-        let (seq, event, at, body) = &rows.journal;
+    if !rows.journal.seq.is_empty() {
+        let JournalColumns {
+            seq,
+            event,
+            at,
+            body,
+        } = &rows.journal;
         let q = tx
             .prepare_cached(
                 "INSERT INTO journal (seq, event, received_at, body)
