@@ -121,6 +121,13 @@ fn failed(e: &tokio_postgres::Error) -> StoreError {
     })
 }
 
+/// A connection of the pool, or why there is none.
+async fn connection(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
+    pool.get()
+        .await
+        .map_err(|e| StoreError::Failed(format!("the store is unreachable: {e}")))
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -510,43 +517,11 @@ impl Cluster {
         target: &str,
         entries: Vec<JournalEntry>,
     ) -> Result<(), StoreError> {
-        let pool = self.pool.clone();
-        let channel = self.channel.clone();
-        let target = target.to_owned();
-        let mut columns = JournalColumns::default();
-        for e in entries {
-            columns.push(e);
-        }
-        let JournalColumns {
-            seq,
-            event,
-            at,
-            body,
-        } = columns;
-        self.on_store(async move {
-            let conn = pool
-                .get()
-                .await
-                .map_err(|e| StoreError::Failed(format!("the store is unreachable: {e}")))?;
-            let q = conn
-                .prepare_cached(
-                    "WITH written AS (
-                       INSERT INTO journal (seq, event, received_at, body, target)
-                       SELECT u.seq, u.event, u.at, u.body, $5
-                       FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[], $4::text[])
-                         AS u (seq, event, at, body)
-                       RETURNING 1)
-                     SELECT pg_notify($6, $5) FROM (SELECT count(*) FROM written) AS w",
-                )
-                .await
-                .map_err(|e| failed(&e))?;
-            conn.execute(&q, &[&seq, &event, &at, &body, &target, &channel])
-                .await
-                .map_err(|e| failed(&e))?;
-            Ok(())
-        })
-        .await
-        .unwrap_or(Err(StoreError::Closed))
+        let entries = entries
+            .into_iter()
+            .map(|e| (e, Some(target.to_owned())))
+            .collect();
+        self.write_journal(entries, Some(target)).await
     }
 
     /// Journals the events this node applies, each with the session it is
@@ -556,7 +531,21 @@ impl Cluster {
         &self,
         entries: Vec<(JournalEntry, Option<String>)>,
     ) -> Result<(), StoreError> {
+        self.write_journal(entries, None).await
+    }
+
+    /// Inserts `entries` (each with its target session) and, when
+    /// `notify` names a session, tells its holder, in one statement.
+    async fn write_journal(
+        &self,
+        entries: Vec<(JournalEntry, Option<String>)>,
+        notify: Option<&str>,
+    ) -> Result<(), StoreError> {
         let pool = self.pool.clone();
+        let (channel, notified) = match notify {
+            Some(target) => (self.channel.clone(), target.to_owned()),
+            None => (String::new(), String::new()),
+        };
         let mut columns = JournalColumns::default();
         let mut target = Vec::new();
         for (e, t) in entries {
@@ -570,21 +559,25 @@ impl Cluster {
             body,
         } = columns;
         self.on_store(async move {
-            let conn = pool
-                .get()
-                .await
-                .map_err(|e| StoreError::Failed(format!("the store is unreachable: {e}")))?;
+            let conn = connection(&pool).await?;
             let q = conn
                 .prepare_cached(
-                    "INSERT INTO journal (seq, event, received_at, body, target)
-                     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[],
-                       $4::text[], $5::text[])",
+                    "WITH written AS (
+                       INSERT INTO journal (seq, event, received_at, body, target)
+                       SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[],
+                         $4::text[], $5::text[])
+                       RETURNING 1)
+                     SELECT pg_notify($6, $7) FROM (SELECT count(*) FROM written) AS w
+                     WHERE $6 <> ''",
                 )
                 .await
                 .map_err(|e| failed(&e))?;
-            conn.execute(&q, &[&seq, &event, &at, &body, &target])
-                .await
-                .map_err(|e| failed(&e))?;
+            conn.execute(
+                &q,
+                &[&seq, &event, &at, &body, &target, &channel, &notified],
+            )
+            .await
+            .map_err(|e| failed(&e))?;
             Ok(())
         })
         .await
@@ -786,10 +779,7 @@ impl Cluster {
         let skip = i64::try_from(offset).unwrap_or(i64::MAX);
         let want = i64::try_from(limit).unwrap_or(i64::MAX);
         self.on_store(async move {
-            let conn = pool
-                .get()
-                .await
-                .map_err(|e| StoreError::Failed(format!("the store is unreachable: {e}")))?;
+            let conn = connection(&pool).await?;
             let rows = conn
                 .query(
                     &format!(
@@ -819,10 +809,7 @@ impl Cluster {
         let pool = self.pool.clone();
         let lease = secs(self.lease);
         self.on_store(async move {
-            let conn = pool
-                .get()
-                .await
-                .map_err(|e| StoreError::Failed(format!("the store is unreachable: {e}")))?;
+            let conn = connection(&pool).await?;
             let rows = conn
                 .query(
                     "SELECT i.id, i.started_at, i.seen_at,

@@ -96,6 +96,15 @@ impl Nodes {
         call
     }
 
+    /// `n` calls, each waiting in its menu.
+    async fn calls_in_menu(&self, n: usize) -> Vec<String> {
+        let mut calls = Vec::with_capacity(n);
+        for _ in 0..n {
+            calls.push(self.in_menu().await);
+        }
+        calls
+    }
+
     async fn ended(&self, call: &str) -> Value {
         self.any()
             .wait_session(call, "ended", |s| s["state"] == "ended")
@@ -167,10 +176,7 @@ async fn kill_9_of_an_instance_mid_call_and_the_other_finishes_its_calls() {
         return;
     }
     let mut nodes = Nodes::start("kill_node", 2, "2s", false).await;
-    let mut calls = Vec::new();
-    for _ in 0..4 {
-        calls.push(nodes.in_menu().await);
-    }
+    let calls = nodes.calls_in_menu(4).await;
     // Which instance holds what, then one of them dies.
     let view = nodes.nodes_view().await;
     let held: Vec<usize> = view["nodes"]
@@ -276,10 +282,7 @@ async fn sigterm_hands_an_instances_calls_to_the_others() {
         return;
     }
     let mut nodes = Nodes::start("drain", 2, "10s", false).await;
-    let mut calls = Vec::new();
-    for _ in 0..3 {
-        calls.push(nodes.in_menu().await);
-    }
+    let calls = nodes.calls_in_menu(3).await;
     let (status, stderr, took) = nodes.nodes[0].take().expect("node").term().await;
     assert!(status.success(), "{stderr}");
     assert!(took < Duration::from_secs(20), "SIGTERM took {took:?}");
@@ -340,10 +343,7 @@ async fn an_instance_cut_off_from_postgres_stops_acknowledging_and_its_calls_go_
         }
     })
     .await;
-    let mut calls = Vec::new();
-    for _ in 0..4 {
-        calls.push(nodes.in_menu().await);
-    }
+    let calls = nodes.calls_in_menu(4).await;
     let node0 = nodes.nodes[0].as_ref().expect("node-0");
     proxy.cut();
     eventually(Duration::from_secs(20), || async {

@@ -376,8 +376,9 @@ async fn a_call_in_a_menu_survives_kill_9_and_sigterm_on_postgres() {
 /// back, `/readyz` is `200` again and a new call runs, with no restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_answers_503_while_postgres_is_cut_off_and_resumes_by_itself() {
-    use crate::store::{MENU_NUMBER, Serve, flows, free_port, menu_waiting, metric, place, sim};
-    use serde_json::Value;
+    use crate::store::{
+        MENU_NUMBER, Serve, flows, free_port, menu_waiting, place, refused_while_unstored, sim,
+    };
     if !require::postgres() {
         return;
     }
@@ -406,24 +407,7 @@ async fn serve_answers_503_while_postgres_is_cut_off_and_resumes_by_itself() {
     })
     .await
     .expect("/readyz says not ready while the store is cut off");
-    let refused = place(&graph, MENU_NUMBER, &callback).await;
-    let delivery = eventually(Duration::from_secs(30), || async {
-        let v: Value = reqwest::get(format!("{graph}/sim/calls/{refused}/notifications"))
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        v["value"].as_array()?.first().cloned()
-    })
-    .await
-    .expect("the incoming call was posted");
-    assert_eq!(delivery["status"], 503, "{delivery}");
-    assert!(
-        serve.session(&refused).await.is_none(),
-        "nothing runs that was not stored"
-    );
-    assert!(metric(&serve, "callflow_store_errors_total").await >= 1.0);
+    refused_while_unstored(&serve, &graph, &callback).await;
 
     proxy.restore();
     eventually(Duration::from_secs(20), || async {

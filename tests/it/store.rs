@@ -1258,6 +1258,29 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A new call placed while `serve`'s store cannot write: its first
+/// notification is answered `503`, nothing runs, the error is counted.
+pub(crate) async fn refused_while_unstored(serve: &Serve, graph: &str, callback: &str) {
+    let refused = place(graph, MENU_NUMBER, callback).await;
+    let delivery = eventually(Duration::from_secs(30), || async {
+        let v: Value = reqwest::get(format!("{graph}/sim/calls/{refused}/notifications"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        v["value"].as_array()?.first().cloned()
+    })
+    .await
+    .expect("the incoming call was posted");
+    assert_eq!(delivery["status"], 503, "{delivery}");
+    assert!(
+        serve.session(&refused).await.is_none(),
+        "nothing runs that was not stored"
+    );
+    assert!(metric(serve, "callflow_store_errors_total").await >= 1.0);
+}
+
 pub(crate) async fn metric(serve: &Serve, name: &str) -> f64 {
     let text = reqwest::Client::new()
         .get(format!("{}/metrics", serve.public))
@@ -1295,24 +1318,7 @@ async fn a_full_disk_turns_notifications_into_503_until_space_returns() {
     let serve = Serve::start(&graph, port, &flows, &store).await;
 
     let filler = disk.fill();
-    let refused = place(&graph, MENU_NUMBER, &callback).await;
-    let delivery = eventually(Duration::from_secs(30), || async {
-        let v: Value = reqwest::get(format!("{graph}/sim/calls/{refused}/notifications"))
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        v["value"].as_array()?.first().cloned()
-    })
-    .await
-    .expect("the incoming call was posted");
-    assert_eq!(delivery["status"], 503, "{delivery}");
-    assert!(
-        serve.session(&refused).await.is_none(),
-        "nothing runs that was not stored"
-    );
-    assert!(metric(&serve, "callflow_store_errors_total").await >= 1.0);
+    refused_while_unstored(&serve, &graph, &callback).await;
 
     std::fs::remove_file(&filler).expect("free the space");
     let call = place(&graph, MENU_NUMBER, &callback).await;
