@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::store::{
     ADMIN, MENU_NUMBER, Serve, flows, free_port, menu_waiting, metric, no_request_twice, place,
-    press, requests, serve_command_behind, sim,
+    press, requests, serve_command_behind, sim_with,
 };
 use crate::support::balancer::Balancer;
 use crate::support::pg::fresh_schema;
@@ -31,11 +31,20 @@ struct Nodes {
     balancer: Balancer,
     nodes: Vec<Option<Serve>>,
     callback: String,
+    /// Each node's port and store, its flows and the lease: to start it again.
+    ports: Vec<u16>,
+    stores: Vec<String>,
+    flows: std::path::PathBuf,
+    lease: String,
 }
 
 impl Nodes {
     async fn start(schema: &str, count: usize, lease: &str, mirror: bool) -> Nodes {
-        Nodes::start_on(schema, count, lease, mirror, |_, store| store.to_owned()).await
+        let faults = callflow::sim::http::Faults::default();
+        Nodes::start_on(schema, count, lease, mirror, faults, |_, store| {
+            store.to_owned()
+        })
+        .await
     }
 
     /// [`Nodes::start`], node `i` reaching the store at `store_of(i, url)`.
@@ -44,11 +53,16 @@ impl Nodes {
         count: usize,
         lease: &str,
         mirror: bool,
+        faults: callflow::sim::http::Faults,
         store_of: impl Fn(usize, &str) -> String,
     ) -> Nodes {
         callflow::graph::client::install_tls_provider();
         let store = fresh_schema(schema).await;
-        let sim = sim().await;
+        let sim = sim_with(callflow::sim::http::SimGraphConfig {
+            faults,
+            ..Default::default()
+        })
+        .await;
         let graph = sim.base_url().to_owned();
         let dir = tempfile::tempdir().expect("tempdir");
         let flows = flows(dir.path());
@@ -61,23 +75,38 @@ impl Nodes {
             mirror,
         )
         .await;
-        let mut nodes = Vec::new();
-        for (i, port) in ports.iter().enumerate() {
-            let node = format!("node-{i}");
-            let mut cmd =
-                serve_command_behind(&graph, *port, &balancer.url, &flows, &store_of(i, &store));
-            cmd.args(["--node", &node, "--lease", lease]);
-            nodes.push(Some(Serve::spawn(&mut cmd, *port).await));
-        }
         let callback = format!("{}/api/calls", balancer.url);
-        Nodes {
+        let mut nodes = Nodes {
+            stores: (0..count).map(|i| store_of(i, &store)).collect(),
             sim,
             graph,
             _dir: dir,
             balancer,
-            nodes,
+            nodes: Vec::new(),
             callback,
+            ports,
+            flows,
+            lease: lease.to_owned(),
+        };
+        for i in 0..count {
+            let serve = nodes.spawn(i).await;
+            nodes.nodes.push(Some(serve));
         }
+        nodes
+    }
+
+    /// Starts node `i` (again: the same name, port and store).
+    async fn spawn(&self, i: usize) -> Serve {
+        let port = self.ports[i];
+        let mut cmd = serve_command_behind(
+            &self.graph,
+            port,
+            &self.balancer.url,
+            &self.flows,
+            &self.stores[i],
+        );
+        cmd.args(["--node", &format!("node-{i}"), "--lease", &self.lease]);
+        Serve::spawn(&mut cmd, port).await
     }
 
     /// The admin API through the balancer: any instance.
@@ -332,7 +361,8 @@ async fn an_instance_cut_off_from_postgres_stops_acknowledging_and_its_calls_go_
     .expect("address");
     let proxy = Proxy::start(upstream).await;
     let port = proxy.addr().port();
-    let nodes = Nodes::start_on("cut_node", 2, "2s", false, |i, store| {
+    let faults = callflow::sim::http::Faults::default();
+    let nodes = Nodes::start_on("cut_node", 2, "2s", false, faults, |i, store| {
         if i == 0 {
             let mut u = url::Url::parse(store).expect("url");
             u.set_host(Some("127.0.0.1")).expect("host");
@@ -372,6 +402,44 @@ async fn an_instance_cut_off_from_postgres_stops_acknowledging_and_its_calls_go_
     .expect("node-0 is ready again");
     for call in &calls {
         no_request_twice(&nodes.graph, call).await;
+    }
+    let _ = nodes.sim.shutdown().await;
+}
+
+/// Three instances, Graph posting every notification twice and refusing
+/// requests with `429` now and then: each instance in turn is stopped with
+/// SIGTERM and started again while calls wait in their menus (a rolling
+/// deploy), a new call placed after each restart; then every caller
+/// presses 1: every call is transferred, none lost, no request sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_three_instances_with_duplicates_and_429s_loses_no_call() {
+    if !require::postgres() {
+        return;
+    }
+    let mut faults = callflow::sim::http::Faults::default();
+    faults.duplicate = true;
+    faults.throttle = 2;
+    faults.retry_after = Some(0);
+    let mut nodes = Nodes::start_on("rolling", 3, "3s", false, faults, |_, s| s.to_owned()).await;
+    let mut calls = nodes.calls_in_menu(3).await;
+    for i in 0..3 {
+        let (status, stderr, _) = nodes.nodes[i].take().expect("node").term().await;
+        assert!(status.success(), "node-{i}: {stderr}");
+        let serve = nodes.spawn(i).await;
+        nodes.nodes[i] = Some(serve);
+        calls.push(nodes.in_menu().await);
+    }
+    let mut first: Option<Vec<String>> = None;
+    for call in &calls {
+        let list = through_the_menu(&nodes, call).await;
+        let without_prompts = |l: &[String]| {
+            l.iter()
+                .filter(|r| *r != "POST playPrompt")
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let first = first.get_or_insert_with(|| without_prompts(&list));
+        assert_eq!(&without_prompts(&list), first, "{call}");
     }
     let _ = nodes.sim.shutdown().await;
 }

@@ -337,7 +337,8 @@ pub(crate) async fn sim_post(graph: &str, path: &str, body: Value) -> u16 {
         .as_u16()
 }
 
-/// The requests sim-graph received for `call`, as `METHOD last-path-segment`.
+/// The requests sim-graph received for `call` and did not throttle, as
+/// `METHOD last-path-segment`.
 pub(crate) async fn requests(graph: &str, call: &str) -> Vec<String> {
     let v: Value = reqwest::get(format!("{graph}/sim/calls/{call}/requests"))
         .await
@@ -349,6 +350,7 @@ pub(crate) async fn requests(graph: &str, call: &str) -> Vec<String> {
         .as_array()
         .expect("requests")
         .iter()
+        .filter(|r| r["status"] != 429)
         .map(|r| {
             let path = r["path"].as_str().unwrap_or("");
             let last = path.rsplit('/').next().unwrap_or("");
@@ -394,7 +396,9 @@ pub(crate) async fn posts(graph: &str, call: &str) -> Vec<(String, Value)> {
         .as_array()
         .expect("requests")
         .iter()
-        .filter(|r| r["method"] == "POST")
+        // A request Graph throttled (`429`) was not carried out: its retry
+        // is not the same request sent twice.
+        .filter(|r| r["method"] == "POST" && r["status"] != 429)
         .map(|r| {
             (
                 r["path"].as_str().unwrap_or("").to_owned(),
