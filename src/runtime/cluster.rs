@@ -237,8 +237,13 @@ impl Cluster {
         lock(&self.held).get(session).map_or(1, |h| h.epoch)
     }
 
-    /// A state of `session` was stored under its epoch.
-    pub(super) fn stored(&self, session: &str, epoch: i64) {
+    /// A state of `session` was stored under its epoch (`live`: it still
+    /// runs; an ended one has no lease to renew).
+    pub(super) fn stored(&self, session: &str, epoch: i64, live: bool) {
+        if !live {
+            lock(&self.held).remove(session);
+            return;
+        }
         lock(&self.held)
             .entry(session.to_owned())
             .and_modify(|h| {

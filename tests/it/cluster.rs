@@ -443,3 +443,57 @@ async fn a_rolling_restart_of_three_instances_with_duplicates_and_429s_loses_no_
     }
     let _ = nodes.sim.shutdown().await;
 }
+
+/// The instance holding a call whose menu times out in 3 s is killed
+/// (`kill -9`) just after the prompt played: the other instance takes the
+/// call over (the caller hears the prompt again, with a fresh timeout) and
+/// the timer fires there, once: the flow says goodbye and hangs up, one
+/// hang-up, nothing sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_of_a_killed_instance_fires_once_on_the_survivor() {
+    use crate::store::SLOW_TIMEOUT_NUMBER;
+    if !require::postgres() {
+        return;
+    }
+    let mut nodes = Nodes::start("timers", 2, "2s", false).await;
+    let timed = place(&nodes.graph, SLOW_TIMEOUT_NUMBER, &nodes.callback).await;
+    let any = nodes.any();
+    eventually(Duration::from_secs(60), || async {
+        menu_waiting(&any, &nodes.graph, &timed).await.then_some(())
+    })
+    .await
+    .expect("the call waits in its menu");
+    let view = nodes.nodes_view().await;
+    let holder = view["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .position(|n| {
+            n["sessions"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|id| *id == *timed))
+        })
+        .expect("a node holds the call");
+    nodes.nodes[holder].take().expect("node").kill9();
+    let ended = nodes.ended(&timed).await;
+    assert_eq!(ended["outcome"], "hung_up", "{ended}");
+    assert!(
+        ended["timeline_text"].to_string().contains("bye"),
+        "the timeout led to bye: {ended}"
+    );
+    // The run is over once its hang-up is decided and stored, a moment
+    // before the request reaches Graph.
+    let list = eventually(Duration::from_secs(20), || async {
+        let list = requests(&nodes.graph, &timed).await;
+        list.iter().any(|r| r == "DELETE call").then_some(list)
+    })
+    .await
+    .expect("the call is hung up");
+    no_request_twice(&nodes.graph, &timed).await;
+    let count = |what: &str| list.iter().filter(|r| r.as_str() == what).count();
+    assert_eq!(count("DELETE call"), 1, "{list:?}");
+    assert_eq!(count("POST playPrompt"), 2, "{list:?}");
+    let survivor = nodes.nodes[1 - holder].as_ref().expect("node");
+    assert!(metric(survivor, "callflow_sessions_taken_over_total").await >= 1.0);
+    let _ = nodes.sim.shutdown().await;
+}

@@ -711,9 +711,9 @@ async fn commit(
             .iter()
             .map(|r| r.get(0))
             .collect();
-        for (id, epoch) in s.id.iter().zip(&s.epoch) {
+        for ((id, epoch), live) in s.id.iter().zip(&s.epoch).zip(&s.live) {
             if written.contains(id) {
-                cluster.stored(id, *epoch);
+                cluster.stored(id, *epoch, *live);
             } else {
                 fenced.insert(id.clone());
             }
