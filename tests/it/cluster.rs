@@ -416,10 +416,12 @@ async fn a_rolling_restart_of_three_instances_with_duplicates_and_429s_loses_no_
     if !require::postgres() {
         return;
     }
-    let mut faults = callflow::sim::http::Faults::default();
-    faults.duplicate = true;
-    faults.throttle = 2;
-    faults.retry_after = Some(0);
+    let faults = callflow::sim::http::Faults {
+        duplicate: true,
+        throttle: 2,
+        retry_after: Some(0),
+        ..Default::default()
+    };
     let mut nodes = Nodes::start_on("rolling", 3, "3s", false, faults, |_, s| s.to_owned()).await;
     let mut calls = nodes.calls_in_menu(3).await;
     for i in 0..3 {
