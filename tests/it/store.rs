@@ -66,30 +66,9 @@ steps:
     hangup: {}
 "#;
 
-/// The same as [`TIMEOUT_FLOW`] with a 3 s timeout (the cluster tests: an
-/// instance killed at once, its call taken over before the timeout).
+/// The number of [`TIMEOUT_FLOW`] with a 3 s timeout (the cluster tests:
+/// an instance killed at once, its call taken over before the timeout).
 pub(crate) const SLOW_TIMEOUT_NUMBER: &str = "+14255550180";
-
-const SLOW_TIMEOUT_FLOW: &str = r#"flow: durable-slow-timeout
-trigger:
-  incoming_call:
-    to: ["+14255550180"]
-start: greet
-steps:
-  greet:
-    answer: {}
-    next: menu
-  menu:
-    menu:
-      prompt: https://cdn.contoso.com/menu.wav
-      choices: { "1": bye }
-      timeout: 3s
-      retries: 0
-    on_timeout: bye
-    on_invalid: bye
-  bye:
-    hangup: {}
-"#;
 
 const CONSULT_FLOW: &str = r#"flow: durable-consult
 trigger:
@@ -116,7 +95,11 @@ pub(crate) fn flows(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&flows).expect("flows dir");
     std::fs::write(flows.join("durable.yaml"), FLOW).expect("flow");
     std::fs::write(flows.join("durable-timeout.yaml"), TIMEOUT_FLOW).expect("flow");
-    std::fs::write(flows.join("durable-slow-timeout.yaml"), SLOW_TIMEOUT_FLOW).expect("flow");
+    let slow = TIMEOUT_FLOW
+        .replace("durable-timeout", "durable-slow-timeout")
+        .replace(TIMEOUT_NUMBER, SLOW_TIMEOUT_NUMBER)
+        .replace("timeout: 1s", "timeout: 3s");
+    std::fs::write(flows.join("durable-slow-timeout.yaml"), slow).expect("flow");
     std::fs::write(flows.join("durable-consult.yaml"), CONSULT_FLOW).expect("flow");
     let meeting = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("flows/meeting-join.yaml"),
