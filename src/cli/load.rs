@@ -60,6 +60,10 @@ pub fn run(args: &LoadArgs) -> ExitCode {
         other => match crate::runtime::StoreUrl::parse(other) {
             Ok(crate::runtime::StoreUrl::Sqlite(path)) => Some(path),
             Ok(crate::runtime::StoreUrl::Memory) => None,
+            Ok(crate::runtime::StoreUrl::Postgres(_)) => {
+                eprintln!("error: --store: load measures memory or sqlite (postgres: not yet)");
+                return ExitCode::from(2);
+            }
             Err(e) => {
                 eprintln!("error: --store: {e}");
                 return ExitCode::from(2);

@@ -108,8 +108,8 @@ pub struct ServeArgs {
     /// Accept notifications without checking their tokens. Local development only.
     #[arg(long, env = "CALLFLOW_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
-    /// Where live sessions are kept: sqlite:PATH, or memory (nothing survives a restart)
-    /// [default: sqlite:DATA_DIR/callflow.db].
+    /// Where live sessions are kept: sqlite:PATH, postgres://USER@HOST/DB (several instances
+    /// may share it), or memory (nothing survives a restart) [default: sqlite:DATA_DIR/callflow.db].
     #[arg(long, value_name = "URL", env = "CALLFLOW_STORE")]
     pub store: Option<String>,
     /// The folder of the default store [default: ./callflow-data].
@@ -135,6 +135,13 @@ pub struct ServeArgs {
     /// The largest answer a `fetch` reads, e.g. 64KiB [default: 64KiB].
     #[arg(long, value_name = "SIZE", env = "CALLFLOW_FETCH_MAX_BYTES")]
     pub fetch_max_bytes: Option<String>,
+    /// This instance's name among those sharing a PostgreSQL store [default: HOSTNAME:PORT].
+    #[arg(long, value_name = "NAME", env = "CALLFLOW_NODE")]
+    pub node: Option<String>,
+    /// With a PostgreSQL store: how long a session's lease lasts; when an instance dies, another
+    /// takes its calls over within the lease and a third of it [default: 7s].
+    #[arg(long, value_name = "DURATION", env = "CALLFLOW_LEASE")]
+    pub lease: Option<String>,
     /// Run the bundled flows against an in-process sim-graph, place sample calls, print them.
     #[arg(long)]
     pub simulate: bool,
@@ -173,6 +180,8 @@ impl ServeArgs {
             fetch_allow: (!self.fetch_allow.is_empty()).then(|| self.fetch_allow.clone()),
             fetch_max_bytes: self.fetch_max_bytes.clone().map(Size::Text),
             secrets: None,
+            node: self.node.clone(),
+            lease: self.lease.clone(),
         }
     }
 

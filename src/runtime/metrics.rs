@@ -200,6 +200,14 @@ pub struct Metrics {
     pub store_errors: AtomicU64,
     /// Sessions loaded from the store at start.
     pub sessions_recovered: AtomicU64,
+    /// Sessions taken over from another instance (its lease expired or
+    /// handed back) on a PostgreSQL store.
+    pub sessions_taken_over: AtomicU64,
+    /// Sessions stopped here because another instance holds their lease (a
+    /// fenced write, or a lease not renewed).
+    pub sessions_fenced: AtomicU64,
+    /// Events journaled here for a session another instance holds.
+    pub events_forwarded: AtomicU64,
 }
 
 fn zeros<const N: usize>() -> [AtomicU64; N] {
@@ -217,6 +225,9 @@ impl Default for Metrics {
             overloaded: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
             sessions_recovered: AtomicU64::new(0),
+            sessions_taken_over: AtomicU64::new(0),
+            sessions_fenced: AtomicU64::new(0),
+            events_forwarded: AtomicU64::new(0),
             unmatched_incoming: AtomicU64::new(0),
             sessions_started: AtomicU64::new(0),
             sessions_live: AtomicU64::new(0),

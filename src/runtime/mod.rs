@@ -30,6 +30,7 @@
 //! - `status` and `error`: what the runtime shows and why it refuses.
 
 mod clock;
+pub mod cluster;
 mod error;
 pub mod fetch;
 mod graph_control;
@@ -130,6 +131,9 @@ pub struct RuntimeConfig {
     /// `CallControl` answers them (the simulated Graph does; Graph's
     /// client refuses).
     pub fetch: Option<Arc<Fetcher>>,
+    /// This instance's part in a cluster of instances on one PostgreSQL
+    /// (`None`: the only instance on its store).
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 impl Default for RuntimeConfig {
@@ -146,6 +150,7 @@ impl Default for RuntimeConfig {
             store: StoreHandle::memory(),
             keep_ended: Duration::from_secs(7 * 24 * 3600),
             fetch: None,
+            cluster: None,
         }
     }
 }
@@ -326,6 +331,9 @@ impl Runtime {
         if inner.closing.load(Ordering::Acquire) {
             return self.submit_events(events, None, hint);
         }
+        if let Some(cluster) = &inner.config.cluster {
+            return self.submit_clustered(cluster, events, hint, body).await;
+        }
         let now = inner.clock.now();
         let mut entries = Vec::with_capacity(events.len());
         let mut seqs = Vec::with_capacity(events.len());
@@ -345,19 +353,84 @@ impl Runtime {
             .write(vec![store::Write::Journal(entries)])
             .await
         {
-            metrics::inc(&inner.metrics.store_errors);
-            tracing::error!(error = %e, "a notification could not be journaled: answered 503");
-            return Err(Overloaded {
-                reason: if matches!(e, store::StoreError::Full(_)) {
-                    "the session store is full"
-                } else {
-                    "the session store refused the write"
-                },
-                queued: 0,
-                refused: events.len(),
-            });
+            return Err(inner.not_journaled(&e, events.len()));
         }
         self.submit_events(events, Some(seqs), hint)
+    }
+
+    /// [`Runtime::submit_recorded`] with other instances on the store: the
+    /// events of a session another instance holds are journaled for it
+    /// (it is told); the others are journaled and applied here, a session
+    /// whose lease is free being taken over first (see [`cluster`]).
+    async fn submit_clustered(
+        &self,
+        cluster: &Arc<cluster::Cluster>,
+        events: Vec<Event>,
+        hint: Option<&str>,
+        mut body: Option<String>,
+    ) -> Result<(), Overloaded> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let total = events.len();
+        let mut here = Vec::with_capacity(total);
+        let mut elsewhere: Vec<(String, Vec<store::JournalEntry>)> = Vec::new();
+        let mut entries = Vec::with_capacity(total);
+        for event in events {
+            let key = hint
+                .map(str::to_owned)
+                .or_else(|| event.call_id().map(str::to_owned));
+            let seq = cluster.next_seq();
+            let entry = store::JournalEntry {
+                seq,
+                event: serde_json::to_string(&event).unwrap_or_default(),
+                received_at: now,
+                body: body.take(),
+            };
+            let located = match &key {
+                Some(key) if !inner.runs_here(key) && !inner.routes_here(&event) => {
+                    cluster.locate(inner, key).await
+                }
+                _ => cluster::Located::Here,
+            };
+            match (located, key) {
+                (cluster::Located::Elsewhere(_), Some(key)) => {
+                    match elsewhere.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, list)) => list.push(entry),
+                        None => elsewhere.push((key, vec![entry])),
+                    }
+                }
+                (_, key) => {
+                    if let Some(key) = &key {
+                        cluster.routed(key, seq);
+                    }
+                    entries.push((entry, key));
+                    here.push((event, seq));
+                }
+            }
+        }
+        for (target, list) in elsewhere {
+            let n = list.len() as u64;
+            if let Err(e) = cluster.forward(&target, list).await {
+                return Err(inner.not_journaled(&e, total));
+            }
+            inner
+                .metrics
+                .events_forwarded
+                .fetch_add(n, Ordering::Relaxed);
+        }
+        if !entries.is_empty() {
+            let targets: Vec<(store::JournalEntry, Option<String>)> = entries;
+            if let Err(e) = cluster.journal(targets).await {
+                return Err(inner.not_journaled(&e, total));
+            }
+        }
+        let (events, seqs): (Vec<Event>, Vec<u64>) = here.into_iter().unzip();
+        self.submit_events(events, Some(seqs), hint)
+    }
+
+    /// This instance's part in the cluster, when there are several.
+    pub fn cluster(&self) -> Option<&Arc<cluster::Cluster>> {
+        self.inner.config.cluster.as_ref()
     }
 
     fn events_of(&self, batch: &[Notification]) -> Vec<Event> {
@@ -485,6 +558,9 @@ impl Runtime {
                 next: (end < total).then_some(end),
             };
         }
+        if let Some(cluster) = self.inner.config.cluster.clone() {
+            return self.cluster_page(&cluster, offset, limit).await;
+        }
         let live: Vec<SessionSummary> = {
             let cells: Vec<Arc<SessionCell>> = lock(&self.inner.table)
                 .sessions
@@ -529,6 +605,62 @@ impl Runtime {
         }
     }
 
+    /// [`Runtime::sessions_page`] of a cluster: the live sessions of every
+    /// instance (as last stored; this one's as they are now), then the
+    /// ended ones.
+    async fn cluster_page(
+        &self,
+        cluster: &Arc<cluster::Cluster>,
+        offset: usize,
+        limit: usize,
+    ) -> SessionsPage {
+        let (live, live_total) = cluster.live(offset, limit).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "live sessions could not be read from the store");
+            (Vec::new(), 0)
+        });
+        let set = self.inner.flows.load_full();
+        let mut sessions: Vec<SessionSummary> = Vec::with_capacity(limit);
+        for record in &live {
+            let here = lock(&self.inner.table)
+                .sessions
+                .get(record.id.as_str())
+                .map(|r| r.cell.clone());
+            if let Some(cell) = here {
+                sessions.push(cell.summary());
+            } else if let Some(s) = stored_session(record) {
+                let mut summary = worker::stored_detail(&s, chrono_tz::Tz::UTC).summary;
+                if let Some(flow) = set
+                    .flows
+                    .values()
+                    .find(|f| f.source.sha256 == s.flow_version)
+                {
+                    summary.step = s.step_name(flow).map(str::to_owned);
+                }
+                sessions.push(summary);
+            }
+        }
+        let store = self.inner.config.store.clone();
+        let ended_offset = offset.saturating_sub(live_total);
+        let want = limit - sessions.len().min(limit);
+        let page = tokio::task::spawn_blocking(move || store.ended(ended_offset, want))
+            .await
+            .map_err(|e| store::StoreError::Failed(e.to_string()))
+            .and_then(|r| r)
+            .unwrap_or_default();
+        for record in &page.records {
+            if let Some(s) = stored_session(record) {
+                sessions.push(worker::stored_detail(&s, chrono_tz::Tz::UTC).summary);
+            }
+        }
+        let total = live_total + page.total;
+        let end = offset + sessions.len();
+        SessionsPage {
+            sessions,
+            total,
+            next: (end < total).then_some(end),
+        }
+    }
+
     /// One session, live or ended, with its timeline: from memory, else
     /// (ended, maybe before a restart) from the store.
     pub async fn session_anywhere(&self, id: &str) -> Option<SessionDetail> {
@@ -549,15 +681,23 @@ impl Runtime {
             .ok()?
             .ok()??;
         let s = stored_session(&record)?;
-        let tz = self
-            .inner
-            .flows
-            .load()
+        let set = self.inner.flows.load();
+        let tz = set
             .flows
             .values()
             .find(|f| f.name == s.flow)
             .map_or(chrono_tz::Tz::UTC, |f| f.timezone);
-        Some(worker::stored_detail(&s, tz))
+        let mut detail = worker::stored_detail(&s, tz);
+        // Live on another instance: the step it is at, as of its last write.
+        if record.live
+            && let Some(flow) = set
+                .flows
+                .values()
+                .find(|f| f.source.sha256 == s.flow_version)
+        {
+            detail.summary.step = s.step_name(flow).map(str::to_owned);
+        }
+        Some(detail)
     }
 
     /// A stored call as a scenario that replays it (`callflow sessions
@@ -672,6 +812,9 @@ impl Runtime {
     /// they are.
     pub async fn shutdown(self) {
         let inner = &self.inner;
+        if let Some(cluster) = &inner.config.cluster {
+            cluster.drain();
+        }
         inner.closing.store(true, Ordering::Release);
         inner.stopping.send_replace(true);
         // Dropping every queue's sender lets each task drain its queue and stop.
@@ -698,10 +841,50 @@ impl Runtime {
             }
             done.await;
         }
+        if let Some(cluster) = &inner.config.cluster {
+            cluster.leave().await;
+        }
     }
 }
 
 impl Inner {
+    /// A journal write failed: counted, logged, and the batch refused (`503`).
+    fn not_journaled(&self, e: &store::StoreError, refused: usize) -> Overloaded {
+        metrics::inc(&self.metrics.store_errors);
+        tracing::error!(error = %e, "a notification could not be journaled: answered 503");
+        Overloaded {
+            reason: if matches!(e, store::StoreError::Full(_)) {
+                "the session store is full"
+            } else {
+                "the session store refused the write"
+            },
+            queued: 0,
+            refused,
+        }
+    }
+
+    /// Whether session `id` runs here (its worker is in the table).
+    fn runs_here(&self, id: &str) -> bool {
+        lock(&self.table).sessions.contains_key(id)
+    }
+
+    /// Whether `event`'s call is routed to a session here.
+    fn routes_here(&self, event: &Event) -> bool {
+        event
+            .call_id()
+            .is_some_and(|c| lock(&self.table).route(c).is_some())
+    }
+
+    /// Stops session `id` here without storing it again (another instance
+    /// holds it now); `false` when it did not run here.
+    fn drop_session(&self, id: &str) -> bool {
+        let route = lock(&self.table).sessions.remove(id);
+        if let Some(route) = &route {
+            route.cell.dropped.store(true, Ordering::Release);
+        }
+        route.is_some()
+    }
+
     /// Sends `event` to the session owning its call, or starts one; or
     /// holds it for a create in flight; or drops it, logged and counted.
     fn route(
@@ -968,15 +1151,33 @@ impl Inner {
         let mut calls = cell.call_ids();
         calls.extend(owned);
         calls.push(cell.id.to_string());
+        // A session another instance took goes on there: its calls have
+        // not ended, and their notifications are for that instance.
+        let dropped = cell.dropped.load(Ordering::Acquire);
+        if let Some(cluster) = &self.config.cluster {
+            cluster.forget(&cell.id);
+        }
         {
             let mut table = lock(&self.table);
-            table.sessions.remove(&cell.id);
+            if table
+                .sessions
+                .get(&cell.id)
+                .is_some_and(|r| Arc::ptr_eq(&r.cell, cell))
+            {
+                table.sessions.remove(&cell.id);
+            }
             for call in calls {
                 if table.calls.get(call.as_str()) == Some(&cell.id) {
                     table.calls.remove(call.as_str());
                 }
-                table.ended.insert(&call);
+                if !dropped {
+                    table.ended.insert(&call);
+                }
             }
+        }
+        if dropped {
+            self.metrics.sessions_live.fetch_sub(1, Ordering::Relaxed);
+            return;
         }
         let mut finished = lock(&self.finished);
         if finished.len() >= KEEP_FINISHED {

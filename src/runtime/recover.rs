@@ -51,6 +51,14 @@ pub(super) async fn recover(inner: &Arc<Inner>) -> Result<usize, StoreError> {
         return Ok(0);
     }
     store.write(flow_writes(&inner.flows.load())).await?;
+    if let Some(cluster) = inner.config.cluster.clone() {
+        // Several instances: this one takes back what it held before a
+        // crash and what nobody holds; the others' sessions stay theirs.
+        cluster.start(inner).await;
+        spawn_purge(inner.clone());
+        let count = lock(&inner.table).sessions.len();
+        return Ok(count);
+    }
     let recovered = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.recover())
@@ -71,29 +79,9 @@ pub(super) async fn recover(inner: &Arc<Inner>) -> Result<usize, StoreError> {
     let mut pinned: HashMap<String, Option<Arc<Flow>>> = HashMap::new();
     let mut count = 0;
     for record in recovered.sessions {
-        let persisted: Persisted = match serde_json::from_str(&record.state) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(session = %record.id, error = %e,
-                    "a stored session could not be read; it is left in the store");
-                continue;
-            }
-        };
-        let flow = match pinned.get(&record.flow_version) {
-            Some(f) => f.clone(),
-            None => {
-                let f = pinned_flow(inner, &set, &record.flow, &record.flow_version).await;
-                pinned.insert(record.flow_version.clone(), f.clone());
-                f
-            }
-        };
-        let Some(flow) = flow else {
-            tracing::error!(session = %record.id, flow = %record.flow, version = %record.flow_version,
-                "a stored session's flow version is not in the store; it is left there");
-            continue;
-        };
-        spawn_restored(inner, flow, persisted);
-        count += 1;
+        if restore(inner, &set, &mut pinned, record).await {
+            count += 1;
+        }
     }
     inner
         .metrics
@@ -116,6 +104,49 @@ pub(super) async fn recover(inner: &Arc<Inner>) -> Result<usize, StoreError> {
     }
     spawn_purge(inner.clone());
     Ok(count)
+}
+
+/// Brings one stored session back to life here (pinned to its flow
+/// version, reconciled with Graph first); `false` when it cannot be read
+/// or its flow version is not in the store (it is left there).
+async fn restore(
+    inner: &Arc<Inner>,
+    set: &FlowSet,
+    pinned: &mut HashMap<String, Option<Arc<Flow>>>,
+    record: super::store::SessionRecord,
+) -> bool {
+    let persisted: Persisted = match serde_json::from_str(&record.state) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(session = %record.id, error = %e,
+                "a stored session could not be read; it is left in the store");
+            return false;
+        }
+    };
+    let flow = match pinned.get(&record.flow_version) {
+        Some(f) => f.clone(),
+        None => {
+            let f = pinned_flow(inner, set, &record.flow, &record.flow_version).await;
+            pinned.insert(record.flow_version.clone(), f.clone());
+            f
+        }
+    };
+    let Some(flow) = flow else {
+        tracing::error!(session = %record.id, flow = %record.flow, version = %record.flow_version,
+            "a stored session's flow version is not in the store; it is left there");
+        return false;
+    };
+    spawn_restored(inner, flow, persisted);
+    true
+}
+
+/// [`restore`] of a session another instance held (see `cluster`).
+pub(super) async fn restore_record(
+    inner: &Arc<Inner>,
+    record: super::store::SessionRecord,
+) -> bool {
+    let set = inner.flows.load_full();
+    restore(inner, &set, &mut HashMap::new(), record).await
 }
 
 /// The flow a stored session is pinned to.

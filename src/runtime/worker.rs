@@ -92,6 +92,8 @@ pub(super) struct SessionCell {
     pub(super) flow: Arc<Flow>,
     session: Mutex<Session>,
     busy: AtomicBool,
+    /// Another instance holds it now: it stops here without being stored.
+    pub(super) dropped: AtomicBool,
     /// Its `POST /communications/calls` requests not answered yet.
     creates: AtomicUsize,
 }
@@ -103,6 +105,7 @@ impl SessionCell {
             flow,
             session: Mutex::new(session),
             busy: AtomicBool::new(false),
+            dropped: AtomicBool::new(false),
             creates: AtomicUsize::new(0),
         }
     }
@@ -290,6 +293,9 @@ pub(super) async fn run(
             finished = true;
             break;
         }
+        if w.cell.dropped.load(Ordering::Acquire) {
+            break;
+        }
     }
     // Whatever is still queued will not be handled: it is no longer pending.
     rx.close();
@@ -304,7 +310,9 @@ pub(super) async fn run(
         let s = w.cell.lock();
         s.is_ended() && s.live_call_ids().is_empty()
     };
-    w.save(!(finished || over)).await;
+    if !w.cell.dropped.load(Ordering::Acquire) {
+        w.save(!(finished || over)).await;
+    }
     let end = w.cell.lock().end.clone();
     if let Some(end) = end {
         // Only names the flow declares become labels: their number is
@@ -383,6 +391,11 @@ impl Worker {
             self.inner.metrics.count_actions(&stepped.actions);
             self.count_rules(&stepped.applied);
             let requests = self.write_ahead(stepped.commands).await;
+            if self.cell.dropped.load(Ordering::Acquire) {
+                // Another instance holds the session: nothing is sent from here.
+                queue.clear();
+                break;
+            }
             for cmd in requests {
                 if let Err(message) = self.carry_out(cmd, &mut queue, &mut received).await {
                     self.fault(&mut queue, "the Graph client", message);
@@ -397,7 +410,9 @@ impl Worker {
         if done && self.ended_at.is_none() {
             self.ended_at = Some(self.inner.clock.now());
         }
-        self.save(true).await;
+        if !self.cell.dropped.load(Ordering::Acquire) {
+            self.save(true).await;
+        }
         self.cell.busy.store(false, Ordering::Release);
     }
 
@@ -454,6 +469,24 @@ impl Worker {
         let applied = std::mem::take(&mut self.applied);
         let written = store.write(vec![super::store::Write::Session { record, applied }]);
         if let Err(e) = written.await {
+            let fenced = matches!(e, super::store::StoreError::Fenced(_));
+            if fenced || self.inner.config.cluster.is_some() {
+                // Another instance took the session (its lease had expired
+                // here), or, with other instances on the store, its state
+                // could not be stored: this one stops, sending nothing more;
+                // the session goes on from its last stored state, here or on
+                // another instance, once its lease is free.
+                if !fenced {
+                    metrics::inc(&self.inner.metrics.store_errors);
+                }
+                tracing::warn!(session = %self.cell.id, error = %e,
+                    "the session stops here: another instance holds it, or its state could not \
+                     be stored");
+                self.cell.dropped.store(true, Ordering::Release);
+                metrics::inc(&self.inner.metrics.sessions_fenced);
+                self.inner.drop_session(&self.cell.id);
+                return;
+            }
             metrics::inc(&self.inner.metrics.store_errors);
             tracing::error!(session = %self.cell.id, error = %e, "the session's state could not be stored");
         }

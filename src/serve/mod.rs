@@ -141,9 +141,10 @@ pub async fn production(s: Settings) -> Result<(), ServeError> {
              file): calls to and transfers to phone numbers will be refused by Graph"
         );
     }
-    let store = open_store(&s.store)?;
+    let (store, cluster) = open_store_as(&s.store, &s.node, s.lease)?;
     let mut config = runtime_config(s.flows.clone(), callback.clone(), s.bot_identity());
     config.store = store;
+    config.cluster = cluster;
     config.keep_ended = s.keep_ended;
     let fetch = s.fetch.clone().with_env_secrets(std::env::vars());
     if fetch.allow.is_empty() {
@@ -225,6 +226,35 @@ pub fn open_store(
         );
     }
     Ok(crate::runtime::StoreHandle(store))
+}
+
+/// [`open_store`], joining the cluster as `node` (leases of `lease`) when
+/// the store is PostgreSQL.
+///
+/// # Errors
+///
+/// [`ServeError::Usage`] with the store's message.
+pub fn open_store_as(
+    url: &crate::runtime::StoreUrl,
+    node: &str,
+    lease: std::time::Duration,
+) -> Result<
+    (
+        crate::runtime::StoreHandle,
+        Option<Arc<crate::runtime::cluster::Cluster>>,
+    ),
+    ServeError,
+> {
+    let crate::runtime::StoreUrl::Postgres(text) = url else {
+        return Ok((open_store(url)?, None));
+    };
+    let store = crate::runtime::store::postgres::PostgresStore::open_as(text, node, lease)
+        .map_err(|e| ServeError::Usage(e.to_string()))?;
+    let cluster = store.cluster();
+    tracing::info!(store = %url, node, lease = %humantime::format_duration(lease),
+        "sessions are stored in PostgreSQL: calls survive a restart, and other instances on it \
+         share the calls");
+    Ok((crate::runtime::StoreHandle(Arc::new(store)), Some(cluster)))
 }
 
 /// Ctrl-C, or SIGTERM on Unix.

@@ -129,6 +129,12 @@ pub struct ServeOptions {
     /// `[secrets]` table; `CALLFLOW_SECRET_NAME` adds to them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secrets: Option<std::collections::BTreeMap<String, String>>,
+    /// This instance's name among several on one PostgreSQL store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// How long a session's lease lasts (the bound on failover).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
 }
 
 /// The settings after every layer, checked.
@@ -182,6 +188,24 @@ pub struct Settings {
     /// What `fetch` steps may ask, and the secrets they read (without the
     /// environment's `CALLFLOW_SECRET_*`, which [`FetchConfig::with_env_secrets`](crate::runtime::FetchConfig::with_env_secrets) adds).
     pub fetch: crate::runtime::FetchConfig,
+    /// This instance's name in a cluster (PostgreSQL store).
+    pub node: String,
+    /// A session's lease in a cluster.
+    pub lease: std::time::Duration,
+}
+
+/// The default node name: the host's name and the listen port, the same
+/// across restarts (so that a restarted instance takes back its sessions at
+/// once) and different for two instances on one host.
+fn default_node(listen: Option<&str>) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "callflow".into());
+    let port = listen.and_then(|l| l.rsplit(':').next()).unwrap_or("8080");
+    format!("{host}:{port}")
 }
 
 /// A figment provider named for its layer.
@@ -318,6 +342,23 @@ impl Settings {
             secrets: o.secrets.unwrap_or_default(),
             max_bytes: fetch_max_bytes,
         };
+        let lease = match &o.lease {
+            Some(text) => humantime::parse_duration(text.trim())
+                .map_err(|e| format!("lease {text:?}: {e}"))
+                .and_then(|d| {
+                    if d < std::time::Duration::from_secs(1) {
+                        Err(format!("lease {text:?}: at least 1s"))
+                    } else {
+                        Ok(d)
+                    }
+                })?,
+            None => crate::runtime::cluster::DEFAULT_LEASE,
+        };
+        let node = match o.node.as_deref().map(str::trim) {
+            Some("") => return Err("node: the name is empty".into()),
+            Some(name) => name.to_owned(),
+            None => default_node(o.listen.as_deref()),
+        };
         let mut instances = o.instances.unwrap_or_default();
         for (n, i) in instances.iter_mut().enumerate() {
             i.id = i.id.trim().to_owned();
@@ -349,6 +390,8 @@ impl Settings {
             keep_ended,
             recordings,
             fetch,
+            node,
+            lease,
         })
     }
 

@@ -54,13 +54,22 @@ pub(crate) async fn healthz() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
-/// `GET /readyz`: ready once the flows are loaded, not while shutting down.
+/// `GET /readyz`: ready once the flows are loaded, not while shutting down
+/// nor while the session store does not answer.
 pub(crate) async fn readyz(State(state): State<ServerState>) -> Response {
     if state.is_closing() {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shuttingDown",
             "the server is shutting down",
+        )
+        .into_response();
+    }
+    if !state.runtime().store().ready() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storeUnreachable",
+            "the session store does not answer",
         )
         .into_response();
     }
@@ -201,6 +210,53 @@ pub(crate) async fn sessions(
         "next": page.next,
     }))
     .into_response()
+}
+
+/// `GET /api/cluster`: the instances sharing this server's PostgreSQL
+/// store, whether each is alive, and the sessions each holds.
+pub(crate) async fn cluster(State(state): State<ServerState>, headers: HeaderMap) -> Response {
+    if let Err(e) = require_admin(&state, &headers, "/api/cluster") {
+        return e.into_response();
+    }
+    let Some(cluster) = state.runtime().cluster().cloned() else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "noCluster",
+            "this server is the only instance on its store (the cluster needs --store postgres://…)",
+        )
+        .into_response();
+    };
+    match cluster.nodes().await {
+        Ok(nodes) => {
+            // The flows whose live version is not the same on every node
+            // alive: a new call starts on the version of the node it reaches.
+            let alive: Vec<_> = nodes.iter().filter(|n| n.alive).collect();
+            let mut disagree: Vec<&str> = alive
+                .iter()
+                .flat_map(|n| n.flows.keys())
+                .map(String::as_str)
+                .filter(|flow| {
+                    let first = alive[0].flows.get(*flow);
+                    alive.iter().any(|n| n.flows.get(*flow) != first)
+                })
+                .collect();
+            disagree.sort_unstable();
+            disagree.dedup();
+            Json(json!({
+                "node": cluster.node(),
+                "lease": humantime::format_duration(cluster.lease()).to_string(),
+                "nodes": nodes,
+                "flows_disagree": disagree,
+            }))
+            .into_response()
+        }
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storeUnreachable",
+            format!("the cluster could not be read from the store: {e}"),
+        )
+        .into_response(),
+    }
 }
 
 /// `GET /api/sessions/{id}` (`?verbose=true`: the timeline's text in

@@ -52,6 +52,21 @@ pub(crate) fn render(state: &ServerState) -> String {
             get(&m.sessions_recovered),
         ),
         (
+            "callflow_sessions_taken_over_total",
+            "Sessions taken over from another instance on the same PostgreSQL store.",
+            get(&m.sessions_taken_over),
+        ),
+        (
+            "callflow_sessions_fenced_total",
+            "Sessions stopped here because another instance holds their lease.",
+            get(&m.sessions_fenced),
+        ),
+        (
+            "callflow_events_forwarded_total",
+            "Events journaled for a session another instance holds (it applies them).",
+            get(&m.events_forwarded),
+        ),
+        (
             "callflow_unmatched_incoming_total",
             "Incoming calls no flow takes.",
             get(&m.unmatched_incoming),

@@ -267,6 +267,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/metrics", get(admin::metrics))
         .route("/api/flows", get(admin::flows))
         .route("/api/flows/{flow}/runs", post(admin::start_run))
+        .route("/api/cluster", get(admin::cluster))
         .route("/api/sessions", get(admin::sessions))
         .route("/api/sessions/{id}", get(admin::session))
         .route("/api/sessions/{id}/scenario", get(admin::session_scenario))

@@ -10,6 +10,7 @@
 mod support;
 
 mod browser;
+mod cluster;
 mod collect;
 mod diagnostics;
 mod e2e;
@@ -22,6 +23,7 @@ mod hostile;
 mod load;
 mod notifications;
 mod params;
+mod postgres;
 mod recordings;
 mod runtime;
 mod scenarios;

@@ -15,9 +15,9 @@ use tokio::net::TcpListener;
 
 use crate::support::poll::eventually;
 
-const ADMIN: &str = "store-admin-token";
+pub(crate) const ADMIN: &str = "store-admin-token";
 const TENANT: &str = "sim-tenant";
-const MENU_NUMBER: &str = "+14255550177";
+pub(crate) const MENU_NUMBER: &str = "+14255550177";
 const TIMEOUT_NUMBER: &str = "+14255550178";
 const CONSULT_NUMBER: &str = "+14255550179";
 
@@ -66,6 +66,10 @@ steps:
     hangup: {}
 "#;
 
+/// The number of [`TIMEOUT_FLOW`] with a 3 s timeout (the cluster tests:
+/// an instance killed at once, its call taken over before the timeout).
+pub(crate) const SLOW_TIMEOUT_NUMBER: &str = "+14255550180";
+
 const CONSULT_FLOW: &str = r#"flow: durable-consult
 trigger:
   incoming_call:
@@ -86,11 +90,16 @@ steps:
     hangup: {}
 "#;
 
-fn flows(dir: &Path) -> PathBuf {
+pub(crate) fn flows(dir: &Path) -> PathBuf {
     let flows = dir.join("flows");
     std::fs::create_dir_all(&flows).expect("flows dir");
     std::fs::write(flows.join("durable.yaml"), FLOW).expect("flow");
     std::fs::write(flows.join("durable-timeout.yaml"), TIMEOUT_FLOW).expect("flow");
+    let slow = TIMEOUT_FLOW
+        .replace("durable-timeout", "durable-slow-timeout")
+        .replace(TIMEOUT_NUMBER, SLOW_TIMEOUT_NUMBER)
+        .replace("timeout: 1s", "timeout: 3s");
+    std::fs::write(flows.join("durable-slow-timeout.yaml"), slow).expect("flow");
     std::fs::write(flows.join("durable-consult.yaml"), CONSULT_FLOW).expect("flow");
     let meeting = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("flows/meeting-join.yaml"),
@@ -100,7 +109,7 @@ fn flows(dir: &Path) -> PathBuf {
     flows
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -140,13 +149,31 @@ impl Bench {
 }
 
 /// `callflow serve` in production mode against sim-graph at `graph`.
-struct Serve {
+pub(crate) struct Serve {
     child: Option<Child>,
-    public: String,
+    pub(crate) public: String,
 }
 
 fn serve_command(graph: &str, port: u16, flows: &Path, store: &str) -> Command {
-    let public = format!("http://127.0.0.1:{port}");
+    serve_command_behind(
+        graph,
+        port,
+        &format!("http://127.0.0.1:{port}"),
+        flows,
+        store,
+    )
+}
+
+/// `callflow serve` on `port` whose public URL (Graph's callback) is
+/// `public`: a load balancer's, in the cluster tests.
+pub(crate) fn serve_command_behind(
+    graph: &str,
+    port: u16,
+    public: &str,
+    flows: &Path,
+    store: &str,
+) -> Command {
+    let public = public.to_owned();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_callflow"));
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args([
@@ -173,7 +200,7 @@ fn serve_command(graph: &str, port: u16, flows: &Path, store: &str) -> Command {
 }
 
 impl Serve {
-    async fn start(graph: &str, port: u16, flows: &Path, store: &str) -> Serve {
+    pub(crate) async fn start(graph: &str, port: u16, flows: &Path, store: &str) -> Serve {
         Serve::start_with(graph, port, flows, store, &[]).await
     }
 
@@ -184,10 +211,12 @@ impl Serve {
         store: &str,
         extra: &[&str],
     ) -> Serve {
-        let child = serve_command(graph, port, flows, store)
-            .args(extra)
-            .spawn()
-            .expect("spawn callflow serve");
+        Serve::spawn(serve_command(graph, port, flows, store).args(extra), port).await
+    }
+
+    /// Runs `cmd` (a `serve_command…`) listening on `port`; waits until ready.
+    pub(crate) async fn spawn(cmd: &mut Command, port: u16) -> Serve {
+        let child = cmd.spawn().expect("spawn callflow serve");
         let public = format!("http://127.0.0.1:{port}");
         let mut serve = Serve {
             child: Some(child),
@@ -215,7 +244,16 @@ impl Serve {
         serve
     }
 
-    async fn session(&self, id: &str) -> Option<Value> {
+    /// A handle on a server this test did not start (a load balancer in
+    /// front of several): for its admin API only.
+    pub(crate) fn at(public: &str) -> Serve {
+        Serve {
+            child: None,
+            public: public.to_owned(),
+        }
+    }
+
+    pub(crate) async fn session(&self, id: &str) -> Option<Value> {
         let r = reqwest::Client::new()
             .get(format!("{}/api/sessions/{id}", self.public))
             .bearer_auth(ADMIN)
@@ -228,7 +266,12 @@ impl Serve {
         r.json().await.ok()
     }
 
-    async fn wait_session(&self, id: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_session(
+        &self,
+        id: &str,
+        what: &str,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
         let found = eventually(Duration::from_secs(60), || async {
             self.session(id).await.filter(|s| ok(s))
         })
@@ -240,14 +283,14 @@ impl Serve {
     }
 
     /// `kill -9`.
-    fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         let mut child = self.child.take().expect("child");
         child.kill().expect("kill -9");
         let _ = child.wait();
     }
 
     /// SIGTERM; waits for the exit and returns its status and stderr.
-    async fn term(mut self) -> (std::process::ExitStatus, String, Duration) {
+    pub(crate) async fn term(mut self) -> (std::process::ExitStatus, String, Duration) {
         let child = self.child.take().expect("child");
         let pid = child.id();
         let started = Instant::now();
@@ -275,7 +318,7 @@ impl Drop for Serve {
     }
 }
 
-async fn place(graph: &str, to: &str, callback: &str) -> String {
+pub(crate) async fn place(graph: &str, to: &str, callback: &str) -> String {
     let placed: Value = reqwest::Client::new()
         .post(format!("{graph}/sim/calls"))
         .json(&json!({
@@ -292,7 +335,7 @@ async fn place(graph: &str, to: &str, callback: &str) -> String {
     placed["id"].as_str().expect("id").to_owned()
 }
 
-async fn sim_post(graph: &str, path: &str, body: Value) -> u16 {
+pub(crate) async fn sim_post(graph: &str, path: &str, body: Value) -> u16 {
     reqwest::Client::new()
         .post(format!("{graph}{path}"))
         .json(&body)
@@ -303,8 +346,9 @@ async fn sim_post(graph: &str, path: &str, body: Value) -> u16 {
         .as_u16()
 }
 
-/// The requests sim-graph received for `call`, as `METHOD last-path-segment`.
-async fn requests(graph: &str, call: &str) -> Vec<String> {
+/// The requests sim-graph received for `call` and did not throttle, as
+/// `METHOD last-path-segment`.
+pub(crate) async fn requests(graph: &str, call: &str) -> Vec<String> {
     let v: Value = reqwest::get(format!("{graph}/sim/calls/{call}/requests"))
         .await
         .expect("requests")
@@ -315,6 +359,7 @@ async fn requests(graph: &str, call: &str) -> Vec<String> {
         .as_array()
         .expect("requests")
         .iter()
+        .filter(|r| r["status"] != 429)
         .map(|r| {
             let path = r["path"].as_str().unwrap_or("");
             let last = path.rsplit('/').next().unwrap_or("");
@@ -327,7 +372,7 @@ async fn requests(graph: &str, call: &str) -> Vec<String> {
 
 /// Whether the call waits in its menu with the prompt played to the end
 /// (its completion delivered and answered `202`).
-async fn menu_waiting(serve: &Serve, graph: &str, call: &str) -> bool {
+pub(crate) async fn menu_waiting(serve: &Serve, graph: &str, call: &str) -> bool {
     let Some(s) = serve.session(call).await else {
         return false;
     };
@@ -349,7 +394,7 @@ async fn menu_waiting(serve: &Serve, graph: &str, call: &str) -> bool {
 /// The `POST`s sim-graph received for `call`, whole: path and body (a
 /// prompt played again after a restart is a new request, with a new
 /// `clientContext`; the same request sent twice has the same body).
-async fn posts(graph: &str, call: &str) -> Vec<(String, Value)> {
+pub(crate) async fn posts(graph: &str, call: &str) -> Vec<(String, Value)> {
     let v: Value = reqwest::get(format!("{graph}/sim/calls/{call}/requests"))
         .await
         .expect("requests")
@@ -360,7 +405,9 @@ async fn posts(graph: &str, call: &str) -> Vec<(String, Value)> {
         .as_array()
         .expect("requests")
         .iter()
-        .filter(|r| r["method"] == "POST")
+        // A request Graph throttled (`429`) was not carried out: its retry
+        // is not the same request sent twice.
+        .filter(|r| r["method"] == "POST" && r["status"] != 429)
         .map(|r| {
             (
                 r["path"].as_str().unwrap_or("").to_owned(),
@@ -371,7 +418,7 @@ async fn posts(graph: &str, call: &str) -> Vec<(String, Value)> {
 }
 
 /// No Graph request of `call` was sent twice.
-async fn no_request_twice(graph: &str, call: &str) {
+pub(crate) async fn no_request_twice(graph: &str, call: &str) {
     let list = posts(graph, call).await;
     for r in &list {
         let n = list.iter().filter(|x| *x == r).count();
@@ -379,11 +426,11 @@ async fn no_request_twice(graph: &str, call: &str) {
     }
 }
 
-async fn sim() -> SimGraphServer {
+pub(crate) async fn sim() -> SimGraphServer {
     sim_with(SimGraphConfig::default()).await
 }
 
-async fn sim_with(config: SimGraphConfig) -> SimGraphServer {
+pub(crate) async fn sim_with(config: SimGraphConfig) -> SimGraphServer {
     SimGraphServer::start(
         config,
         TcpListener::bind("127.0.0.1:0").await.expect("bind"),
@@ -399,12 +446,20 @@ async fn sim_with(config: SimGraphConfig) -> SimGraphServer {
 /// as a call nobody interrupted, none sent twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_in_a_menu_survives_kill_9_and_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("sqlite:{}", dir.path().join("data/callflow.db").display());
+    menu_survives_kill_9_and_sigterm(&store).await;
+}
+
+/// [`a_call_in_a_menu_survives_kill_9_and_sigterm`] on the store `store`
+/// (the PostgreSQL tests run it too).
+pub(crate) async fn menu_survives_kill_9_and_sigterm(store: &str) {
     callflow::graph::client::install_tls_provider();
     let sim = sim().await;
     let graph = sim.base_url().to_owned();
     let dir = tempfile::tempdir().expect("tempdir");
     let flows = flows(dir.path());
-    let store = format!("sqlite:{}", dir.path().join("data/callflow.db").display());
+    let store = store.to_owned();
     let port = free_port();
     let callback = format!("http://127.0.0.1:{port}/api/calls");
 
@@ -654,7 +709,7 @@ async fn bad_stores_are_refused_and_left_alone() {
 /// sim-graph on a manual clock, moved on a quarter second at a time until
 /// `ok` holds: Graph does nothing while `serve` is down or restarting, so
 /// where each kill falls is chosen exactly.
-async fn drive<F, Fut>(sim: &SimGraphServer, what: &str, ok: F)
+pub(crate) async fn drive<F, Fut>(sim: &SimGraphServer, what: &str, ok: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -681,7 +736,7 @@ async fn acknowledged(graph: &str, call: &str, text: &str) -> bool {
 }
 
 /// The call's state as sim-graph holds it.
-async fn sim_state(graph: &str, call: &str) -> Option<String> {
+pub(crate) async fn sim_state(graph: &str, call: &str) -> Option<String> {
     let v: Value = reqwest::get(format!("{graph}/sim/calls/{call}"))
         .await
         .ok()?
@@ -691,7 +746,7 @@ async fn sim_state(graph: &str, call: &str) -> Option<String> {
     v["call"]["state"].as_str().map(str::to_owned)
 }
 
-async fn press(graph: &str, call: &str, digits: &str) {
+pub(crate) async fn press(graph: &str, call: &str, digits: &str) {
     let status = sim_post(
         graph,
         &format!("/sim/calls/{call}/press"),
@@ -1216,7 +1271,30 @@ impl Drop for SmallDisk {
     }
 }
 
-async fn metric(serve: &Serve, name: &str) -> f64 {
+/// A new call placed while `serve`'s store cannot write: its first
+/// notification is answered `503`, nothing runs, the error is counted.
+pub(crate) async fn refused_while_unstored(serve: &Serve, graph: &str, callback: &str) {
+    let refused = place(graph, MENU_NUMBER, callback).await;
+    let delivery = eventually(Duration::from_secs(30), || async {
+        let v: Value = reqwest::get(format!("{graph}/sim/calls/{refused}/notifications"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        v["value"].as_array()?.first().cloned()
+    })
+    .await
+    .expect("the incoming call was posted");
+    assert_eq!(delivery["status"], 503, "{delivery}");
+    assert!(
+        serve.session(&refused).await.is_none(),
+        "nothing runs that was not stored"
+    );
+    assert!(metric(serve, "callflow_store_errors_total").await >= 1.0);
+}
+
+pub(crate) async fn metric(serve: &Serve, name: &str) -> f64 {
     let text = reqwest::Client::new()
         .get(format!("{}/metrics", serve.public))
         .bearer_auth(ADMIN)
@@ -1253,24 +1331,7 @@ async fn a_full_disk_turns_notifications_into_503_until_space_returns() {
     let serve = Serve::start(&graph, port, &flows, &store).await;
 
     let filler = disk.fill();
-    let refused = place(&graph, MENU_NUMBER, &callback).await;
-    let delivery = eventually(Duration::from_secs(30), || async {
-        let v: Value = reqwest::get(format!("{graph}/sim/calls/{refused}/notifications"))
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        v["value"].as_array()?.first().cloned()
-    })
-    .await
-    .expect("the incoming call was posted");
-    assert_eq!(delivery["status"], 503, "{delivery}");
-    assert!(
-        serve.session(&refused).await.is_none(),
-        "nothing runs that was not stored"
-    );
-    assert!(metric(&serve, "callflow_store_errors_total").await >= 1.0);
+    refused_while_unstored(&serve, &graph, &callback).await;
 
     std::fs::remove_file(&filler).expect("free the space");
     let call = place(&graph, MENU_NUMBER, &callback).await;

@@ -1,8 +1,10 @@
 //! The session store: what survives a crash, a restart and a deploy.
 //!
-//! One trait, [`Store`], with two implementations: [`sqlite`] (the default,
-//! a file under the data directory, written by one thread that groups
-//! commits) and [`memory`] (nothing kept: tests and the demo). The runtime
+//! One trait, [`Store`], with three implementations: [`sqlite`] (the
+//! default, a file under the data directory, written by one thread that
+//! groups commits), [`postgres`] (a server several instances may share,
+//! see `runtime::cluster`) and [`memory`] (nothing kept: tests and the
+//! demo). The runtime
 //! writes three kinds of things through it, and reads them back once, at
 //! start ([`Store::recover`]):
 //!
@@ -17,15 +19,16 @@
 //! - **flow sources** by content hash, so that a call pinned to a flow
 //!   version finishes on it across a restart even after the file changed.
 //!
-//! The trait is shaped for a shared database next (PostgreSQL, several
+//! The trait is shaped for a shared database (PostgreSQL, several
 //! instances): writes are batches applied atomically, completion is a future
 //! (a network round trip, not a thread hop), and every write of a session
-//! carries the whole state, so that a lease holder's fenced write
-//! (`UPDATE … WHERE lease = $epoch`) is one statement. See docs/decisions.md.
+//! carries the whole state, so that a lease holder's fenced write (`… WHERE
+//! owner = me AND epoch = held`) is one statement. See docs/decisions.md.
 //!
 //! This module never interprets a session or an event: it keeps JSON text.
 
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 
 use std::fmt;
@@ -151,6 +154,10 @@ pub enum StoreError {
     /// The store's writer has stopped.
     #[error("the store is closed")]
     Closed,
+    /// A session's write was refused: another instance holds its lease
+    /// (PostgreSQL, several instances; see `runtime::cluster`).
+    #[error("session {0} is held by another instance")]
+    Fenced(String),
 }
 
 /// A write's completion.
@@ -191,6 +198,11 @@ pub trait Store: Send + Sync + 'static {
     fn recording(&self, id: &str) -> Result<Vec<(DateTime<Utc>, String)>, StoreError>;
     /// Ended sessions, newest first, from `offset`, at most `limit`.
     fn ended(&self, offset: usize, limit: usize) -> Result<Page, StoreError>;
+    /// Whether the store answers now (`false` while a database server is
+    /// unreachable: `/readyz` says not ready). Local stores always do.
+    fn ready(&self) -> bool {
+        true
+    }
     /// Waits until every write submitted so far is durable.
     fn flush(&self) -> Done {
         self.write(Vec::new())
@@ -204,10 +216,12 @@ pub enum StoreUrl {
     Sqlite(PathBuf),
     /// `memory`.
     Memory,
+    /// `postgres://…` or `postgresql://…` (see [`postgres`]).
+    Postgres(String),
 }
 
 impl StoreUrl {
-    /// Reads `sqlite:PATH`, `sqlite://PATH` or `memory`.
+    /// Reads `sqlite:PATH`, `sqlite://PATH`, `postgres://…` or `memory`.
     pub fn parse(text: &str) -> Result<StoreUrl, String> {
         let text = text.trim();
         if text == "memory" || text == "memory:" {
@@ -220,8 +234,12 @@ impl StoreUrl {
             }
             return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
         }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Ok(StoreUrl::Postgres(text.to_owned()));
+        }
         Err(format!(
-            "unknown store {text:?}: use sqlite:PATH or memory (postgres is not supported yet)"
+            "unknown store {:?}: use sqlite:PATH, postgres://USER@HOST/DATABASE or memory",
+            postgres::shown(text)
         ))
     }
 
@@ -235,6 +253,7 @@ impl StoreUrl {
         match self {
             StoreUrl::Memory => Ok(Arc::new(memory::MemoryStore)),
             StoreUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
+            StoreUrl::Postgres(url) => Ok(Arc::new(postgres::PostgresStore::open(url)?)),
         }
     }
 }
@@ -244,6 +263,7 @@ impl fmt::Display for StoreUrl {
         match self {
             StoreUrl::Memory => f.write_str("memory"),
             StoreUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            StoreUrl::Postgres(url) => f.write_str(&postgres::shown(url)),
         }
     }
 }

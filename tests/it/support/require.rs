@@ -122,3 +122,34 @@ pub fn axe() -> bool {
             }
         })
 }
+
+/// Where the PostgreSQL tests connect: `CALLFLOW_TEST_POSTGRES`, else the
+/// development and CI machines' server (`postgres://postgres@127.0.0.1:5432/test`).
+pub fn postgres_url() -> String {
+    std::env::var("CALLFLOW_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Whether a PostgreSQL server answers at [`postgres_url`].
+pub fn postgres() -> bool {
+    static CELL: OnceLock<Option<String>> = OnceLock::new();
+    check("postgres", &CELL, || {
+        let url = postgres_url();
+        let missing = || {
+            format!(
+                "a PostgreSQL server at {url} (CALLFLOW_TEST_POSTGRES; `pg_ctlcluster \
+                 --skip-systemctl-redirect $(ls /etc/postgresql) main start`)"
+            )
+        };
+        let parsed = url::Url::parse(&url).map_err(|_| missing())?;
+        let host = parsed.host_str().unwrap_or("127.0.0.1").to_owned();
+        let port = parsed.port().unwrap_or(5432);
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(missing)?;
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+            .map(drop)
+            .map_err(|_| missing())
+    })
+}
