@@ -170,9 +170,6 @@ impl SqliteStore {
             // themselves (`NORMAL` syncs the WAL before one and the database
             // after). Without WAL, each commit syncs.
             conn.pragma_update(None, "synchronous", if wal { "NORMAL" } else { "FULL" })?;
-            // Checkpoints (copying the WAL into the database, two syncs) less
-            // often than every 4 MiB of WAL.
-            conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
             let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
