@@ -120,6 +120,17 @@ struct Bench {
 }
 
 impl Bench {
+    /// With sim-graph on a manual clock: it does nothing until moved.
+    async fn manual() -> Bench {
+        Bench::new(
+            sim_with(SimGraphConfig {
+                clock: callflow::sim::http::SimClock::Manual,
+                ..SimGraphConfig::default()
+            })
+            .await,
+        )
+    }
+
     fn new(sim: SimGraphServer) -> Bench {
         let graph = sim.base_url().to_owned();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1375,13 +1386,7 @@ async fn kill_9_exactly_before_and_after_a_202() {
         store,
         port,
         callback,
-    } = Bench::new(
-        sim_with(SimGraphConfig {
-            clock: callflow::sim::http::SimClock::Manual,
-            ..SimGraphConfig::default()
-        })
-        .await,
-    );
+    } = Bench::manual().await;
     let token = graph_token(&sim).await;
     let notifier = callflow::sim::notify::Notifier {
         callback_uri: callback.clone(),
@@ -1498,13 +1503,7 @@ async fn sigterm_under_load_answers_503_and_the_restart_resumes_every_call() {
         store,
         port,
         callback,
-    } = Bench::new(
-        sim_with(SimGraphConfig {
-            clock: callflow::sim::http::SimClock::Manual,
-            ..SimGraphConfig::default()
-        })
-        .await,
-    );
+    } = Bench::manual().await;
     let token = graph_token(&sim).await;
     let notifier = callflow::sim::notify::Notifier {
         callback_uri: callback.clone(),
@@ -1654,13 +1653,7 @@ async fn a_store_of_schema_2_with_timelines_in_the_state_is_migrated() {
         store,
         port,
         callback,
-    } = Bench::new(
-        sim_with(SimGraphConfig {
-            clock: callflow::sim::http::SimClock::Manual,
-            ..SimGraphConfig::default()
-        })
-        .await,
-    );
+    } = Bench::manual().await;
     let serve = Serve::start(&graph, port, &flows, &store).await;
     let call = in_menu(&sim, &serve, &callback).await;
     serve.kill9();
