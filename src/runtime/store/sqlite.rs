@@ -2,12 +2,8 @@
 //!
 //! Every write goes through a channel to the writer thread, which takes
 //! whatever batches are waiting (up to [`MAX_GROUP`]) and applies them in
-//! one transaction: one commit for many notifications arriving together.
-//! The commit writes the WAL; a second thread, the syncer, makes it durable
-//! (`fdatasync` of the WAL, once for every commit written before it) and
-//! only then resolves the batches, while the writer already applies the
-//! next group: one `fsync` for many commits, and the disk's latency is not
-//! paid twice per notification. The connection holds the file in
+//! one transaction: one commit, one `fsync` (`synchronous = FULL`) for many
+//! notifications arriving together. The connection holds the file in
 //! `EXCLUSIVE` locking mode, so that a second `callflow serve` on the same
 //! store is refused at start instead of both writing. Reads (recovery,
 //! export, paging ended sessions) run on the same thread, between groups.
@@ -156,20 +152,13 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        let prepare = |conn: &mut Connection, wal: &mut bool| -> rusqlite::Result<()> {
+        let prepare = |conn: &mut Connection| -> rusqlite::Result<()> {
             conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
             let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-            *wal = mode.eq_ignore_ascii_case("wal");
-            let wal = *wal;
-            if !wal {
+            if !mode.eq_ignore_ascii_case("wal") {
                 tracing::warn!(mode, "the store could not use WAL mode");
             }
-            // In WAL mode a commit only writes; the syncer thread makes it
-            // durable (one `fdatasync` of the WAL for every commit before it),
-            // while the writer goes on with the next group. Checkpoints sync
-            // themselves (`NORMAL` syncs the WAL before one and the database
-            // after). Without WAL, each commit syncs.
-            conn.pragma_update(None, "synchronous", if wal { "NORMAL" } else { "FULL" })?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
             let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
@@ -187,28 +176,14 @@ impl SqliteStore {
             Ok(())
         };
         let mut conn = conn;
-        let mut wal = false;
-        prepare(&mut conn, &mut wal).map_err(|e| open_error(path, &e))?;
+        prepare(&mut conn).map_err(|e| open_error(path, &e))?;
         if version < known && version > 0 {
             tracing::info!(from = version, to = known, store = %path.display(), "store schema migrated");
         }
         let (tx, rx) = mpsc::channel();
-        let syncs = if wal {
-            let (sync_tx, sync_rx) = mpsc::channel();
-            let mut name = path.as_os_str().to_owned();
-            name.push("-wal");
-            let wal_path = PathBuf::from(name);
-            thread::Builder::new()
-                .name("callflow-store-sync".into())
-                .spawn(move || syncer(&wal_path, sync_rx))
-                .map_err(|e| StoreError::Open(format!("cannot start the store's syncer: {e}")))?;
-            Some(sync_tx)
-        } else {
-            None
-        };
         thread::Builder::new()
             .name("callflow-store".into())
-            .spawn(move || writer(conn, rx, syncs))
+            .spawn(move || writer(conn, rx))
             .map_err(|e| StoreError::Open(format!("cannot start the store's writer: {e}")))?;
         Ok(SqliteStore {
             path: path.to_owned(),
@@ -234,43 +209,7 @@ impl SqliteStore {
     }
 }
 
-/// Those waiting for a commit to be durable.
-type Waiting = Vec<oneshot::Sender<Result<(), StoreError>>>;
-
-/// Makes the commits handed to it durable: one `fdatasync` of the WAL for
-/// all that are waiting (the writer has written each before handing it).
-fn syncer(wal_path: &Path, rx: mpsc::Receiver<Waiting>) {
-    let mut wal: Option<std::fs::File> = None;
-    while let Ok(mut waiting) = rx.recv() {
-        while let Ok(more) = rx.try_recv() {
-            waiting.extend(more);
-        }
-        let synced = match &wal {
-            Some(file) => file.sync_data(),
-            None => std::fs::OpenOptions::new()
-                .write(true)
-                .open(wal_path)
-                .and_then(|file| {
-                    file.sync_data()?;
-                    wal = Some(file);
-                    Ok(())
-                }),
-        };
-        let result = synced.map_err(|e| {
-            tracing::error!(error = %e, "the store's WAL could not be synced");
-            if e.raw_os_error() == Some(28) {
-                StoreError::Full(e.to_string())
-            } else {
-                StoreError::Failed(e.to_string())
-            }
-        });
-        for done in waiting {
-            let _ = done.send(result.clone());
-        }
-    }
-}
-
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, syncs: Option<mpsc::Sender<Waiting>>) {
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
     while let Ok(first) = rx.recv() {
         let mut group = Vec::new();
         let mut read = None;
@@ -295,20 +234,8 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, syncs: Option<mpsc::Send
             if let Err(e) = &result {
                 tracing::error!(error = %e, batches = group.len(), "the store refused a write");
             }
-            let waiting: Waiting = group.into_iter().map(|(_, done)| done).collect();
-            match (&result, &syncs) {
-                (Ok(()), Some(syncs)) => {
-                    if let Err(mpsc::SendError(waiting)) = syncs.send(waiting) {
-                        for done in waiting {
-                            let _ = done.send(Err(StoreError::Closed));
-                        }
-                    }
-                }
-                _ => {
-                    for done in waiting {
-                        let _ = done.send(result.clone());
-                    }
-                }
+            for (_, done) in group {
+                let _ = done.send(result.clone());
             }
         }
         if let Some(read) = read {
