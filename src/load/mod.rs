@@ -794,9 +794,9 @@ async fn go(
     if let Some(per) = per_session {
         say!(
             out,
-            "  memory per live session <= 8 KiB {:>9.2} KiB   {}",
+            "  memory per live session <= 4 KiB {:>9.2} KiB   {}",
             per / 1024.0,
-            verdict(per <= 8.0 * 1024.0)
+            verdict(per <= 4.0 * 1024.0)
         );
     }
     let sustained_errors = sustained

@@ -45,6 +45,7 @@ use crate::engine::Event;
 
 use super::store::postgres::{COLUMNS, JournalColumns, record};
 use super::store::{JournalEntry, SessionRecord, StoreError};
+use super::worker::Journaled;
 use super::{Inner, lock};
 
 /// Lanes of journal sequence numbers: `seq = counter << LANE_BITS | lane`.
@@ -620,7 +621,13 @@ impl Cluster {
             let Ok(event) = serde_json::from_str::<Event>(row.get(1)) else {
                 continue;
             };
-            let _ = inner.route(event, tokio::time::Instant::now(), Some(seq), Some(session));
+            let journaled = Journaled { seq, at: None };
+            let _ = inner.route(
+                event,
+                tokio::time::Instant::now(),
+                Some(journaled),
+                Some(session),
+            );
         }
     }
 
@@ -657,7 +664,7 @@ impl Cluster {
             let _ = inner.route(
                 event,
                 tokio::time::Instant::now(),
-                Some(seq),
+                Some(Journaled { seq, at: None }),
                 target.as_deref(),
             );
         }

@@ -71,7 +71,7 @@ pub use store::{StoreHandle, StoreUrl};
 pub use table::MAX_ORPHANS;
 use table::{Orphans, Route, Table};
 use trigger::{pick_flow, pick_state_flow};
-use worker::{Input, SessionCell};
+use worker::{Input, Journaled, SessionCell};
 
 /// The query parameter of a create's `callbackUri` that names the session
 /// creating the call: Graph posts that call's notifications to exactly that
@@ -322,6 +322,29 @@ impl Runtime {
         hint: Option<&str>,
         body: Option<String>,
     ) -> Result<(), Overloaded> {
+        self.journal_then(batch, hint, body, true).await
+    }
+
+    /// Journals the batch (as [`Runtime::submit_recorded`] does) and does
+    /// not apply it: for the crash tests' hold (`CALLFLOW_TEST_HOLD`), which
+    /// stops a process between a notification's journal entry and its
+    /// application. Only a restart applies it.
+    #[doc(hidden)]
+    pub async fn journal_only(
+        &self,
+        batch: Vec<Notification>,
+        body: Option<String>,
+    ) -> Result<(), Overloaded> {
+        self.journal_then(batch, None, body, false).await
+    }
+
+    async fn journal_then(
+        &self,
+        batch: Vec<Notification>,
+        hint: Option<&str>,
+        body: Option<String>,
+        apply: bool,
+    ) -> Result<(), Overloaded> {
         let inner = &self.inner;
         let mut body = body;
         let events = self.events_of(&batch);
@@ -354,6 +377,9 @@ impl Runtime {
             .await
         {
             return Err(inner.not_journaled(&e, events.len()));
+        }
+        if !apply {
+            return Ok(());
         }
         self.submit_events(events, Some(seqs), hint)
     }
@@ -473,7 +499,10 @@ impl Runtime {
         }
         let total = events.len();
         for (queued, event) in events.into_iter().enumerate() {
-            let seq = seqs.as_ref().and_then(|s| s.get(queued).copied());
+            let seq = seqs
+                .as_ref()
+                .and_then(|s| s.get(queued).copied())
+                .map(|seq| Journaled { seq, at: None });
             if let Err(reason) = inner.route(event, received, seq, hint) {
                 metrics::inc(&inner.metrics.overloaded);
                 return Err(Overloaded {
@@ -676,11 +705,20 @@ impl Runtime {
             return self.session(id);
         }
         let key = id.to_owned();
-        let record = tokio::task::spawn_blocking(move || store.session(&key))
-            .await
-            .ok()?
-            .ok()??;
-        let s = stored_session(&record)?;
+        let (record, rows) = tokio::task::spawn_blocking(move || {
+            let record = store.session(&key)?;
+            let rows = match &record {
+                Some(_) if store.timeline_rows() => Some(store.timeline(&key)?),
+                _ => None,
+            };
+            Ok::<_, store::StoreError>((record, rows))
+        })
+        .await
+        .ok()?
+        .ok()?;
+        let record = record?;
+        let mut s = stored_session(&record)?;
+        recover::with_timeline(&mut s, rows);
         let set = self.inner.flows.load();
         let tz = set
             .flows
@@ -891,7 +929,7 @@ impl Inner {
         self: &Arc<Self>,
         event: Event,
         received: tokio::time::Instant,
-        seq: Option<u64>,
+        seq: Option<Journaled>,
         hint: Option<&str>,
     ) -> Result<(), &'static str> {
         let Some(call_id) = event.call_id().map(str::to_owned) else {
@@ -979,7 +1017,7 @@ impl Inner {
         session: Option<Arc<str>>,
         event: Event,
         received: tokio::time::Instant,
-        seq: Option<u64>,
+        seq: Option<Journaled>,
     ) -> Result<(), &'static str> {
         let (held, expired) = table.orphans.hold(
             call_id.into(),
@@ -1041,7 +1079,7 @@ impl Inner {
         call_id: Option<&str>,
         first: Event,
         received: tokio::time::Instant,
-        seq: Option<u64>,
+        seq: Option<Journaled>,
     ) -> Result<(), &'static str> {
         let bot = match &first {
             Event::IncomingCall(call) => self

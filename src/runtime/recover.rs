@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::engine::Event;
+use crate::engine::{Event, Session, TimelineEntry};
 use crate::flow::{Flow, FlowSet};
 
 use super::store::{Persisted, StoreError, Write};
 use super::table::Route;
-use super::worker::{Restored, SessionCell};
+use super::worker::{Input, Journaled, Restored, SessionCell};
 use super::{Inner, lock};
 
 /// Journal entries no session took are removed after this long.
@@ -65,6 +65,14 @@ pub(super) async fn recover(inner: &Arc<Inner>) -> Result<usize, StoreError> {
             .await
             .map_err(|e| StoreError::Failed(e.to_string()))??
     };
+    let mut timelines = if store.timeline_rows() {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.live_timelines())
+            .await
+            .map_err(|e| StoreError::Failed(e.to_string()))??
+    } else {
+        HashMap::new()
+    };
     let now_micros = u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0);
     let next = recovered
         .journal
@@ -78,8 +86,10 @@ pub(super) async fn recover(inner: &Arc<Inner>) -> Result<usize, StoreError> {
     let set = inner.flows.load_full();
     let mut pinned: HashMap<String, Option<Arc<Flow>>> = HashMap::new();
     let mut count = 0;
+    let mut starts = Vec::new();
     for record in recovered.sessions {
-        if restore(inner, &set, &mut pinned, record).await {
+        if let Some(start) = restore(inner, &set, &mut pinned, record, &mut timelines).await {
+            starts.push(start);
             count += 1;
         }
     }
@@ -92,8 +102,19 @@ pub(super) async fn recover(inner: &Arc<Inner>) -> Result<usize, StoreError> {
         let Ok(event) = serde_json::from_str::<Event>(&entry.event) else {
             continue;
         };
-        let _ = inner.route(event, tokio::time::Instant::now(), Some(entry.seq), None);
+        // Applied at the time it was received, as it was (or would have
+        // been) before the stop: the same timers, the same decisions.
+        let journaled = Journaled {
+            seq: entry.seq,
+            at: Some(entry.received_at),
+        };
+        let _ = inner.route(event, tokio::time::Instant::now(), Some(journaled), None);
         replayed += 1;
+    }
+    // Started once their journaled events are queued: each applies them
+    // before it is reconciled with Graph.
+    for (cell, rx, restored) in starts {
+        tokio::spawn(super::worker::run(inner.clone(), cell, rx, Some(restored)));
     }
     if count > 0 || replayed > 0 {
         tracing::info!(
@@ -106,21 +127,23 @@ pub(super) async fn recover(inner: &Arc<Inner>) -> Result<usize, StoreError> {
     Ok(count)
 }
 
-/// Brings one stored session back to life here (pinned to its flow
-/// version, reconciled with Graph first); `false` when it cannot be read
-/// or its flow version is not in the store (it is left there).
+/// Brings one stored session back here (pinned to its flow version, its
+/// timeline rows put back), registered with its calls; the caller starts
+/// its task, which reconciles it with Graph first. `None` when it cannot be
+/// read or its flow version is not in the store (it is left there).
 async fn restore(
     inner: &Arc<Inner>,
     set: &FlowSet,
     pinned: &mut HashMap<String, Option<Arc<Flow>>>,
     record: super::store::SessionRecord,
-) -> bool {
-    let persisted: Persisted = match serde_json::from_str(&record.state) {
+    timelines: &mut HashMap<String, Vec<String>>,
+) -> Option<Start> {
+    let mut persisted: Persisted = match serde_json::from_str(&record.state) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(session = %record.id, error = %e,
                 "a stored session could not be read; it is left in the store");
-            return false;
+            return None;
         }
     };
     let flow = match pinned.get(&record.flow_version) {
@@ -134,19 +157,35 @@ async fn restore(
     let Some(flow) = flow else {
         tracing::error!(session = %record.id, flow = %record.flow, version = %record.flow_version,
             "a stored session's flow version is not in the store; it is left there");
-        return false;
+        return None;
     };
-    spawn_restored(inner, flow, persisted);
-    true
+    let stored = with_timeline(&mut persisted.session, timelines.remove(&record.id));
+    Some(register_restored(inner, flow, persisted, stored))
 }
 
-/// [`restore`] of a session another instance held (see `cluster`).
+/// [`restore`] of a session another instance held (see `cluster`), started
+/// at once.
 pub(super) async fn restore_record(
     inner: &Arc<Inner>,
     record: super::store::SessionRecord,
 ) -> bool {
     let set = inner.flows.load_full();
-    restore(inner, &set, &mut HashMap::new(), record).await
+    let mut timelines = HashMap::new();
+    let store = inner.config.store.clone();
+    if store.timeline_rows() {
+        let id = record.id.clone();
+        let rows = tokio::task::spawn_blocking(move || store.timeline(&id)).await;
+        if let Ok(Ok(rows)) = rows {
+            timelines.insert(record.id.clone(), rows);
+        }
+    }
+    match restore(inner, &set, &mut HashMap::new(), record, &mut timelines).await {
+        Some((cell, rx, restored)) => {
+            tokio::spawn(super::worker::run(inner.clone(), cell, rx, Some(restored)));
+            true
+        }
+        None => false,
+    }
 }
 
 /// The flow a stored session is pinned to.
@@ -181,7 +220,41 @@ async fn pinned_flow(
     }
 }
 
-fn spawn_restored(inner: &Arc<Inner>, flow: Arc<Flow>, p: Persisted) {
+/// A restored session, registered with its calls, and its task's start.
+type Start = (Arc<SessionCell>, mpsc::Receiver<Box<Input>>, Restored);
+
+/// Puts a session's timeline rows (when the store keeps them) back in it;
+/// how many entries the store holds as rows (none for a state written by
+/// schema version 2, which holds its entries itself: they move to rows
+/// when it is next written).
+pub(super) fn with_timeline(session: &mut Session, rows: Option<Vec<String>>) -> usize {
+    let Some(rows) = rows.filter(|r| !r.is_empty()) else {
+        return 0;
+    };
+    let count = rows.len();
+    let entries: Vec<TimelineEntry> = rows
+        .iter()
+        .filter_map(|row| {
+            serde_json::from_str(row)
+                .map_err(|e| {
+                    tracing::warn!(session = %session.id, error = %e,
+                    "a stored timeline entry could not be read; it is left out")
+                })
+                .ok()
+        })
+        .collect();
+    let mut entries = entries;
+    entries.append(&mut session.timeline.entries);
+    session.timeline.entries = entries;
+    count
+}
+
+fn register_restored(
+    inner: &Arc<Inner>,
+    flow: Arc<Flow>,
+    p: Persisted,
+    timeline_stored: usize,
+) -> Start {
     let mut calls: Vec<String> = p
         .session
         .legs
@@ -190,6 +263,7 @@ fn spawn_restored(inner: &Arc<Inner>, flow: Arc<Flow>, p: Persisted) {
         .collect();
     calls.extend(p.owned.iter().cloned());
     let restored = Restored {
+        timeline_stored,
         timers: p.timers,
         inflight: p.inflight,
         owned: p.owned,
@@ -213,7 +287,7 @@ fn spawn_restored(inner: &Arc<Inner>, flow: Arc<Flow>, p: Persisted) {
         inner.pending.fetch_add(1, Ordering::AcqRel);
     }
     inner.metrics.sessions_live.fetch_add(1, Ordering::Relaxed);
-    tokio::spawn(super::worker::run(inner.clone(), cell, rx, Some(restored)));
+    (cell, rx, restored)
 }
 
 /// Every [`PURGE_EVERY`], removes ended sessions older than `keep_ended`

@@ -33,12 +33,32 @@ use super::{Inner, SessionDetail, SessionSummary, lock, metrics};
 pub(super) enum Input {
     /// An event of one of its calls, with when `submit` received it and
     /// its journal sequence number (when it was journaled).
-    Event(Event, Instant, Option<u64>),
+    Event(Event, Instant, Option<Journaled>),
+}
+
+/// An event's journal entry.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Journaled {
+    /// Its sequence number.
+    pub(super) seq: u64,
+    /// When it was received, for an entry applied again at a restart (it
+    /// is applied at that time, as it was or would have been before).
+    pub(super) at: Option<DateTime<Utc>>,
 }
 
 /// How long a session whose run has ended and whose calls are all down
 /// stays, to absorb Graph's late notifications quietly.
 const LINGER: Duration = Duration::from_secs(10);
+
+/// How long the state a journaled notification changed may wait before it
+/// is stored, when the notification caused no Graph request: until then the
+/// journal holds it (a restart applies it again), and the writes of many
+/// notifications of one call become one.
+const DEFER_STATE: Duration = Duration::from_secs(2);
+
+/// The most journaled events whose state is deferred (a restart applies
+/// at most this many again per session; well under its queue's bound).
+const DEFER_EVENTS: usize = 16;
 
 /// What a panic said, if it said it as text.
 fn panic_message(panic: &(dyn Any + Send)) -> String {
@@ -203,10 +223,26 @@ struct Worker {
     applied: Vec<u64>,
     /// The engine reaped the session: it retires once its hang-ups are sent.
     reaped: bool,
+    /// When the state changed by journaled events (`applied`) must be
+    /// stored at the latest ([`DEFER_STATE`]); `None` when it is stored.
+    save_by: Option<Instant>,
+    /// How many of the timeline's entries the store holds as rows.
+    timeline_stored: usize,
+}
+
+/// A [`super::store::Persisted`] by reference: serialised to the same JSON.
+#[derive(serde::Serialize)]
+struct PersistedRef<'a> {
+    session: &'a Session,
+    timers: &'a [(TimerId, DateTime<Utc>)],
+    inflight: &'a [Command],
+    owned: &'a [String],
 }
 
 /// A session's runtime state as it was stored (see [`super::store::Persisted`]).
 pub(super) struct Restored {
+    /// How many of the session's timeline entries the store holds as rows.
+    pub(super) timeline_stored: usize,
     pub(super) timers: Vec<(TimerId, DateTime<Utc>)>,
     pub(super) inflight: Vec<Command>,
     pub(super) owned: Vec<String>,
@@ -245,13 +281,27 @@ pub(super) async fn run(
         inflight: Vec::new(),
         applied: Vec::new(),
         reaped: false,
+        save_by: None,
+        timeline_stored: 0,
     };
     if let Some(r) = restored {
         w.timers = r.timers;
         w.inflight = r.inflight;
         w.owned = r.owned;
+        w.timeline_stored = r.timeline_stored;
+        // The journal's events this session had applied before the stop and
+        // whose state was not stored yet (it may wait, see [`DEFER_STATE`])
+        // were queued before this task started: applied first, they bring
+        // the session back to where it was; then it is reconciled.
+        let mut replayed = 0;
+        while let Ok(input) = rx.try_recv() {
+            let Input::Event(event, received, journaled) = *input;
+            w.applied.extend(journaled.map(|j| j.seq));
+            Box::pin(w.drain(VecDeque::from([event]), Some(received), journaled)).await;
+            replayed += 1;
+        }
         Box::pin(w.reconcile()).await;
-        w.inner.pending.fetch_sub(1, Ordering::AcqRel);
+        w.inner.pending.fetch_sub(1 + replayed, Ordering::AcqRel);
     }
     let mut finished = false;
     // Events handled since the last turn, and the deadline being handled:
@@ -269,18 +319,23 @@ pub(super) async fn run(
             handled = 0;
         }
         _woken = None;
+        let save_by = w.save_by;
         tokio::select! {
             biased;
             input = rx.recv() => match input {
                 Some(input) => {
-                    let Input::Event(event, received, seq) = *input;
-                    w.applied.extend(seq);
+                    let Input::Event(event, received, journaled) = *input;
+                    w.applied.extend(journaled.map(|j| j.seq));
                     // Boxed: the task's idle footprint stays small.
-                    Box::pin(w.feed(event, Some(received))).await;
+                    Box::pin(w.drain(VecDeque::from([event]), Some(received), journaled)).await;
                     handled += 1;
                 }
                 None => break,
             },
+            () = async { tokio::time::sleep_until(save_by.unwrap_or_else(Instant::now)).await },
+                if save_by.is_some() => {
+                Box::pin(w.save(true)).await;
+            }
             wake = sleep => {
                 _woken = Some(wake);
                 if !Box::pin(w.on_deadline()).await {
@@ -355,20 +410,34 @@ impl Worker {
         self.linger_deadline().is_none_or(|l| l > now)
     }
 
-    /// Feeds one event, then the results of the requests it caused, in order.
+    /// Feeds one event (not journaled), then the results of the requests
+    /// it caused, in order.
     async fn feed(&mut self, first: Event, received: Option<Instant>) {
-        self.drain(VecDeque::from([first]), received).await;
+        self.drain(VecDeque::from([first]), received, None).await;
     }
 
     /// Feeds every event of `queue`, and the results of the requests they
-    /// cause; `received` is when `submit` took the first one.
-    async fn drain(&mut self, mut queue: VecDeque<Event>, mut received: Option<Instant>) {
+    /// cause; `received` is when `submit` took the first one, `journaled`
+    /// whether the store's journal holds it (then, when it causes no Graph
+    /// request, storing the state may wait: see [`DEFER_STATE`]).
+    async fn drain(
+        &mut self,
+        mut queue: VecDeque<Event>,
+        mut received: Option<Instant>,
+        journaled: Option<Journaled>,
+    ) {
         self.cell.busy.store(true, Ordering::Release);
+        // Whether only journaled events were applied: a request's result,
+        // a timer or a fault is in no journal, so its state is stored now.
+        let mut replayable = journaled.is_some();
+        // A journal entry applied again at a restart is applied at the time
+        // it was received; what follows from it, now.
+        let mut at = journaled.and_then(|j| j.at);
         while let Some(event) = queue.pop_front() {
             if let Some(command) = settles(&event, &self.inflight) {
                 self.inflight.retain(|c| c.id() != Some(command));
             }
-            let now = self.inner.clock.now();
+            let now = at.take().unwrap_or_else(|| self.inner.clock.now());
             let fault = matches!(event, Event::Fault { .. });
             let stepped = {
                 let mut s = self.cell.lock();
@@ -391,6 +460,7 @@ impl Worker {
             self.inner.metrics.count_actions(&stepped.actions);
             self.count_rules(&stepped.applied);
             let requests = self.write_ahead(stepped.commands).await;
+            replayable &= requests.is_empty();
             if self.cell.dropped.load(Ordering::Acquire) {
                 // Another instance holds the session: nothing is sent from here.
                 queue.clear();
@@ -410,7 +480,19 @@ impl Worker {
         if done && self.ended_at.is_none() {
             self.ended_at = Some(self.inner.clock.now());
         }
-        if !self.cell.dropped.load(Ordering::Acquire) {
+        let dropped = self.cell.dropped.load(Ordering::Acquire);
+        // Deferred only on a store this instance has alone: in a cluster,
+        // the next holder of the session starts from its stored state.
+        if !dropped
+            && replayable
+            && !done
+            && !self.faulted
+            && self.inner.config.cluster.is_none()
+            && self.applied.len() < DEFER_EVENTS
+        {
+            self.save_by
+                .get_or_insert_with(|| Instant::now() + DEFER_STATE);
+        } else if !dropped {
             self.save(true).await;
         }
         self.cell.busy.store(false, Ordering::Release);
@@ -443,52 +525,94 @@ impl Worker {
     /// Writes the session's state to the store (`live`: still running or
     /// lingering), with the journal entries it has applied.
     async fn save(&mut self, live: bool) {
+        self.save_by = None;
         let store = &self.inner.config.store;
         if !store.durable() {
             return;
         }
         let now = self.inner.clock.now();
-        let record = {
-            let s = self.cell.lock();
-            let persisted = super::store::Persisted {
-                session: s.clone(),
-                timers: self.timers.clone(),
-                inflight: self.inflight.clone(),
-                owned: self.owned.clone(),
-            };
-            super::store::SessionRecord {
-                id: s.id.clone(),
-                flow: s.flow.clone(),
-                flow_version: s.flow_version.clone(),
-                live,
-                state: serde_json::to_string(&persisted).unwrap_or_default(),
-                updated_at: now,
-                ended_at: (!live).then(|| s.end.as_ref().map_or(now, |e| e.at)),
-            }
-        };
-        let applied = std::mem::take(&mut self.applied);
-        let written = store.write(vec![super::store::Write::Session { record, applied }]);
-        if let Err(e) = written.await {
-            let fenced = matches!(e, super::store::StoreError::Fenced(_));
-            if fenced || self.inner.config.cluster.is_some() {
-                // Another instance took the session (its lease had expired
-                // here), or, with other instances on the store, its state
-                // could not be stored: this one stops, sending nothing more;
-                // the session goes on from its last stored state, here or on
-                // another instance, once its lease is free.
-                if !fenced {
-                    metrics::inc(&self.inner.metrics.store_errors);
+        let rows = store.timeline_rows();
+        let mut writes = Vec::with_capacity(2);
+        let stored = {
+            let mut s = self.cell.lock();
+            // The timeline's new entries go to rows of their own (the state's
+            // JSON then holds none: it is not rewritten with every step).
+            let entries = if rows {
+                let total = s.timeline.entries.len();
+                let from = self.timeline_stored.min(total);
+                let fresh: Vec<String> = s.timeline.entries[from..]
+                    .iter()
+                    .map(|e| serde_json::to_string(e).unwrap_or_default())
+                    .collect();
+                if !fresh.is_empty() {
+                    writes.push(super::store::Write::Timeline {
+                        session: s.id.clone(),
+                        from: u32::try_from(from).unwrap_or(u32::MAX),
+                        entries: fresh,
+                    });
                 }
-                tracing::warn!(session = %self.cell.id, error = %e,
-                    "the session stops here: another instance holds it, or its state could not \
-                     be stored");
-                self.cell.dropped.store(true, Ordering::Release);
-                metrics::inc(&self.inner.metrics.sessions_fenced);
-                self.inner.drop_session(&self.cell.id);
-                return;
+                Some(std::mem::take(&mut s.timeline.entries))
+            } else {
+                None
+            };
+            // Serialised in place (the same JSON as a `Persisted`), not cloned first.
+            let persisted = PersistedRef {
+                session: &s,
+                timers: &self.timers,
+                inflight: &self.inflight,
+                owned: &self.owned,
+            };
+            let state = serde_json::to_string(&persisted).unwrap_or_default();
+            let total = entries.as_ref().map(Vec::len);
+            if let Some(entries) = entries {
+                s.timeline.entries = entries;
             }
-            metrics::inc(&self.inner.metrics.store_errors);
-            tracing::error!(session = %self.cell.id, error = %e, "the session's state could not be stored");
+            writes.insert(
+                0,
+                super::store::Write::Session {
+                    record: super::store::SessionRecord {
+                        id: s.id.clone(),
+                        flow: s.flow.clone(),
+                        flow_version: s.flow_version.clone(),
+                        live,
+                        state,
+                        updated_at: now,
+                        ended_at: (!live).then(|| s.end.as_ref().map_or(now, |e| e.at)),
+                    },
+                    applied: std::mem::take(&mut self.applied),
+                },
+            );
+            total
+        };
+        match store.write(writes).await {
+            Ok(()) => {
+                if let Some(total) = stored {
+                    self.timeline_stored = total;
+                }
+            }
+            Err(e) => {
+                let fenced = matches!(e, super::store::StoreError::Fenced(_));
+                if fenced || self.inner.config.cluster.is_some() {
+                    // Another instance took the session (its lease had
+                    // expired here), or, with other instances on the store,
+                    // its state could not be stored: this one stops, sending
+                    // nothing more; the session goes on from its last stored
+                    // state, here or on another instance, once its lease is
+                    // free.
+                    if !fenced {
+                        metrics::inc(&self.inner.metrics.store_errors);
+                    }
+                    tracing::warn!(session = %self.cell.id, error = %e,
+                        "the session stops here: another instance holds it, or its state could \
+                         not be stored");
+                    self.cell.dropped.store(true, Ordering::Release);
+                    metrics::inc(&self.inner.metrics.sessions_fenced);
+                    self.inner.drop_session(&self.cell.id);
+                    return;
+                }
+                metrics::inc(&self.inner.metrics.store_errors);
+                tracing::error!(session = %self.cell.id, error = %e, "the session's state could not be stored");
+            }
         }
     }
 
@@ -571,7 +695,7 @@ impl Worker {
         // Last: the engine decides what a caller who heard silence hears
         // again (a waiting menu plays its prompt again).
         queue.push_back(Event::Resumed);
-        self.drain(queue, None).await;
+        self.drain(queue, None, None).await;
     }
 
     /// Counts and logs what the session's rules did.

@@ -207,11 +207,26 @@ async fn accept(
     }
     let count = batch.notifications.len();
     let body = std::str::from_utf8(&bytes).ok().map(str::to_owned);
-    if let Err(overloaded) = state
-        .runtime()
-        .submit_recorded(batch.notifications, hint, body)
-        .await
-    {
+    let held = test_hold::matches(body.as_deref());
+    let submitted = match held {
+        Some(hold) => {
+            let journaled = state
+                .runtime()
+                .journal_only(batch.notifications, body)
+                .await;
+            if journaled.is_ok() {
+                hold.reached().await;
+            }
+            journaled
+        }
+        None => {
+            state
+                .runtime()
+                .submit_recorded(batch.notifications, hint, body)
+                .await
+        }
+    };
+    if let Err(overloaded) = submitted {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
@@ -253,5 +268,75 @@ fn error_code(error: &NotificationError) -> &'static str {
         NotificationError::Truncated { .. } | NotificationError::Json { .. } => "invalidJson",
         NotificationError::TooMany { .. } => "batchTooLarge",
         _ => "invalidNotification",
+    }
+}
+
+/// The crash tests' hold: `CALLFLOW_TEST_HOLD=before-202:TEXT` or
+/// `after-202:TEXT` (and `CALLFLOW_TEST_HOLD_MARK=PATH`). The first
+/// notification body containing TEXT is journaled and not applied; with
+/// `before-202` its request is then never answered (`PATH` is created, and
+/// the process waits to be killed), with `after-202` it is answered `202`.
+/// A test kills the process there, exactly before or after the `202`. Unset
+/// (always, outside those tests), nothing changes.
+mod test_hold {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    pub(super) struct Hold {
+        before: bool,
+        text: String,
+        mark: Option<String>,
+        fired: AtomicBool,
+    }
+
+    fn hold() -> Option<&'static Hold> {
+        static HOLD: OnceLock<Option<Hold>> = OnceLock::new();
+        HOLD.get_or_init(|| {
+            let spec = std::env::var("CALLFLOW_TEST_HOLD").ok()?;
+            let (when, text) = spec.split_once(':')?;
+            let before = match when {
+                "before-202" => true,
+                "after-202" => false,
+                _ => return None,
+            };
+            tracing::warn!(%spec, "CALLFLOW_TEST_HOLD is set: a notification will be held (tests only)");
+            Some(Hold {
+                before,
+                text: text.to_owned(),
+                mark: std::env::var("CALLFLOW_TEST_HOLD_MARK").ok(),
+                fired: AtomicBool::new(false),
+            })
+        })
+        .as_ref()
+    }
+
+    /// The hold, when `body` is the first one it is for.
+    pub(super) fn matches(body: Option<&str>) -> Option<&'static Hold> {
+        let hold = hold()?;
+        let matched = body.is_some_and(|b| b.contains(&hold.text));
+        (matched && !hold.fired.swap(true, Ordering::AcqRel)).then_some(hold)
+    }
+
+    impl Hold {
+        /// The body is journaled: says so, and with `before-202` never returns.
+        pub(super) async fn reached(&self) {
+            tracing::warn!(
+                before_202 = self.before,
+                "test hold: a notification journaled and not applied"
+            );
+            if let Some(mark) = &self.mark {
+                let _ = std::fs::write(
+                    mark,
+                    if self.before {
+                        "before-202"
+                    } else {
+                        "after-202"
+                    },
+                );
+            }
+            if self.before {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }

@@ -322,6 +322,27 @@ pub async fn serve(
     }
     tracing::info!("shutting down: intake stopped, finishing work in flight");
     state.close_intake();
+    // While the runtime finishes what it took (and stores it), the server
+    // still answers: a notification now gets `503` with `Retry-After`, so
+    // that Graph posts it again (to the next instance, or to this one
+    // restarted), instead of a refused connection. Bounded by the grace.
+    let runtime = state.runtime().clone();
+    let mut finished = std::pin::pin!(tokio::time::timeout(
+        config.shutdown_grace,
+        tokio::spawn(async move { runtime.shutdown().await }),
+    ));
+    loop {
+        tokio::select! {
+            _ = &mut finished => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((io, _peer)) => {
+                    connections.spawn(connection(io, app.clone(), config.header_timeout, stop_rx.clone()));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            },
+        }
+    }
     drop(listener);
     let _ = stopping.send(true);
     let drained = tokio::time::timeout(config.shutdown_grace, async {
@@ -336,6 +357,7 @@ pub async fn serve(
         );
         connections.shutdown().await;
     }
+    // Already done, unless the grace ran out first.
     state.runtime().clone().shutdown().await;
     tracing::info!("stopped");
     Ok(())

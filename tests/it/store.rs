@@ -129,6 +129,17 @@ struct Bench {
 }
 
 impl Bench {
+    /// With sim-graph on a manual clock: it does nothing until moved.
+    async fn manual() -> Bench {
+        Bench::new(
+            sim_with(SimGraphConfig {
+                clock: callflow::sim::http::SimClock::Manual,
+                ..SimGraphConfig::default()
+            })
+            .await,
+        )
+    }
+
     fn new(sim: SimGraphServer) -> Bench {
         let graph = sim.base_url().to_owned();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -201,7 +212,7 @@ pub(crate) fn serve_command_behind(
 
 impl Serve {
     pub(crate) async fn start(graph: &str, port: u16, flows: &Path, store: &str) -> Serve {
-        Serve::start_with(graph, port, flows, store, &[]).await
+        Serve::start_with(graph, port, flows, store, &[], &[]).await
     }
 
     async fn start_with(
@@ -210,8 +221,15 @@ impl Serve {
         flows: &Path,
         store: &str,
         extra: &[&str],
+        env: &[(&str, String)],
     ) -> Serve {
-        Serve::spawn(serve_command(graph, port, flows, store).args(extra), port).await
+        Serve::spawn(
+            serve_command(graph, port, flows, store)
+                .args(extra)
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
+            port,
+        )
+        .await
     }
 
     /// Runs `cmd` (a `serve_command…`) listening on `port`; waits until ready.
@@ -1073,7 +1091,7 @@ async fn ended_sessions_outlive_a_restart_until_keep_ended_removes_them() {
     drop(serve);
 
     // Kept for one second: both are removed, from the list and the store.
-    let serve = Serve::start_with(&graph, port, &flows, &store, &["--keep-ended", "1s"]).await;
+    let serve = Serve::start_with(&graph, port, &flows, &store, &["--keep-ended", "1s"], &[]).await;
     eventually(Duration::from_secs(30), || async {
         let page = list(&serve, "").await;
         (page["total"] == 0).then_some(())
@@ -1353,5 +1371,434 @@ async fn a_full_disk_turns_notifications_into_503_until_space_returns() {
     );
     drop(serve);
     drop(disk);
+    let _ = sim.shutdown().await;
+}
+
+/// A bearer token sim-graph signs its notifications with: a call placed to
+/// a loopback sink of the test's own, whose first notification carries it.
+/// What the test needs to post a notification again, as Graph would.
+async fn graph_token(sim: &SimGraphServer) -> String {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let tx = tx.clone();
+        async move {
+            if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                let _ = tx.send(v.to_owned());
+            }
+            axum::http::StatusCode::ACCEPTED
+        }
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let sink = format!("http://{}/sink", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    place(sim.base_url(), "+14255550999", &sink).await;
+    let token = eventually(Duration::from_secs(20), || {
+        let got = rx.try_recv().ok();
+        async move {
+            if got.is_none() {
+                sim.advance(Duration::from_millis(100)).await;
+            }
+            got
+        }
+    })
+    .await
+    .expect("sim-graph signs a notification to the sink");
+    server.abort();
+    token
+}
+
+/// POSTs a notification body to the callback with `authorization`: its
+/// status and `Retry-After`, or why it got none.
+async fn post_notification(
+    callback: &str,
+    authorization: &str,
+    body: &Value,
+) -> Result<(u16, Option<String>), String> {
+    let r = reqwest::Client::new()
+        .post(callback)
+        .header("authorization", authorization)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok((r.status().as_u16(), retry))
+}
+
+fn count(list: &[String], what: &str) -> usize {
+    list.iter().filter(|r| *r == what).count()
+}
+
+/// `kill -9` exactly before a `202` goes out and exactly after it, with
+/// the server's test hold (`CALLFLOW_TEST_HOLD`: the key's notification
+/// is journaled and not applied; `before-202` never answers it). Before:
+/// the caller's key got no `202`, so it is posted again, as Graph would,
+/// after the restart; the journal already had it: it is applied once (one
+/// transfer). After: the `202` went out and nothing was applied before the
+/// kill; the restart applies it from the journal. Both calls end as one
+/// nobody interrupted, with the same requests, none sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_exactly_before_and_after_a_202() {
+    callflow::graph::client::install_tls_provider();
+    let Bench {
+        sim,
+        graph,
+        dir,
+        flows,
+        store,
+        port,
+        callback,
+    } = Bench::manual().await;
+    let token = graph_token(&sim).await;
+    let notifier = callflow::sim::notify::Notifier {
+        callback_uri: callback.clone(),
+        legacy: false,
+    };
+    let mark = dir.path().join("held");
+    let hold = |when: &str| {
+        vec![
+            ("CALLFLOW_TEST_HOLD", format!("{when}:\"tone\":\"tone1\"")),
+            ("CALLFLOW_TEST_HOLD_MARK", mark.display().to_string()),
+        ]
+    };
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let plain = in_menu(&sim, &serve, &callback).await;
+    let key = notifier.tone(&plain, '1', 1);
+    let answered = post_notification(&callback, &token, &key).await;
+    assert_eq!(answered, Ok((202, None)));
+    let ended = drive_to_end(&sim, &serve, &plain).await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    let plain_requests = requests(&graph, &plain).await;
+    assert_eq!(
+        count(&plain_requests, "POST transfer"),
+        1,
+        "{plain_requests:?}"
+    );
+    serve.kill9();
+
+    // Exactly before the 202: journaled, not answered, killed.
+    let serve = Serve::start_with(&graph, port, &flows, &store, &[], &hold("before-202")).await;
+    let before = in_menu(&sim, &serve, &callback).await;
+    let key = notifier.tone(&before, '1', 1);
+    let posting = tokio::spawn({
+        let (callback, token, key) = (callback.clone(), token.clone(), key.clone());
+        async move { post_notification(&callback, &token, &key).await }
+    });
+    eventually(Duration::from_secs(30), || async {
+        (std::fs::read_to_string(&mark).ok().as_deref() == Some("before-202")).then_some(())
+    })
+    .await
+    .expect("the key's notification is held before its 202");
+    serve.kill9();
+    let answer = posting.await.expect("join");
+    assert!(
+        answer.is_err(),
+        "no answer went out before the kill: {answer:?}"
+    );
+    assert!(
+        !requests(&graph, &before)
+            .await
+            .contains(&"POST transfer".to_owned())
+    );
+    std::fs::remove_file(&mark).expect("mark");
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    // Graph had no 202: it posts the notification again.
+    let again = post_notification(&callback, &token, &key).await;
+    assert_eq!(again, Ok((202, None)));
+    let ended = drive_to_end(&sim, &serve, &before).await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    no_request_twice(&graph, &before).await;
+    let list = requests(&graph, &before).await;
+    assert_eq!(count(&list, "POST transfer"), 1, "applied once: {list:?}");
+    assert_eq!(list, plain_requests);
+    serve.kill9();
+
+    // Exactly after the 202: answered, not applied, killed.
+    let serve = Serve::start_with(&graph, port, &flows, &store, &[], &hold("after-202")).await;
+    let after = in_menu(&sim, &serve, &callback).await;
+    let key = notifier.tone(&after, '1', 1);
+    let answered = post_notification(&callback, &token, &key).await;
+    assert_eq!(answered, Ok((202, None)));
+    assert_eq!(
+        std::fs::read_to_string(&mark).ok().as_deref(),
+        Some("after-202")
+    );
+    serve.kill9();
+    assert!(
+        !requests(&graph, &after)
+            .await
+            .contains(&"POST transfer".to_owned()),
+        "nothing was applied before the kill"
+    );
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let ended = drive_to_end(&sim, &serve, &after).await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    no_request_twice(&graph, &after).await;
+    let list = requests(&graph, &after).await;
+    assert_eq!(count(&list, "POST transfer"), 1, "{list:?}");
+    // The journal's key was applied before the session resumed: the caller
+    // is transferred, the menu is not played again.
+    assert_eq!(list, plain_requests);
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
+
+/// SIGTERM under load: eight calls wait in their menu; keys are posted
+/// for half of them, then SIGTERM while their transfers are in flight
+/// (sim-graph holds its answers 2 s) and while the other half's keys and a
+/// stream of other notifications keep coming. Intake answers `503` with
+/// `Retry-After` (never anything else but `202`), the work in flight is
+/// finished and stored, the process exits cleanly. At restart, what got no
+/// `202` is posted again (as Graph would); every call resumes and is
+/// transferred exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_answers_503_and_the_restart_resumes_every_call() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    callflow::graph::client::install_tls_provider();
+    let Bench {
+        sim,
+        graph,
+        dir: _dir,
+        flows,
+        store,
+        port,
+        callback,
+    } = Bench::manual().await;
+    let token = graph_token(&sim).await;
+    let notifier = callflow::sim::notify::Notifier {
+        callback_uri: callback.clone(),
+        legacy: false,
+    };
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let mut calls = Vec::new();
+    for _ in 0..8 {
+        calls.push(in_menu(&sim, &serve, &callback).await);
+    }
+    let held = reqwest::Client::new()
+        .put(format!("{graph}/sim/faults"))
+        .json(&json!({ "hold_answers": "2s" }))
+        .send()
+        .await
+        .expect("faults");
+    assert!(held.status().is_success(), "faults: {}", held.status());
+
+    // A stream of notifications that change nothing, until the process is gone.
+    let gone = Arc::new(AtomicBool::new(false));
+    let stream = tokio::spawn({
+        let (callback, token, gone) = (callback.clone(), token.clone(), gone.clone());
+        let bodies: Vec<Value> = calls.iter().map(|c| notifier.media(c, "active")).collect();
+        async move {
+            let mut answers = Vec::new();
+            for body in bodies.iter().cycle() {
+                match post_notification(&callback, &token, body).await {
+                    Ok(answer) => answers.push(answer),
+                    Err(_) if gone.load(Ordering::Acquire) => break,
+                    Err(e) => answers.push((0, Some(e))),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            answers
+        }
+    });
+    let keys: Vec<Value> = calls.iter().map(|c| notifier.tone(c, '1', 1)).collect();
+    for key in &keys[..4] {
+        assert_eq!(
+            post_notification(&callback, &token, key).await,
+            Ok((202, None))
+        );
+    }
+    // Their transfers are on their way (held by sim-graph): SIGTERM now.
+    eventually(Duration::from_secs(30), || async {
+        let mut sent = 0;
+        for c in &calls[..4] {
+            sent += count(&requests(&graph, c).await, "POST transfer");
+        }
+        (sent == 4).then_some(())
+    })
+    .await
+    .expect("the first four transfers were sent");
+    let stopping = tokio::spawn(serve.term());
+    let mut late = Vec::new();
+    for key in &keys[4..] {
+        late.push(post_notification(&callback, &token, key).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, stderr, took) = stopping.await.expect("join");
+    gone.store(true, Ordering::Release);
+    assert!(status.success(), "SIGTERM: {status:?}\n{stderr}");
+    assert!(took < Duration::from_secs(20), "SIGTERM took {took:?}");
+    let answers = stream.await.expect("join");
+    // 202s, then (once the stop began) 503s, then (once the process was
+    // gone) refused connections: nothing else.
+    let stopped_at = answers.iter().position(|(status, _)| *status == 503);
+    assert!(
+        answers
+            .iter()
+            .enumerate()
+            .all(|(i, (status, _))| match status {
+                202 => stopped_at.is_none_or(|s| i < s),
+                503 => true,
+                _ => stopped_at.is_some_and(|s| i > s),
+            }),
+        "only 202, then 503, then no answer: {answers:?}"
+    );
+    assert!(
+        answers.iter().any(|(status, _)| *status == 503),
+        "intake answered 503 while the work in flight finished: {answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .filter(|(status, _)| *status == 503)
+            .all(|(_, retry)| retry.is_some()),
+        "every 503 says when to retry: {answers:?}"
+    );
+    for answer in &late {
+        match answer {
+            Ok((202, _)) | Err(_) => {}
+            Ok((503, retry)) => assert!(retry.is_some(), "{answer:?}"),
+            other => panic!("a key during the stop got {other:?}"),
+        }
+    }
+    // Nothing in the calls was hung up by the stop.
+    for c in &calls {
+        assert!(
+            !requests(&graph, c)
+                .await
+                .iter()
+                .any(|r| r.starts_with("DELETE"))
+        );
+    }
+    let cleared = reqwest::Client::new()
+        .put(format!("{graph}/sim/faults"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("faults");
+    assert!(cleared.status().is_success());
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    // Graph posts again what got no 202.
+    for (key, answer) in keys[4..].iter().zip(&late) {
+        if !matches!(answer, Ok((202, _))) {
+            assert_eq!(
+                post_notification(&callback, &token, key).await,
+                Ok((202, None))
+            );
+        }
+    }
+    for c in &calls {
+        let ended = drive_to_end(&sim, &serve, c).await;
+        assert_eq!(ended["outcome"], "transferred", "{c}: {ended}");
+        no_request_twice(&graph, c).await;
+        let list = requests(&graph, c).await;
+        assert_eq!(count(&list, "POST transfer"), 1, "{c}: {list:?}");
+    }
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
+
+/// A store written by schema version 2 (each session's timeline inside its
+/// state's JSON) is migrated: the call waiting in its menu comes back with
+/// its whole timeline, carries on, and its entries are then kept in rows
+/// of their own, the state's JSON holding none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_schema_2_with_timelines_in_the_state_is_migrated() {
+    callflow::graph::client::install_tls_provider();
+    let Bench {
+        sim,
+        graph,
+        dir,
+        flows,
+        store,
+        port,
+        callback,
+    } = Bench::manual().await;
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let call = in_menu(&sim, &serve, &callback).await;
+    serve.kill9();
+    let path = dir.path().join("callflow.db");
+    // Made into what version 2 wrote: the rows back in the state, no table.
+    {
+        let conn = rusqlite::Connection::open(&path).expect("sqlite");
+        let sessions: Vec<(String, String)> = conn
+            .prepare("SELECT id, state FROM sessions")
+            .expect("query")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("sessions");
+        assert!(!sessions.is_empty());
+        for (id, state) in sessions {
+            let rows: Vec<String> = conn
+                .prepare("SELECT entry FROM timeline WHERE session = ?1 ORDER BY n")
+                .expect("query")
+                .query_map([&id], |r| r.get(0))
+                .expect("rows")
+                .collect::<Result<_, _>>()
+                .expect("entries");
+            let mut state: Value = serde_json::from_str(&state).expect("state");
+            let entries: Vec<Value> = rows
+                .iter()
+                .map(|r| serde_json::from_str(r).expect("entry"))
+                .collect();
+            state["session"]["timeline"]["entries"] = Value::Array(entries);
+            conn.execute(
+                "UPDATE sessions SET state = ?2 WHERE id = ?1",
+                [&id, &state.to_string()],
+            )
+            .expect("update");
+        }
+        conn.execute_batch("DROP TABLE timeline; PRAGMA user_version = 2;")
+            .expect("version 2");
+    }
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let s = serve
+        .wait_session(&call, "recovered in its menu", |s| s["step"] == "menu")
+        .await;
+    let text = s["timeline_text"].as_str().unwrap_or("").to_owned();
+    assert!(
+        text.contains("answer") && text.contains("resumed after a restart"),
+        "the timeline from before the restart, and after: {text}"
+    );
+    press(&graph, &call, "1").await;
+    let ended = drive_to_end(&sim, &serve, &call).await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    let entries = ended["timeline"].as_array().map_or(0, Vec::len);
+    let (status, stderr, _) = serve.term().await;
+    assert!(status.success(), "SIGTERM: {status:?}\n{stderr}");
+    let conn = rusqlite::Connection::open(&path).expect("sqlite");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(
+        version as usize,
+        callflow::runtime::store::sqlite::MIGRATIONS.len()
+    );
+    let rows: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM timeline WHERE session = ?1",
+            [&call],
+            |r| r.get(0),
+        )
+        .expect("rows");
+    assert_eq!(rows as usize, entries, "every entry in a row of its own");
+    let state: String = conn
+        .query_row("SELECT state FROM sessions WHERE id = ?1", [&call], |r| {
+            r.get(0)
+        })
+        .expect("state");
+    let state: Value = serde_json::from_str(&state).expect("json");
+    assert_eq!(
+        state["session"]["timeline"]["entries"],
+        json!([]),
+        "{state}"
+    );
     let _ = sim.shutdown().await;
 }

@@ -31,6 +31,7 @@ pub mod memory;
 pub mod postgres;
 pub mod sqlite;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -119,6 +120,19 @@ pub enum Write {
         /// The text.
         source: String,
     },
+    /// Timeline entries of a session, appended (only by a store whose
+    /// [`Store::timeline_rows`] is `true`): entry number `from + i` is
+    /// `entries[i]`, one `TimelineEntry` as JSON each; a number already
+    /// stored is replaced. Written in the batch of the session's state,
+    /// whose JSON then holds no timeline entries.
+    Timeline {
+        /// The session's id.
+        session: String,
+        /// The number of the first entry (how many were stored before).
+        from: u32,
+        /// The entries, as JSON.
+        entries: Vec<String>,
+    },
     /// Removes sessions that ended before `ended_before`, and journal
     /// entries received before `journal_before` (events no session took:
     /// a call nobody owns, a late notification).
@@ -206,6 +220,21 @@ pub trait Store: Send + Sync + 'static {
     /// Waits until every write submitted so far is durable.
     fn flush(&self) -> Done {
         self.write(Vec::new())
+    }
+    /// Whether the store keeps a session's timeline as rows of their own
+    /// ([`Write::Timeline`], appended as the run goes) instead of inside
+    /// its state's JSON (rewritten with every state). `false` by default:
+    /// the runtime then keeps the timeline in the state.
+    fn timeline_rows(&self) -> bool {
+        false
+    }
+    /// A session's timeline rows, in order (entries as JSON).
+    fn timeline(&self, _id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// The timeline rows of every live session, by session id, in order.
+    fn live_timelines(&self) -> Result<HashMap<String, Vec<String>>, StoreError> {
+        Ok(HashMap::new())
     }
 }
 

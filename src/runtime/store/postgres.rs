@@ -624,6 +624,9 @@ impl Rows {
                     rows.flows.1.push(name);
                     rows.flows.2.push(source);
                 }
+                // Timelines stay inside the state here (`timeline_rows` is
+                // false): the runtime sends no such write.
+                Write::Timeline { .. } => {}
                 Write::Purge {
                     ended_before,
                     journal_before,

@@ -12,6 +12,7 @@
 //! applied in order; a store whose version is newer than this binary knows
 //! is refused, never changed.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
@@ -55,6 +56,16 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE journal ADD COLUMN session TEXT;
     ALTER TABLE journal ADD COLUMN body TEXT;
     CREATE INDEX journal_by_session ON journal (session, seq);",
+    // 3: a session's timeline in rows of its own, appended as the run goes
+    // (it was inside the state's JSON, rewritten whole with every step). A
+    // state written by version 2 keeps its entries until it is next
+    // written: then they move here.
+    "CREATE TABLE timeline (
+        session TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        entry TEXT NOT NULL,
+        PRIMARY KEY (session, n)
+    ) WITHOUT ROWID;",
 ];
 
 type Read = Box<dyn FnOnce(&Connection) + Send>;
@@ -258,6 +269,11 @@ fn commit<'a>(
         let mut applied = tx
             .prepare_cached("UPDATE journal SET session = ?2 WHERE seq = ?1")
             .map_err(|e| classify(&e))?;
+        let mut timeline = tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO timeline (session, n, entry) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(|e| classify(&e))?;
         let mut session = tx
             .prepare_cached(
                 "INSERT INTO sessions (id, flow, flow_version, live, state, updated_at, ended_at)
@@ -301,6 +317,13 @@ fn commit<'a>(
                                 applied.execute(params![*s as i64, r.id]).map(|_| ())
                             })
                     }),
+                Write::Timeline {
+                    session,
+                    from,
+                    entries,
+                } => entries.iter().zip(*from..).try_for_each(|(entry, n)| {
+                    timeline.execute(params![session, n, entry]).map(|_| ())
+                }),
                 Write::Flow { hash, name, source } => tx
                     .execute(
                         "INSERT OR IGNORE INTO flows (hash, name, source, stored_at) VALUES (?1, ?2, ?3, ?4)",
@@ -316,6 +339,13 @@ fn commit<'a>(
                            (SELECT id FROM sessions WHERE live = 0 AND ended_at < ?1)",
                         [ended_before.to_rfc3339()],
                     )
+                    .and_then(|_| {
+                        tx.execute(
+                            "DELETE FROM timeline WHERE session IN
+                               (SELECT id FROM sessions WHERE live = 0 AND ended_at < ?1)",
+                            [ended_before.to_rfc3339()],
+                        )
+                    })
                     .and_then(|_| {
                         tx.execute(
                             "DELETE FROM sessions WHERE live = 0 AND ended_at < ?1",
@@ -426,6 +456,35 @@ impl Store for SqliteStore {
             )?;
             q.query_map([id], |r| Ok((time(&r.get::<_, String>(0)?), r.get(1)?)))?
                 .collect()
+        })
+    }
+
+    fn timeline_rows(&self) -> bool {
+        true
+    }
+
+    fn timeline(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let mut q =
+                conn.prepare_cached("SELECT entry FROM timeline WHERE session = ?1 ORDER BY n")?;
+            q.query_map([id], |r| r.get(0))?.collect()
+        })
+    }
+
+    fn live_timelines(&self) -> Result<HashMap<String, Vec<String>>, StoreError> {
+        self.read(|conn| {
+            let mut q = conn.prepare(
+                "SELECT t.session, t.entry FROM timeline t JOIN sessions s ON s.id = t.session
+                 WHERE s.live = 1 ORDER BY t.session, t.n",
+            )?;
+            let mut out: HashMap<String, Vec<String>> = HashMap::new();
+            let mut rows = q.query([])?;
+            while let Some(row) = rows.next()? {
+                let session: String = row.get(0)?;
+                out.entry(session).or_default().push(row.get(1)?);
+            }
+            Ok(out)
         })
     }
 
