@@ -398,6 +398,7 @@ actions! {
     record: Record,
     invite: Invite,
     fetch: Fetch,
+    ring_group: RingGroup,
 }
 
 impl Action {
