@@ -163,9 +163,10 @@ impl CheckAction for RingGroup {
             .help("list who to ring: `targets: [{user: …}, {phone: \"+1…\"}]`");
             ok = false;
         } else if defs.len() > MAX_TARGETS {
+            let at = cx.key_span(g.targets.span, "targets");
             cx.error(
                 "callflow::ring_group::targets",
-                g.targets.span,
+                at,
                 format!(
                     "this ring group has {} targets; it rings at most {MAX_TARGETS}, each a consultation call of its own",
                     defs.len()
