@@ -308,7 +308,10 @@ impl Run<'_> {
         Progress::Wait
     }
 
-    pub(super) fn new_call_body(&self, targets: Vec<crate::graph::wire::InvitationParticipantInfo>) -> Call {
+    pub(super) fn new_call_body(
+        &self,
+        targets: Vec<crate::graph::wire::InvitationParticipantInfo>,
+    ) -> Call {
         let mut body = Call::outgoing(
             self.s.bot.callback_uri.clone(),
             targets,

@@ -87,10 +87,12 @@ struct ActionRules {
 fn rules(action: &Action) -> ActionRules {
     let none = ActionRules::default();
     match action {
-        Action::Transfer(_) | Action::ConsultativeTransfer(_) | Action::RingGroup(_) => ActionRules {
-            transfers_the_call: true,
-            ..none
-        },
+        Action::Transfer(_) | Action::ConsultativeTransfer(_) | Action::RingGroup(_) => {
+            ActionRules {
+                transfers_the_call: true,
+                ..none
+            }
+        }
         Action::Call(_) => ActionRules {
             unanswered_is_timeout: true,
             ..none

@@ -42,7 +42,10 @@ impl<'a> Run<'a> {
             next: 0,
             give_up_at: self.now + chrono_of(g.max_wait),
             round_ends_at: self.now,
-            announce_at: g.announcement.as_ref().map(|a| self.now + chrono_of(a.every)),
+            announce_at: g
+                .announcement
+                .as_ref()
+                .map(|a| self.now + chrono_of(a.every)),
             announce_due: false,
             hold,
         };
@@ -138,7 +141,11 @@ impl<'a> Run<'a> {
 
     /// A prompt played to the caller ended: the announcement if due, else
     /// the hold music again.
-    pub(crate) fn ring_prompt_done(&mut self, context: Option<&str>, ok: bool) -> Option<Transition> {
+    pub(crate) fn ring_prompt_done(
+        &mut self,
+        context: Option<&str>,
+        ok: bool,
+    ) -> Option<Transition> {
         let g = self.ring_step()?;
         let Waiting::RingGroup(mut state) = self.s.waiting.clone() else {
             return None;
@@ -147,7 +154,9 @@ impl<'a> Run<'a> {
             return None;
         }
         if !ok {
-            self.note("the hold music ended in error; it plays again");
+            // Played again, it might fail as fast, for as long as the caller holds.
+            self.note("the hold music failed; the caller holds in silence while the targets ring");
+            return None;
         }
         let main = self.s.main_index()?;
         let prompt = match (&g.announcement, state.announce_due) {
@@ -197,7 +206,12 @@ impl<'a> Run<'a> {
         if let Waiting::RingGroup(state) = &mut self.s.waiting {
             state.ringing.retain(|(l, _)| *l != leg);
         }
-        let tag = self.s.legs.get(leg).map_or("?", |l| l.tag.as_str()).to_owned();
+        let tag = self
+            .s
+            .legs
+            .get(leg)
+            .map_or("?", |l| l.tag.as_str())
+            .to_owned();
         self.note(format!("{tag} was not answered"));
     }
 

@@ -19,7 +19,9 @@ use crate::graph::wire::{
     PlayPromptRequest, RecordResponseRequest, TransferRequest,
 };
 
-use super::behaviour::{AgentMode, CallMode, GraphBehaviour, InviteMode, JoinMode, RecordMode, TransferMode};
+use super::behaviour::{
+    AgentMode, CallMode, GraphBehaviour, InviteMode, JoinMode, RecordMode, TransferMode,
+};
 use super::graph::BOT_APP_ID;
 use super::happening::{Happening, Scheduled};
 use super::notify::{Notifier, SimResult};
@@ -790,7 +792,10 @@ impl World {
 
     /// How the person `targets` names answers, if the `agents` behaviour
     /// lists them (by phone number or user id); counts the call.
-    fn agent_mode(&mut self, targets: &[crate::graph::wire::InvitationParticipantInfo]) -> Option<AgentMode> {
+    fn agent_mode(
+        &mut self,
+        targets: &[crate::graph::wire::InvitationParticipantInfo],
+    ) -> Option<AgentMode> {
         let identity = &targets.first()?.identity;
         let id = identity
             .phone
