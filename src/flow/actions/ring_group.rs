@@ -131,11 +131,7 @@ impl ActionType for RingGroup {
     }
 
     fn phase_after(&self, phase: CallPhase, outcome: Option<OutcomeField>) -> CallPhase {
-        // Once bridged, the call is the agent's: what follows is not checked.
-        match outcome {
-            Some(OutcomeField::Next) => CallPhase::Unknown,
-            _ => phase,
-        }
+        super::handed_over(phase, outcome)
     }
 }
 
