@@ -62,6 +62,7 @@ impl Run<'_> {
             Action::Record(r) => self.record(step, r),
             Action::Invite(v) => self.invite(v),
             Action::Fetch(f) => self.fetch(f),
+            Action::RingGroup(g) => self.ring_group(g),
             Action::Switch(s) => self.switch(step, s),
             Action::Set(s) => match self.assign(&s.assignments) {
                 Ok(()) => Progress::Then(Transition::Next),
@@ -145,7 +146,7 @@ impl Run<'_> {
     }
 
     /// The main call, live and answered (established, on hold or mid-transfer).
-    fn answered_main(&self, what: &str) -> Result<usize, Transition> {
+    pub(super) fn answered_main(&self, what: &str) -> Result<usize, Transition> {
         let i = self.live_main(what)?;
         let rank = self.s.legs[i].state.as_ref().and_then(CallState::rank);
         if rank.is_some_and(|r| r >= 3) {
@@ -307,7 +308,10 @@ impl Run<'_> {
         Progress::Wait
     }
 
-    fn new_call_body(&self, targets: Vec<crate::graph::wire::InvitationParticipantInfo>) -> Call {
+    pub(super) fn new_call_body(
+        &self,
+        targets: Vec<crate::graph::wire::InvitationParticipantInfo>,
+    ) -> Call {
         let mut body = Call::outgoing(
             self.s.bot.callback_uri.clone(),
             targets,
@@ -370,7 +374,13 @@ impl Run<'_> {
         let Action::ConsultativeTransfer(c) = &step.action else {
             return None;
         };
-        let to = &c.to;
+        self.transfer_replacing(consult, &c.to)
+    }
+
+    /// Transfers the main call to `to`, the target of the answered
+    /// consultation call `consult`, with `replacesCallId` (a consultative
+    /// transfer, a ring group's agent who answered).
+    pub(crate) fn transfer_replacing(&mut self, consult: usize, to: &Target) -> Option<Transition> {
         let main = match self.answered_main("transfer") {
             Ok(i) => i,
             Err(t) => {
@@ -522,23 +532,26 @@ impl Run<'_> {
             Ok(i) => i,
             Err(t) => return Progress::Then(t),
         };
+        match self.play_on(i, prompt) {
+            Ok(context) => {
+                self.s.waiting = Waiting::Prompt { context };
+                self.set_timer(PROMPT_GUARD);
+                Progress::Wait
+            }
+            Err(e) => Progress::Then(Transition::Failure(e)),
+        }
+    }
+
+    /// Sends a `playPrompt` of `prompt` on leg `i`; its client context.
+    pub(super) fn play_on(&mut self, i: usize, prompt: &Template) -> Result<String, String> {
         let input = scope::Inputs::new(self.flow, self.s);
-        let uri = match scope::render(self.flow, prompt, &input, self.now) {
-            Ok(u) => u,
-            Err(e) => return Progress::Then(Transition::Failure(e.to_string())),
-        };
+        let uri = scope::render(self.flow, prompt, &input, self.now).map_err(|e| e.to_string())?;
         let context = self.client_context();
         let body = PlayPromptRequest::new(vec![MediaPrompt::new(MediaInfo::new(uri))])
             .with_client_context(context.clone());
-        if self
-            .send(i, Body::PlayPrompt(body), Some(context.clone()))
-            .is_none()
-        {
-            return Progress::Then(Transition::Failure("the prompt could not be sent".into()));
-        }
-        self.s.waiting = Waiting::Prompt { context };
-        self.set_timer(PROMPT_GUARD);
-        Progress::Wait
+        self.send(i, Body::PlayPrompt(body), Some(context.clone()))
+            .map(|_| context)
+            .ok_or_else(|| "the prompt could not be sent".to_owned())
     }
 
     /// Invites a participant into the main call.
@@ -818,20 +831,25 @@ impl Run<'_> {
     /// Stops the current collect's prompt (`cancelMediaProcessing` on the
     /// main call), marking it cut.
     fn cut_prompt(&mut self) {
+        if self.cancel_media()
+            && let Waiting::Collect { cut, .. } = &mut self.s.waiting
+        {
+            *cut = true;
+        }
+    }
+
+    /// Stops the prompts playing on the main call (`cancelMediaProcessing`);
+    /// whether the request went out.
+    pub(super) fn cancel_media(&mut self) -> bool {
         let Some(i) = self.s.main_index() else {
-            return;
+            return false;
         };
         let context = self.client_context();
         let body = crate::graph::wire::CancelMediaProcessingRequest {
             client_context: Some(context.clone()),
         };
-        if self
-            .send(i, Body::CancelMediaProcessing(body), Some(context))
+        self.send(i, Body::CancelMediaProcessing(body), Some(context))
             .is_some()
-            && let Waiting::Collect { cut, .. } = &mut self.s.waiting
-        {
-            *cut = true;
-        }
     }
 
     /// The input of the current collect is over (a finish key, the most

@@ -87,10 +87,12 @@ struct ActionRules {
 fn rules(action: &Action) -> ActionRules {
     let none = ActionRules::default();
     match action {
-        Action::Transfer(_) | Action::ConsultativeTransfer(_) => ActionRules {
-            transfers_the_call: true,
-            ..none
-        },
+        Action::Transfer(_) | Action::ConsultativeTransfer(_) | Action::RingGroup(_) => {
+            ActionRules {
+                transfers_the_call: true,
+                ..none
+            }
+        }
         Action::Call(_) => ActionRules {
             unanswered_is_timeout: true,
             ..none
@@ -484,6 +486,7 @@ impl Run<'_> {
     /// consultation call it placed go.
     fn leave_step(&mut self) {
         self.cancel_timer();
+        self.ring_stop();
         let waiting = std::mem::take(&mut self.s.waiting);
         if let Waiting::ConsultAnswer { consult }
         | Waiting::ConsultAnnounce { consult, .. }
@@ -532,6 +535,10 @@ impl Run<'_> {
                         describe_result(change.result.as_ref())
                     )))
                 }
+                Waiting::RingGroup(_) if self.ring_attempt(i) => {
+                    self.ring_attempt_ended(i);
+                    None
+                }
                 _ => None,
             };
         }
@@ -560,6 +567,9 @@ impl Run<'_> {
             (CallState::Established, Waiting::ConsultAnswer { consult }) if consult == i => {
                 self.cancel_timer();
                 self.consult_answered(consult)
+            }
+            (CallState::Established, Waiting::RingGroup(_)) if self.ring_attempt(i) => {
+                self.ring_answered(i)
             }
             (CallState::Redirecting, Waiting::Redirect { .. }) if role == LegRole::Main => {
                 self.end(Outcome::Redirected, None);
@@ -723,10 +733,19 @@ impl Run<'_> {
                     "the transfer target did not answer in time".into(),
                 ))
             }
+            // A ring group's `on_timeout` is nobody answering: a transfer
+            // that never completes is its failure.
+            Waiting::ConsultTransfer { consult } if matches!(step.action, Action::RingGroup(_)) => {
+                self.hang_up(consult);
+                Some(Transition::Failure(
+                    "the transfer to the agent did not complete in time".into(),
+                ))
+            }
             Waiting::ConsultAnnounce { consult, .. } | Waiting::ConsultTransfer { consult } => {
                 self.hang_up(consult);
                 Some(Transition::Timeout)
             }
+            Waiting::RingGroup(_) => self.ring_timer(),
             Waiting::Prompt { .. } => Some(Transition::Failure(
                 "the prompt did not finish in time".into(),
             )),
@@ -943,6 +962,7 @@ impl Run<'_> {
                     {
                         Some(Transition::Failure(why))
                     }
+                    Waiting::RingGroup(_) if self.ring_attempt(p.leg) => self.ring_failed(why),
                     _ => None,
                 }
             }
@@ -1009,6 +1029,7 @@ impl Run<'_> {
                 self.note("the announcement could not be played; transferring anyway");
                 self.consult_transfer(consult)
             }
+            Waiting::RingGroup(r) if Some(r.hold.as_str()) == context => self.ring_failed(why),
             _ => None,
         }
     }
@@ -1190,6 +1211,7 @@ impl Run<'_> {
                 }
                 self.consult_transfer(consult)
             }
+            (RequestKind::PlayPrompt, Waiting::RingGroup(_)) => self.ring_prompt_done(context, ok),
             (RequestKind::Invite, Waiting::Invite { context: c })
                 if Some(c.as_str()) == context =>
             {

@@ -176,6 +176,8 @@ pub enum Waiting {
         /// Its client context.
         context: String,
     },
+    /// A `ring_group`: the caller on hold while its targets ring.
+    RingGroup(Box<RingState>),
     /// The main call to reach a state.
     State {
         /// The state.
@@ -183,6 +185,27 @@ pub enum Waiting {
     },
     /// A timer to fire.
     Timer,
+}
+
+/// Where a `ring_group` stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingState {
+    /// The consultation calls ringing now: the leg, and which target it rings.
+    pub ringing: Vec<(usize, usize)>,
+    /// The target a serial group rings next.
+    pub next: usize,
+    /// When the caller has waited `max_wait` (`on_timeout`).
+    pub give_up_at: DateTime<Utc>,
+    /// When the attempts ringing now stop ringing.
+    pub round_ends_at: DateTime<Utc>,
+    /// When the announcement is due next, if there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce_at: Option<DateTime<Utc>>,
+    /// Whether it is due: played when the hold music ends.
+    #[serde(default)]
+    pub announce_due: bool,
+    /// The client context of the prompt playing to the caller.
+    pub hold: String,
 }
 
 /// The timer the current step set.

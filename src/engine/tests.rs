@@ -45,7 +45,11 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
-        let flow = load_str("t.yaml", FLOW).flow.expect("the test flow loads");
+        Self::with(FLOW)
+    }
+
+    fn with(text: &str) -> Self {
+        let flow = load_str("t.yaml", text).flow.expect("the test flow loads");
         let s = Session::new(&flow, "c1", Bot::new("https://bot/cb"));
         let now = DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z")
             .expect("a date")
@@ -576,4 +580,146 @@ fn an_unanswered_incoming_call_is_rejected_by_the_answer_rule() {
     );
     assert_eq!(s.outcome(), Some(Outcome::Error));
     assert!(!out.iter().any(|c| matches!(c, Command::Answer { .. })));
+}
+
+const RING: &str = r#"
+flow: t
+trigger:
+  incoming_call:
+    to: ["+14255550100"]
+start: greet
+steps:
+  greet:
+    answer: {}
+    next: team
+  team:
+    ring_group:
+      targets: [{ phone: "+14255550181" }, { phone: "+14255550182" }]
+      strategy: STRATEGY
+      ring_timeout: 10s
+      max_wait: 25s
+      hold_prompt: https://cdn/hold.wav
+    next: done
+    on_timeout: sorry
+  done:
+    log: bridged
+  sorry:
+    play: { prompt: https://cdn/sorry.wav }
+"#;
+
+fn ring_harness(strategy: &str) -> (Harness, Vec<Command>) {
+    let mut h = Harness::with(&RING.replace("STRATEGY", strategy));
+    h.incoming();
+    let sent = h.state("c1", CallState::Established);
+    (h, sent)
+}
+
+fn created_tags(sent: &[Command]) -> Vec<String> {
+    sent.iter()
+        .filter_map(|c| match c {
+            Command::CreateCall { tag, .. } => Some(tag.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_simultaneous_ring_group_gives_the_caller_to_the_first_who_answers() {
+    let (mut h, sent) = ring_harness("simultaneous");
+    assert!(matches!(sent.first(), Some(Command::PlayPrompt { call_id, .. }) if call_id == "c1"));
+    let tags = created_tags(&sent);
+    assert_eq!(tags.len(), 2, "both targets ring at once: {sent:?}");
+    for (tag, id) in tags.iter().zip(["c2", "c3"]) {
+        h.requests(Event::CallCreated {
+            tag: tag.clone(),
+            call_id: id.into(),
+        });
+    }
+    let sent = h.state("c3", CallState::Established);
+    assert!(
+        matches!(sent.as_slice(), [
+            Command::Hangup { call_id: a, .. },
+            Command::CancelMediaProcessing { call_id: b, .. },
+            Command::Transfer { call_id: c, body, .. },
+        ] if a == "c2" && b == "c1" && c == "c1"
+            && body.transfer_target.replaces_call_id.as_deref() == Some("c3")),
+        "the other attempt hung up, the music stopped, the caller transferred replacing c3: {sent:?}"
+    );
+    // A late answer of the attempt hung up changes nothing.
+    assert!(h.state("c2", CallState::Established).is_empty());
+}
+
+#[test]
+fn a_caller_who_hangs_up_while_held_ends_every_attempt_even_one_not_yet_named() {
+    let (mut h, sent) = ring_harness("simultaneous");
+    let tags = created_tags(&sent);
+    h.requests(Event::CallCreated {
+        tag: tags[0].clone(),
+        call_id: "c2".into(),
+    });
+    let sent = h.state("c1", CallState::Terminated);
+    assert!(
+        sent.iter()
+            .any(|c| matches!(c, Command::Hangup { call_id, .. } if call_id == "c2")),
+        "the named attempt is hung up: {sent:?}"
+    );
+    assert_eq!(h.s.outcome(), Some(Outcome::CallerHungUp));
+    let sent = h.requests(Event::CallCreated {
+        tag: tags[1].clone(),
+        call_id: "c3".into(),
+    });
+    assert!(
+        matches!(sent.as_slice(), [Command::Hangup { call_id, .. }] if call_id == "c3"),
+        "the attempt named late is hung up: {sent:?}"
+    );
+}
+
+#[test]
+fn a_serial_ring_group_cycles_through_its_targets_then_gives_up() {
+    let (mut h, sent) = ring_harness("serial");
+    let mut tags = created_tags(&sent);
+    assert_eq!(tags.len(), 1, "one target at a time: {sent:?}");
+    let mut rung = Vec::new();
+    for n in 0..2 {
+        let id = format!("k{n}");
+        h.requests(Event::CallCreated {
+            tag: tags[0].clone(),
+            call_id: id.clone(),
+        });
+        let timer = h.s.timer.expect("the round's timer");
+        h.now = timer.at - Duration::milliseconds(100);
+        let sent = h.requests(Event::TimerFired { timer: timer.id });
+        assert!(
+            matches!(sent.first(), Some(Command::Hangup { call_id, .. }) if *call_id == id),
+            "the attempt that rang out is hung up: {sent:?}"
+        );
+        for c in &sent {
+            if let Command::CreateCall { body, .. } = c {
+                let to = &body.targets.as_deref().unwrap_or_default()[0];
+                rung.push(
+                    to.identity
+                        .phone
+                        .as_ref()
+                        .map(|p| p.id.clone())
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        tags = created_tags(&sent);
+    }
+    assert_eq!(
+        rung,
+        ["+14255550182", "+14255550181"],
+        "back to the first after the last"
+    );
+    // 25 s after the start: nobody answered.
+    let timer = h.s.timer.expect("the give-up timer");
+    h.now = timer.at - Duration::milliseconds(100);
+    let sent = h.requests(Event::TimerFired { timer: timer.id });
+    assert!(
+        sent.iter()
+            .any(|c| matches!(c, Command::CancelMediaProcessing { .. })),
+        "the music stops: {sent:?}"
+    );
+    assert_eq!(h.step_name(), Some("sorry"), "on_timeout");
 }

@@ -54,6 +54,8 @@ pub enum Shape {
     Input,
     /// Asks the designer's own service (fetch).
     Data,
+    /// Holds the caller while ringing a group (ring_group).
+    Group,
     /// Ends the call (hangup, reject).
     End,
     /// The start marker.
@@ -447,6 +449,7 @@ pub fn render_mermaid(g: &Graph) -> String {
             Shape::Handoff => ("[[", "]]"),
             Shape::Input => ("[/", "/]"),
             Shape::Data => ("[(", ")]"),
+            Shape::Group => ("{{", "}}"),
             Shape::End => ("([", "])"),
             Shape::Start => ("((", "))"),
             Shape::Handler => (">", "]"),
@@ -536,6 +539,7 @@ pub fn render_dot(g: &Graph) -> String {
             Shape::Handoff => "shape=box, peripheries=2",
             Shape::Input => "shape=parallelogram",
             Shape::Data => "shape=cylinder",
+            Shape::Group => "shape=hexagon",
             Shape::End => "shape=doublecircle",
             Shape::Handler => "shape=note, style=dashed",
         };

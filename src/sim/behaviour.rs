@@ -122,6 +122,20 @@ pub enum InviteMode {
     Fail,
 }
 
+/// How a person a `ring_group` (or a `consultative_transfer`) rings
+/// answers: an entry of `graph: {agents: …}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentMode {
+    /// Picks up after 2 seconds (the transfer to them then goes as `transfer:` says).
+    #[default]
+    Answer,
+    /// Lets it ring: the call stays `establishing`.
+    NoAnswer,
+    /// Is busy: the call ends after a second, 486 (busy here).
+    Busy,
+}
+
 /// What the designer's service answers a `fetch` (an entry of a
 /// scenario's `http:` section).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -236,6 +250,12 @@ pub struct GraphBehaviour {
     pub record: PerAttempt<RecordMode>,
     /// Invitations (`invite`): `accept` (default), `no_answer`, `fail`, or a list, one per invitation.
     pub invite: PerAttempt<InviteMode>,
+    /// How the people a `ring_group` rings answer, by their number or user
+    /// id: `{"+14255550181": no_answer, "+14255550182": answer}`, each one
+    /// mode or a list, one per call to them (the last repeats). Anyone not
+    /// listed answers as `transfer:` says.
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub agents: IndexMap<String, PerAttempt<AgentMode>>,
     /// Keys the caller presses, one entry per prompt played while tones are
     /// subscribed, a second after it ends (several keys, as for a `collect`,
     /// one a second: `"123456#"`); `""` presses nothing (a timeout).

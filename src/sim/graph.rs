@@ -65,6 +65,7 @@ impl SimGraph {
                 joins: 0,
                 recordings: 0,
                 invites: 0,
+                agent_calls: IndexMap::new(),
                 fetches: IndexMap::new(),
                 recorded: IndexMap::new(),
                 recordings_base: DEFAULT_RECORDINGS_BASE.to_owned(),

@@ -36,7 +36,8 @@ use crate::engine::Timeline;
 use crate::flow::Flow;
 
 pub use behaviour::{
-    CallMode, GraphBehaviour, JoinMode, PerAttempt, SimDuration, TimedPress, TransferMode,
+    AgentMode, CallMode, GraphBehaviour, JoinMode, PerAttempt, SimDuration, TimedPress,
+    TransferMode,
 };
 pub use graph::SimGraph;
 pub use interactive::Interactive;

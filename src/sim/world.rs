@@ -19,7 +19,9 @@ use crate::graph::wire::{
     PlayPromptRequest, RecordResponseRequest, TransferRequest,
 };
 
-use super::behaviour::{CallMode, GraphBehaviour, InviteMode, JoinMode, RecordMode, TransferMode};
+use super::behaviour::{
+    AgentMode, CallMode, GraphBehaviour, InviteMode, JoinMode, RecordMode, TransferMode,
+};
 use super::graph::BOT_APP_ID;
 use super::happening::{Happening, Scheduled};
 use super::notify::{Notifier, SimResult};
@@ -114,6 +116,8 @@ pub(super) struct World {
     pub(super) recordings: usize,
     /// Invitations asked for so far (the `invite` behaviour's attempt).
     pub(super) invites: usize,
+    /// Calls to each person of the `agents` behaviour so far (their attempt).
+    pub(super) agent_calls: IndexMap<String, usize>,
     /// Requests to each entry of the `http:` answers so far (its attempt).
     pub(super) fetches: IndexMap<String, usize>,
     /// Recordings made, by operation id: their access token and length in seconds.
@@ -692,11 +696,18 @@ impl World {
             .calls
             .values()
             .any(|c| c.kind == Kind::Incoming && c.state != CallState::Terminated);
+        let agent = self.agent_mode(targets);
         let kind = if meeting {
             Kind::Meeting
         } else if live_main {
-            let mode = self.behaviour.transfer.nth(self.transfers);
-            self.transfers += 1;
+            let mode = match agent {
+                Some(AgentMode::NoAnswer | AgentMode::Busy) => TransferMode::NoAnswer,
+                Some(AgentMode::Answer) | None => {
+                    let mode = self.behaviour.transfer.nth(self.transfers);
+                    self.transfers += 1;
+                    mode
+                }
+            };
             Kind::Consultation(mode)
         } else {
             Kind::Outgoing
@@ -732,7 +743,15 @@ impl World {
                     }
                 }
             }
-            Kind::Consultation(TransferMode::NoAnswer) => false,
+            Kind::Consultation(TransferMode::NoAnswer) => {
+                if agent == Some(AgentMode::Busy) {
+                    items.push((
+                        1000,
+                        Self::ended(&id, Some(SimResult::new(486, 0, "Busy here")), None),
+                    ));
+                }
+                false
+            }
             Kind::Consultation(_) => true,
             Kind::Outgoing | Kind::Incoming => {
                 let mode = self.behaviour.call.nth(self.outgoing);
@@ -769,6 +788,25 @@ impl World {
         created.state = Some(CallState::Establishing);
         created.direction = Some(CallDirection::Outgoing);
         Ok(created)
+    }
+
+    /// How the person `targets` names answers, if the `agents` behaviour
+    /// lists them (by phone number or user id); counts the call.
+    fn agent_mode(
+        &mut self,
+        targets: &[crate::graph::wire::InvitationParticipantInfo],
+    ) -> Option<AgentMode> {
+        let identity = &targets.first()?.identity;
+        let id = identity
+            .phone
+            .as_ref()
+            .or(identity.user.as_ref())
+            .map(|i| i.id.clone())?;
+        let modes = self.behaviour.agents.get(&id)?.clone();
+        let n = self.agent_calls.entry(id).or_insert(0);
+        let mode = modes.nth(*n);
+        *n += 1;
+        Some(mode)
     }
 
     pub(super) fn play_prompt(

@@ -194,6 +194,14 @@ fixtures! {
     calendar_duplicate => "callflow::calendar::duplicate" at 6:3,
     phone_target_national => "callflow::phone::e164" at 5:16,
     expr_phone_literal => "callflow::phone::e164" at 11:36,
+    ring_group_too_many => "callflow::ring_group::targets" at 12:7,
+    ring_group_no_targets => "callflow::ring_group::targets" at 12:16,
+    ring_group_strategy => "callflow::ring_group::strategy" at 13:17,
+    ring_group_round_robin => "callflow::ring_group::strategy" at 13:17,
+    ring_group_ring_timeout => "callflow::duration::range" at 13:21,
+    ring_group_max_wait => "callflow::duration::range" at 13:17,
+    ring_group_every => "callflow::duration::range" at 14:72,
+    ring_group_unanswered => "callflow::step::order" at 7:3,
 }
 
 #[test]

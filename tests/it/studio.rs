@@ -63,10 +63,10 @@ async fn the_page_and_the_flows_with_their_status_and_diagram() {
     assert_eq!(status, 200);
     assert_eq!(
         flows["summary"],
-        "checked 11 files: 11 flows, 0 errors, 0 warnings"
+        "checked 12 files: 12 flows, 0 errors, 0 warnings"
     );
     let files = flows["files"].as_array().expect("files");
-    assert_eq!(files.len(), 11);
+    assert_eq!(files.len(), 12);
     let reception = files
         .iter()
         .find(|f| f["flow"] == "reception")

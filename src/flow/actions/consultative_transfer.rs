@@ -53,11 +53,7 @@ impl ActionType for ConsultativeTransfer {
     }
 
     fn phase_after(&self, phase: CallPhase, outcome: Option<OutcomeField>) -> CallPhase {
-        // Once handed over, the call is the target's: what follows is not checked.
-        match outcome {
-            Some(OutcomeField::Next) => CallPhase::Unknown,
-            _ => phase,
-        }
+        super::handed_over(phase, outcome)
     }
 }
 

@@ -98,6 +98,16 @@ pub const ANY_PHASE: &[CallPhase] = &[
     CallPhase::Ended,
 ];
 
+/// The phase after an action that hands the call over (`transfer`,
+/// `consultative_transfer`, `ring_group`): once handed over through
+/// `next`, the call is the target's and what follows is not checked.
+pub(super) fn handed_over(phase: CallPhase, outcome: Option<OutcomeField>) -> CallPhase {
+    match outcome {
+        Some(OutcomeField::Next) => CallPhase::Unknown,
+        _ => phase,
+    }
+}
+
 /// What every action declares about itself. No item has a default: a new
 /// action states each one.
 pub trait ActionType: Sized {
@@ -398,6 +408,7 @@ actions! {
     record: Record,
     invite: Invite,
     fetch: Fetch,
+    ring_group: RingGroup,
 }
 
 impl Action {

@@ -306,6 +306,7 @@ function renderDiagram(box, g, opts) {
     else if (n.shape === "decision") ng.append(s("polygon", { points: `${x + 12},${y} ${x + w - 12},${y} ${x + w},${y + h / 2} ${x + w - 12},${y + h} ${x + 12},${y + h} ${x},${y + h / 2}` }));
     else if (n.shape === "input") ng.append(s("polygon", { points: `${x + 10},${y} ${x + w},${y} ${x + w - 10},${y + h} ${x},${y + h}` }));
     else if (n.shape === "data") { ng.append(s("path", { d: `M${x},${y + 5} A${w / 2},5 0 0,1 ${x + w},${y + 5} V${y + h - 5} A${w / 2},5 0 0,1 ${x},${y + h - 5} Z` })); ng.append(s("path", { d: `M${x},${y + 5} A${w / 2},5 0 0,0 ${x + w},${y + 5}`, fill: "none" })); }
+    else if (n.shape === "group") ng.append(s("polygon", { points: `${x + 8},${y} ${x + w - 8},${y} ${x + w},${y + h / 2} ${x + w - 8},${y + h} ${x + 8},${y + h} ${x},${y + h / 2}` }), s("circle", { cx: x + 10, cy: y + 10, r: 3 }), s("circle", { cx: x + 18, cy: y + 10, r: 3 }));
     else if (n.shape === "handoff") { ng.append(s("rect", { x, y, width: w, height: h, rx: 2 })); ng.append(s("rect", { x: x + 4, y: y + 4, width: w - 8, height: h - 8, rx: 1, fill: "none" })); }
     else ng.append(s("rect", { x, y, width: w, height: h, rx: n.shape === "end" ? h / 2 : n.shape === "plain" ? 9 : 3 }));
     if (n.description) ng.append(s("title", {}, document.createTextNode(n.description)));
