@@ -135,6 +135,24 @@ impl Run<'_> {
         }
     }
 
+    /// The `fetch` step waiting for attempt `command`, and which attempt it
+    /// is; its timer is cancelled (the attempt has its answer).
+    fn answered_attempt(&mut self, command: CommandId) -> Option<(Fetch, u32)> {
+        let Waiting::Fetch {
+            command: c,
+            attempt,
+        } = self.s.waiting
+        else {
+            return None;
+        };
+        if c != command {
+            return None;
+        }
+        let f = self.current_fetch()?.clone();
+        self.cancel_timer();
+        Some((f, attempt))
+    }
+
     /// Starts a `fetch`: its first attempt.
     pub(crate) fn fetch(&mut self, f: &Fetch) -> Progress {
         match self.fetch_attempt(f, 1) {
@@ -250,18 +268,7 @@ impl Run<'_> {
         command: CommandId,
         answer: FetchAnswer,
     ) -> Option<Transition> {
-        let Waiting::Fetch {
-            command: c,
-            attempt,
-        } = self.s.waiting
-        else {
-            return None;
-        };
-        if c != command {
-            return None;
-        }
-        let f = self.current_fetch()?.clone();
-        self.cancel_timer();
+        let (f, attempt) = self.answered_attempt(command)?;
         if (200..300).contains(&answer.status) {
             self.s.vars.insert(f.into.clone(), answer.body);
             self.note(format!("the answer is in `vars.{}`", f.into));
@@ -280,18 +287,7 @@ impl Run<'_> {
         code: &str,
         why: String,
     ) -> Option<Transition> {
-        let Waiting::Fetch {
-            command: c,
-            attempt,
-        } = self.s.waiting
-        else {
-            return None;
-        };
-        if c != command {
-            return None;
-        }
-        let f = self.current_fetch()?.clone();
-        self.cancel_timer();
+        let (f, attempt) = self.answered_attempt(command)?;
         if code == "Timeout" {
             self.note(format!("{why}: no answer within {}s", f.timeout.as_secs()));
             return Some(Transition::Timeout);
