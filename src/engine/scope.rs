@@ -461,16 +461,8 @@ pub fn instance_source(bot: &Bot, from: &str) -> Result<ParticipantInfo, String>
 mod tests {
     use super::*;
 
-    #[test]
-    fn plain_paths_read_like_rhai() {
-        let loaded = crate::flow::load_str(
-            "t.yaml",
-            "flow: t\ntrigger: {incoming_call: {}}\nvars: {a: {b: \"x\", n: 3, t: true, z: null}}\nstart: s\nsteps:\n  s:\n    log: hi\n",
-        );
-        let flow = loaded.flow.expect("loads");
-        let mut s = Session::new(&flow, "s", Bot::default());
-        s.step = Some(crate::flow::StepId(0));
-        s.digits = "12".into();
+    /// The main leg of an established call from a mobile, with a result.
+    fn established_main() -> super::super::session::Leg {
         let mut main =
             super::super::session::Leg::new("main", super::super::session::LegRole::Main);
         main.call_id = Some("c1".into());
@@ -481,7 +473,20 @@ mod tests {
             subcode: Some(Code::Text("x".into())),
             message: Some("m".into()),
         });
-        s.legs.push(main);
+        main
+    }
+
+    #[test]
+    fn plain_paths_read_like_rhai() {
+        let loaded = crate::flow::load_str(
+            "t.yaml",
+            "flow: t\ntrigger: {incoming_call: {}}\nvars: {a: {b: \"x\", n: 3, t: true, z: null}}\nstart: s\nsteps:\n  s:\n    log: hi\n",
+        );
+        let flow = loaded.flow.expect("loads");
+        let mut s = Session::new(&flow, "s", Bot::default());
+        s.step = Some(crate::flow::StepId(0));
+        s.digits = "12".into();
+        s.legs.push(established_main());
         s.params.insert("p".into(), Value::from("q"));
         s.last_event = super::super::session::EventJson::new(
             &serde_json::json!({"state": "established", "toneInfo": {"tone": "tone1"}}),
@@ -562,17 +567,7 @@ mod tests {
         // Before a call exists: only parties and result, each as described.
         let before = eval_input(&flow, &s).call;
         assert!(roots::call().admits(&Dynamic::from_map(before.clone())));
-        let mut main =
-            super::super::session::Leg::new("main", super::super::session::LegRole::Main);
-        main.call_id = Some("c1".into());
-        main.state = Some(crate::graph::wire::CallState::Established);
-        main.from = Party::phone("+33612345678");
-        main.result = Some(ResultInfo {
-            code: Some(Code::Number(500)),
-            subcode: Some(Code::Text("x".into())),
-            message: Some("m".into()),
-        });
-        s.legs.push(main);
+        s.legs.push(established_main());
         let call = eval_input(&flow, &s).call;
         assert_eq!(keys(&call), want);
         assert!(roots::call().admits(&Dynamic::from_map(call.clone())));
