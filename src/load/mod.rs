@@ -33,6 +33,7 @@ use tokio::net::TcpListener;
 
 use crate::graph::wire::CallState;
 use crate::runtime::Runtime;
+use crate::runtime::store::stats::{Snapshot, WriterStats};
 use crate::serve::{ServeError, SimWiring, wire_to_sim_graph};
 use crate::server::{DEFAULT_CALLBACK_PATH, DEFAULT_MAX_BODY};
 use crate::sim::http::client::SimGraphControl;
@@ -389,6 +390,8 @@ async fn go(
         Some(path) => open_sqlite(path).await?,
         None => crate::runtime::StoreHandle::memory(),
     };
+    let kept_stats = store.writer_stats();
+    let writer_stats = || kept_stats.as_deref().map(WriterStats::snapshot);
     let max_sessions = args
         .calls
         .saturating_add(usize::try_from(duration.as_millis() / 5).unwrap_or(usize::MAX))
@@ -482,6 +485,7 @@ async fn go(
     );
 
     // Phase 1: as fast as the server answers (throughput).
+    let store_before = writer_stats();
     let before = histogram.cumulative();
     let prober = Prober::start(&control, &server.callback, args.calls);
     let real = blast(
@@ -496,6 +500,7 @@ async fn go(
     )
     .await;
     let probes = prober.stop().await;
+    let store_full = writer_stats().zip(store_before);
     settle(&server_rt, &runtime).await?;
     let after = histogram.cumulative();
     let p50 = delta_quantile(bounds, &before, &after, 0.5);
@@ -503,7 +508,9 @@ async fn go(
     let dispatched = after.last().copied().unwrap_or(0) - before.last().copied().unwrap_or(0);
 
     // Phase 2: a sustained rate (latency).
+    let mut store_sustained = None;
     let sustained = if args.rate > 0 {
+        let store_before = writer_stats();
         let before = histogram.cumulative();
         let prober = Prober::start(&control, &server.callback, args.calls + probes + 1);
         let run = blast(
@@ -518,6 +525,7 @@ async fn go(
         )
         .await;
         let probes = prober.stop().await;
+        store_sustained = writer_stats().zip(store_before);
         settle(&server_rt, &runtime).await?;
         let after = histogram.cumulative();
         Some(Sustained {
@@ -699,6 +707,20 @@ async fn go(
         out,
         "events refused by the runtime (overloaded): {overloaded}"
     );
+    if let Some(stats) = kept_stats.as_deref() {
+        for (phase, taken, elapsed) in [
+            ("full speed", &store_full, real.elapsed),
+            (
+                "sustained",
+                &store_sustained,
+                sustained.as_ref().map_or(Duration::ZERO, |s| s.run.elapsed),
+            ),
+        ] {
+            if let Some((after, before)) = taken {
+                store_report(out, phase, stats, before, after, elapsed);
+            }
+        }
+    }
     if let Some((live_now, stopped_in, recovered, serving_in, settled_in)) = restart {
         say!(
             out,
@@ -806,6 +828,84 @@ async fn go(
         return Ok(false);
     }
     Ok(true)
+}
+
+/// One phase of the store's writer: its groups, where their time went.
+fn store_report(
+    out: &mut (dyn Write + Send),
+    phase: &str,
+    stats: &WriterStats,
+    before: &Snapshot,
+    after: &Snapshot,
+    elapsed: Duration,
+) {
+    let groups = after.groups.saturating_sub(before.groups);
+    if groups == 0 {
+        return;
+    }
+    let names = stats.histograms();
+    let figure = |name: &str| {
+        let i = names.iter().position(|(n, _)| *n == name)?;
+        let bounds = names[i].1.bounds();
+        let ((a, a_sum), (b, b_sum)) = (&after.histograms[i], &before.histograms[i]);
+        let n = a.last().copied().unwrap_or(0) - b.last().copied().unwrap_or(0);
+        let mean = if n == 0 {
+            0.0
+        } else {
+            (a_sum - b_sum) / n as f64
+        };
+        Some((
+            n,
+            mean,
+            delta_quantile(bounds, b, a, 0.5).unwrap_or(0.0),
+            delta_quantile(bounds, b, a, 0.99).unwrap_or(0.0),
+            delta_quantile(bounds, b, a, 1.0).unwrap_or(0.0),
+        ))
+    };
+    let ms = |name: &str| {
+        figure(name).map_or("n/a".to_owned(), |(n, mean, p50, p99, max)| {
+            format!(
+                "{n} x mean {:.2} ms (p50 <= {}, p99 <= {}, max <= {} ms)",
+                mean * 1e3,
+                p50 * 1e3,
+                p99 * 1e3,
+                max * 1e3
+            )
+        })
+    };
+    let count = |name: &str| {
+        figure(name).map_or("n/a".to_owned(), |(_, mean, p50, p99, max)| {
+            format!("mean {mean:.1} (p50 <= {p50}, p99 <= {p99}, max <= {max})")
+        })
+    };
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    say!(
+        out,
+        "store writer, {phase}: {groups} groups ({:.0}/s), {} journal and {} other batches, {:.1} MB \
+         of text ({:.1} MB/s), {} pages checkpointed",
+        groups as f64 / secs,
+        after.journal_batches - before.journal_batches,
+        after.state_batches - before.state_batches,
+        (after.bytes - before.bytes) as f64 / 1e6,
+        (after.bytes - before.bytes) as f64 / 1e6 / secs,
+        after.checkpoint_pages - before.checkpoint_pages
+    );
+    say!(
+        out,
+        "  journal batches per group  {}",
+        count("group_journal")
+    );
+    say!(out, "  other batches per group    {}", count("group_state"));
+    say!(out, "  journal wait in queue      {}", ms("journal_wait"));
+    say!(out, "  other wait in queue        {}", ms("state_wait"));
+    say!(
+        out,
+        "  journal until durable      {}",
+        ms("journal_durable")
+    );
+    say!(out, "  statements per group       {}", ms("sql"));
+    say!(out, "  commit + sync per group    {}", ms("commit"));
+    say!(out, "  checkpoints                {}", ms("checkpoint"));
 }
 
 #[cfg(test)]

@@ -38,15 +38,20 @@ impl Histogram {
 
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
+        self.observe_value(d.as_secs_f64());
+    }
+
+    /// Records one observation that is not a duration (a count: the
+    /// bounds are then counts, and [`Histogram::sum_seconds`] their sum).
+    pub fn observe_value(&self, value: f64) {
         let i = self
             .bounds
             .iter()
-            .position(|b| secs <= *b)
+            .position(|b| value <= *b)
             .unwrap_or(self.bounds.len());
         self.counts[i].fetch_add(1, Ordering::Relaxed);
         self.sum_micros
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+            .fetch_add((value * 1e6) as u64, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 

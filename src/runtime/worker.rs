@@ -334,7 +334,7 @@ pub(super) async fn run(
             },
             () = async { tokio::time::sleep_until(save_by.unwrap_or_else(Instant::now)).await },
                 if save_by.is_some() => {
-                Box::pin(w.save(true)).await;
+                Box::pin(w.store_state(true, true)).await;
             }
             wake = sleep => {
                 _woken = Some(wake);
@@ -525,6 +525,13 @@ impl Worker {
     /// Writes the session's state to the store (`live`: still running or
     /// lingering), with the journal entries it has applied.
     async fn save(&mut self, live: bool) {
+        self.store_state(live, false).await;
+    }
+
+    /// [`Worker::save`]; `deferred` when nothing waits for it (a state a
+    /// restart can rebuild from the journal): the store may write it after
+    /// later writes of other sessions ([`super::store::Store::write_deferred`]).
+    async fn store_state(&mut self, live: bool, deferred: bool) {
         self.save_by = None;
         let store = &self.inner.config.store;
         if !store.durable() {
@@ -584,7 +591,12 @@ impl Worker {
             );
             total
         };
-        match store.write(writes).await {
+        let written = if deferred {
+            store.write_deferred(writes)
+        } else {
+            store.write(writes)
+        };
+        match written.await {
             Ok(()) => {
                 if let Some(total) = stored {
                     self.timeline_stored = total;

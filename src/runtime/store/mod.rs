@@ -30,6 +30,7 @@
 pub mod memory;
 pub mod postgres;
 pub mod sqlite;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -194,12 +195,19 @@ pub struct Page {
 /// several batches into one commit; the future resolves once the batch is
 /// durable. A write is submitted when [`Store::write`] is called (dropping
 /// the future only ignores its result), and writes are applied in
-/// submission order.
+/// submission order, except that a [`Store::write_deferred`] batch may be
+/// applied after batches submitted later (never after a later flush). The
+/// runtime awaits each of a session's writes before it submits the next, so
+/// a session's own states are never reordered.
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `memory`.
     fn kind(&self) -> &'static str;
     /// Whether what is written survives the process.
     fn durable(&self) -> bool;
+    /// What the store's writer did so far (a store with a writer of its own).
+    fn writer_stats(&self) -> Option<Arc<stats::WriterStats>> {
+        None
+    }
     /// Applies `writes` atomically; resolves once durable.
     fn write(&self, writes: Vec<Write>) -> Done;
     /// Everything needed at start: live sessions and unapplied events.
@@ -216,6 +224,12 @@ pub trait Store: Send + Sync + 'static {
     /// unreachable: `/readyz` says not ready). Local stores always do.
     fn ready(&self) -> bool {
         true
+    }
+    /// [`Store::write`] for a batch nothing urgent waits for (a session's
+    /// state a restart can rebuild from the journal): the store may let
+    /// journal entries and other writes go first.
+    fn write_deferred(&self, writes: Vec<Write>) -> Done {
+        self.write(writes)
     }
     /// Waits until every write submitted so far is durable.
     fn flush(&self) -> Done {

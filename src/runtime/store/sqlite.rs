@@ -12,15 +12,18 @@
 //! applied in order; a store whose version is newer than this binary knows
 //! is refused, never changed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+use super::stats::WriterStats;
 use super::{Done, JournalEntry, Page, Recovered, SessionRecord, Store, StoreError, Write};
 
 /// The most batches committed together.
@@ -70,15 +73,69 @@ pub const MIGRATIONS: &[&str] = &[
 
 type Read = Box<dyn FnOnce(&Connection) + Send>;
 
-enum Op {
-    Write(Vec<Write>, oneshot::Sender<Result<(), StoreError>>),
-    Read(Read),
+/// A batch waiting for the writer: when it was submitted, whether it is a
+/// journal batch (a `202` waits for it), and who waits.
+struct Pending {
+    writes: Vec<Write>,
+    done: oneshot::Sender<Result<(), StoreError>>,
+    submitted: Instant,
+    journal: bool,
 }
+
+/// What waits for the writer. `urgent`: journal batches (each a `202`
+/// waiting) and every write something waits for (a state before its Graph
+/// requests, flows, purges); all are taken into each group. `deferred`:
+/// states a restart can rebuild from the journal, and flushes; at most
+/// [`DEFERRED_PER_GROUP`] per group, so that a backlog of them never makes
+/// a group (and the `202`s in it) long.
+#[derive(Default)]
+struct Queues {
+    urgent: VecDeque<Pending>,
+    deferred: VecDeque<Pending>,
+    reads: VecDeque<Read>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    queues: Mutex<Queues>,
+    ready: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The most deferred batches in one group (every urgent one is taken).
+const DEFERRED_PER_GROUP: usize = 256;
+
+/// WAL pages after which the checkpointer copies the WAL into the database
+/// file (SQLite's own `wal_autocheckpoint` is 1,000, on the committing
+/// thread).
+const CHECKPOINT_PAGES: i64 = 4000;
 
 /// The SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
-    tx: mpsc::Sender<Op>,
+    shared: Arc<Shared>,
+    stats: Arc<WriterStats>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_all();
+    }
+}
+
+/// The checkpointer's state: how many pages the WAL holds (set by the
+/// writer after each commit), and whether the store is closing.
+#[derive(Default)]
+struct Checkpoints {
+    pages: Mutex<(i64, bool)>,
+    due: Condvar,
 }
 
 fn classify(e: &rusqlite::Error) -> StoreError {
@@ -125,6 +182,35 @@ impl SqliteStore {
                 ))
             })?;
         }
+        // One server per store: an exclusive lock on the file (flock, apart
+        // from SQLite's own locks), held until the writer stops. SQLite's
+        // `EXCLUSIVE` locking mode would do it too, but then no second
+        // connection could checkpoint beside the writer.
+        let held = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| {
+                StoreError::Open(format!("cannot open the store {}: {e}", path.display()))
+            })?;
+        match held.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Open(format!(
+                    "the store {} is locked: another callflow serve is using it (stop it, or give \
+                     this one another --store)",
+                    path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Open(format!(
+                    "cannot lock the store {}: {e}",
+                    path.display()
+                )));
+            }
+        }
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -153,7 +239,6 @@ impl SqliteStore {
             )));
         }
         let prepare = |conn: &mut Connection| -> rusqlite::Result<()> {
-            conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
             let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 tracing::warn!(mode, "the store could not use WAL mode");
@@ -180,14 +265,69 @@ impl SqliteStore {
         if version < known && version > 0 {
             tracing::info!(from = version, to = known, store = %path.display(), "store schema migrated");
         }
-        let (tx, rx) = mpsc::channel();
-        thread::Builder::new()
-            .name("callflow-store".into())
-            .spawn(move || writer(conn, rx))
-            .map_err(|e| StoreError::Open(format!("cannot start the store's writer: {e}")))?;
+        // The checkpointer, on a connection of its own, copies the WAL into
+        // the database file beside the writer (a checkpoint syncs the
+        // database file, and took tens to hundreds of milliseconds on the
+        // writer's thread, every group waiting); the hook replaces SQLite's
+        // automatic checkpoint and only notes how long the WAL is.
+        let checkpointer = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|c| {
+            c.pragma_update(None, "synchronous", "FULL")?;
+            Ok(c)
+        })
+        .map_err(|e| open_error(path, &e))?;
+        let checkpoints = Arc::new(Checkpoints::default());
+        {
+            let checkpoints = checkpoints.clone();
+            conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages| {
+                let mut due = checkpoints
+                    .pages
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                due.0 = i64::from(pages);
+                if due.0 >= CHECKPOINT_PAGES {
+                    checkpoints.due.notify_one();
+                }
+                Ok(())
+            }))
+            .map_err(|e| open_error(path, &e))?;
+        }
+        let stats = Arc::new(WriterStats::default());
+        let shared = Arc::new(Shared::default());
+        let spawn_error =
+            |e: std::io::Error| StoreError::Open(format!("cannot start the store's writer: {e}"));
+        let checkpointing = {
+            let (stats, checkpoints) = (stats.clone(), checkpoints.clone());
+            thread::Builder::new()
+                .name("callflow-checkpoint".into())
+                .spawn(move || checkpointer_thread(&checkpointer, &checkpoints, &stats))
+                .map_err(spawn_error)?
+        };
+        {
+            let (stats, shared) = (stats.clone(), shared.clone());
+            thread::Builder::new()
+                .name("callflow-store".into())
+                .spawn(move || {
+                    writer(conn, &shared, &stats);
+                    // The checkpointer's connection closes, then the lock goes.
+                    checkpoints
+                        .pages
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .1 = true;
+                    checkpoints.due.notify_one();
+                    let _ = checkpointing.join();
+                    drop(held);
+                })
+                .map_err(spawn_error)?;
+        }
         Ok(SqliteStore {
             path: path.to_owned(),
-            tx,
+            shared,
+            stats,
         })
     }
 
@@ -196,46 +336,153 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Queues `writes` for the writer (a flush, `writes` empty, as deferred).
+    fn submit(&self, writes: Vec<Write>, deferred: bool) -> Done {
+        let (tx, rx) = oneshot::channel();
+        let journal = !writes.is_empty() && writes.iter().all(|w| matches!(w, Write::Journal(_)));
+        if journal {
+            self.stats.journal_queued.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.state_queued.fetch_add(1, Ordering::Relaxed);
+        }
+        let deferred = deferred || writes.is_empty();
+        let pending = Pending {
+            writes,
+            done: tx,
+            submitted: Instant::now(),
+            journal,
+        };
+        {
+            let mut q = self.shared.lock();
+            if q.closed {
+                return Box::pin(async { Err(StoreError::Closed) });
+            }
+            if deferred {
+                q.deferred.push_back(pending);
+            } else {
+                q.urgent.push_back(pending);
+            }
+        }
+        self.shared.ready.notify_one();
+        Box::pin(async move { rx.await.map_err(|_| StoreError::Closed)? })
+    }
+
     fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let op = Op::Read(Box::new(move |conn| {
+        let read: Read = Box::new(move |conn| {
             let _ = tx.send(f(conn).map_err(|e| classify(&e)));
-        }));
-        self.tx.send(op).map_err(|_| StoreError::Closed)?;
+        });
+        self.shared.lock().reads.push_back(read);
+        self.shared.ready.notify_one();
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 }
 
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
-    while let Ok(first) = rx.recv() {
-        let mut group = Vec::new();
-        let mut read = None;
-        match first {
-            Op::Read(r) => read = Some(r),
-            Op::Write(w, done) => {
-                group.push((w, done));
-                while group.len() < MAX_GROUP {
-                    match rx.try_recv() {
-                        Ok(Op::Write(w, done)) => group.push((w, done)),
-                        Ok(Op::Read(r)) => {
-                            read = Some(r);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
+/// The checkpointer thread: whenever the WAL holds [`CHECKPOINT_PAGES`] or
+/// more, a `PASSIVE` checkpoint (it never blocks the writer; the WAL starts
+/// over at the writer's next commit once all of it is copied).
+fn checkpointer_thread(conn: &Connection, checkpoints: &Checkpoints, stats: &WriterStats) {
+    loop {
+        {
+            let mut due = checkpoints
+                .pages
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            while due.0 < CHECKPOINT_PAGES && !due.1 {
+                due = checkpoints
+                    .due
+                    .wait(due)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            if due.1 {
+                return;
+            }
+            due.0 = 0;
+        }
+        let started = Instant::now();
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(2)) {
+            Ok(copied) => {
+                stats
+                    .checkpoint_pages
+                    .fetch_add(u64::try_from(copied).unwrap_or(0), Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(error = %e, "the store's checkpoint failed"),
+        }
+        stats.checkpoint.observe(started.elapsed());
+    }
+}
+
+/// The writer thread: takes every urgent batch waiting and up to
+/// [`DEFERRED_PER_GROUP`] deferred ones (all of them while a read waits:
+/// it sees every write submitted before it), commits them in one
+/// transaction (one sync), and answers.
+fn writer(mut conn: Connection, shared: &Shared, stats: &WriterStats) {
+    loop {
+        let (deferred, urgent, read) = {
+            let mut q = shared.lock();
+            while q.urgent.is_empty() && q.deferred.is_empty() && q.reads.is_empty() && !q.closed {
+                q = shared.ready.wait(q).unwrap_or_else(PoisonError::into_inner);
+            }
+            if q.urgent.is_empty() && q.deferred.is_empty() && q.reads.is_empty() {
+                return;
+            }
+            // The deferred ones first, then the urgent: a flush (an empty
+            // deferred write) then finds every urgent batch submitted
+            // before it in this group or an earlier one.
+            let cap = if q.reads.is_empty() {
+                DEFERRED_PER_GROUP
+            } else {
+                usize::MAX
+            };
+            let n = q.deferred.len().min(cap);
+            let deferred: Vec<Pending> = q.deferred.drain(..n).collect();
+            let urgent: Vec<Pending> = q.urgent.drain(..).collect();
+            let read = if q.deferred.is_empty() {
+                q.reads.pop_front()
+            } else {
+                None
+            };
+            (deferred, urgent, read)
+        };
+        if !deferred.is_empty() || !urgent.is_empty() {
+            let started = Instant::now();
+            let mut journal = 0;
+            for p in urgent.iter().chain(&deferred) {
+                let wait = started.saturating_duration_since(p.submitted);
+                if p.journal {
+                    journal += 1;
+                    stats.journal_wait.observe(wait);
+                } else {
+                    stats.state_wait.observe(wait);
                 }
             }
-        }
-        if !group.is_empty() {
-            let result = commit(&mut conn, group.iter().flat_map(|(w, _)| w.iter()));
+            let other = (urgent.len() + deferred.len()) as u64 - journal;
+            stats.journal_queued.fetch_sub(journal, Ordering::Relaxed);
+            stats.state_queued.fetch_sub(other, Ordering::Relaxed);
+            stats.group_journal.observe_value(journal as f64);
+            stats.group_state.observe_value(other as f64);
+            let result = commit(
+                &mut conn,
+                urgent.iter().chain(&deferred).flat_map(|p| p.writes.iter()),
+                stats,
+            );
             if let Err(e) = &result {
-                tracing::error!(error = %e, batches = group.len(), "the store refused a write");
+                tracing::error!(error = %e, batches = journal + other, "the store refused a write");
             }
-            for (_, done) in group {
-                let _ = done.send(result.clone());
+            stats.groups.fetch_add(1, Ordering::Relaxed);
+            stats.journal_batches.fetch_add(journal, Ordering::Relaxed);
+            stats.state_batches.fetch_add(other, Ordering::Relaxed);
+            let now = Instant::now();
+            for p in urgent.into_iter().chain(deferred) {
+                if p.journal {
+                    stats
+                        .journal_durable
+                        .observe(now.saturating_duration_since(p.submitted));
+                }
+                let _ = p.done.send(result.clone());
             }
         }
         if let Some(read) = read {
@@ -247,8 +494,14 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
 fn commit<'a>(
     conn: &mut Connection,
     writes: impl Iterator<Item = &'a Write>,
+    stats: &WriterStats,
 ) -> Result<(), StoreError> {
+    let started = Instant::now();
     let writes: Vec<&Write> = writes.collect();
+    stats.bytes.fetch_add(
+        writes.iter().map(|w| text_bytes(w)).sum(),
+        Ordering::Relaxed,
+    );
     // A session written several times in one group is stored once, as its
     // last state (the group commits atomically: the earlier states would
     // never be seen); every journal entry they applied is still marked.
@@ -272,6 +525,12 @@ fn commit<'a>(
         let mut timeline = tx
             .prepare_cached(
                 "INSERT OR REPLACE INTO timeline (session, n, entry) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(|e| classify(&e))?;
+        let mut in_place = tx
+            .prepare_cached(
+                "UPDATE sessions SET state = ?5, updated_at = ?6
+                 WHERE id = ?1 AND flow = ?2 AND flow_version = ?3 AND live = ?4 AND ended_at IS ?7",
             )
             .map_err(|e| classify(&e))?;
         let mut session = tx
@@ -301,22 +560,30 @@ fn commit<'a>(
                         ])
                         .map(|_| ())
                 }),
-                Write::Session { record: r, applied: seqs } => session
-                    .execute(params![
+                Write::Session { record: r, applied: seqs } => {
+                    let updated_at = r.updated_at.to_rfc3339();
+                    let ended_at = r.ended_at.map(|t| t.to_rfc3339());
+                    let row = params![
                         r.id,
                         r.flow,
                         r.flow_version,
                         r.live,
                         r.state,
-                        r.updated_at.to_rfc3339(),
-                        r.ended_at.map(|t| t.to_rfc3339()),
-                    ])
-                    .and_then(|_| {
+                        updated_at,
+                        ended_at,
+                    ];
+                    // Only the state and its time change (the common case):
+                    // the row is updated in place and no index is touched.
+                    in_place
+                        .execute(row)
+                        .and_then(|n| if n == 0 { session.execute(row) } else { Ok(n) })
+                        .and_then(|_| {
                         seqs.iter()
                             .try_for_each(|s| {
                                 applied.execute(params![*s as i64, r.id]).map(|_| ())
                             })
-                    }),
+                        })
+                }
                 Write::Timeline {
                     session,
                     from,
@@ -363,7 +630,26 @@ fn commit<'a>(
             done.map_err(|e| classify(&e))?;
         }
     }
-    tx.commit().map_err(|e| classify(&e))
+    let committing = Instant::now();
+    stats.sql.observe(committing - started);
+    let committed = tx.commit().map_err(|e| classify(&e));
+    stats.commit.observe(committing.elapsed());
+    committed
+}
+
+/// The bytes of text a write carries.
+fn text_bytes(w: &Write) -> u64 {
+    let n = match w {
+        Write::Journal(entries) => entries
+            .iter()
+            .map(|e| e.event.len() + e.body.as_ref().map_or(0, String::len))
+            .sum(),
+        Write::Session { record, .. } => record.state.len(),
+        Write::Timeline { entries, .. } => entries.iter().map(String::len).sum(),
+        Write::Flow { source, .. } => source.len(),
+        Write::Purge { .. } => 0,
+    };
+    n as u64
 }
 
 fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
@@ -389,13 +675,16 @@ impl Store for SqliteStore {
         true
     }
 
+    fn writer_stats(&self) -> Option<Arc<WriterStats>> {
+        Some(self.stats.clone())
+    }
+
     fn write(&self, writes: Vec<Write>) -> Done {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.tx.send(Op::Write(writes, tx));
-        Box::pin(async move {
-            sent.map_err(|_| StoreError::Closed)?;
-            rx.await.map_err(|_| StoreError::Closed)?
-        })
+        self.submit(writes, false)
+    }
+
+    fn write_deferred(&self, writes: Vec<Write>) -> Done {
+        self.submit(writes, true)
     }
 
     fn recover(&self) -> Result<Recovered, StoreError> {
