@@ -882,13 +882,13 @@ fn store_report(
     say!(
         out,
         "store writer, {phase}: {groups} groups ({:.0}/s), {} journal and {} other batches, {:.1} MB \
-         of text ({:.1} MB/s), {} pages checkpointed",
+         of text ({:.1} MB/s), {} checkpoints made the WAL start over",
         groups as f64 / secs,
         after.journal_batches - before.journal_batches,
         after.state_batches - before.state_batches,
         (after.bytes - before.bytes) as f64 / 1e6,
         (after.bytes - before.bytes) as f64 / 1e6 / secs,
-        after.checkpoint_pages - before.checkpoint_pages
+        after.checkpoint_restarts - before.checkpoint_restarts
     );
     say!(
         out,
@@ -905,7 +905,8 @@ fn store_report(
     );
     say!(out, "  statements per group       {}", ms("sql"));
     say!(out, "  commit + sync per group    {}", ms("commit"));
-    say!(out, "  checkpoints                {}", ms("checkpoint"));
+    say!(out, "  checkpoints (beside)       {}", ms("checkpoint"));
+    say!(out, "  WAL pages at a checkpoint  {}", count("wal_pages"));
 }
 
 #[cfg(test)]

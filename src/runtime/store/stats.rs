@@ -11,6 +11,7 @@ use crate::runtime::metrics::{Histogram, LATENCY_BUCKETS};
 /// Bucket upper bounds for counts (batches per group, pages per checkpoint).
 pub const COUNT_BUCKETS: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0,
+    16384.0, 32768.0, 65536.0,
 ];
 
 /// The writer's figures. Every field is monotonic unless it says gauge.
@@ -44,8 +45,12 @@ pub struct WriterStats {
     pub commit: Histogram,
     /// Checkpoints (WAL copied into the database file, which is synced).
     pub checkpoint: Histogram,
-    /// Pages copied by checkpoints.
-    pub checkpoint_pages: AtomicU64,
+    /// Checkpoints that had to make the WAL start over (`RESTART`: the
+    /// writer waits for it), because it had grown past four times the
+    /// checkpoint length without the writer ever pausing.
+    pub checkpoint_restarts: AtomicU64,
+    /// The WAL's length (pages) when a checkpoint began.
+    pub wal_pages: Histogram,
 }
 
 impl Default for WriterStats {
@@ -65,7 +70,8 @@ impl Default for WriterStats {
             sql: Histogram::new(LATENCY_BUCKETS),
             commit: Histogram::new(LATENCY_BUCKETS),
             checkpoint: Histogram::new(LATENCY_BUCKETS),
-            checkpoint_pages: AtomicU64::new(0),
+            checkpoint_restarts: AtomicU64::new(0),
+            wal_pages: Histogram::new(COUNT_BUCKETS),
         }
     }
 }
@@ -81,8 +87,8 @@ pub struct Snapshot {
     pub state_batches: u64,
     /// [`WriterStats::bytes`].
     pub bytes: u64,
-    /// [`WriterStats::checkpoint_pages`].
-    pub checkpoint_pages: u64,
+    /// [`WriterStats::checkpoint_restarts`].
+    pub checkpoint_restarts: u64,
     /// Cumulative counts and sums (seconds) of each histogram, in the
     /// order of [`WriterStats::histograms`].
     pub histograms: Vec<(Vec<u64>, f64)>,
@@ -90,7 +96,7 @@ pub struct Snapshot {
 
 impl WriterStats {
     /// The histograms by name, in a fixed order.
-    pub fn histograms(&self) -> [(&'static str, &Histogram); 8] {
+    pub fn histograms(&self) -> [(&'static str, &Histogram); 9] {
         [
             ("group_journal", &self.group_journal),
             ("group_state", &self.group_state),
@@ -100,6 +106,7 @@ impl WriterStats {
             ("sql", &self.sql),
             ("commit", &self.commit),
             ("checkpoint", &self.checkpoint),
+            ("wal_pages", &self.wal_pages),
         ]
     }
 
@@ -111,7 +118,7 @@ impl WriterStats {
             journal_batches: get(&self.journal_batches),
             state_batches: get(&self.state_batches),
             bytes: get(&self.bytes),
-            checkpoint_pages: get(&self.checkpoint_pages),
+            checkpoint_restarts: get(&self.checkpoint_restarts),
             histograms: self
                 .histograms()
                 .iter()
