@@ -882,7 +882,7 @@ fn store_report(
     say!(
         out,
         "store writer, {phase}: {groups} groups ({:.0}/s), {} journal and {} other batches, {:.1} MB \
-         of text ({:.1} MB/s), {} checkpoints made the WAL start over",
+         of text ({:.1} MB/s), {} checkpoints by the writer (RESTART)",
         groups as f64 / secs,
         after.journal_batches - before.journal_batches,
         after.state_batches - before.state_batches,
@@ -907,6 +907,7 @@ fn store_report(
     say!(out, "  commit + sync per group    {}", ms("commit"));
     say!(out, "  checkpoints (beside)       {}", ms("checkpoint"));
     say!(out, "  WAL pages at a checkpoint  {}", count("wal_pages"));
+    say!(out, "  restarts (writer waits)    {}", ms("restart"));
 }
 
 #[cfg(test)]

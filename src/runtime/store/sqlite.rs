@@ -323,7 +323,7 @@ impl SqliteStore {
             thread::Builder::new()
                 .name("callflow-store".into())
                 .spawn(move || {
-                    writer(conn, &shared, &stats);
+                    writer(conn, &shared, &stats, &checkpoints);
                     // The checkpointer's connection closes, then the lock goes.
                     checkpoints
                         .pages
@@ -421,20 +421,7 @@ fn checkpointer_thread(conn: &Connection, checkpoints: &Checkpoints, stats: &Wri
             })
         };
         match checkpoint("PASSIVE") {
-            Ok(log) => {
-                stats.wal_pages.observe_value(log as f64);
-                // A passive checkpoint copies what the WAL held when it
-                // began; the WAL starts over only if the writer's next
-                // commit finds all of it copied. Under steady writes it
-                // never does, so past four lengths the rest is copied with
-                // the writer waiting (at most its busy timeout).
-                if log >= 4 * CHECKPOINT_PAGES {
-                    stats.checkpoint_restarts.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = checkpoint("RESTART") {
-                        tracing::warn!(error = %e, "the store's checkpoint failed");
-                    }
-                }
-            }
+            Ok(log) => stats.wal_pages.observe_value(log as f64),
             Err(e) => tracing::warn!(error = %e, "the store's checkpoint failed"),
         }
         stats.checkpoint.observe(started.elapsed());
@@ -445,7 +432,7 @@ fn checkpointer_thread(conn: &Connection, checkpoints: &Checkpoints, stats: &Wri
 /// [`DEFERRED_PER_GROUP`] deferred ones (all of them while a read waits:
 /// it sees every write submitted before it), commits them in one
 /// transaction (one sync), and answers.
-fn writer(mut conn: Connection, shared: &Shared, stats: &WriterStats) {
+fn writer(mut conn: Connection, shared: &Shared, stats: &WriterStats, checkpoints: &Checkpoints) {
     loop {
         let (deferred, urgent, read) = {
             let mut q = shared.lock();
@@ -509,6 +496,30 @@ fn writer(mut conn: Connection, shared: &Shared, stats: &WriterStats) {
                         .observe(now.saturating_duration_since(p.submitted));
                 }
                 let _ = p.done.send(result.clone());
+            }
+            // A passive checkpoint copies what the WAL held when it began;
+            // the WAL starts over only if a commit finds all of it copied,
+            // which under steady writes never happens. Past four lengths,
+            // the writer copies the rest itself (most of it is copied
+            // already) and makes the WAL start over: it stays bounded.
+            let long = checkpoints
+                .pages
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .0
+                >= 4 * CHECKPOINT_PAGES;
+            if long {
+                let started = Instant::now();
+                stats.checkpoint_restarts.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "the store's checkpoint failed");
+                }
+                checkpoints
+                    .pages
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0 = 0;
+                stats.restart.observe(started.elapsed());
             }
         }
         if let Some(read) = read {

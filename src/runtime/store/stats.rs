@@ -45,10 +45,12 @@ pub struct WriterStats {
     pub commit: Histogram,
     /// Checkpoints (WAL copied into the database file, which is synced).
     pub checkpoint: Histogram,
-    /// Checkpoints that had to make the WAL start over (`RESTART`: the
-    /// writer waits for it), because it had grown past four times the
+    /// Checkpoints the writer made itself (`RESTART`, so that the WAL
+    /// starts over), because the WAL had grown past four times the
     /// checkpoint length without the writer ever pausing.
     pub checkpoint_restarts: AtomicU64,
+    /// Those checkpoints' time (every write waits for them).
+    pub restart: Histogram,
     /// The WAL's length (pages) when a checkpoint began.
     pub wal_pages: Histogram,
 }
@@ -71,6 +73,7 @@ impl Default for WriterStats {
             commit: Histogram::new(LATENCY_BUCKETS),
             checkpoint: Histogram::new(LATENCY_BUCKETS),
             checkpoint_restarts: AtomicU64::new(0),
+            restart: Histogram::new(LATENCY_BUCKETS),
             wal_pages: Histogram::new(COUNT_BUCKETS),
         }
     }
@@ -96,7 +99,7 @@ pub struct Snapshot {
 
 impl WriterStats {
     /// The histograms by name, in a fixed order.
-    pub fn histograms(&self) -> [(&'static str, &Histogram); 9] {
+    pub fn histograms(&self) -> [(&'static str, &Histogram); 10] {
         [
             ("group_journal", &self.group_journal),
             ("group_state", &self.group_state),
@@ -107,6 +110,7 @@ impl WriterStats {
             ("commit", &self.commit),
             ("checkpoint", &self.checkpoint),
             ("wal_pages", &self.wal_pages),
+            ("restart", &self.restart),
         ]
     }
 
