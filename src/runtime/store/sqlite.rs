@@ -1,12 +1,18 @@
 //! The SQLite store: one file (WAL mode), written by one thread.
 //!
-//! Every write goes through a channel to the writer thread, which takes
-//! whatever batches are waiting (up to [`MAX_GROUP`]) and applies them in
-//! one transaction: one commit, one `fsync` (`synchronous = FULL`) for many
-//! notifications arriving together. The connection holds the file in
-//! `EXCLUSIVE` locking mode, so that a second `callflow serve` on the same
-//! store is refused at start instead of both writing. Reads (recovery,
-//! export, paging ended sessions) run on the same thread, between groups.
+//! Every write goes to the writer thread through one of two queues:
+//! journal entries and every write something waits for (a state before its
+//! Graph requests, flows, purges) are all taken into each group; states a
+//! restart can rebuild from the journal ([`Store::write_deferred`]) at most
+//! [`DEFERRED_PER_GROUP`] per group. A group is one transaction: one
+//! commit, one `fsync` (`synchronous = FULL`) for many notifications
+//! arriving together. WAL checkpoints run on a second connection, on a
+//! thread of their own, so that the writer never waits for the database
+//! file's sync. An exclusive `flock` on the file, held until the writer
+//! stops, makes a second `callflow serve` on the same store refused at
+//! start. Reads (recovery, export, paging ended sessions) run on the
+//! writer's thread, between groups, after every write submitted before
+//! them.
 //!
 //! The schema is versioned with `PRAGMA user_version`: [`MIGRATIONS`] are
 //! applied in order; a store whose version is newer than this binary knows

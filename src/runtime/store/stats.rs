@@ -1,8 +1,8 @@
 //! What a store's writer does, counted: groups, their sizes, where their
 //! time goes (waiting in the queue, running the statements, the commit and
 //! its sync, checkpoints). Plain atomics and [`Histogram`]s like
-//! [`crate::runtime::metrics`]; `/metrics` renders them and `callflow load`
-//! prints them per phase.
+//! [`crate::runtime::metrics`]; `callflow load` prints them per phase
+//! ([`crate::runtime::store::Store::writer_stats`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
