@@ -844,3 +844,83 @@ impl Store for SqliteStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    fn state(id: &str, text: &str) -> Write {
+        Write::Session {
+            record: SessionRecord {
+                id: id.to_owned(),
+                flow: "f".into(),
+                flow_version: "v".into(),
+                live: true,
+                state: text.to_owned(),
+                updated_at: Utc::now(),
+                ended_at: None,
+            },
+            applied: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn deferred_states_go_after_the_journal_but_before_a_flush_and_a_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("callflow.db");
+        let store = SqliteStore::open(&path).expect("open");
+        // More deferred states than one group takes, then a journal batch.
+        let deferred: Vec<Done> = (0..3 * DEFERRED_PER_GROUP)
+            .map(|i| store.write_deferred(vec![state(&format!("s{i}"), "first")]))
+            .collect();
+        store
+            .write(vec![Write::Journal(vec![JournalEntry {
+                seq: 1,
+                event: "{}".into(),
+                received_at: Utc::now(),
+                body: None,
+            }])])
+            .await
+            .expect("journal");
+        store.flush().await.expect("flush");
+        for (i, d) in deferred.into_iter().enumerate() {
+            // Unconstrained: tokio's budget would make the 128th poll in a
+            // row pending, however ready.
+            let done = tokio::task::unconstrained(d).now_or_never();
+            assert!(
+                matches!(done, Some(Ok(()))),
+                "deferred write {i}, submitted before the flush, was not durable when it \
+                 resolved: {done:?}"
+            );
+        }
+        // A state written in place, then read back: the read sees it.
+        drop(store.write_deferred(vec![state("s0", "second")]));
+        let read = store.session("s0").expect("read").expect("stored");
+        assert_eq!(read.state, "second");
+        assert_eq!(store.recover().expect("recover").journal.len(), 1);
+
+        // One store per file, in this process too, until the first is dropped.
+        let second = SqliteStore::open(&path)
+            .err()
+            .expect("a second store on the file");
+        assert!(second.to_string().contains("locked"), "{second}");
+        drop(store);
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match SqliteStore::open(&path) {
+                Ok(again) => {
+                    let read = again.session("s0").expect("read").expect("stored");
+                    assert_eq!(read.state, "second");
+                    break;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    assert!(e.to_string().contains("locked"), "{e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("the store was not released: {e}"),
+            }
+        }
+    }
+}
