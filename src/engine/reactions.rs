@@ -18,6 +18,7 @@ use crate::graph::wire::{
 
 use super::command::{CommandId, RequestKind};
 use super::event::{Event, IncomingCall, OperationUpdate, StateChange};
+use super::leg::ToneOrder;
 use super::run::{Progress, Run, Transition};
 use super::session::{EventJson, Leg, LegRole, Outcome, PendingRequest, Waiting};
 use super::timeline::Entry;
@@ -151,8 +152,7 @@ impl Run<'_> {
                 let repeat = sequence_id.is_some_and(|n| {
                     self.s
                         .leg_index(call_id)
-                        .and_then(|i| self.s.legs[i].last_tone)
-                        .is_some_and(|last| n <= last)
+                        .is_some_and(|i| self.s.legs[i].tone_order(n) == ToneOrder::Repeat)
                 });
                 let key = if repeat || self.collecting_secret() {
                     "•".to_owned()
@@ -644,22 +644,45 @@ impl Run<'_> {
     ) -> Option<Transition> {
         let i = self.s.leg_index(call_id)?;
         let leg = &mut self.s.legs[i];
-        if let Some(seq) = sequence {
-            if leg.last_tone.is_some_and(|last| seq <= last) {
-                let tag = leg.tag.clone();
+        let tag = leg.tag.clone();
+        let after_full = leg.after_full.take();
+        let order = sequence.map(|seq| leg.see_tone(seq));
+        match order {
+            Some(ToneOrder::Repeat) => {
+                leg.after_full = after_full;
+                let seq = sequence.unwrap_or_default();
                 self.note(format!("{tag}: repeated key press #{seq} ignored"));
                 return None;
             }
-            leg.last_tone = Some(seq);
+            // Pressed before the current menu or collect began, overtaken
+            // by the keys that ended the step it was meant for.
+            Some(ToneOrder::Late)
+                if sequence.zip(self.s.key_floor).is_some_and(|(n, f)| n <= f) =>
+            {
+                let seq = sequence.unwrap_or_default();
+                self.note(format!(
+                    "{tag}: key press #{seq} arrived after the step it was for: ignored"
+                ));
+                return None;
+            }
+            _ => {}
         }
         let key = key?;
+        let in_turn = matches!(order, None | Some(ToneOrder::Fresh { next: true }));
+        if after_full == Some(key) && in_turn {
+            self.note(format!(
+                "{tag}: key {key} after an entry already complete: ignored"
+            ));
+            return None;
+        }
         let attempt = match self.s.waiting.clone() {
             Waiting::Menu { attempt, .. } => attempt,
             Waiting::Collect { attempt, .. } => {
                 if self.s.legs[i].role != LegRole::Main {
                     return None;
                 }
-                return self.collect_key(attempt, key);
+                let late = order == Some(ToneOrder::Late);
+                return self.collect_key(attempt, key, sequence, late);
             }
             _ => {
                 self.note(format!("key {key} pressed outside a menu: ignored"));
@@ -1174,6 +1197,7 @@ impl Run<'_> {
                     context: c,
                     prompt_done: false,
                     cut,
+                    finished,
                 },
             ) if Some(c.as_str()) == context => {
                 if !ok && !cut {
@@ -1187,6 +1211,7 @@ impl Run<'_> {
                     context: c,
                     prompt_done: true,
                     cut,
+                    finished,
                 };
                 let step = self.current()?;
                 if let Action::Collect(col) = &step.action {

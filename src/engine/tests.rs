@@ -723,3 +723,145 @@ fn a_serial_ring_group_cycles_through_its_targets_then_gives_up() {
     );
     assert_eq!(h.step_name(), Some("sorry"), "on_timeout");
 }
+
+const COLLECT: &str = r##"
+flow: t
+trigger:
+  incoming_call:
+    to: ["+14255550100"]
+start: greet
+steps:
+  greet:
+    answer: {}
+    next: account
+  account:
+    collect:
+      prompt: https://cdn/account.wav
+      into: account
+      min_digits: 4
+      max_digits: 4
+      finish_on: "#"
+      digit_timeout: 3s
+    next: pin
+    on_timeout: bye
+    on_invalid: bye
+  pin:
+    collect:
+      prompt: https://cdn/pin.wav
+      into: pin
+      min_digits: 2
+      max_digits: 6
+      finish_on: "#"
+    next: bye
+    on_timeout: bye
+    on_invalid: bye
+  bye:
+    hangup: {}
+"##;
+
+/// Answered and in `account`, its prompt finished; returns the harness.
+fn collecting() -> Harness {
+    let mut h = Harness::with(COLLECT);
+    h.incoming();
+    let sent = h.state("c1", CallState::Established);
+    let Some(Command::PlayPrompt { body, .. }) = sent.last() else {
+        panic!("the collect plays its prompt: {sent:?}");
+    };
+    let context = body.client_context.clone().expect("a client context");
+    h.prompt_done(&context);
+    h
+}
+
+fn timeline(h: &Harness) -> String {
+    h.s.timeline.render(chrono_tz::UTC)
+}
+
+fn assert_noted(h: &Harness, text: &str) {
+    let t = timeline(h);
+    assert!(t.contains(text), "`{text}` is not in\n{t}");
+}
+
+#[test]
+fn keys_that_overtake_each_other_are_collected_in_the_order_pressed() {
+    let mut h = collecting();
+    // Graph's notifications of 1 2 3 4 arrive as 1 3 2 4.
+    for (key, seq) in [('1', 1), ('3', 3), ('2', 2), ('4', 4)] {
+        h.key(key, seq);
+    }
+    assert_eq!(h.s.vars["account"], "1234", "{}", timeline(&h));
+    assert_eq!(h.step_name(), Some("pin"));
+}
+
+#[test]
+fn a_full_entry_waits_for_an_overtaken_key_and_takes_it_in_its_place() {
+    let mut h = collecting();
+    // 1 2 3 4 pressed; 2 arrives last: four keys have come only then.
+    for (key, seq) in [('1', 1), ('3', 3), ('4', 4)] {
+        h.key(key, seq);
+    }
+    assert_eq!(h.step_name(), Some("account"));
+    h.key('2', 2);
+    assert_eq!(h.s.vars["account"], "1234", "{}", timeline(&h));
+    // The finish key the caller pressed after a full entry does not reach `pin`.
+    h.key('#', 5);
+    for (key, seq) in [('7', 6), ('8', 7), ('#', 8)] {
+        h.key(key, seq);
+    }
+    assert_eq!(h.s.vars["pin"], "78", "{}", timeline(&h));
+    assert_noted(&h, "main: key # after an entry already complete: ignored");
+}
+
+#[test]
+fn a_finish_key_that_overtakes_a_digit_waits_for_it() {
+    let mut h = collecting();
+    h.key('1', 1);
+    h.key('2', 2);
+    h.key('#', 4);
+    assert_eq!(h.step_name(), Some("account"));
+    assert_noted(&h, "waiting for key press #3, overtaken by later ones");
+    // A key pressed after the finish key is not part of this entry.
+    h.key('9', 5);
+    h.key('3', 3);
+    assert_eq!(h.s.vars.get("account"), None, "three digits are too few");
+    assert_noted(&h, "key 9 after the finish key of `account`: ignored");
+    assert_noted(&h, "`123` is fewer than 4 digits in `account`");
+}
+
+#[test]
+fn an_overtaken_key_that_never_arrives_ends_the_entry_at_the_pause() {
+    let mut h = collecting();
+    h.key('1', 1);
+    h.key('#', 3);
+    assert_eq!(h.step_name(), Some("account"));
+    // The pause between digits ends the wait with what came.
+    let timer =
+        h.s.timer
+            .map(|t| t.id)
+            .expect("the pause between digits runs");
+    let fired = h.feed(Event::TimerFired { timer });
+    assert!(
+        timeline(&h).contains("`1` is fewer than 4 digits in `account`"),
+        "{}: {fired:?}",
+        timeline(&h)
+    );
+}
+
+#[test]
+fn a_late_key_of_an_earlier_step_and_a_repeat_are_ignored() {
+    let mut h = collecting();
+    // 1 2 3 4 keyed, then `#`; key 2's notification is repeated, key 0
+    // (pressed before the prompt, #0) arrives late.
+    for (key, seq) in [('1', 1), ('2', 2), ('2', 2), ('3', 3), ('4', 4)] {
+        h.key(key, seq);
+    }
+    assert_eq!(h.s.vars["account"], "1234", "{}", timeline(&h));
+    assert_noted(&h, "main: repeated key press #2 ignored");
+    // `pin` began after #4: #5 is its first key; a #0 nobody saw is late.
+    h.s.legs[0].missed_tones.push(0);
+    h.key('0', 0);
+    assert_noted(
+        &h,
+        "main: key press #0 arrived after the step it was for: ignored",
+    );
+    assert!(h.s.digits.is_empty(), "{}", h.s.digits);
+}

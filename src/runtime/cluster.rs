@@ -600,7 +600,7 @@ impl Cluster {
                 let conn = pool.get().await.ok()?;
                 conn.query(
                     "SELECT seq, event FROM journal
-                     WHERE target = $1 AND session IS NULL ORDER BY seq",
+                     WHERE target = $1 AND session IS NULL ORDER BY received_at, seq",
                     &[&id],
                 )
                 .await

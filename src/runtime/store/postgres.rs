@@ -806,7 +806,7 @@ impl Store for PostgresStore {
                 .collect();
             let journal = conn
                 .query(
-                    "SELECT seq, event, received_at FROM journal WHERE session IS NULL ORDER BY seq",
+                    "SELECT seq, event, received_at FROM journal WHERE session IS NULL ORDER BY received_at, seq",
                     &[],
                 )
                 .await?
@@ -857,7 +857,7 @@ impl Store for PostgresStore {
                 .await
                 .query(
                     "SELECT received_at, body FROM journal
-                     WHERE session = $1 AND body IS NOT NULL ORDER BY seq",
+                     WHERE session = $1 AND body IS NOT NULL ORDER BY received_at, seq",
                     &[&id],
                 )
                 .await?;
