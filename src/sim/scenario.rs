@@ -143,6 +143,11 @@ pub struct ScenarioFile {
     /// delay, timeout, unreachable}`, or a list, one per request.
     #[serde(default)]
     pub http: super::behaviour::HttpAnswers,
+    /// The turn each `round_robin` ring group of the flow takes in this
+    /// call: how many calls it took before (default 0: it rings from its
+    /// first target; 1 from its second, …).
+    #[serde(default)]
+    pub ring_turn: u64,
     /// The requests and end expected, in order.
     #[serde(default)]
     pub expect: Vec<Value>,
@@ -329,6 +334,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
             .map_or_else(default_identity, BotDef::identity),
         graph: GraphBehaviour {
             http: file.http,
+            ring_turn: file.ring_turn,
             ..file.graph
         },
         expect,

@@ -420,11 +420,25 @@ fn plan(
     (scenario, flow, start, clock)
 }
 
-/// Runs one scenario on its own stack; `Err` says what differed.
+/// The turn counters of `flow`'s `round_robin` ring groups (`FLOW/STEP`).
+fn round_robin_groups(flow: &callflow::flow::Flow) -> Vec<String> {
+    use callflow::flow::Action;
+    use callflow::flow::actions::ring_group::Strategy;
+    flow.steps
+        .iter()
+        .filter(|s| matches!(&s.action, Action::RingGroup(g) if g.strategy == Strategy::RoundRobin))
+        .map(|s| callflow::engine::ring::group(&flow.name, &s.name))
+        .collect()
+}
+
+/// Runs one scenario on its own stack; `Err` says what differed. The
+/// runtime's turn counters of `groups` first hand out the scenario's
+/// `ring_turn` turns, as if as many calls had come before.
 async fn run_scenario(
     scenario: Scenario,
     start: Start,
     clock: DateTime<Utc>,
+    groups: Vec<String>,
 ) -> Result<(), String> {
     let dir = copy_flows();
     // The designer's service on loopback, where the flows say `CRM_BASE`.
@@ -449,6 +463,15 @@ async fn run_scenario(
         ..SimGraphConfig::default()
     };
     let s = stack_with(dir.path(), sim_config, Some(fetch)).await;
+    for group in &groups {
+        for _ in 0..scenario.graph.ring_turn {
+            s.runtime
+                .store()
+                .take_turn(group)
+                .await
+                .expect("the memory store takes turns");
+        }
+    }
     let result = check_scenario(&s, &scenario, start, &designer).await;
     s.stop().await;
     result
@@ -617,8 +640,11 @@ async fn check_scenario(
         .expect
         .iter()
         .filter_map(|e| match e {
+            // A turn is the runtime's store's, not a request to Graph.
             Expectation::Request { kind, .. }
-                if *kind != RequestKind::SaveRecording && *kind != RequestKind::Fetch =>
+                if *kind != RequestKind::SaveRecording
+                    && *kind != RequestKind::Fetch
+                    && *kind != RequestKind::TakeTurn =>
             {
                 Some(kind.as_str())
             }
@@ -668,8 +694,9 @@ async fn bundled_scenarios_over_http() {
             .unwrap_or(path)
             .display()
             .to_string();
-        let (scenario, _flow, start, clock) = plan(path, &flows);
-        runs.spawn(async move { (name, run_scenario(scenario, start, clock).await) });
+        let (scenario, flow, start, clock) = plan(path, &flows);
+        let groups = round_robin_groups(&flow);
+        runs.spawn(async move { (name, run_scenario(scenario, start, clock, groups).await) });
     }
     let mut ran = 0;
     let mut failed = Vec::new();
