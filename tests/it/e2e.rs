@@ -1108,3 +1108,92 @@ async fn a_secret_pin_is_not_in_the_admin_api() {
         );
     }
 }
+
+/// Who sim-graph was asked to call for the session's calls (the user id or
+/// the number of each `POST /communications/calls`), in the order it got them.
+async fn users_rung(s: &Stack, calls: &[String]) -> Vec<String> {
+    let mut rung = Vec::new();
+    for call in calls {
+        for r in s.requests(call).await {
+            if kind_of(&r) == Some("create_call") {
+                let who = &r["body"]["targets"][0]["identity"];
+                let id = who["user"]["id"].as_str().or(who["phone"]["id"].as_str());
+                rung.push((r["seq"].as_u64().unwrap_or(0), id.unwrap_or("?").to_owned()));
+            }
+        }
+    }
+    rung.sort();
+    rung.into_iter().map(|(_, u)| u).collect()
+}
+
+/// The sales line's `round_robin` group over real HTTP: three calls one
+/// after another through the server, the runtime's store handing out the
+/// turns, sim-graph placing the consultation calls; each starts one agent
+/// further along (Ana, Ben, then the sales desk), each agent answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn round_robin_calls_over_http_each_start_one_agent_further() {
+    let dir = copy_flows();
+    let start = DateTime::parse_from_rfc3339("2026-11-18T10:00:00-05:00")
+        .expect("time")
+        .with_timezone(&Utc);
+    let sim_config = SimGraphConfig {
+        faults: scenario_faults(),
+        clock: SimClock::Manual,
+        start: Some(start),
+        ..SimGraphConfig::default()
+    };
+    let s = stack(dir.path(), sim_config).await;
+    let ana = "6e1f3c2a-7b4d-4e9a-9c5f-1a2b3c4d5e61";
+    let ben = "6e1f3c2a-7b4d-4e9a-9c5f-1a2b3c4d5e62";
+    let mut first = Vec::new();
+    let mut notes = Vec::new();
+    for n in 0..3 {
+        let call = s
+            .place(
+                &Party::phone(format!("+120655501{n:02}")),
+                &Party::phone("+14255550107"),
+            )
+            .await;
+        let id = s
+            .session_of(&call, Duration::from_secs(30))
+            .await
+            .expect("a session for the call");
+        let runtime = s.runtime.clone();
+        s.run_until(chrono::Duration::minutes(10), || {
+            runtime
+                .session(&id)
+                .is_some_and(|d| d.summary.state == "ended")
+        })
+        .await
+        .expect("the call ends");
+        let detail = s.runtime.session(&id).expect("the session");
+        assert_eq!(
+            detail.summary.outcome,
+            Some(callflow::engine::Outcome::Transferred),
+            "{}",
+            detail.timeline_text
+        );
+        let mut calls = detail.summary.calls.clone();
+        calls.push(call);
+        let rung = users_rung(&s, &calls).await;
+        first.push(rung.first().cloned().unwrap_or_default());
+        notes.push(
+            detail
+                .timeline_text
+                .lines()
+                .find(|l| l.contains("ringing from target"))
+                .map(|l| l.split("note").last().unwrap_or(l).trim().to_owned())
+                .unwrap_or_default(),
+        );
+    }
+    assert_eq!(first, [ana, ben, "+14255550181"], "{notes:?}");
+    assert_eq!(
+        notes,
+        [
+            "turn 0: ringing from target 1 of 3, Ana (sales)",
+            "turn 1: ringing from target 2 of 3, Ben (sales)",
+            "turn 2: ringing from target 3 of 3, Sales desk",
+        ]
+    );
+    s.stop().await;
+}

@@ -479,7 +479,7 @@ async fn concurrent_takers_never_get_the_same_turn_on_sqlite_and_postgres() {
     let path = dir.path().join("callflow.db");
     let sqlite: std::sync::Arc<dyn Store> =
         std::sync::Arc::new(SqliteStore::open(&path).expect("sqlite"));
-    let turns = take_turns_together(&[sqlite.clone()], &groups, 25).await;
+    let turns = take_turns_together(std::slice::from_ref(&sqlite), &groups, 25).await;
     assert_every_turn_once(&turns, 100);
     drop(sqlite);
     // The writer thread lets go of the file once it sees the store dropped.
