@@ -923,6 +923,22 @@ impl Run<'_> {
             return self.ring_turn_failed(command, code, &why);
         }
         let waiting = self.s.waiting.clone();
+        // A ring group's attempt that may not have been placed is an
+        // attempt not answered, not a failure of the group: the next round
+        // rings again.
+        if code == "MaybeSent"
+            && p.kind == RequestKind::CreateCall
+            && matches!(waiting, Waiting::RingGroup(_))
+            && self.ring_attempt(p.leg)
+        {
+            if let Some(l) = self.s.legs.get_mut(p.leg) {
+                l.state = Some(CallState::Terminated);
+                l.abandoned = false;
+            }
+            self.note(format!("{why}; the attempt counts as not answered"));
+            self.ring_attempt_ended(p.leg);
+            return None;
+        }
         // A menu's or a collect's prompt or tone subscription, or the hold
         // music of a ring group, that may not have reached Graph is not a
         // failure of the step: the prompt is played again (at a resume, or

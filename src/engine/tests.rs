@@ -1045,3 +1045,33 @@ fn a_collect_waiting_at_a_restart_plays_its_prompt_again_and_takes_the_digits_an
     h.now = h.s.timer.expect("the prompt's guard").at;
     assert!(h.requests(Event::Resumed).is_empty());
 }
+
+#[test]
+fn an_attempt_placed_as_the_server_stopped_counts_as_not_answered() {
+    let (mut h, sent) = ring_harness("serial");
+    let create = sent
+        .iter()
+        .find_map(|c| match c {
+            Command::CreateCall { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("the first attempt");
+    let sent = h.requests(Event::RequestFailed {
+        command: create,
+        status: 0,
+        code: "MaybeSent".into(),
+        message: "the server stopped".into(),
+    });
+    assert!(sent.is_empty(), "nothing stops: {sent:?}");
+    assert_eq!(h.step_name(), Some("team"), "the group goes on");
+    assert!(
+        h.s.timeline
+            .render(chrono_tz::Tz::UTC)
+            .contains("the attempt counts as not answered")
+    );
+    // The round's end rings the next target.
+    let timer = h.s.timer.expect("the round's timer");
+    h.now = timer.at - Duration::milliseconds(100);
+    let sent = h.requests(Event::TimerFired { timer: timer.id });
+    assert_eq!(rung(&sent), ["+14255550182"], "{sent:?}");
+}
