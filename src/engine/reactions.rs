@@ -204,7 +204,8 @@ impl Run<'_> {
                 ..
             } => format!("recording saved: {location} ({bytes} bytes, {duration_seconds}s)"),
             Event::Fetched { answer, .. } => format!("the service answered {}", answer.status),
-            Event::RequestFailed { .. } | Event::Fault { .. } => return,
+            // The step's note says which target the turn starts at.
+            Event::Turn { .. } | Event::RequestFailed { .. } | Event::Fault { .. } => return,
         };
         self.entry(Entry::Event(text));
     }
@@ -277,6 +278,10 @@ impl Run<'_> {
             Event::Fetched { command, answer } => {
                 self.take_pending(command);
                 self.fetched(command, answer)
+            }
+            Event::Turn { command, turn } => {
+                self.take_pending(command);
+                self.ring_turn(command, turn)
             }
             Event::RequestFailed {
                 command,
@@ -707,27 +712,46 @@ impl Run<'_> {
 
     // ----- restarts -------------------------------------------------------
 
-    /// The runtime came back with this session: a menu whose timeout has
+    /// The runtime came back with this session, whose caller heard nothing
+    /// while the server was down: a menu or a collect whose timeout has
     /// not run out plays its prompt again (same attempt, a fresh timeout
-    /// after it), since the caller heard nothing while the server was down
-    /// and may have missed the choices. A menu whose timeout passed while
-    /// the server was down is left to its timer, which fires at once.
+    /// after it; a collect's digits keyed before are dropped, the caller
+    /// keys them again), and a ring group's hold music starts again. A
+    /// menu or collect whose timeout passed while the server was down is
+    /// left to its timer, which fires at once.
     fn resumed(&mut self) -> Option<Transition> {
         if self.s.is_ended() {
             return None;
         }
-        let Waiting::Menu { attempt, .. } = self.s.waiting.clone() else {
-            return None;
+        let attempt = match self.s.waiting.clone() {
+            Waiting::Menu { attempt, .. } | Waiting::Collect { attempt, .. } => attempt,
+            Waiting::RingGroup(_) => return self.ring_resumed(),
+            _ => return None,
         };
         if self.s.timer.is_some_and(|t| t.at <= self.now) {
             return None;
         }
         let step = self.current()?;
-        let Action::Menu(m) = &step.action else {
-            return None;
+        let progress = match &step.action {
+            Action::Menu(m) => {
+                self.note("the menu plays its prompt again");
+                self.menu_prompt(step, &m.prompt, None, attempt)
+            }
+            Action::Collect(c) => {
+                let keyed = self.collected(c.secret);
+                let dropped = !keyed.is_empty();
+                keyed.clear();
+                self.s.key_ids.clear();
+                self.note(if dropped {
+                    "the collect plays its prompt again; the digits keyed before the restart are dropped"
+                } else {
+                    "the collect plays its prompt again"
+                });
+                self.collect_prompt(step, c, false, attempt)
+            }
+            _ => return None,
         };
-        self.note("the menu plays its prompt again");
-        match self.menu_prompt(step, &m.prompt, None, attempt) {
+        match progress {
             Progress::Then(t) => Some(t),
             Progress::Wait | Progress::Ended => None,
         }
@@ -893,7 +917,8 @@ impl Run<'_> {
             | RequestKind::Hangup
             | RequestKind::KeepAlive
             | RequestKind::CancelMediaProcessing
-            | RequestKind::Fetch => {
+            | RequestKind::Fetch
+            | RequestKind::TakeTurn => {
                 self.take_pending(command);
                 None
             }
@@ -918,24 +943,56 @@ impl Run<'_> {
             let why = format!("the fetch failed: {code}: {message}");
             return self.fetch_request_failed(command, status, code, why);
         }
+        if p.kind == RequestKind::TakeTurn {
+            return self.ring_turn_failed(command, code, &why);
+        }
         let waiting = self.s.waiting.clone();
-        // A menu's prompt or tone subscription that may not have reached
-        // Graph is not a failure of the menu: its prompt is played again
-        // (at a resume, or when its guard timer runs out), subscribing first.
+        // A ring group's attempt that may not have been placed is an
+        // attempt not answered, not a failure of the group: the next round
+        // rings again.
+        if code == "MaybeSent"
+            && p.kind == RequestKind::CreateCall
+            && matches!(waiting, Waiting::RingGroup(_))
+            && self.ring_attempt(p.leg)
+        {
+            if let Some(l) = self.s.legs.get_mut(p.leg) {
+                l.state = Some(CallState::Terminated);
+                l.abandoned = false;
+            }
+            self.note(format!("{why}; the attempt counts as not answered"));
+            self.ring_attempt_ended(p.leg);
+            return None;
+        }
+        // A menu's or a collect's prompt or tone subscription, or the hold
+        // music of a ring group, that may not have reached Graph is not a
+        // failure of the step: the prompt is played again (at a resume, or
+        // when its guard timer runs out), subscribing first.
         if code == "MaybeSent"
             && matches!(
                 p.kind,
                 RequestKind::PlayPrompt | RequestKind::SubscribeToTone
             )
-            && matches!(waiting, Waiting::Menu { .. })
         {
-            if p.kind == RequestKind::SubscribeToTone
-                && let Some(l) = self.s.legs.get_mut(p.leg)
-            {
-                l.tones_subscribed = false;
+            let again = match &waiting {
+                Waiting::Menu { .. } => Some("the menu will play its prompt again"),
+                Waiting::Collect { .. } => Some("the collect will play its prompt again"),
+                Waiting::RingGroup(r)
+                    if p.kind == RequestKind::PlayPrompt
+                        && p.client_context.as_deref() == Some(r.hold.as_str()) =>
+                {
+                    Some("the hold music will play again")
+                }
+                _ => None,
+            };
+            if let Some(again) = again {
+                if p.kind == RequestKind::SubscribeToTone
+                    && let Some(l) = self.s.legs.get_mut(p.leg)
+                {
+                    l.tones_subscribed = false;
+                }
+                self.note(format!("{why}; {again}"));
+                return None;
             }
-            self.note(format!("{why}; the menu will play its prompt again"));
-            return None;
         }
         let t = self.failed_request(&p, command, why.clone(), waiting);
         if t.is_none() {
@@ -1024,7 +1081,8 @@ impl Run<'_> {
             | RequestKind::Hangup
             | RequestKind::KeepAlive
             | RequestKind::CancelMediaProcessing
-            | RequestKind::Fetch => None,
+            | RequestKind::Fetch
+            | RequestKind::TakeTurn => None,
         }
     }
 

@@ -210,6 +210,18 @@ pub struct RingState {
     pub announce_due: bool,
     /// The client context of the prompt playing to the caller.
     pub hold: String,
+    /// The turn a `round_robin` group asked the runtime for and awaits:
+    /// nothing rings until it comes (or [`TURN_WAIT`](super::ring::TURN_WAIT) passes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asking: Option<CommandId>,
+    /// Plays of the hold music that failed in a row (it is played again up
+    /// to [`HOLD_RETRIES`](super::ring::HOLD_RETRIES) times).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hold_failures: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The timer the current step set.

@@ -254,6 +254,7 @@ fn settles(event: &Event, inflight: &[Command]) -> Option<CommandId> {
         Event::Accepted { command, .. }
         | Event::RequestFailed { command, .. }
         | Event::Fetched { command, .. }
+        | Event::Turn { command, .. }
         | Event::RecordingSaved { command, .. } => Some(*command),
         Event::CallCreated { tag: created, .. } => inflight.iter().find_map(|c| match c {
             Command::CreateCall { id, tag, .. } if tag == created => Some(*id),
@@ -820,6 +821,25 @@ impl Worker {
                                 code: e.code,
                                 message: e.message,
                             },
+                        }))
+                    }
+                    // The turn comes from the store's counter, which every
+                    // session (and, on PostgreSQL, every instance) shares.
+                    (Command::TakeTurn { id, group }, _) => {
+                        let taken = self.inner.config.store.take_turn(group).await;
+                        Ok(Some(match taken {
+                            Ok(turn) => Event::Turn { command: *id, turn },
+                            Err(e) => {
+                                metrics::inc(&self.inner.metrics.store_errors);
+                                tracing::warn!(session = %self.cell.id, %group, error = %e,
+                                    "a ring group's turn could not be taken; it rings from its first target");
+                                Event::RequestFailed {
+                                    command: *id,
+                                    status: 0,
+                                    code: "StoreFailed".into(),
+                                    message: e.to_string(),
+                                }
+                            }
                         }))
                     }
                     _ => {

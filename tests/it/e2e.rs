@@ -420,11 +420,25 @@ fn plan(
     (scenario, flow, start, clock)
 }
 
-/// Runs one scenario on its own stack; `Err` says what differed.
+/// The turn counters of `flow`'s `round_robin` ring groups (`FLOW/STEP`).
+fn round_robin_groups(flow: &callflow::flow::Flow) -> Vec<String> {
+    use callflow::flow::Action;
+    use callflow::flow::actions::ring_group::Strategy;
+    flow.steps
+        .iter()
+        .filter(|s| matches!(&s.action, Action::RingGroup(g) if g.strategy == Strategy::RoundRobin))
+        .map(|s| callflow::engine::ring::group(&flow.name, &s.name))
+        .collect()
+}
+
+/// Runs one scenario on its own stack; `Err` says what differed. The
+/// runtime's turn counters of `groups` first hand out the scenario's
+/// `ring_turn` turns, as if as many calls had come before.
 async fn run_scenario(
     scenario: Scenario,
     start: Start,
     clock: DateTime<Utc>,
+    groups: Vec<String>,
 ) -> Result<(), String> {
     let dir = copy_flows();
     // The designer's service on loopback, where the flows say `CRM_BASE`.
@@ -449,6 +463,15 @@ async fn run_scenario(
         ..SimGraphConfig::default()
     };
     let s = stack_with(dir.path(), sim_config, Some(fetch)).await;
+    for group in &groups {
+        for _ in 0..scenario.graph.ring_turn {
+            s.runtime
+                .store()
+                .take_turn(group)
+                .await
+                .expect("the memory store takes turns");
+        }
+    }
     let result = check_scenario(&s, &scenario, start, &designer).await;
     s.stop().await;
     result
@@ -617,8 +640,11 @@ async fn check_scenario(
         .expect
         .iter()
         .filter_map(|e| match e {
+            // A turn is the runtime's store's, not a request to Graph.
             Expectation::Request { kind, .. }
-                if *kind != RequestKind::SaveRecording && *kind != RequestKind::Fetch =>
+                if *kind != RequestKind::SaveRecording
+                    && *kind != RequestKind::Fetch
+                    && *kind != RequestKind::TakeTurn =>
             {
                 Some(kind.as_str())
             }
@@ -668,8 +694,9 @@ async fn bundled_scenarios_over_http() {
             .unwrap_or(path)
             .display()
             .to_string();
-        let (scenario, _flow, start, clock) = plan(path, &flows);
-        runs.spawn(async move { (name, run_scenario(scenario, start, clock).await) });
+        let (scenario, flow, start, clock) = plan(path, &flows);
+        let groups = round_robin_groups(&flow);
+        runs.spawn(async move { (name, run_scenario(scenario, start, clock, groups).await) });
     }
     let mut ran = 0;
     let mut failed = Vec::new();
@@ -1080,4 +1107,93 @@ async fn a_secret_pin_is_not_in_the_admin_api() {
             "a PIN key is shown: {body}"
         );
     }
+}
+
+/// Who sim-graph was asked to call for the session's calls (the user id or
+/// the number of each `POST /communications/calls`), in the order it got them.
+async fn users_rung(s: &Stack, calls: &[String]) -> Vec<String> {
+    let mut rung = Vec::new();
+    for call in calls {
+        for r in s.requests(call).await {
+            if kind_of(&r) == Some("create_call") {
+                let who = &r["body"]["targets"][0]["identity"];
+                let id = who["user"]["id"].as_str().or(who["phone"]["id"].as_str());
+                rung.push((r["seq"].as_u64().unwrap_or(0), id.unwrap_or("?").to_owned()));
+            }
+        }
+    }
+    rung.sort();
+    rung.into_iter().map(|(_, u)| u).collect()
+}
+
+/// The sales line's `round_robin` group over real HTTP: three calls one
+/// after another through the server, the runtime's store handing out the
+/// turns, sim-graph placing the consultation calls; each starts one agent
+/// further along (Ana, Ben, then the sales desk), each agent answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn round_robin_calls_over_http_each_start_one_agent_further() {
+    let dir = copy_flows();
+    let start = DateTime::parse_from_rfc3339("2026-11-18T10:00:00-05:00")
+        .expect("time")
+        .with_timezone(&Utc);
+    let sim_config = SimGraphConfig {
+        faults: scenario_faults(),
+        clock: SimClock::Manual,
+        start: Some(start),
+        ..SimGraphConfig::default()
+    };
+    let s = stack(dir.path(), sim_config).await;
+    let ana = "6e1f3c2a-7b4d-4e9a-9c5f-1a2b3c4d5e61";
+    let ben = "6e1f3c2a-7b4d-4e9a-9c5f-1a2b3c4d5e62";
+    let mut first = Vec::new();
+    let mut notes = Vec::new();
+    for n in 0..3 {
+        let call = s
+            .place(
+                &Party::phone(format!("+120655501{n:02}")),
+                &Party::phone("+14255550107"),
+            )
+            .await;
+        let id = s
+            .session_of(&call, Duration::from_secs(30))
+            .await
+            .expect("a session for the call");
+        let runtime = s.runtime.clone();
+        s.run_until(chrono::Duration::minutes(10), || {
+            runtime
+                .session(&id)
+                .is_some_and(|d| d.summary.state == "ended")
+        })
+        .await
+        .expect("the call ends");
+        let detail = s.runtime.session(&id).expect("the session");
+        assert_eq!(
+            detail.summary.outcome,
+            Some(callflow::engine::Outcome::Transferred),
+            "{}",
+            detail.timeline_text
+        );
+        let mut calls = detail.summary.calls.clone();
+        calls.push(call);
+        let rung = users_rung(&s, &calls).await;
+        first.push(rung.first().cloned().unwrap_or_default());
+        notes.push(
+            detail
+                .timeline_text
+                .lines()
+                .find(|l| l.contains("ringing from target"))
+                .map(|l| l.split("note").last().unwrap_or(l).trim().to_owned())
+                .unwrap_or_default(),
+        );
+    }
+    assert_eq!(first, [ana, ben, "+14255550181"], "{notes:?}");
+    assert_eq!(
+        notes,
+        [
+            "turn 0: ringing from target 1 of 3, Ana (sales)",
+            "turn 1: ringing from target 2 of 3, Ben (sales)",
+            "turn 2: ringing from target 3 of 3, Sales desk",
+        ]
+    );
+    s.stop().await;
 }

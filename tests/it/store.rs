@@ -90,6 +90,65 @@ steps:
     hangup: {}
 "#;
 
+const COLLECT_NUMBER: &str = "+14255550183";
+const RING_NUMBER: &str = "+14255550184";
+/// The two agents of [`RING_FLOW`], who never answer.
+const AGENTS: [&str; 2] = [
+    "550fae72-d251-43ec-868c-373732c27051",
+    "550fae72-d251-43ec-868c-373732c27052",
+];
+
+const COLLECT_FLOW: &str = r#"flow: durable-collect
+trigger:
+  incoming_call:
+    to: ["+14255550183"]
+start: greet
+steps:
+  greet:
+    answer: {}
+    next: account
+  account:
+    collect:
+      prompt: https://cdn.contoso.com/account.wav
+      into: account
+      min_digits: 6
+      max_digits: 6
+      first_digit_timeout: 1m
+      digit_timeout: 1m
+    next: sales
+    on_timeout: bye
+    on_invalid: bye
+  sales:
+    transfer: { to: { phone: "+14255550123" } }
+    on_failure: bye
+  bye:
+    hangup: {}
+"#;
+
+const RING_FLOW: &str = r#"flow: durable-ring
+trigger:
+  incoming_call:
+    to: ["+14255550184"]
+start: greet
+steps:
+  greet:
+    answer: {}
+    next: team
+  team:
+    ring_group:
+      targets:
+        - { user: "550fae72-d251-43ec-868c-373732c27051", tenant: "sim-tenant" }
+        - { user: "550fae72-d251-43ec-868c-373732c27052", tenant: "sim-tenant" }
+      strategy: round_robin
+      ring_timeout: 2m
+      max_wait: 1h
+      hold_prompt: https://cdn.contoso.com/hold.wav
+    on_timeout: bye
+    on_failure: bye
+  bye:
+    hangup: {}
+"#;
+
 pub(crate) fn flows(dir: &Path) -> PathBuf {
     let flows = dir.join("flows");
     std::fs::create_dir_all(&flows).expect("flows dir");
@@ -101,6 +160,8 @@ pub(crate) fn flows(dir: &Path) -> PathBuf {
         .replace("timeout: 1s", "timeout: 3s");
     std::fs::write(flows.join("durable-slow-timeout.yaml"), slow).expect("flow");
     std::fs::write(flows.join("durable-consult.yaml"), CONSULT_FLOW).expect("flow");
+    std::fs::write(flows.join("durable-collect.yaml"), COLLECT_FLOW).expect("flow");
+    std::fs::write(flows.join("durable-ring.yaml"), RING_FLOW).expect("flow");
     let meeting = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("flows/meeting-join.yaml"),
     )
@@ -1755,7 +1816,8 @@ async fn a_store_of_schema_2_with_timelines_in_the_state_is_migrated() {
             )
             .expect("update");
         }
-        conn.execute_batch("DROP TABLE timeline; PRAGMA user_version = 2;")
+        // What schema 2 did not have: the timeline rows and the turn counters.
+        conn.execute_batch("DROP TABLE timeline; DROP TABLE ring_turns; PRAGMA user_version = 2;")
             .expect("version 2");
     }
     let serve = Serve::start(&graph, port, &flows, &store).await;
@@ -1800,5 +1862,181 @@ async fn a_store_of_schema_2_with_timelines_in_the_state_is_migrated() {
         json!([]),
         "{state}"
     );
+    let _ = sim.shutdown().await;
+}
+
+/// The session's timeline, as the admin API shows it.
+async fn timeline(serve: &Serve, call: &str) -> String {
+    serve
+        .session(call)
+        .await
+        .and_then(|s| s["timeline_text"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// A call keying its account number is killed with `kill -9` after two
+/// digits: after the restart the collect plays its prompt again (the
+/// caller heard silence), the two digits dropped, and the whole number
+/// keyed again is taken (the caller is transferred).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_a_collect_waits_plays_its_prompt_again() {
+    callflow::graph::client::install_tls_provider();
+    let Bench {
+        sim,
+        graph,
+        dir: _dir,
+        flows,
+        store,
+        port,
+        callback,
+    } = Bench::new(sim().await);
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let call = place(&graph, COLLECT_NUMBER, &callback).await;
+    eventually(Duration::from_secs(60), || async {
+        timeline(&serve, &call)
+            .await
+            .contains("main: operation")
+            .then_some(())
+    })
+    .await
+    .expect("the collect's prompt played");
+    let press = |digits: &'static str| {
+        let (graph, call) = (graph.clone(), call.clone());
+        async move {
+            sim_post(
+                &graph,
+                &format!("/sim/calls/{call}/press"),
+                json!({ "digits": digits }),
+            )
+            .await
+        }
+    };
+    assert!((200..300).contains(&press("41").await));
+    eventually(Duration::from_secs(30), || async {
+        (timeline(&serve, &call).await.matches(": key ").count() >= 2).then_some(())
+    })
+    .await
+    .expect("two keys taken");
+    let prompts_before = requests(&graph, &call)
+        .await
+        .iter()
+        .filter(|r| *r == "POST playPrompt")
+        .count();
+    serve.kill9();
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let text = eventually(Duration::from_secs(60), || async {
+        let t = timeline(&serve, &call).await;
+        t.contains("resumed after a restart").then_some(t)
+    })
+    .await
+    .expect("the session resumed");
+    assert!(
+        text.contains(
+            "the collect plays its prompt again; the digits keyed before the restart are dropped"
+        ),
+        "{text}"
+    );
+    let prompts_after = requests(&graph, &call)
+        .await
+        .iter()
+        .filter(|r| *r == "POST playPrompt")
+        .count();
+    assert_eq!(prompts_after, prompts_before + 1, "the prompt played again");
+    assert!((200..300).contains(&press("412345").await));
+    let ended = serve
+        .wait_session(&call, "ended", |s| s["state"] == "ended")
+        .await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    let text = timeline(&serve, &call).await;
+    assert!(text.contains("collected `412345`"), "{text}");
+    no_request_twice(&graph, &call).await;
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
+
+/// A caller held by a `round_robin` ring group when `serve` is killed
+/// with `kill -9` hears the hold music again after the restart, and the
+/// group's counter, in the SQLite file, survived: the next call takes the
+/// next turn and rings the other agent first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_held_in_a_ring_group_plays_the_music_again_and_keeps_the_turns() {
+    callflow::graph::client::install_tls_provider();
+    let behaviour: callflow::sim::behaviour::GraphBehaviour = serde_saphyr::from_str(&format!(
+        "agents: {{\"{}\": no_answer, \"{}\": no_answer}}\n",
+        AGENTS[0], AGENTS[1]
+    ))
+    .expect("behaviour");
+    let Bench {
+        sim,
+        graph,
+        dir: _dir,
+        flows,
+        store,
+        port,
+        callback,
+    } = Bench::new(
+        sim_with(SimGraphConfig {
+            behaviour,
+            ..SimGraphConfig::default()
+        })
+        .await,
+    );
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let held = place(&graph, RING_NUMBER, &callback).await;
+    let rings = eventually(Duration::from_secs(60), || async {
+        let t = timeline(&serve, &held).await;
+        t.contains("consultation created").then_some(t)
+    })
+    .await;
+    let Some(text) = rings else {
+        panic!("the group never rings:\n{}", timeline(&serve, &held).await);
+    };
+    assert!(
+        text.contains(&format!(
+            "turn 0: ringing from target 1 of 2, {}",
+            AGENTS[0]
+        )),
+        "{text}"
+    );
+    serve.kill9();
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let text = eventually(Duration::from_secs(60), || async {
+        let t = timeline(&serve, &held).await;
+        t.contains("resumed after a restart").then_some(t)
+    })
+    .await
+    .expect("the held call resumed");
+    assert!(text.contains("the hold music plays again"), "{text}");
+    let s = serve.session(&held).await.expect("session");
+    assert_eq!(s["step"], "team", "still held: {s}");
+    // The counter is in the file: the next call takes turn 1.
+    let next = place(&graph, RING_NUMBER, &callback).await;
+    let text = eventually(Duration::from_secs(60), || async {
+        let t = timeline(&serve, &next).await;
+        t.contains("ringing from target").then_some(t)
+    })
+    .await
+    .expect("the next call rings");
+    assert!(
+        text.contains(&format!(
+            "turn 1: ringing from target 2 of 2, {}",
+            AGENTS[1]
+        )),
+        "{text}"
+    );
+    for call in [&held, &next] {
+        assert!(
+            (200..300)
+                .contains(&sim_post(&graph, &format!("/sim/calls/{call}/hangup"), json!({})).await)
+        );
+        let ended = serve
+            .wait_session(call, "ended", |s| s["state"] == "ended")
+            .await;
+        assert_eq!(ended["outcome"], "caller_hung_up", "{ended}");
+    }
+    no_request_twice(&graph, &held).await;
+    drop(serve);
     let _ = sim.shutdown().await;
 }

@@ -99,7 +99,19 @@ pub const MIGRATIONS: &[&str] = &[
         draining BOOLEAN NOT NULL DEFAULT false,
         flows TEXT NOT NULL DEFAULT '{}'
     );",
+    // 3: the turn counters of `round_robin` ring groups (`FLOW/STEP`),
+    // shared by every instance: how many turns each has handed out.
+    "CREATE TABLE ring_turns (
+        grp TEXT PRIMARY KEY,
+        taken BIGINT NOT NULL
+    );",
 ];
+
+/// Takes a turn: one statement, so one atomic step of the counter, whatever
+/// instance runs it (two upserts of one row are serialised by its lock).
+const TAKE_TURN: &str = "INSERT INTO ring_turns (grp, taken) VALUES ($1, 1)
+     ON CONFLICT (grp) DO UPDATE SET taken = ring_turns.taken + 1
+     RETURNING taken - 1";
 
 /// The advisory lock key migrations are applied under (`callflow` in ASCII).
 const MIGRATION_LOCK: i64 = 0x6361_6c6c_666c_6f77;
@@ -790,6 +802,25 @@ impl Store for PostgresStore {
             sent.map_err(|_| StoreError::Closed)?;
             rx.await.map_err(|_| StoreError::Closed)?
         })
+    }
+
+    fn take_turn(&self, group: &str) -> super::Taken {
+        let (tx, rx) = oneshot::channel();
+        let pool = self.pool.clone();
+        let health = self.health.clone();
+        let group = group.to_owned();
+        self.handle.spawn(async move {
+            let taken = with_conn(&pool, &health, |conn| async move {
+                let conn = conn.lock().await;
+                let q = conn.prepare_cached(TAKE_TURN).await?;
+                let n: i64 = conn.query_one(&q, &[&group]).await?.get(0);
+                Ok(u64::try_from(n).unwrap_or(0))
+            })
+            .await
+            .map_err(|e| e.store_error(&health.shown));
+            let _ = tx.send(taken);
+        });
+        Box::pin(async move { rx.await.map_err(|_| StoreError::Closed)? })
     }
 
     fn recover(&self) -> Result<Recovered, StoreError> {

@@ -6,7 +6,9 @@
 //! notifications arriving together. The connection holds the file in
 //! `EXCLUSIVE` locking mode, so that a second `callflow serve` on the same
 //! store is refused at start instead of both writing. Reads (recovery,
-//! export, paging ended sessions) run on the same thread, between groups.
+//! export, paging ended sessions) and the ring groups' turns (one
+//! `INSERT … ON CONFLICT … RETURNING`, committed on its own) run on the
+//! same thread, between groups.
 //!
 //! The schema is versioned with `PRAGMA user_version`: [`MIGRATIONS`] are
 //! applied in order; a store whose version is newer than this binary knows
@@ -66,13 +68,26 @@ pub const MIGRATIONS: &[&str] = &[
         entry TEXT NOT NULL,
         PRIMARY KEY (session, n)
     ) WITHOUT ROWID;",
+    // 4: the turn counters of `round_robin` ring groups (`FLOW/STEP`): how
+    // many turns each has handed out.
+    "CREATE TABLE ring_turns (
+        grp TEXT PRIMARY KEY,
+        taken INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
+
+/// Takes a turn: one statement, so one atomic step of the counter.
+const TAKE_TURN: &str = "INSERT INTO ring_turns (grp, taken) VALUES (?1, 1)
+     ON CONFLICT (grp) DO UPDATE SET taken = taken + 1
+     RETURNING taken - 1";
 
 type Read = Box<dyn FnOnce(&Connection) + Send>;
 
 enum Op {
     Write(Vec<Write>, oneshot::Sender<Result<(), StoreError>>),
     Read(Read),
+    /// A ring group's turn, taken (and committed) between groups of writes.
+    Turn(String, oneshot::Sender<Result<u64, StoreError>>),
 }
 
 /// The SQLite store.
@@ -213,8 +228,10 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
     while let Ok(first) = rx.recv() {
         let mut group = Vec::new();
         let mut read = None;
+        let mut turn = None;
         match first {
             Op::Read(r) => read = Some(r),
+            Op::Turn(g, done) => turn = Some((g, done)),
             Op::Write(w, done) => {
                 group.push((w, done));
                 while group.len() < MAX_GROUP {
@@ -222,6 +239,10 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
                         Ok(Op::Write(w, done)) => group.push((w, done)),
                         Ok(Op::Read(r)) => {
                             read = Some(r);
+                            break;
+                        }
+                        Ok(Op::Turn(g, done)) => {
+                            turn = Some((g, done));
                             break;
                         }
                         Err(_) => break,
@@ -240,6 +261,18 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
         }
         if let Some(read) = read {
             read(&conn);
+        }
+        if let Some((group, done)) = turn {
+            // Outside any transaction: the statement commits (and syncs) itself.
+            let taken = conn
+                .prepare_cached(TAKE_TURN)
+                .and_then(|mut q| q.query_row([group], |r| r.get::<_, i64>(0)))
+                .map(|n| u64::try_from(n).unwrap_or(0))
+                .map_err(|e| classify(&e));
+            if let Err(e) = &taken {
+                tracing::error!(error = %e, "the store could not take a ring group's turn");
+            }
+            let _ = done.send(taken);
         }
     }
 }
@@ -456,6 +489,15 @@ impl Store for SqliteStore {
             )?;
             q.query_map([id], |r| Ok((time(&r.get::<_, String>(0)?), r.get(1)?)))?
                 .collect()
+        })
+    }
+
+    fn take_turn(&self, group: &str) -> super::Taken {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.tx.send(Op::Turn(group.to_owned(), tx));
+        Box::pin(async move {
+            sent.map_err(|_| StoreError::Closed)?;
+            rx.await.map_err(|_| StoreError::Closed)?
         })
     }
 
