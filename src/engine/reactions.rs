@@ -798,7 +798,13 @@ impl Run<'_> {
             )),
             Waiting::Menu { attempt, .. } => self.menu_retry(attempt, false),
             Waiting::Collect { attempt, .. } => self.collect_end(attempt),
-            Waiting::Invite { .. } => Some(Transition::Timeout),
+            Waiting::Invite { .. } => {
+                if let Action::Invite(v) = &step.action {
+                    let waited = humantime::format_duration(v.timeout);
+                    self.note(format!("nobody invited joined within {waited}"));
+                }
+                Some(Transition::Timeout)
+            }
             Waiting::Fetch { .. } | Waiting::FetchRetry { .. } => self.fetch_timer(),
             Waiting::Record { .. } => Some(Transition::Failure(
                 "the recording did not finish in time".into(),
