@@ -684,6 +684,33 @@ impl Worker {
                 });
             }
         }
+        // A call that came up while the server was down (an agent who
+        // picked up a ring group's or a consultation's call) is told as
+        // Graph's lost notification would have told it.
+        let answered: Vec<String> = {
+            let s = self.cell.lock();
+            seen.iter()
+                .filter(|(_, state)| *state == Some(CallState::Established))
+                .filter(|(id, _)| {
+                    let known = s.leg_index(id).and_then(|i| s.legs[i].state.clone());
+                    matches!(
+                        known,
+                        None | Some(
+                            CallState::Incoming | CallState::Establishing | CallState::Ringing
+                        )
+                    )
+                })
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for call_id in answered {
+            tracing::info!(session = %self.cell.id, call = %call_id,
+                "a call came up while the server was down");
+            queue.push_back(Event::CallState(StateChange::new(
+                call_id,
+                CallState::Established,
+            )));
+        }
         for (call_id, result) in ended {
             tracing::info!(session = %self.cell.id, call = %call_id,
                 "a call ended while the server was down");

@@ -2040,3 +2040,98 @@ async fn kill_9_while_held_in_a_ring_group_plays_the_music_again_and_keeps_the_t
     drop(serve);
     let _ = sim.shutdown().await;
 }
+
+/// An agent who picks up a ring group's call while `serve` is down (its
+/// `established` never reaches the bot: nobody listens) gets the caller
+/// after the restart, since the restart asks Graph about every call: the
+/// agent's call is up, so the caller is transferred, not left ringing until
+/// `ring_timeout` and the agent hung up on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_who_answers_while_the_server_is_down_gets_the_caller() {
+    callflow::graph::client::install_tls_provider();
+    let behaviour: callflow::sim::behaviour::GraphBehaviour = serde_saphyr::from_str(&format!(
+        "agents: {{\"{}\": answer, \"{}\": answer}}\n",
+        AGENTS[0], AGENTS[1]
+    ))
+    .expect("behaviour");
+    let Bench {
+        sim,
+        graph,
+        dir: _dir,
+        flows,
+        store,
+        port,
+        callback,
+    } = Bench::new(
+        sim_with(SimGraphConfig {
+            behaviour,
+            ..SimGraphConfig::default()
+        })
+        .await,
+    );
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let held = place(&graph, RING_NUMBER, &callback).await;
+    let rings = eventually(Duration::from_secs(60), || async {
+        let t = timeline(&serve, &held).await;
+        t.contains("consultation created").then_some(t)
+    })
+    .await;
+    assert!(
+        rings.is_some(),
+        "the group never rings:\n{}",
+        timeline(&serve, &held).await
+    );
+    serve.kill9();
+    // sim-graph's agent picks up with nobody to tell.
+    let agent = eventually(Duration::from_secs(30), || async {
+        let calls: Value = reqwest::get(format!("{graph}/sim/calls"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        calls["value"].as_array()?.iter().find_map(|c| {
+            (c["id"] != held.as_str() && c["state"] == "established")
+                .then(|| c["id"].as_str().unwrap_or_default().to_owned())
+        })
+    })
+    .await;
+    let Some(agent) = agent else {
+        let calls = reqwest::get(format!("{graph}/sim/calls"))
+            .await
+            .expect("sim-graph")
+            .text()
+            .await
+            .expect("text");
+        panic!("the agent never picked up while the server was down: {calls}");
+    };
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let ended = serve
+        .wait_session(&held, "ended", |s| s["state"] == "ended")
+        .await;
+    let text = timeline(&serve, &held).await;
+    assert_eq!(ended["outcome"], "transferred", "{text}");
+    assert!(text.contains("resumed after a restart"), "{text}");
+    assert!(!text.contains("hangup on consultation"), "{text}");
+    let requests: Value = reqwest::get(format!("{graph}/sim/calls/{held}/requests"))
+        .await
+        .expect("requests")
+        .json()
+        .await
+        .expect("JSON");
+    let transfers: Vec<&Value> = requests["value"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/transfer")))
+        .collect();
+    assert_eq!(transfers.len(), 1, "{requests}");
+    assert_eq!(
+        transfers[0]["body"]["transferTarget"]["replacesCallId"], agent,
+        "the transfer replaces the agent's call: {requests}"
+    );
+    no_request_twice(&graph, &held).await;
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
