@@ -20,6 +20,7 @@
 //! the same number of server threads. Loopback only; it stops by itself.
 //! What it measures is written to a [`std::io::Write`] the caller gives.
 
+pub mod balancer;
 pub mod child;
 pub mod generator;
 pub mod memory;
@@ -51,6 +52,8 @@ macro_rules! say {
         let _ = writeln!($out, $($arg)*);
     }};
 }
+
+pub mod cluster;
 
 /// The flow every load call runs: answer, then wait an hour (the session stays live).
 const FLOW: &str = "flow: load
@@ -98,6 +101,9 @@ pub struct LoadOptions {
     /// store, the server is also restarted on it at the end and the time
     /// until it serves again is measured.
     pub sqlite: Option<std::path::PathBuf>,
+    /// Several `callflow serve` processes on one PostgreSQL instead of
+    /// the server in this process (then `sqlite` is not read).
+    pub postgres: Option<cluster::PostgresLoad>,
 }
 
 /// Opens the SQLite store at `path` (retrying a few seconds while a
@@ -146,7 +152,10 @@ pub fn run(args: &LoadOptions, out: &mut (dyn Write + Send)) -> Result<bool, Str
             return Err(format!("the async runtime would not start: {e}"));
         }
     };
-    let outcome = load_rt.block_on(go(args, &sim, server_rt.handle().clone(), out));
+    let outcome = match &args.postgres {
+        Some(pg) => load_rt.block_on(cluster::go(args, pg, &sim, server_rt.handle().clone(), out)),
+        None => load_rt.block_on(go(args, &sim, server_rt.handle().clone(), out)),
+    };
     drop(sim);
     load_rt.shutdown_timeout(Duration::from_secs(2));
     server_rt.shutdown_timeout(Duration::from_secs(2));
@@ -247,15 +256,22 @@ async fn start_sink(
 }
 
 /// The bodies the generator cycles through: for every call, a duplicated
-/// `established`, a tone, an operation update and a media update.
+/// `established`, a tone, an operation update and a media update. Each
+/// round takes the calls in an order of its own (shuffled, with a fixed
+/// seed), so that behind a round-robin balancer the notifications of one
+/// call land on one instance or another at random, never on one always.
 fn bodies(calls: &[String], callback: &str) -> Vec<axum::body::Bytes> {
     let notifier = Notifier {
         callback_uri: callback.to_owned(),
         legacy: false,
     };
     let mut out = Vec::with_capacity(calls.len() * 4);
+    let mut rng = fastrand::Rng::with_seed(12);
+    let mut order: Vec<usize> = (0..calls.len()).collect();
     for round in 0..4 {
-        for (k, id) in calls.iter().enumerate() {
+        rng.shuffle(&mut order);
+        for &k in &order {
+            let id = &calls[k];
             let body = match round {
                 0 => notifier.state(id, &CallState::Established, None, None, None),
                 1 => notifier.tone(id, '5', k as i64),

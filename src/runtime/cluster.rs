@@ -43,7 +43,7 @@ use tokio_postgres::AsyncMessage;
 
 use crate::engine::Event;
 
-use super::store::postgres::{COLUMNS, JournalColumns, record};
+use super::store::postgres::{COLUMNS, Job, Queue, record};
 use super::store::{JournalEntry, SessionRecord, StoreError};
 use super::worker::Journaled;
 use super::{Inner, lock};
@@ -55,6 +55,11 @@ pub const LANE_BITS: u32 = 10;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(7);
 /// Sessions taken over in one sweep, at most.
 const SWEEP_BATCH: i64 = 200;
+/// How long a node remembers which other node holds a session (within
+/// that session's lease).
+const OWNER_CACHE: Duration = Duration::from_secs(1);
+/// Sessions whose holder a node remembers, at most.
+const OWNER_CACHE_SIZE: usize = 100_000;
 
 /// A node's view of the cluster.
 pub struct Cluster {
@@ -76,6 +81,10 @@ pub struct Cluster {
     claims: tokio::sync::Mutex<()>,
     inner: OnceLock<Weak<Inner>>,
     draining: AtomicBool,
+    /// The store's writer: journal entries are committed in its groups.
+    writer: OnceLock<Queue>,
+    /// Sessions other nodes hold, as last found: holder and until when.
+    owners: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -213,6 +222,8 @@ impl Cluster {
             claims: tokio::sync::Mutex::new(()),
             inner: OnceLock::new(),
             draining: AtomicBool::new(false),
+            writer: OnceLock::new(),
+            owners: Mutex::new(HashMap::new()),
         });
         Ok(cluster)
     }
@@ -220,6 +231,17 @@ impl Cluster {
     /// This node's name.
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// The store's writer, which commits the journal entries written here
+    /// with its groups (set once, when the store opens).
+    pub(super) fn set_writer(&self, queue: Queue) {
+        let _ = self.writer.set(queue);
+    }
+
+    /// The channel the holders of sessions are told on (one per schema).
+    pub(super) fn channel(&self) -> &str {
+        &self.channel
     }
 
     /// The lease.
@@ -346,9 +368,15 @@ impl Cluster {
                 }
                 let rows = conn
                     .query(
-                        "UPDATE sessions s SET lease_until = now() + make_interval(secs => $3)
-                         FROM UNNEST($1::text[], $2::bigint[]) AS u (id, epoch)
-                         WHERE s.id = u.id AND s.owner = $4 AND s.epoch = u.epoch AND s.live
+                        // The rows are locked in id order, as the writer's
+                        // upsert takes them: the two never deadlock.
+                        "WITH locked AS MATERIALIZED (
+                           SELECT id FROM sessions WHERE id = ANY($1::text[]) AND owner = $4
+                           ORDER BY id FOR UPDATE)
+                         UPDATE sessions s SET lease_until = now() + make_interval(secs => $3)
+                         FROM UNNEST($1::text[], $2::bigint[]) AS u (id, epoch), locked l
+                         WHERE s.id = u.id AND l.id = u.id AND s.owner = $4
+                           AND s.epoch = u.epoch AND s.live
                          RETURNING s.id",
                         &[&asked, &epochs, &lease, &node],
                     )
@@ -391,6 +419,36 @@ impl Cluster {
         }
         let Some(inner) = self.inner() else { return };
         let _claims = self.claims.lock().await;
+        // A batch at a time, until one comes back short: the sessions of a
+        // node that died all carry on within this sweep, however many.
+        loop {
+            let claimed = self.claim_expired(&inner).await;
+            let full = claimed.len() >= usize::try_from(SWEEP_BATCH).unwrap_or(usize::MAX);
+            for row in claimed {
+                let (record, epoch) = (record(&row), row.get::<_, i64>(7));
+                if inner.runs_here(&record.id) {
+                    // Already running here (a restart under the same name raced
+                    // its own sweep): it carries on under the new epoch.
+                    lock(&self.held).insert(
+                        record.id.clone(),
+                        Held {
+                            epoch,
+                            stored: true,
+                        },
+                    );
+                    continue;
+                }
+                self.restore(&inner, record, epoch).await;
+            }
+            if !full || self.draining.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+
+    /// Takes up to [`SWEEP_BATCH`] live sessions whose lease is free or
+    /// expired (or this node's own, after a restart), none that runs here.
+    async fn claim_expired(&self, inner: &Arc<Inner>) -> Vec<tokio_postgres::Row> {
         let pool = self.pool.clone();
         let node = self.node.clone();
         let lease = secs(self.lease);
@@ -402,45 +460,28 @@ impl Cluster {
             .keys()
             .map(|k| k.to_string())
             .collect();
-        let claimed = self
-            .on_store(async move {
-                let conn = pool.get().await.ok()?;
-                conn.query(
-                    &format!(
-                        "UPDATE sessions SET owner = $1, epoch = epoch + 1,
-                           lease_until = now() + make_interval(secs => $2)
-                         WHERE id IN (SELECT id FROM sessions
-                           WHERE live AND (owner IS NULL OR owner = $1 OR lease_until IS NULL
-                             OR lease_until < now())
-                             AND NOT (id = ANY($3::text[]))
-                           ORDER BY lease_until NULLS FIRST LIMIT {SWEEP_BATCH}
-                           FOR UPDATE SKIP LOCKED)
-                         RETURNING {COLUMNS}, epoch"
-                    ),
-                    &[&node, &lease, &running],
-                )
-                .await
-                .ok()
-            })
+        self.on_store(async move {
+            let conn = pool.get().await.ok()?;
+            conn.query(
+                &format!(
+                    "UPDATE sessions SET owner = $1, epoch = epoch + 1,
+                       lease_until = now() + make_interval(secs => $2)
+                     WHERE id IN (SELECT id FROM sessions
+                       WHERE live AND (owner IS NULL OR owner = $1 OR lease_until IS NULL
+                         OR lease_until < now())
+                         AND NOT (id = ANY($3::text[]))
+                       ORDER BY lease_until NULLS FIRST LIMIT {SWEEP_BATCH}
+                       FOR UPDATE SKIP LOCKED)
+                     RETURNING {COLUMNS}, epoch"
+                ),
+                &[&node, &lease, &running],
+            )
             .await
-            .flatten()
-            .unwrap_or_default();
-        for row in claimed {
-            let (record, epoch) = (record(&row), row.get::<_, i64>(7));
-            if inner.runs_here(&record.id) {
-                // Already running here (a restart under the same name raced
-                // its own sweep): it carries on under the new epoch.
-                lock(&self.held).insert(
-                    record.id.clone(),
-                    Held {
-                        epoch,
-                        stored: true,
-                    },
-                );
-                continue;
-            }
-            self.restore(&inner, record, epoch).await;
-        }
+            .ok()
+        })
+        .await
+        .flatten()
+        .unwrap_or_default()
     }
 
     /// Restores a session this node just took (epoch `epoch`), then routes
@@ -465,7 +506,92 @@ impl Cluster {
     }
 
     /// Where the session `key` runs; takes it over when its lease is free.
+    ///
+    /// A session another live node holds a valid lease on (the common case
+    /// behind a balancer with no affinity) is found without the take-over
+    /// lock, and remembered for at most [`OWNER_CACHE`] within its lease:
+    /// an event journaled for it is applied by whichever node holds it when
+    /// it is told, so a holder that changed since is no harm.
     pub(super) async fn locate(self: &Arc<Self>, inner: &Arc<Inner>, key: &str) -> Located {
+        if inner.runs_here(key) {
+            return Located::Here;
+        }
+        if let Some(owner) = self.cached_owner(key) {
+            return Located::Elsewhere(owner);
+        }
+        let pool = self.pool.clone();
+        let id = key.to_owned();
+        let node = self.node.clone();
+        // (owner, seconds of lease left) when another live node holds it;
+        // `None` when no live session has that id; else `Some(None)`.
+        let found = self
+            .on_store(async move {
+                let conn = pool.get().await.ok()?;
+                let q = conn
+                    .prepare_cached(
+                        "SELECT s.owner,
+                           extract(epoch FROM s.lease_until - now())::float8,
+                           s.owner IS NOT NULL AND s.owner <> $2 AND s.lease_until > now()
+                             AND i.id IS NOT NULL AND NOT i.draining
+                         FROM sessions s LEFT JOIN instances i ON i.id = s.owner
+                         WHERE s.id = $1 AND s.live",
+                    )
+                    .await
+                    .ok()?;
+                let row = conn.query_opt(&q, &[&id, &node]).await.ok()?;
+                Some(row.map(|row| {
+                    row.get::<_, bool>(2).then(|| {
+                        (
+                            row.get::<_, String>(0),
+                            row.get::<_, Option<f64>>(1).unwrap_or(0.0),
+                        )
+                    })
+                }))
+            })
+            .await;
+        match found {
+            // No live session of that id: nothing to take over either.
+            Some(Some(None)) => return Located::Nowhere,
+            Some(Some(Some(Some((owner, left))))) => {
+                let valid = Duration::from_secs_f64(left.max(0.0)).min(OWNER_CACHE);
+                self.remember_owner(key, &owner, valid);
+                return Located::Elsewhere(owner);
+            }
+            _ => {}
+        }
+        self.locate_or_take(inner, key).await
+    }
+
+    fn cached_owner(&self, key: &str) -> Option<String> {
+        let mut owners = lock(&self.owners);
+        match owners.get(key) {
+            Some((owner, until)) if *until > std::time::Instant::now() => Some(owner.clone()),
+            Some(_) => {
+                owners.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember_owner(&self, key: &str, owner: &str, valid: Duration) {
+        let mut owners = lock(&self.owners);
+        if owners.len() >= OWNER_CACHE_SIZE {
+            let now = std::time::Instant::now();
+            owners.retain(|_, (_, until)| *until > now);
+            if owners.len() >= OWNER_CACHE_SIZE {
+                owners.clear();
+            }
+        }
+        owners.insert(
+            key.to_owned(),
+            (owner.to_owned(), std::time::Instant::now() + valid),
+        );
+    }
+
+    /// [`Cluster::locate`] under the take-over lock: takes the session
+    /// when its lease is free or expired.
+    async fn locate_or_take(self: &Arc<Self>, inner: &Arc<Inner>, key: &str) -> Located {
         let _claims = self.claims.lock().await;
         if inner.runs_here(key) {
             return Located::Here;
@@ -541,78 +667,59 @@ impl Cluster {
     }
 
     /// Inserts `entries` (each with its target session) and, when
-    /// `notify` names a session, tells its holder, in one statement.
+    /// `notify` names a session, tells its holder: in the store writer's
+    /// next group commit (the entries and the `NOTIFY` commit together).
     async fn write_journal(
         &self,
         entries: Vec<(JournalEntry, Option<String>)>,
         notify: Option<&str>,
     ) -> Result<(), StoreError> {
-        let pool = self.pool.clone();
-        let (channel, notified) = match notify {
-            Some(target) => (self.channel.clone(), target.to_owned()),
-            None => (String::new(), String::new()),
-        };
-        let mut columns = JournalColumns::default();
-        let mut target = Vec::new();
-        for (e, t) in entries {
-            columns.push(e);
-            target.push(t);
-        }
-        let JournalColumns {
-            seq,
-            event,
-            at,
-            body,
-        } = columns;
-        self.on_store(async move {
-            let conn = connection(&pool).await?;
-            let q = conn
-                .prepare_cached(
-                    "WITH written AS (
-                       INSERT INTO journal (seq, event, received_at, body, target)
-                       SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[],
-                         $4::text[], $5::text[])
-                       RETURNING 1)
-                     SELECT pg_notify($6, $7) FROM (SELECT count(*) FROM written) AS w
-                     WHERE $6 <> ''",
-                )
-                .await
-                .map_err(|e| failed(&e))?;
-            conn.execute(
-                &q,
-                &[&seq, &event, &at, &body, &target, &channel, &notified],
-            )
-            .await
-            .map_err(|e| failed(&e))?;
-            Ok(())
-        })
-        .await
-        .unwrap_or(Err(StoreError::Closed))
+        let queue = self.writer.get().ok_or(StoreError::Closed)?;
+        let (reply, done) = tokio::sync::oneshot::channel();
+        queue
+            .send((
+                Job::Routed {
+                    entries,
+                    notify: notify.map(str::to_owned),
+                },
+                reply,
+            ))
+            .map_err(|_| StoreError::Closed)?;
+        done.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Routes to `session` (held here) the entries journaled for it that it
     /// has not had, in sequence order.
     async fn pull(&self, inner: &Arc<Inner>, session: &str) {
+        self.pull_all(inner, vec![session.to_owned()]).await;
+    }
+
+    /// [`Cluster::pull`] for several sessions, in one query.
+    async fn pull_all(&self, inner: &Arc<Inner>, sessions: Vec<String>) {
+        if sessions.is_empty() {
+            return;
+        }
         let pool = self.pool.clone();
-        let id = session.to_owned();
         let rows = self
             .on_store(async move {
                 let conn = pool.get().await.ok()?;
-                conn.query(
-                    "SELECT seq, event FROM journal
-                     WHERE target = $1 AND session IS NULL ORDER BY received_at, seq",
-                    &[&id],
-                )
-                .await
-                .ok()
+                let q = conn
+                    .prepare_cached(
+                        "SELECT seq, event, target FROM journal
+                         WHERE target = ANY($1::text[]) AND session IS NULL ORDER BY received_at, seq",
+                    )
+                    .await
+                    .ok()?;
+                conn.query(&q, &[&sessions]).await.ok()
             })
             .await
             .flatten()
             .unwrap_or_default();
         for row in rows {
             let seq = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+            let session: String = row.get(2);
             let fresh = lock(&self.routed)
-                .entry(session.to_owned())
+                .entry(session.clone())
                 .or_default()
                 .insert(seq);
             if !fresh {
@@ -626,7 +733,7 @@ impl Cluster {
                 event,
                 tokio::time::Instant::now(),
                 Some(journaled),
-                Some(session),
+                Some(&session),
             );
         }
     }
@@ -703,18 +810,23 @@ impl Cluster {
             if let Some(client) = connected {
                 if let Some(inner) = self.inner() {
                     let held: Vec<String> = lock(&self.held).keys().cloned().collect();
-                    for id in held {
-                        self.pull(&inner, &id).await;
-                    }
+                    self.pull_all(&inner, held).await;
                 }
                 loop {
                     tokio::select! {
                         payload = rx.recv() => match payload {
                             Some(id) => {
                                 let Some(inner) = self.inner() else { return };
-                                if inner.runs_here(&id) {
-                                    self.pull(&inner, &id).await;
+                                // Every notification waiting, in one pull
+                                // (under load they come faster than one
+                                // query each could answer).
+                                let mut ids = vec![id];
+                                while let Ok(more) = rx.try_recv() {
+                                    ids.push(more);
                                 }
+                                let mut seen = HashSet::new();
+                                ids.retain(|id| seen.insert(id.clone()) && inner.runs_here(id));
+                                self.pull_all(&inner, ids).await;
                             }
                             None => break,
                         },
