@@ -15,8 +15,8 @@ use callflow::sim::http::SimGraphServer;
 use serde_json::Value;
 
 use crate::store::{
-    ADMIN, MENU_NUMBER, Serve, flows, free_port, menu_waiting, metric, no_request_twice, place,
-    press, requests, serve_command_behind, sim_with,
+    ADMIN, MENU_NUMBER, Serve, drive, flows, free_port, menu_waiting, metric, no_request_twice,
+    place, press, requests, serve_command_behind, sim_with,
 };
 use crate::support::balancer::Balancer;
 use crate::support::pg::fresh_schema;
@@ -24,18 +24,20 @@ use crate::support::poll::eventually;
 use crate::support::require;
 
 /// Instances on one store behind one balancer.
-struct Nodes {
-    sim: SimGraphServer,
-    graph: String,
+pub(crate) struct Nodes {
+    pub(crate) sim: SimGraphServer,
+    pub(crate) graph: String,
     _dir: tempfile::TempDir,
-    balancer: Balancer,
-    nodes: Vec<Option<Serve>>,
-    callback: String,
-    /// Each node's port and store, its flows and the lease: to start it again.
+    pub(crate) balancer: Balancer,
+    pub(crate) nodes: Vec<Option<Serve>>,
+    pub(crate) callback: String,
+    /// Each node's port and store, its flows, the lease and its extra
+    /// environment: to start it again.
     ports: Vec<u16>,
     stores: Vec<String>,
     flows: std::path::PathBuf,
     lease: String,
+    env: Vec<Vec<(String, String)>>,
 }
 
 impl Nodes {
@@ -56,13 +58,27 @@ impl Nodes {
         faults: callflow::sim::http::Faults,
         store_of: impl Fn(usize, &str) -> String,
     ) -> Nodes {
-        callflow::graph::client::install_tls_provider();
-        let store = fresh_schema(schema).await;
-        let sim = sim_with(callflow::sim::http::SimGraphConfig {
+        let sim = callflow::sim::http::SimGraphConfig {
             faults,
             ..Default::default()
-        })
-        .await;
+        };
+        Nodes::start_with(schema, count, lease, mirror, sim, store_of, |_| Vec::new()).await
+    }
+
+    /// [`Nodes::start_on`] with sim-graph configured as `sim` and node `i`
+    /// started with the environment `env_of(i)` too.
+    pub(crate) async fn start_with(
+        schema: &str,
+        count: usize,
+        lease: &str,
+        mirror: bool,
+        sim: callflow::sim::http::SimGraphConfig,
+        store_of: impl Fn(usize, &str) -> String,
+        env_of: impl Fn(usize) -> Vec<(String, String)>,
+    ) -> Nodes {
+        callflow::graph::client::install_tls_provider();
+        let store = fresh_schema(schema).await;
+        let sim = sim_with(sim).await;
         let graph = sim.base_url().to_owned();
         let dir = tempfile::tempdir().expect("tempdir");
         let flows = flows(dir.path());
@@ -78,6 +94,7 @@ impl Nodes {
         let callback = format!("{}/api/calls", balancer.url);
         let mut nodes = Nodes {
             stores: (0..count).map(|i| store_of(i, &store)).collect(),
+            env: (0..count).map(env_of).collect(),
             sim,
             graph,
             _dir: dir,
@@ -96,7 +113,7 @@ impl Nodes {
     }
 
     /// Starts node `i` (again: the same name, port and store).
-    async fn spawn(&self, i: usize) -> Serve {
+    pub(crate) async fn spawn(&self, i: usize) -> Serve {
         let port = self.ports[i];
         let mut cmd = serve_command_behind(
             &self.graph,
@@ -105,16 +122,17 @@ impl Nodes {
             &self.flows,
             &self.stores[i],
         );
-        cmd.args(["--node", &format!("node-{i}"), "--lease", &self.lease]);
+        cmd.args(["--node", &format!("node-{i}"), "--lease", &self.lease])
+            .envs(self.env[i].iter().map(|(k, v)| (k, v)));
         Serve::spawn(&mut cmd, port).await
     }
 
     /// The admin API through the balancer: any instance.
-    fn any(&self) -> Serve {
+    pub(crate) fn any(&self) -> Serve {
         Serve::at(&self.balancer.url)
     }
 
-    async fn in_menu(&self) -> String {
+    pub(crate) async fn in_menu(&self) -> String {
         let call = place(&self.graph, MENU_NUMBER, &self.callback).await;
         let any = self.any();
         eventually(Duration::from_secs(60), || async {
@@ -122,6 +140,18 @@ impl Nodes {
         })
         .await
         .unwrap_or_else(|| panic!("call {call} never waited in its menu"));
+        call
+    }
+
+    /// A call placed and driven (sim-graph on a manual clock) until it
+    /// waits in its menu.
+    pub(crate) async fn in_menu_manual(&self) -> String {
+        let call = place(&self.graph, MENU_NUMBER, &self.callback).await;
+        let any = self.any();
+        drive(&self.sim, "in its menu", || {
+            menu_waiting(&any, &self.graph, &call)
+        })
+        .await;
         call
     }
 
@@ -134,13 +164,42 @@ impl Nodes {
         calls
     }
 
-    async fn ended(&self, call: &str) -> Value {
+    pub(crate) async fn ended(&self, call: &str) -> Value {
         self.any()
             .wait_session(call, "ended", |s| s["state"] == "ended")
             .await
     }
 
-    async fn nodes_view(&self) -> Value {
+    /// Node `i`'s own view of the cluster (asked directly, not through
+    /// the balancer).
+    pub(crate) async fn view_at(&self, i: usize) -> Value {
+        let node = self.nodes[i].as_ref().expect("a running node");
+        reqwest::Client::new()
+            .get(format!("{}/api/cluster", node.public))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("cluster view")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// The node holding session `id`, as the cluster lists it.
+    pub(crate) async fn holder(&self, id: &str) -> Option<usize> {
+        let view = self.nodes_view().await;
+        let name = view["nodes"].as_array()?.iter().find_map(|n| {
+            n["sessions"]
+                .as_array()?
+                .iter()
+                .any(|s| s == id)
+                .then(|| n["node"].as_str().map(str::to_owned))
+                .flatten()
+        })?;
+        name.strip_prefix("node-")?.parse().ok()
+    }
+
+    pub(crate) async fn nodes_view(&self) -> Value {
         reqwest::Client::new()
             .get(format!("{}/api/cluster", self.balancer.url))
             .bearer_auth(ADMIN)

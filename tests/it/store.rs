@@ -16,10 +16,10 @@ use tokio::net::TcpListener;
 use crate::support::poll::eventually;
 
 pub(crate) const ADMIN: &str = "store-admin-token";
-const TENANT: &str = "sim-tenant";
+pub(crate) const TENANT: &str = "sim-tenant";
 pub(crate) const MENU_NUMBER: &str = "+14255550177";
-const TIMEOUT_NUMBER: &str = "+14255550178";
-const CONSULT_NUMBER: &str = "+14255550179";
+pub(crate) const TIMEOUT_NUMBER: &str = "+14255550178";
+pub(crate) const CONSULT_NUMBER: &str = "+14255550179";
 
 const FLOW: &str = r#"flow: durable
 trigger:
@@ -742,7 +742,7 @@ where
 
 /// Whether `serve` answered `202` to a notification of `call` whose body
 /// contains `text`.
-async fn acknowledged(graph: &str, call: &str, text: &str) -> bool {
+pub(crate) async fn acknowledged(graph: &str, call: &str, text: &str) -> bool {
     let Ok(r) = reqwest::get(format!("{graph}/sim/calls/{call}/notifications")).await else {
         return false;
     };
@@ -774,7 +774,7 @@ pub(crate) async fn press(graph: &str, call: &str, digits: &str) {
     assert!((200..300).contains(&status), "press: {status}");
 }
 
-async fn set_call_faults(graph: &str, call: &str, faults: Option<Value>) {
+pub(crate) async fn set_call_faults(graph: &str, call: &str, faults: Option<Value>) {
     let http = reqwest::Client::new();
     let url = format!("{graph}/sim/calls/{call}/faults");
     let r = match faults {
@@ -793,15 +793,18 @@ async fn in_menu(sim: &SimGraphServer, serve: &Serve, callback: &str) -> String 
     call
 }
 
-async fn drive_to_end(sim: &SimGraphServer, serve: &Serve, call: &str) -> Value {
+pub(crate) async fn drive_to_end(sim: &SimGraphServer, serve: &Serve, call: &str) -> Value {
+    let ended = std::sync::Mutex::new(None);
     drive(sim, "ended", || async {
-        serve
-            .session(call)
-            .await
-            .is_some_and(|s| s["state"] == "ended")
+        let s = serve.session(call).await.filter(|s| s["state"] == "ended");
+        let found = s.is_some();
+        if let Some(s) = s {
+            *ended.lock().expect("lock") = Some(s);
+        }
+        found
     })
     .await;
-    serve.session(call).await.expect("session")
+    ended.into_inner().expect("lock").expect("session")
 }
 
 /// Blind transfers, with sim-graph on a manual clock. One call is killed
@@ -936,7 +939,7 @@ async fn kill_9_during_a_consultative_transfer_with_both_legs_up() {
     let _ = sim.shutdown().await;
 }
 
-async fn start_meeting(serve: &Serve) -> String {
+pub(crate) async fn start_meeting(serve: &Serve) -> String {
     let r: Value = reqwest::Client::new()
         .post(format!("{}/api/flows/meeting-join/runs", serve.public))
         .bearer_auth(ADMIN)
@@ -950,14 +953,18 @@ async fn start_meeting(serve: &Serve) -> String {
     r["session"].as_str().expect("session id").to_owned()
 }
 
-async fn meeting_call(serve: &Serve, id: &str) -> Option<String> {
+pub(crate) async fn meeting_call(serve: &Serve, id: &str) -> Option<String> {
     let s = serve.session(id).await?;
     s["calls"].get(0).and_then(Value::as_str).map(str::to_owned)
 }
 
 /// Drives a meeting run until it stays in the meeting, ends the meeting,
 /// and drives it to its end.
-async fn meeting_to_end(sim: &SimGraphServer, serve: &Serve, id: &str) -> (Value, String) {
+pub(crate) async fn meeting_to_end(
+    sim: &SimGraphServer,
+    serve: &Serve,
+    id: &str,
+) -> (Value, String) {
     let graph = sim.base_url().to_owned();
     drive(sim, "staying in the meeting", || async {
         serve.session(id).await.is_some_and(|s| s["step"] == "stay")
@@ -1377,7 +1384,7 @@ async fn a_full_disk_turns_notifications_into_503_until_space_returns() {
 /// A bearer token sim-graph signs its notifications with: a call placed to
 /// a loopback sink of the test's own, whose first notification carries it.
 /// What the test needs to post a notification again, as Graph would.
-async fn graph_token(sim: &SimGraphServer) -> String {
+pub(crate) async fn graph_token(sim: &SimGraphServer) -> String {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
         let tx = tx.clone();
@@ -1409,7 +1416,7 @@ async fn graph_token(sim: &SimGraphServer) -> String {
 
 /// POSTs a notification body to the callback with `authorization`: its
 /// status and `Retry-After`, or why it got none.
-async fn post_notification(
+pub(crate) async fn post_notification(
     callback: &str,
     authorization: &str,
     body: &Value,
@@ -1429,7 +1436,7 @@ async fn post_notification(
     Ok((r.status().as_u16(), retry))
 }
 
-fn count(list: &[String], what: &str) -> usize {
+pub(crate) fn count(list: &[String], what: &str) -> usize {
     list.iter().filter(|r| *r == what).count()
 }
 
