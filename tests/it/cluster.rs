@@ -34,7 +34,7 @@ pub(crate) struct Nodes {
     /// Each node's port and store, its flows, the lease and its extra
     /// environment: to start it again.
     ports: Vec<u16>,
-    stores: Vec<String>,
+    pub(crate) stores: Vec<String>,
     flows: std::path::PathBuf,
     lease: String,
     env: Vec<Vec<(String, String)>>,

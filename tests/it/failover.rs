@@ -89,9 +89,9 @@ fn without_prompts(list: &[String]) -> Vec<String> {
 /// The instance holding an incoming call acknowledged its first
 /// notification (`202`, journaled) and was killed before applying it,
 /// before the session was ever stored: there is no lease to expire, and
-/// that instance never comes back. The survivor takes the journal entry
-/// over (claims it), starts the call's session from it, once, and the call
-/// goes on as one nobody interrupted.
+/// that instance never comes back. One of the two survivors takes the
+/// journal entry over (claims it), starts the call's session from it, once,
+/// and the call goes on as one nobody interrupted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incoming_call_acknowledged_by_an_instance_killed_before_applying_it_is_answered_by_another()
  {
@@ -101,7 +101,7 @@ async fn an_incoming_call_acknowledged_by_an_instance_killed_before_applying_it_
     let dir = tempfile::tempdir().expect("tempdir");
     let mut nodes = Nodes::start_with(
         "orphan",
-        2,
+        3,
         "2s",
         false,
         manual(),
@@ -137,8 +137,8 @@ async fn an_incoming_call_acknowledged_by_an_instance_killed_before_applying_it_
     assert!(node(&nodes, 0).session(&call).await.is_none());
     nodes.nodes[0].take().expect("node-0").kill9();
     // Graph does nothing until the call is answered (its clock stands):
-    // node-1 takes the orphan over once node-0's heartbeat is a lease old.
-    let survivor = node(&nodes, 1);
+    // node-1 and node-2 find the orphan once node-0's heartbeat is a lease
+    // old; one of them claims it and answers the call.
     eventually(Duration::from_secs(30), || async {
         requests(&nodes.graph, &call)
             .await
@@ -147,30 +147,110 @@ async fn an_incoming_call_acknowledged_by_an_instance_killed_before_applying_it_
             .then_some(())
     })
     .await
-    .expect("the survivor answered the call");
+    .expect("a survivor answered the call");
+    let any = nodes.any();
     drive(&nodes.sim, "in its menu", || async {
-        menu_waiting(survivor, &nodes.graph, &call).await
+        menu_waiting(&any, &nodes.graph, &call).await
     })
     .await;
-    assert!(metric(survivor, "callflow_events_adopted_total").await >= 1.0);
+    let mut adopted = 0.0;
+    for i in 1..3 {
+        adopted += metric(node(&nodes, i), "callflow_events_adopted_total").await;
+    }
+    assert_eq!(adopted, 1.0, "one survivor took the entry, once");
     press(&nodes.graph, &call, "1").await;
-    let ended = drive_to_end(&nodes.sim, survivor, &call).await;
+    let ended = drive_to_end(&nodes.sim, &any, &call).await;
     assert_eq!(ended["outcome"], "transferred", "{ended}");
     no_request_twice(&nodes.graph, &call).await;
     let list = requests(&nodes.graph, &call).await;
     assert_eq!(count(&list, "POST answer"), 1, "{list:?}");
 
-    // An uninterrupted call on the survivor makes the same requests.
-    let plain = place(&nodes.graph, MENU_NUMBER, &nodes.callback).await;
-    drive(&nodes.sim, "in its menu", || async {
-        menu_waiting(survivor, &nodes.graph, &plain).await
-    })
-    .await;
+    // An uninterrupted call on the survivors makes the same requests.
+    let plain = nodes.in_menu_manual().await;
     press(&nodes.graph, &plain, "1").await;
-    let ended = drive_to_end(&nodes.sim, survivor, &plain).await;
+    let ended = drive_to_end(&nodes.sim, &any, &plain).await;
     assert_eq!(ended["outcome"], "transferred", "{ended}");
     assert_eq!(list, requests(&nodes.graph, &plain).await);
+
+    // An orphan no flow takes (a call to a number nobody serves) never
+    // gets a session: it stays in the journal, and is still taken by one
+    // survivor only, once, however many sweeps pass.
+    let db = Db::connect(&nodes.stores[1]).await;
+    let copied = db
+        .count(&format!(
+            "INSERT INTO journal (seq, event, received_at, target)
+             SELECT seq + 1024, replace(replace(event, '{call}', 'call-nobody'),
+               '{MENU_NUMBER}', '+14255550100'), received_at, 'call-nobody'
+             FROM journal WHERE target = '{call}' ORDER BY seq LIMIT 1
+             RETURNING 1"
+        ))
+        .await;
+    assert_eq!(copied, 1);
+    let adopted = || async {
+        let mut n = 0.0;
+        for i in 1..3 {
+            n += metric(node(&nodes, i), "callflow_events_adopted_total").await;
+        }
+        n
+    };
+    eventually(Duration::from_secs(30), || async {
+        (adopted().await >= 2.0).then_some(())
+    })
+    .await
+    .expect("the orphan no flow takes was taken");
+    // Three more heartbeats of each survivor, each followed by its sweep.
+    for _ in 0..3 {
+        let seen = db.seen().await;
+        eventually(Duration::from_secs(30), || async {
+            let now = db.seen().await;
+            now.iter().zip(&seen).all(|(a, b)| a > b).then_some(())
+        })
+        .await
+        .expect("the survivors heartbeat");
+    }
+    assert_eq!(adopted().await, 2.0, "taken once");
     let _ = nodes.sim.shutdown().await;
+}
+
+/// A connection to a test's schema.
+struct Db {
+    client: tokio_postgres::Client,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Db {
+    async fn connect(url: &str) -> Db {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test PostgreSQL");
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Db {
+            client,
+            _task: task,
+        }
+    }
+
+    /// Runs `sql`; how many rows it gave.
+    async fn count(&self, sql: &str) -> usize {
+        self.client.query(sql, &[]).await.expect("sql").len()
+    }
+
+    /// Each live instance's last heartbeat, in the order of their names.
+    async fn seen(&self) -> Vec<chrono::DateTime<chrono::Utc>> {
+        self.client
+            .query(
+                "SELECT seen_at FROM instances WHERE seen_at > now() - interval '2 seconds'
+                 ORDER BY id",
+                &[],
+            )
+            .await
+            .expect("instances")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
 }
 
 /// `kill -9` of the instance holding a call, exactly before a `202` and
