@@ -646,8 +646,11 @@ impl Cluster {
     /// at the time they were received: exactly one node takes each, and
     /// another takes it again only if that one dies too. The first write of
     /// the session it starts claims its row as any new session does.
-    /// At start (`own`), this node's own orphans and claims from before a
-    /// crash are taken back too.
+    /// This node's own orphans a lease old (a new session stopped because
+    /// its first state could not be stored: the store went away between the
+    /// `202` and the first step) are claimed and applied again the same way,
+    /// once. At start (`own`), this node's own orphans and claims from
+    /// before a crash are taken back too.
     async fn adopt_orphans(&self, inner: &Arc<Inner>, own: bool) {
         let pool = self.pool.clone();
         let node = self.node.clone();
@@ -671,18 +674,17 @@ impl Cluster {
                     nodes.push(node.clone());
                     lanes.push(lane);
                 }
-                if nodes.is_empty() {
-                    return Some(Vec::new());
-                }
                 conn.query(
                     &format!(
                         "WITH orphans AS (
                            SELECT DISTINCT j.target FROM journal j
                            LEFT JOIN claims c ON c.target = j.target
                            WHERE j.session IS NULL AND j.target IS NOT NULL
-                             AND (j.seq & $1) = ANY($2::bigint[])
                              AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = j.target)
-                             AND (c.owner IS NULL OR c.owner = ANY($3::text[]))
+                             AND (((j.seq & $1) = ANY($2::bigint[])
+                                   AND (c.owner IS NULL OR c.owner = ANY($3::text[])))
+                               OR ((j.seq & $1) = $5 AND c.owner IS NULL
+                                   AND j.received_at < now() - make_interval(secs => $6)))
                            LIMIT {SWEEP_BATCH}),
                          claimed AS (
                            INSERT INTO claims (target, owner, claimed_at)
@@ -695,7 +697,7 @@ impl Cluster {
                          WHERE j.session IS NULL AND j.target IN (SELECT target FROM claimed)
                          ORDER BY j.seq"
                     ),
-                    &[&mask, &lanes, &nodes, &node],
+                    &[&mask, &lanes, &nodes, &node, &lane, &lease],
                 )
                 .await
                 .ok()
@@ -707,6 +709,9 @@ impl Cluster {
         for row in rows {
             let seq = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
             let target: String = row.get(2);
+            if inner.runs_here(&target) {
+                continue;
+            }
             let fresh = lock(&self.routed)
                 .entry(target.clone())
                 .or_default()

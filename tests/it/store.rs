@@ -163,6 +163,27 @@ impl Bench {
 pub(crate) struct Serve {
     child: Option<Child>,
     pub(crate) public: String,
+    /// What it wrote on stderr, read as it goes (a pipe nobody reads fills
+    /// up, and a process logging many errors then blocks).
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+/// Reads `child`'s stderr to its end on a thread of its own.
+fn drain_stderr(child: &mut Child) -> Option<std::thread::JoinHandle<Vec<u8>>> {
+    let mut pipe = child.stderr.take()?;
+    Some(std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut pipe, &mut out);
+        out
+    }))
+}
+
+/// What the drained stderr held, once the process exited.
+fn drained(stderr: Option<std::thread::JoinHandle<Vec<u8>>>) -> String {
+    stderr
+        .and_then(|t| t.join().ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 fn serve_command(graph: &str, port: u16, flows: &Path, store: &str) -> Command {
@@ -234,11 +255,13 @@ impl Serve {
 
     /// Runs `cmd` (a `serve_command…`) listening on `port`; waits until ready.
     pub(crate) async fn spawn(cmd: &mut Command, port: u16) -> Serve {
-        let child = cmd.spawn().expect("spawn callflow serve");
+        let mut child = cmd.spawn().expect("spawn callflow serve");
         let public = format!("http://127.0.0.1:{port}");
+        let stderr = drain_stderr(&mut child);
         let mut serve = Serve {
             child: Some(child),
             public,
+            stderr,
         };
         let http = reqwest::Client::new();
         let url = format!("{}/readyz", serve.public);
@@ -253,11 +276,8 @@ impl Serve {
         if ready.is_none() {
             let mut child = serve.child.take().expect("child");
             let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "serve never got ready: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let _ = child.wait();
+            panic!("serve never got ready: {}", drained(serve.stderr.take()));
         }
         serve
     }
@@ -267,6 +287,7 @@ impl Serve {
     pub(crate) fn at(public: &str) -> Serve {
         Serve {
             child: None,
+            stderr: None,
             public: public.to_owned(),
         }
     }
@@ -309,21 +330,20 @@ impl Serve {
 
     /// SIGTERM; waits for the exit and returns its status and stderr.
     pub(crate) async fn term(mut self) -> (std::process::ExitStatus, String, Duration) {
-        let child = self.child.take().expect("child");
+        let mut child = self.child.take().expect("child");
         let pid = child.id();
         let started = Instant::now();
         let _ = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status();
-        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-            .await
-            .expect("join")
-            .expect("output");
-        (
-            out.status,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            started.elapsed(),
-        )
+        let stderr = self.stderr.take();
+        let (status, stderr) = tokio::task::spawn_blocking(move || {
+            let status = child.wait().expect("exit status");
+            (status, drained(stderr))
+        })
+        .await
+        .expect("join");
+        (status, stderr, started.elapsed())
     }
 }
 
@@ -1365,18 +1385,11 @@ async fn a_full_disk_turns_notifications_into_503_until_space_returns() {
     })
     .await
     .expect("a call after the space returned runs");
-    let mut serve = serve;
-    let child = serve.child.take().expect("child");
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let out = child.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, stderr, _) = serve.term().await;
     assert!(
         stderr.contains("could not be journaled") && stderr.contains("full"),
         "logged: {stderr}"
     );
-    drop(serve);
     drop(disk);
     let _ = sim.shutdown().await;
 }
