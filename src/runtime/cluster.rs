@@ -382,6 +382,7 @@ impl Cluster {
                     metrics_inc(&inner.metrics.sessions_fenced);
                     tracing::warn!(session = %id, node = %self.node,
                         "another node holds this session's lease now: dropped here");
+                    self.nudge(&id);
                 }
                 self.forget(&id);
             }
@@ -803,6 +804,23 @@ impl Cluster {
                 _ = stopping.changed() => return,
             }
         }
+    }
+
+    /// Tells the holder of `session` to pull its journal entries: this node
+    /// stopped the session (another node holds it: its first write lost a
+    /// race, or its lease was taken), and what was journaled here for it
+    /// and not applied must be applied there (a duplicate changes nothing).
+    pub(super) fn nudge(&self, session: &str) {
+        let pool = self.pool.clone();
+        let channel = self.channel.clone();
+        let session = session.to_owned();
+        self.handle.spawn(async move {
+            if let Ok(conn) = pool.get().await {
+                let _ = conn
+                    .execute("SELECT pg_notify($1, $2)", &[&channel, &session])
+                    .await;
+            }
+        });
     }
 
     /// Draining: takes no session over from now on.
