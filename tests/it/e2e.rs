@@ -624,6 +624,9 @@ struct Ran {
     requests: Vec<&'static str>,
 }
 
+/// How many instances a scenario ran on, and what it came to.
+type RunOn = (usize, Result<Ran, String>);
+
 /// [`run_scenario`] on one instance, or (`cluster`: how many, and the
 /// PostgreSQL schema) on several behind the balancer.
 async fn run_scenario_on(
@@ -915,7 +918,7 @@ async fn bundled_scenarios_through_two_and_three_instances() {
             });
         }
     }
-    let mut results: std::collections::BTreeMap<String, Vec<(usize, Result<Ran, String>)>> =
+    let mut results: std::collections::BTreeMap<String, Vec<RunOn>> =
         std::collections::BTreeMap::new();
     while let Some(joined) = runs.join_next().await {
         let (name, count, ran) = joined.expect("scenario task");
