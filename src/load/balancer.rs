@@ -94,6 +94,13 @@ impl Balancer {
         })
     }
 
+    /// Sends the next request to backend `n` first (and the following in
+    /// turn from there): a test that knows which instance the next
+    /// notification must reach.
+    pub fn next_to(&self, n: usize) {
+        self.backends.next.store(n, Ordering::Relaxed);
+    }
+
     /// How many requests each backend answered.
     pub fn answered(&self) -> Vec<usize> {
         self.backends

@@ -313,7 +313,7 @@ impl Cluster {
         let _ = self.inner.set(Arc::downgrade(inner));
         self.heartbeat().await;
         self.sweep().await;
-        self.replay_own_orphans().await;
+        self.adopt_orphans(inner, true).await;
         let me = self.clone();
         let mut stopping = inner.stopping.subscribe();
         tokio::spawn(async move {
@@ -324,6 +324,11 @@ impl Cluster {
                 }
                 me.heartbeat().await;
                 me.sweep().await;
+                if !me.draining.load(Ordering::Acquire)
+                    && let Some(inner) = me.inner()
+                {
+                    me.adopt_orphans(&inner, false).await;
+                }
             }
         });
         let me = self.clone();
@@ -405,6 +410,7 @@ impl Cluster {
                     metrics_inc(&inner.metrics.sessions_fenced);
                     tracing::warn!(session = %id, node = %self.node,
                         "another node holds this session's lease now: dropped here");
+                    self.nudge(&id);
                 }
                 self.forget(&id);
             }
@@ -738,23 +744,68 @@ impl Cluster {
         }
     }
 
-    /// After a crash: the entries this node journaled (its lane) that no
-    /// session applied and no live session is the target of (an incoming
-    /// call killed before its session was first stored) are applied again.
-    async fn replay_own_orphans(&self) {
-        let Some(inner) = self.inner() else { return };
+    /// Takes over the *orphans* of dead nodes: entries a node journaled
+    /// (and acknowledged) for a session that was never stored, an incoming
+    /// call killed between its `202` and its first step, and did not apply.
+    /// No session row means no lease to take, so each orphan's session is
+    /// claimed by a row of `claims` (one statement: the claim and the
+    /// entries it gives, `INSERT … ON CONFLICT DO UPDATE WHERE` the claim's
+    /// holder is dead), and the entries are applied here in sequence order,
+    /// at the time they were received: exactly one node takes each, and
+    /// another takes it again only if that one dies too. The first write of
+    /// the session it starts claims its row as any new session does.
+    /// This node's own orphans a lease old (a new session stopped because
+    /// its first state could not be stored: the store went away between the
+    /// `202` and the first step) are claimed and applied again the same way,
+    /// once. At start (`own`), this node's own orphans and claims from
+    /// before a crash are taken back too.
+    async fn adopt_orphans(&self, inner: &Arc<Inner>, own: bool) {
         let pool = self.pool.clone();
+        let node = self.node.clone();
+        let lease = secs(self.lease);
         let lane = i64::try_from(self.lane).unwrap_or(0);
         let mask = (1i64 << LANE_BITS) - 1;
         let rows = self
             .on_store(async move {
                 let conn = pool.get().await.ok()?;
+                let dead = conn
+                    .query(
+                        "SELECT id, lane::bigint FROM instances
+                         WHERE id <> $1 AND seen_at < now() - make_interval(secs => $2)",
+                        &[&node, &lease],
+                    )
+                    .await
+                    .ok()?;
+                let mut nodes: Vec<String> = dead.iter().map(|r| r.get(0)).collect();
+                let mut lanes: Vec<i64> = dead.iter().map(|r| r.get(1)).collect();
+                if own {
+                    nodes.push(node.clone());
+                    lanes.push(lane);
+                }
                 conn.query(
-                    "SELECT j.seq, j.event, j.target FROM journal j
-                     WHERE j.session IS NULL AND (j.seq & $2) = $1
-                       AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = j.target)
-                     ORDER BY j.seq",
-                    &[&lane, &mask],
+                    &format!(
+                        "WITH orphans AS (
+                           SELECT DISTINCT j.target FROM journal j
+                           LEFT JOIN claims c ON c.target = j.target
+                           WHERE j.session IS NULL AND j.target IS NOT NULL
+                             AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = j.target)
+                             AND (((j.seq & $1) = ANY($2::bigint[])
+                                   AND (c.owner IS NULL OR c.owner = ANY($3::text[])))
+                               OR ((j.seq & $1) = $5 AND c.owner IS NULL
+                                   AND j.received_at < now() - make_interval(secs => $6)))
+                           LIMIT {SWEEP_BATCH}),
+                         claimed AS (
+                           INSERT INTO claims (target, owner, claimed_at)
+                           SELECT target, $4, now() FROM orphans
+                           ON CONFLICT (target) DO UPDATE SET owner = EXCLUDED.owner,
+                             claimed_at = EXCLUDED.claimed_at
+                           WHERE claims.owner = ANY($3::text[])
+                           RETURNING target)
+                         SELECT j.seq, j.event, j.target, j.received_at FROM journal j
+                         WHERE j.session IS NULL AND j.target IN (SELECT target FROM claimed)
+                         ORDER BY j.seq"
+                    ),
+                    &[&mask, &lanes, &nodes, &node, &lane, &lease],
                 )
                 .await
                 .ok()
@@ -762,18 +813,43 @@ impl Cluster {
             .await
             .flatten()
             .unwrap_or_default();
+        let mut adopted = 0u64;
         for row in rows {
             let seq = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+            let target: String = row.get(2);
+            if inner.runs_here(&target) {
+                continue;
+            }
+            let fresh = lock(&self.routed)
+                .entry(target.clone())
+                .or_default()
+                .insert(seq);
+            if !fresh {
+                continue;
+            }
             let Ok(event) = serde_json::from_str::<Event>(row.get(1)) else {
                 continue;
             };
-            let target: Option<String> = row.get(2);
+            let journaled = Journaled {
+                seq,
+                at: Some(row.get(3)),
+            };
             let _ = inner.route(
                 event,
                 tokio::time::Instant::now(),
-                Some(Journaled { seq, at: None }),
-                target.as_deref(),
+                Some(journaled),
+                Some(&target),
             );
+            adopted += 1;
+        }
+        if adopted > 0 {
+            inner
+                .metrics
+                .events_adopted
+                .fetch_add(adopted, Ordering::Relaxed);
+            tracing::info!(node = %self.node, events = adopted,
+                "journal entries acknowledged by an instance that stopped before applying them: \
+                 applied here");
         }
     }
 
@@ -840,6 +916,23 @@ impl Cluster {
                 _ = stopping.changed() => return,
             }
         }
+    }
+
+    /// Tells the holder of `session` to pull its journal entries: this node
+    /// stopped the session (another node holds it: its first write lost a
+    /// race, or its lease was taken), and what was journaled here for it
+    /// and not applied must be applied there (a duplicate changes nothing).
+    pub(super) fn nudge(&self, session: &str) {
+        let pool = self.pool.clone();
+        let channel = self.channel.clone();
+        let session = session.to_owned();
+        self.handle.spawn(async move {
+            if let Ok(conn) = pool.get().await {
+                let _ = conn
+                    .execute("SELECT pg_notify($1, $2)", &[&channel, &session])
+                    .await;
+            }
+        });
     }
 
     /// Draining: takes no session over from now on.

@@ -208,6 +208,9 @@ pub struct Metrics {
     pub sessions_fenced: AtomicU64,
     /// Events journaled here for a session another instance holds.
     pub events_forwarded: AtomicU64,
+    /// Journal entries another instance acknowledged and never applied (it
+    /// died before their session was first stored), applied here.
+    pub events_adopted: AtomicU64,
 }
 
 fn zeros<const N: usize>() -> [AtomicU64; N] {
@@ -228,6 +231,7 @@ impl Default for Metrics {
             sessions_taken_over: AtomicU64::new(0),
             sessions_fenced: AtomicU64::new(0),
             events_forwarded: AtomicU64::new(0),
+            events_adopted: AtomicU64::new(0),
             unmatched_incoming: AtomicU64::new(0),
             sessions_started: AtomicU64::new(0),
             sessions_live: AtomicU64::new(0),

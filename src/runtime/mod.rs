@@ -355,7 +355,9 @@ impl Runtime {
             return self.submit_events(events, None, hint);
         }
         if let Some(cluster) = &inner.config.cluster {
-            return self.submit_clustered(cluster, events, hint, body).await;
+            return self
+                .submit_clustered(cluster, events, hint, body, apply)
+                .await;
         }
         let now = inner.clock.now();
         let mut entries = Vec::with_capacity(events.len());
@@ -388,12 +390,15 @@ impl Runtime {
     /// events of a session another instance holds are journaled for it
     /// (it is told); the others are journaled and applied here, a session
     /// whose lease is free being taken over first (see [`cluster`]).
+    /// Without `apply` (the test hold), those journaled for a session here
+    /// are not applied: as if this instance died right after journaling.
     async fn submit_clustered(
         &self,
         cluster: &Arc<cluster::Cluster>,
         events: Vec<Event>,
         hint: Option<&str>,
         mut body: Option<String>,
+        apply: bool,
     ) -> Result<(), Overloaded> {
         let inner = &self.inner;
         let now = inner.clock.now();
@@ -449,6 +454,9 @@ impl Runtime {
             if let Err(e) = cluster.journal(targets).await {
                 return Err(inner.not_journaled(&e, total));
             }
+        }
+        if !apply {
+            return Ok(());
         }
         let (events, seqs): (Vec<Event>, Vec<u64>) = here.into_iter().unzip();
         self.submit_events(events, Some(seqs), hint)

@@ -609,6 +609,9 @@ impl Worker {
                     self.cell.dropped.store(true, Ordering::Release);
                     metrics::inc(&self.inner.metrics.sessions_fenced);
                     self.inner.drop_session(&self.cell.id);
+                    if fenced && let Some(cluster) = &self.inner.config.cluster {
+                        cluster.nudge(&self.cell.id);
+                    }
                     return;
                 }
                 metrics::inc(&self.inner.metrics.store_errors);

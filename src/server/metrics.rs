@@ -67,6 +67,11 @@ pub(crate) fn render(state: &ServerState) -> String {
             get(&m.events_forwarded),
         ),
         (
+            "callflow_events_adopted_total",
+            "Journal entries an instance that died acknowledged and never applied, applied here.",
+            get(&m.events_adopted),
+        ),
+        (
             "callflow_unmatched_incoming_total",
             "Incoming calls no flow takes.",
             get(&m.unmatched_incoming),

@@ -16,10 +16,10 @@ use tokio::net::TcpListener;
 use crate::support::poll::eventually;
 
 pub(crate) const ADMIN: &str = "store-admin-token";
-const TENANT: &str = "sim-tenant";
+pub(crate) const TENANT: &str = "sim-tenant";
 pub(crate) const MENU_NUMBER: &str = "+14255550177";
-const TIMEOUT_NUMBER: &str = "+14255550178";
-const CONSULT_NUMBER: &str = "+14255550179";
+pub(crate) const TIMEOUT_NUMBER: &str = "+14255550178";
+pub(crate) const CONSULT_NUMBER: &str = "+14255550179";
 
 const FLOW: &str = r#"flow: durable
 trigger:
@@ -224,6 +224,27 @@ impl Bench {
 pub(crate) struct Serve {
     child: Option<Child>,
     pub(crate) public: String,
+    /// What it wrote on stderr, read as it goes (a pipe nobody reads fills
+    /// up, and a process logging many errors then blocks).
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+/// Reads `child`'s stderr to its end on a thread of its own.
+fn drain_stderr(child: &mut Child) -> Option<std::thread::JoinHandle<Vec<u8>>> {
+    let mut pipe = child.stderr.take()?;
+    Some(std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut pipe, &mut out);
+        out
+    }))
+}
+
+/// What the drained stderr held, once the process exited.
+fn drained(stderr: Option<std::thread::JoinHandle<Vec<u8>>>) -> String {
+    stderr
+        .and_then(|t| t.join().ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 fn serve_command(graph: &str, port: u16, flows: &Path, store: &str) -> Command {
@@ -295,11 +316,13 @@ impl Serve {
 
     /// Runs `cmd` (a `serve_command…`) listening on `port`; waits until ready.
     pub(crate) async fn spawn(cmd: &mut Command, port: u16) -> Serve {
-        let child = cmd.spawn().expect("spawn callflow serve");
+        let mut child = cmd.spawn().expect("spawn callflow serve");
         let public = format!("http://127.0.0.1:{port}");
+        let stderr = drain_stderr(&mut child);
         let mut serve = Serve {
             child: Some(child),
             public,
+            stderr,
         };
         let http = reqwest::Client::new();
         let url = format!("{}/readyz", serve.public);
@@ -314,11 +337,8 @@ impl Serve {
         if ready.is_none() {
             let mut child = serve.child.take().expect("child");
             let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "serve never got ready: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let _ = child.wait();
+            panic!("serve never got ready: {}", drained(serve.stderr.take()));
         }
         serve
     }
@@ -328,6 +348,7 @@ impl Serve {
     pub(crate) fn at(public: &str) -> Serve {
         Serve {
             child: None,
+            stderr: None,
             public: public.to_owned(),
         }
     }
@@ -370,21 +391,20 @@ impl Serve {
 
     /// SIGTERM; waits for the exit and returns its status and stderr.
     pub(crate) async fn term(mut self) -> (std::process::ExitStatus, String, Duration) {
-        let child = self.child.take().expect("child");
+        let mut child = self.child.take().expect("child");
         let pid = child.id();
         let started = Instant::now();
         let _ = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status();
-        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-            .await
-            .expect("join")
-            .expect("output");
-        (
-            out.status,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            started.elapsed(),
-        )
+        let stderr = self.stderr.take();
+        let (status, stderr) = tokio::task::spawn_blocking(move || {
+            let status = child.wait().expect("exit status");
+            (status, drained(stderr))
+        })
+        .await
+        .expect("join");
+        (status, stderr, started.elapsed())
     }
 }
 
@@ -803,7 +823,7 @@ where
 
 /// Whether `serve` answered `202` to a notification of `call` whose body
 /// contains `text`.
-async fn acknowledged(graph: &str, call: &str, text: &str) -> bool {
+pub(crate) async fn acknowledged(graph: &str, call: &str, text: &str) -> bool {
     let Ok(r) = reqwest::get(format!("{graph}/sim/calls/{call}/notifications")).await else {
         return false;
     };
@@ -835,7 +855,7 @@ pub(crate) async fn press(graph: &str, call: &str, digits: &str) {
     assert!((200..300).contains(&status), "press: {status}");
 }
 
-async fn set_call_faults(graph: &str, call: &str, faults: Option<Value>) {
+pub(crate) async fn set_call_faults(graph: &str, call: &str, faults: Option<Value>) {
     let http = reqwest::Client::new();
     let url = format!("{graph}/sim/calls/{call}/faults");
     let r = match faults {
@@ -854,15 +874,18 @@ async fn in_menu(sim: &SimGraphServer, serve: &Serve, callback: &str) -> String 
     call
 }
 
-async fn drive_to_end(sim: &SimGraphServer, serve: &Serve, call: &str) -> Value {
+pub(crate) async fn drive_to_end(sim: &SimGraphServer, serve: &Serve, call: &str) -> Value {
+    let ended = std::sync::Mutex::new(None);
     drive(sim, "ended", || async {
-        serve
-            .session(call)
-            .await
-            .is_some_and(|s| s["state"] == "ended")
+        let s = serve.session(call).await.filter(|s| s["state"] == "ended");
+        let found = s.is_some();
+        if let Some(s) = s {
+            *ended.lock().expect("lock") = Some(s);
+        }
+        found
     })
     .await;
-    serve.session(call).await.expect("session")
+    ended.into_inner().expect("lock").expect("session")
 }
 
 /// Blind transfers, with sim-graph on a manual clock. One call is killed
@@ -997,7 +1020,7 @@ async fn kill_9_during_a_consultative_transfer_with_both_legs_up() {
     let _ = sim.shutdown().await;
 }
 
-async fn start_meeting(serve: &Serve) -> String {
+pub(crate) async fn start_meeting(serve: &Serve) -> String {
     let r: Value = reqwest::Client::new()
         .post(format!("{}/api/flows/meeting-join/runs", serve.public))
         .bearer_auth(ADMIN)
@@ -1011,14 +1034,18 @@ async fn start_meeting(serve: &Serve) -> String {
     r["session"].as_str().expect("session id").to_owned()
 }
 
-async fn meeting_call(serve: &Serve, id: &str) -> Option<String> {
+pub(crate) async fn meeting_call(serve: &Serve, id: &str) -> Option<String> {
     let s = serve.session(id).await?;
     s["calls"].get(0).and_then(Value::as_str).map(str::to_owned)
 }
 
 /// Drives a meeting run until it stays in the meeting, ends the meeting,
 /// and drives it to its end.
-async fn meeting_to_end(sim: &SimGraphServer, serve: &Serve, id: &str) -> (Value, String) {
+pub(crate) async fn meeting_to_end(
+    sim: &SimGraphServer,
+    serve: &Serve,
+    id: &str,
+) -> (Value, String) {
     let graph = sim.base_url().to_owned();
     drive(sim, "staying in the meeting", || async {
         serve.session(id).await.is_some_and(|s| s["step"] == "stay")
@@ -1419,18 +1446,11 @@ async fn a_full_disk_turns_notifications_into_503_until_space_returns() {
     })
     .await
     .expect("a call after the space returned runs");
-    let mut serve = serve;
-    let child = serve.child.take().expect("child");
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let out = child.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, stderr, _) = serve.term().await;
     assert!(
         stderr.contains("could not be journaled") && stderr.contains("full"),
         "logged: {stderr}"
     );
-    drop(serve);
     drop(disk);
     let _ = sim.shutdown().await;
 }
@@ -1438,7 +1458,7 @@ async fn a_full_disk_turns_notifications_into_503_until_space_returns() {
 /// A bearer token sim-graph signs its notifications with: a call placed to
 /// a loopback sink of the test's own, whose first notification carries it.
 /// What the test needs to post a notification again, as Graph would.
-async fn graph_token(sim: &SimGraphServer) -> String {
+pub(crate) async fn graph_token(sim: &SimGraphServer) -> String {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
         let tx = tx.clone();
@@ -1470,7 +1490,7 @@ async fn graph_token(sim: &SimGraphServer) -> String {
 
 /// POSTs a notification body to the callback with `authorization`: its
 /// status and `Retry-After`, or why it got none.
-async fn post_notification(
+pub(crate) async fn post_notification(
     callback: &str,
     authorization: &str,
     body: &Value,
@@ -1490,7 +1510,7 @@ async fn post_notification(
     Ok((r.status().as_u16(), retry))
 }
 
-fn count(list: &[String], what: &str) -> usize {
+pub(crate) fn count(list: &[String], what: &str) -> usize {
     list.iter().filter(|r| *r == what).count()
 }
 

@@ -105,6 +105,14 @@ pub const MIGRATIONS: &[&str] = &[
         grp TEXT PRIMARY KEY,
         taken BIGINT NOT NULL
     );",
+    // 4: claims on the sessions of a dead instance's orphan journal
+    // entries (acknowledged, never applied, no session stored): who
+    // applies them (see `runtime::cluster`).
+    "CREATE TABLE claims (
+        target TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        claimed_at TIMESTAMPTZ NOT NULL
+    );",
 ];
 
 /// Takes a turn: one statement, so one atomic step of the counter, whatever
@@ -887,6 +895,12 @@ async fn commit(
         tx.execute(
             "DELETE FROM journal WHERE session IS NULL AND received_at < $1",
             &[&journal_before],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM claims c WHERE NOT EXISTS
+               (SELECT 1 FROM journal j WHERE j.target = c.target AND j.session IS NULL)",
+            &[],
         )
         .await?;
     }
