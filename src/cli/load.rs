@@ -44,6 +44,10 @@ pub struct LoadArgs {
     /// restarted on the store at the end and the time until it serves again measured.
     #[arg(long, value_name = "STORE", default_value = "memory")]
     pub store: String,
+    /// With sqlite: evict sessions idle this long (as serve's --evict-after), and read memory
+    /// once the calls placed are evicted [default: never].
+    #[arg(long, value_name = "TIME")]
+    pub evict_after: Option<humantime::Duration>,
 }
 
 /// Runs `callflow load`.
@@ -79,6 +83,7 @@ pub fn run(args: &LoadArgs) -> ExitCode {
         server_threads: args.server_threads,
         load_threads: args.load_threads,
         sqlite,
+        evict_after: args.evict_after.map(Into::into),
     };
     let outcome = crate::load::run(&options, &mut std::io::stdout());
     if let Some(dir) = temporary {

@@ -146,6 +146,7 @@ pub async fn production(s: Settings) -> Result<(), ServeError> {
     config.store = store;
     config.cluster = cluster;
     config.keep_ended = s.keep_ended;
+    config.evict_after = s.evict_after;
     let fetch = s.fetch.clone().with_env_secrets(std::env::vars());
     if fetch.allow.is_empty() {
         tracing::info!("no host allowed for fetch steps (--fetch-allow): they take on_failure");
@@ -356,6 +357,9 @@ pub struct SimWiring {
     pub recordings: Option<crate::graph::client::recordings::RecordingDelivery>,
     /// Who makes `fetch` requests (`None`: they take `on_failure`).
     pub fetch: Option<Arc<crate::runtime::Fetcher>>,
+    /// How long an idle session stays in memory (a durable store only;
+    /// `None`: always).
+    pub evict_after: Option<Duration>,
 }
 
 /// The real Graph client, notification verifier, runtime and server state,
@@ -392,6 +396,7 @@ pub async fn wire_to_sim_graph(
     config.max_sessions = w.max_sessions;
     config.store = w.store.clone();
     config.fetch = w.fetch.clone();
+    config.evict_after = w.evict_after;
     let runtime = Runtime::start(config, Arc::new(client))
         .await
         .map_err(|diagnostics| ServeError::Flows {
