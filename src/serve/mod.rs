@@ -147,6 +147,16 @@ pub async fn production(s: Settings) -> Result<(), ServeError> {
     config.cluster = cluster;
     config.keep_ended = s.keep_ended;
     config.evict_after = s.evict_after;
+    match (s.evict_after, &config.cluster, config.store.durable()) {
+        (Some(after), None, true) => tracing::info!(
+            after = %humantime::format_duration(after),
+            "idle sessions are evicted to the store after this long (--evict-after)"
+        ),
+        (Some(_), Some(_), _) => tracing::info!(
+            "idle sessions stay in memory with PostgreSQL (--evict-after applies to SQLite)"
+        ),
+        _ => {}
+    }
     let fetch = s.fetch.clone().with_env_secrets(std::env::vars());
     if fetch.allow.is_empty() {
         tracing::info!("no host allowed for fetch steps (--fetch-allow): they take on_failure");
