@@ -575,6 +575,30 @@ mod tests {
     }
 
     #[test]
+    fn evict_after_defaults_to_30s_and_0_or_off_keeps_sessions_in_memory() {
+        let with = |text: Option<&str>| {
+            Settings::layered(
+                &ServeOptions {
+                    evict_after: text.map(str::to_owned),
+                    ..ServeOptions::default()
+                },
+                None,
+            )
+            .map(|s| s.evict_after)
+        };
+        assert_eq!(with(None), Ok(Some(std::time::Duration::from_secs(30))));
+        assert_eq!(
+            with(Some("2m")),
+            Ok(Some(std::time::Duration::from_secs(120)))
+        );
+        assert_eq!(with(Some("0")), Ok(None));
+        assert_eq!(with(Some("0s")), Ok(None));
+        assert_eq!(with(Some("off")), Ok(None));
+        let e = with(Some("soon")).expect_err("not a duration");
+        assert!(e.starts_with("evict-after \"soon\""), "{e}");
+    }
+
+    #[test]
     fn a_public_url_with_a_path_is_served_or_refused() {
         let with_path = |callback: Option<&str>| {
             Settings::layered(
