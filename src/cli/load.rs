@@ -57,6 +57,10 @@ pub struct LoadArgs {
     /// one instance and measure how long each of its calls takes to resume on another.
     #[arg(long, value_name = "N")]
     pub failover: Option<usize>,
+    /// With sqlite: evict sessions idle this long (as serve's --evict-after), and read memory
+    /// once the calls placed are evicted [default: never].
+    #[arg(long, value_name = "TIME")]
+    pub evict_after: Option<humantime::Duration>,
 }
 
 /// Runs `callflow load`.
@@ -103,6 +107,7 @@ pub fn run(args: &LoadArgs) -> ExitCode {
         load_threads: args.load_threads,
         sqlite,
         postgres,
+        evict_after: args.evict_after.map(Into::into),
     };
     let outcome = crate::load::run(&options, &mut std::io::stdout());
     if let Some(dir) = temporary {

@@ -104,6 +104,9 @@ pub struct LoadOptions {
     /// Several `callflow serve` processes on one PostgreSQL instead of
     /// the server in this process (then `sqlite` is not read).
     pub postgres: Option<cluster::PostgresLoad>,
+    /// With a store: idle sessions are evicted after this long, and memory
+    /// is read once the placed sessions are evicted (`None`: never).
+    pub evict_after: Option<Duration>,
 }
 
 /// Opens the SQLite store at `path` (retrying a few seconds while a
@@ -192,6 +195,18 @@ async fn live_and_settled(
     }
     settle(server_rt, runtime).await?;
     Ok(runtime.live_sessions())
+}
+
+/// With eviction on, waits (`evict_after` and 30 s at most) until `count`
+/// sessions are evicted, and a little more for the allocator to give their
+/// pages back.
+async fn evicted(runtime: &Runtime, evict_after: Option<Duration>, count: usize) {
+    let Some(after) = evict_after else { return };
+    let deadline = Instant::now() + after + Duration::from_secs(30);
+    while runtime.evicted_sessions() < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
 /// A loopback sink that keeps the first bearer token sim-graph sends it
@@ -313,6 +328,7 @@ async fn start_server(
     base: String,
     max_sessions: usize,
     store: crate::runtime::StoreHandle,
+    evict_after: Option<Duration>,
 ) -> Result<ServerSide, String> {
     let flows = temporary_flows()?;
     let listener = TcpListener::bind("127.0.0.1:0")
@@ -328,6 +344,7 @@ async fn start_server(
             admin_token: None,
             max_sessions,
             store,
+            evict_after,
             recordings: None,
             fetch: None,
         },
@@ -410,8 +427,9 @@ async fn go(
         .saturating_add(usize::try_from(duration.as_millis() / 5).unwrap_or(usize::MAX))
         .saturating_add(WARM_UP)
         .saturating_add(1_000);
+    let evict_after = args.evict_after.filter(|_| args.sqlite.is_some());
     let server = server_rt
-        .spawn(start_server(base.clone(), max_sessions, store))
+        .spawn(start_server(base.clone(), max_sessions, store, evict_after))
         .await
         .map_err(|e| e.to_string())??;
     let runtime = server.runtime.clone();
@@ -454,13 +472,23 @@ async fn go(
             None => "memory (nothing stored)".to_owned(),
         }
     );
+    if let Some(after) = evict_after {
+        say!(
+            out,
+            "  eviction      idle sessions evicted after {} (memory read once they are)",
+            humantime::format_duration(after)
+        );
+    }
 
     // Warm-up calls first (connection buffers, allocator pools: costs that do
     // not grow with the sessions), then the calls, each with a live session,
     // in two halves: this process's RSS is read after the warm-up, at half
     // and at the end (sim-graph's memory is its own process's).
+    // With eviction, each reading waits until the sessions placed are
+    // evicted (what an idle session costs then).
     place_many(&control, &server.callback, WARM_UP_FIRST, WARM_UP, 32).await?;
     live_and_settled(&runtime, &server_rt, WARM_UP).await?;
+    evicted(&runtime, evict_after, WARM_UP).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let rss_before = rss_bytes();
     let placing = Instant::now();
@@ -469,19 +497,27 @@ async fn go(
     let live_half = live_and_settled(&runtime, &server_rt, WARM_UP + half)
         .await?
         .saturating_sub(WARM_UP);
+    evicted(&runtime, evict_after, WARM_UP + half).await;
     let rss_half = rss_bytes();
     ids.extend(place_many(&control, &server.callback, half, args.calls - half, 32).await?);
     let live = live_and_settled(&runtime, &server_rt, WARM_UP + args.calls)
         .await?
         .saturating_sub(WARM_UP);
     let placed_in = placing.elapsed();
+    evicted(&runtime, evict_after, WARM_UP + args.calls).await;
     let rss_after = rss_bytes();
+    let evicted_now = runtime.evicted_sessions();
     let sim_rss = rss_of(&sim.pid().to_string());
     say!(
         out,
-        "  calls         {} placed through sim-graph in {:.2} s, {live} live sessions",
+        "  calls         {} placed through sim-graph in {:.2} s, {live} live sessions{}",
         ids.len(),
-        placed_in.as_secs_f64()
+        placed_in.as_secs_f64(),
+        if evict_after.is_some() {
+            format!(" ({evicted_now} of them and the warm-up's evicted when memory was read)")
+        } else {
+            String::new()
+        }
     );
 
     let bodies = Arc::new(bodies(&ids, &server.callback));
@@ -581,7 +617,7 @@ async fn go(
             let restarting = Instant::now();
             let store = open_sqlite(path).await?;
             let again = server_rt
-                .spawn(start_server(base.clone(), max_sessions, store))
+                .spawn(start_server(base.clone(), max_sessions, store, evict_after))
                 .await
                 .map_err(|e| e.to_string())??;
             let serving_in = restarting.elapsed();

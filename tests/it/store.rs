@@ -297,7 +297,7 @@ impl Serve {
         Serve::start_with(graph, port, flows, store, &[], &[]).await
     }
 
-    async fn start_with(
+    pub(crate) async fn start_with(
         graph: &str,
         port: u16,
         flows: &Path,

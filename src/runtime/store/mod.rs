@@ -249,6 +249,32 @@ pub trait Store: Send + Sync + 'static {
     fn live_timelines(&self) -> Result<HashMap<String, Vec<String>>, StoreError> {
         Ok(HashMap::new())
     }
+    /// One stored session with its timeline rows (empty unless
+    /// [`Store::timeline_rows`]), read together: what waking an evicted
+    /// session loads.
+    fn session_with_timeline(
+        &self,
+        id: &str,
+    ) -> Result<Option<(SessionRecord, Vec<String>)>, StoreError> {
+        let Some(record) = self.session(id)? else {
+            return Ok(None);
+        };
+        let rows = if self.timeline_rows() {
+            self.timeline(id)?
+        } else {
+            Vec::new()
+        };
+        Ok(Some((record, rows)))
+    }
+    /// The stored sessions of `ids` (those the store has), in no
+    /// particular order: the evicted sessions of a page of `/api/sessions`.
+    fn sessions_by_id(&self, ids: &[String]) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            records.extend(self.session(id)?);
+        }
+        Ok(records)
+    }
 }
 
 /// Which store, as `--store` names it.

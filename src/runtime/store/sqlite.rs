@@ -530,6 +530,39 @@ impl Store for SqliteStore {
         })
     }
 
+    fn session_with_timeline(
+        &self,
+        id: &str,
+    ) -> Result<Option<(SessionRecord, Vec<String>)>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let mut q =
+                conn.prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"))?;
+            let Some(record) = q.query_row([&id], record).optional()? else {
+                return Ok(None);
+            };
+            let mut q =
+                conn.prepare_cached("SELECT entry FROM timeline WHERE session = ?1 ORDER BY n")?;
+            let rows = q
+                .query_map([&id], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(Some((record, rows)))
+        })
+    }
+
+    fn sessions_by_id(&self, ids: &[String]) -> Result<Vec<SessionRecord>, StoreError> {
+        let ids = ids.to_vec();
+        self.read(move |conn| {
+            let mut q =
+                conn.prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"))?;
+            let mut records = Vec::with_capacity(ids.len());
+            for id in &ids {
+                records.extend(q.query_row([id], record).optional()?);
+            }
+            Ok(records)
+        })
+    }
+
     fn ended(&self, offset: usize, limit: usize) -> Result<Page, StoreError> {
         self.read(move |conn| {
             let mut q = conn.prepare(&format!(
