@@ -1,9 +1,12 @@
 //! Memory per live session and notifications per second through the runtime.
 //!
-//! `cargo run --release --example runtime_load -- [SESSIONS]` (10,000 by
-//! default). Places SESSIONS incoming calls on a flow that answers and then
-//! waits an hour, so every session stays live; each call gets `incoming` then
-//! `established`. Graph is a no-op `CallControl` (every request accepted at
+//! `cargo run --release --example runtime_load -- [SESSIONS] [--evict-after
+//! TIME]` (10,000 by default). Places SESSIONS incoming calls on a flow that
+//! answers and then waits an hour, so every session stays live; each call
+//! gets `incoming` then `established`. With `--evict-after`, the sessions
+//! are kept in a SQLite store (a temporary file) and evicted once idle that
+//! long; the memory is read once they all are (the store's own page cache
+//! is counted too). Graph is a no-op `CallControl` (every request accepted at
 //! once), so the figures are the runtime's own: bytes still allocated per
 //! live session (a counting global allocator; the notification bodies are
 //! kept outside the measure), beside the process's resident memory growth
@@ -147,10 +150,13 @@ fn rss_bytes() -> Option<u64> {
 }
 
 fn main() {
-    let sessions: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(10_000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let sessions: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let evict_after: Option<Duration> = args
+        .iter()
+        .position(|a| a == "--evict-after")
+        .and_then(|i| args.get(i + 1))
+        .map(|t| humantime::parse_duration(t).expect("--evict-after TIME, e.g. 1s"));
     let dir = tempfile::tempdir().expect("a temporary folder");
     std::fs::write(dir.path().join("front.yaml"), FLOW).expect("the flow is written");
     let notifier = Notifier {
@@ -176,10 +182,21 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     rt.block_on(async {
+        let store = match evict_after {
+            Some(_) => callflow::runtime::StoreHandle(std::sync::Arc::new(
+                callflow::runtime::store::sqlite::SqliteStore::open(
+                    &dir.path().join("callflow.db"),
+                )
+                .expect("the store opens"),
+            )),
+            None => callflow::runtime::StoreHandle::memory(),
+        };
         let config = RuntimeConfig {
             flows_dir: dir.path().to_path_buf(),
             callback_uri: notifier.callback_uri.clone(),
             max_sessions: sessions + 10,
+            store,
+            evict_after,
             ..RuntimeConfig::default()
         };
         let runtime = Runtime::start(config, Arc::new(NoopGraph))
@@ -197,6 +214,17 @@ fn main() {
             runtime.settle().await;
         }
         let took = started.elapsed();
+        if let Some(after) = evict_after {
+            let deadline = Instant::now() + after + Duration::from_secs(60);
+            while runtime.evicted_sessions() < sessions && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            println!(
+                "sessions evicted:          {} (after {})",
+                runtime.evicted_sessions(),
+                humantime::format_duration(after)
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
         let live_bytes = LIVE.load(Ordering::Relaxed) - baseline;
         let live = runtime.live_sessions();

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::load::LoadOptions;
+use crate::load::cluster::PostgresLoad;
 
 /// Arguments of `callflow load`.
 #[derive(Debug, Args)]
@@ -41,14 +42,31 @@ pub struct LoadArgs {
     pub load_threads: usize,
     /// Where the server keeps its sessions: `memory` (the default), `sqlite` (a file in a
     /// temporary folder, removed after) or `sqlite:PATH`. With sqlite, the server is also
-    /// restarted on the store at the end and the time until it serves again measured.
+    /// restarted on the store at the end and the time until it serves again measured. With
+    /// `postgres://…` (a database: the run makes a schema of its own in it and drops it at the
+    /// end), --instances `callflow serve` processes share it behind a round-robin balancer.
     #[arg(long, value_name = "STORE", default_value = "memory")]
     pub store: String,
+    /// With a PostgreSQL store: how many `callflow serve` processes.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub instances: usize,
+    /// With a PostgreSQL store: the instances' lease (`serve --lease`).
+    #[arg(long, value_name = "TIME", default_value = "7s")]
+    pub lease: humantime::Duration,
+    /// With a PostgreSQL store: instead of the load, place N calls waiting in a menu, kill -9
+    /// one instance and measure how long each of its calls takes to resume on another.
+    #[arg(long, value_name = "N")]
+    pub failover: Option<usize>,
+    /// With sqlite: evict sessions idle this long (as serve's --evict-after), and read memory
+    /// once the calls placed are evicted [default: never].
+    #[arg(long, value_name = "TIME")]
+    pub evict_after: Option<humantime::Duration>,
 }
 
 /// Runs `callflow load`.
 pub fn run(args: &LoadArgs) -> ExitCode {
     let mut temporary = None;
+    let mut postgres = None;
     let sqlite = match args.store.as_str() {
         "memory" => None,
         "sqlite" => {
@@ -60,9 +78,14 @@ pub fn run(args: &LoadArgs) -> ExitCode {
         other => match crate::runtime::StoreUrl::parse(other) {
             Ok(crate::runtime::StoreUrl::Sqlite(path)) => Some(path),
             Ok(crate::runtime::StoreUrl::Memory) => None,
-            Ok(crate::runtime::StoreUrl::Postgres(_)) => {
-                eprintln!("error: --store: load measures memory or sqlite (postgres: not yet)");
-                return ExitCode::from(2);
+            Ok(crate::runtime::StoreUrl::Postgres(url)) => {
+                postgres = Some(PostgresLoad {
+                    url,
+                    instances: args.instances,
+                    lease: args.lease.into(),
+                    failover: args.failover,
+                });
+                None
             }
             Err(e) => {
                 eprintln!("error: --store: {e}");
@@ -70,6 +93,10 @@ pub fn run(args: &LoadArgs) -> ExitCode {
             }
         },
     };
+    if postgres.is_none() && args.failover.is_some() {
+        eprintln!("error: --failover needs --store postgres://…");
+        return ExitCode::from(2);
+    }
     let options = LoadOptions {
         notifications: args.notifications,
         calls: args.calls,
@@ -79,6 +106,8 @@ pub fn run(args: &LoadArgs) -> ExitCode {
         server_threads: args.server_threads,
         load_threads: args.load_threads,
         sqlite,
+        postgres,
+        evict_after: args.evict_after.map(Into::into),
     };
     let outcome = crate::load::run(&options, &mut std::io::stdout());
     if let Some(dir) = temporary {

@@ -118,6 +118,11 @@ pub struct ServeArgs {
     /// How long ended sessions stay in the store, e.g. 7d, 12h [default: 7d].
     #[arg(long, value_name = "DURATION", env = "CALLFLOW_KEEP_ENDED")]
     pub keep_ended: Option<String>,
+    /// How long a session waiting with nothing in flight stays in memory before it is evicted to
+    /// the store (loaded back by its next notification or timer); 0 or off keeps every session in
+    /// memory. Not with PostgreSQL [default: 30s].
+    #[arg(long, value_name = "DURATION", env = "CALLFLOW_EVICT_AFTER")]
+    pub evict_after: Option<String>,
     /// Where `record` steps deliver recordings: a folder, or an http(s) URL to POST each to
     /// [default: DATA_DIR/recordings].
     #[arg(long, value_name = "DIR|URL", env = "CALLFLOW_RECORDINGS")]
@@ -176,6 +181,7 @@ impl ServeArgs {
             store: self.store.clone(),
             data_dir: self.data_dir.clone(),
             keep_ended: self.keep_ended.clone(),
+            evict_after: self.evict_after.clone(),
             recordings: self.recordings.clone(),
             fetch_allow: (!self.fetch_allow.is_empty()).then(|| self.fetch_allow.clone()),
             fetch_max_bytes: self.fetch_max_bytes.clone().map(Size::Text),

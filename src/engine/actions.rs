@@ -57,6 +57,7 @@ impl Run<'_> {
             Action::Collect(c) => {
                 self.s.digits.clear();
                 self.s.secrets.digits.clear();
+                self.s.key_ids.clear();
                 self.collect_prompt(step, c, false, 0)
             }
             Action::Record(r) => self.record(step, r),
@@ -710,6 +711,7 @@ impl Run<'_> {
                     context,
                     prompt_done: false,
                 };
+                self.s.key_floor = self.main_last_tone();
                 self.set_timer(PROMPT_GUARD);
                 Progress::Wait
             }
@@ -781,7 +783,9 @@ impl Run<'_> {
                     context,
                     prompt_done: false,
                     cut: false,
+                    finished: false,
                 };
+                self.s.key_floor = self.main_last_tone();
                 self.set_timer(PROMPT_GUARD);
                 Progress::Wait
             }
@@ -799,11 +803,27 @@ impl Run<'_> {
     }
 
     /// A key pressed in the current collect: kept, or the end of the input.
-    pub(crate) fn collect_key(&mut self, attempt: u32, key: char) -> Option<Transition> {
+    /// A key of the current collect: `seq` is its tone id, `late` whether
+    /// keys pressed after it arrived first (it then takes its place).
+    pub(crate) fn collect_key(
+        &mut self,
+        attempt: u32,
+        key: char,
+        seq: Option<i64>,
+        late: bool,
+    ) -> Option<Transition> {
         let step = self.current()?;
         let Action::Collect(c) = &step.action else {
             return None;
         };
+        let finished = matches!(self.s.waiting, Waiting::Collect { finished: true, .. });
+        if finished && !late {
+            self.note(format!(
+                "key {key} after the finish key of `{}`: ignored",
+                step.name
+            ));
+            return None;
+        }
         // The first key stops the prompt: the caller knows what to key.
         if let Waiting::Collect {
             prompt_done: false,
@@ -814,18 +834,69 @@ impl Run<'_> {
         {
             self.cut_prompt();
         }
-        if c.finish_on == Some(key) {
-            self.cancel_timer();
-            return self.collect_end(attempt);
+        let full = if c.finish_on == Some(key) {
+            if let Waiting::Collect { finished, .. } = &mut self.s.waiting {
+                *finished = true;
+            }
+            false
+        } else {
+            // Digits are ASCII: a char's place is its byte's.
+            let at = seq.map_or(self.s.key_ids.len(), |n| {
+                self.s.key_ids.iter().filter(|&&k| k < n).count()
+            });
+            let at = at.min(self.collected(c.secret).len());
+            self.collected(c.secret).insert(at, key);
+            if let Some(n) = seq {
+                self.s.key_ids.insert(at.min(self.s.key_ids.len()), n);
+            }
+            self.collected(c.secret).len() >= c.max_digits as usize
+        };
+        let finished = matches!(self.s.waiting, Waiting::Collect { finished: true, .. });
+        if !(full || finished) {
+            self.set_timer(c.digit_timeout);
+            return None;
         }
-        self.collected(c.secret).push(key);
-        let n = self.collected(c.secret).chars().count();
-        if n >= c.max_digits as usize {
-            self.cancel_timer();
-            return self.collect_end(attempt);
+        // A key pressed before this one has not arrived: wait for it (at
+        // most the pause between digits, as for any key).
+        if let Some(missing) = self.missing_key() {
+            self.note(format!(
+                "waiting for key press #{missing}, overtaken by later ones"
+            ));
+            self.set_timer(c.digit_timeout);
+            return None;
         }
-        self.set_timer(c.digit_timeout);
-        None
+        let max = c.max_digits as usize;
+        let digits = self.collected(c.secret);
+        if digits.len() > max {
+            digits.truncate(max);
+            self.s.key_ids.truncate(max);
+        }
+        self.cancel_timer();
+        if full
+            && !finished
+            && let Some(i) = self.s.main_index()
+        {
+            self.s.legs[i].after_full = c.finish_on;
+        }
+        self.collect_end(attempt)
+    }
+
+    /// The main call's highest tone id seen.
+    fn main_last_tone(&self) -> Option<i64> {
+        self.s.main_index().and_then(|i| self.s.legs[i].last_tone)
+    }
+
+    /// A key of the current menu or collect that was overtaken and has
+    /// not arrived: the lowest such tone id.
+    pub(crate) fn missing_key(&self) -> Option<i64> {
+        let i = self.s.main_index()?;
+        let floor = self.s.key_floor;
+        self.s.legs[i]
+            .missed_tones
+            .iter()
+            .copied()
+            .filter(|&m| floor.is_none_or(|f| m > f))
+            .min()
     }
 
     /// Stops the current collect's prompt (`cancelMediaProcessing` on the
@@ -905,6 +976,7 @@ impl Run<'_> {
             return None;
         };
         self.collected(c.secret).clear();
+        self.s.key_ids.clear();
         let attempt = attempt + 1;
         if attempt > c.retries {
             return Some(if invalid {

@@ -75,11 +75,14 @@ pub enum RequestKind {
     /// A `fetch`: an HTTP request to the designer's own service, made by
     /// the runtime (not Graph).
     Fetch,
+    /// The next turn of a `round_robin` ring group, from a counter the
+    /// runtime keeps for every call (not Graph).
+    TakeTurn,
 }
 
 impl RequestKind {
     /// Every kind, in the order of the docs.
-    pub const ALL: [RequestKind; 14] = [
+    pub const ALL: [RequestKind; 15] = [
         RequestKind::Answer,
         RequestKind::Reject,
         RequestKind::Redirect,
@@ -94,6 +97,7 @@ impl RequestKind {
         RequestKind::Hangup,
         RequestKind::KeepAlive,
         RequestKind::Fetch,
+        RequestKind::TakeTurn,
     ];
 
     /// Whether a call seen in `state` (a `GET` of the call the request
@@ -121,7 +125,8 @@ impl RequestKind {
             | RequestKind::CancelMediaProcessing
             | RequestKind::SaveRecording
             | RequestKind::KeepAlive
-            | RequestKind::Fetch => return None,
+            | RequestKind::Fetch
+            | RequestKind::TakeTurn => return None,
         })
     }
 
@@ -142,6 +147,7 @@ impl RequestKind {
             RequestKind::Hangup => "hangup",
             RequestKind::KeepAlive => "keep_alive",
             RequestKind::Fetch => "fetch",
+            RequestKind::TakeTurn => "take_turn",
         }
     }
 
@@ -167,6 +173,8 @@ impl RequestKind {
             RequestKind::KeepAlive => ("POST", Some("keepAlive")),
             // Not Graph: the designer's service, at the step's URL (GET or POST).
             RequestKind::Fetch => ("GET", Some("{url}")),
+            // Not Graph, nor HTTP: the session store's counter of the group.
+            RequestKind::TakeTurn => ("TAKE", Some("{group}")),
         }
     }
 
@@ -178,6 +186,7 @@ impl RequestKind {
             // The download goes to the URL Graph's operation gave, not to Graph's root.
             _ if self == RequestKind::SaveRecording => "{recordingLocation}".to_owned(),
             _ if self == RequestKind::Fetch => "{url}".to_owned(),
+            _ if self == RequestKind::TakeTurn => "{group}".to_owned(),
             None => "/communications/calls".to_owned(),
             Some("") => format!("/communications/calls/{call_id}"),
             Some(action) => format!("/communications/calls/{call_id}/{action}"),
@@ -334,6 +343,15 @@ pub enum Command {
         #[serde(skip)]
         sent: Option<super::fetch::Sent>,
     },
+    /// The next turn of a `round_robin` ring group: the runtime takes it
+    /// from the group's counter, shared by every call (the store's), and
+    /// feeds back [`Event::Turn`](super::Event::Turn).
+    TakeTurn {
+        /// The command's id.
+        id: CommandId,
+        /// The group: `FLOW/STEP`.
+        group: String,
+    },
     /// Deliver [`Event::TimerFired`](super::Event::TimerFired) for `timer` at `at`.
     SetTimer {
         /// The timer.
@@ -365,7 +383,8 @@ impl Command {
             | Command::SaveRecording { id, .. }
             | Command::Hangup { id, .. }
             | Command::KeepAlive { id, .. }
-            | Command::Fetch { id, .. } => Some(*id),
+            | Command::Fetch { id, .. }
+            | Command::TakeTurn { id, .. } => Some(*id),
             Command::SetTimer { .. } | Command::CancelTimer { .. } => None,
         }
     }
@@ -387,6 +406,7 @@ impl Command {
             Command::Hangup { .. } => RequestKind::Hangup,
             Command::KeepAlive { .. } => RequestKind::KeepAlive,
             Command::Fetch { .. } => RequestKind::Fetch,
+            Command::TakeTurn { .. } => RequestKind::TakeTurn,
             Command::SetTimer { .. } | Command::CancelTimer { .. } => return None,
         })
     }
@@ -408,6 +428,7 @@ impl Command {
             | Command::KeepAlive { call_id, .. } => Some(call_id),
             Command::CreateCall { .. }
             | Command::Fetch { .. }
+            | Command::TakeTurn { .. }
             | Command::SetTimer { .. }
             | Command::CancelTimer { .. } => None,
         }
@@ -524,6 +545,9 @@ impl Command {
             Command::Fetch { request, .. } => {
                 fields.insert("method".into(), request.method.as_str().into());
                 fields.insert("url".into(), request.url.clone().into());
+            }
+            Command::TakeTurn { group, .. } => {
+                fields.insert("group".into(), group.clone().into());
             }
             Command::SubscribeToTone { .. }
             | Command::CancelMediaProcessing { .. }

@@ -146,6 +146,19 @@ pub trait CallControl {
         )))
     }
 
+    /// The next turn of the `round_robin` ring group `group` (`FLOW/STEP`):
+    /// how many turns its counter had handed out before (from `0`), the
+    /// counter shared by every call. The default refuses: this control keeps
+    /// no counter (the engine then rings from the first target).
+    fn take_turn(&self, group: &str) -> impl Future<Output = Result<u64, ControlError>> + Send {
+        let _ = group;
+        std::future::ready(Err(ControlError::new(
+            0,
+            "TurnUnavailable",
+            "this control keeps no turn counter",
+        )))
+    }
+
     /// `DELETE …/calls/{id}` (`204`).
     fn hangup(&self, call_id: &str) -> impl Future<Output = Result<(), ControlError>> + Send;
 
@@ -232,6 +245,10 @@ pub async fn execute<C: CallControl + ?Sized>(control: &C, command: &Command) ->
                 command: id,
                 answer,
             }),
+        Command::TakeTurn { group, .. } => control
+            .take_turn(group)
+            .await
+            .map(|turn| Event::Turn { command: id, turn }),
         Command::Hangup { call_id, .. } => control.hangup(call_id).await.map(|()| accepted(None)),
         Command::KeepAlive { call_id, .. } => {
             control.keep_alive(call_id).await.map(|()| accepted(None))

@@ -318,6 +318,15 @@ pub enum Event {
         /// The answer.
         answer: super::fetch::FetchAnswer,
     },
+    /// The turn a `round_robin` ring group takes (the result of
+    /// [`Command::TakeTurn`](super::Command::TakeTurn)): how many turns its
+    /// counter had handed out before this one (the first is `0`).
+    Turn {
+        /// The command.
+        command: CommandId,
+        /// The turn.
+        turn: u64,
+    },
     /// Graph refused a request, or it could not be sent.
     RequestFailed {
         /// The command.
@@ -452,6 +461,7 @@ impl Event {
             | Event::Accepted { .. }
             | Event::RecordingSaved { .. }
             | Event::Fetched { .. }
+            | Event::Turn { .. }
             | Event::RequestFailed { .. }
             | Event::Fault { .. } => None,
         }

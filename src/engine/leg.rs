@@ -71,6 +71,15 @@ pub struct Leg {
     /// The highest tone sequence id seen (to drop repeats).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_tone: Option<i64>,
+    /// Tone sequence ids below `last_tone` not received yet (Graph's
+    /// notifications may overtake each other): such a key is late, not a
+    /// repeat. At most [`MISSED_TONES`], the oldest forgotten first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missed_tones: Vec<i64>,
+    /// The finish key of a `collect` that ended on its most digits: the
+    /// very next key, if it is this one, only ends what was already whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_full: Option<char>,
     /// A transfer in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer: Option<TransferProgress>,
@@ -92,7 +101,56 @@ pub struct Leg {
     pub answered: bool,
 }
 
+/// How many missing tone sequence ids a leg remembers.
+pub const MISSED_TONES: usize = 16;
+
+/// Where a key press falls among those of its call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToneOrder {
+    /// After every key seen; `next` when it is the one just after the last.
+    Fresh {
+        /// Whether no id was skipped.
+        next: bool,
+    },
+    /// Below the highest id seen, and not seen before: it was overtaken.
+    Late,
+    /// Seen before (Graph sent it again).
+    Repeat,
+}
+
 impl Leg {
+    /// Where the key with sequence id `seq` falls, without recording it.
+    pub fn tone_order(&self, seq: i64) -> ToneOrder {
+        match self.last_tone {
+            None => ToneOrder::Fresh { next: true },
+            Some(last) if seq > last => ToneOrder::Fresh {
+                next: seq == last + 1,
+            },
+            Some(_) if self.missed_tones.contains(&seq) => ToneOrder::Late,
+            Some(_) => ToneOrder::Repeat,
+        }
+    }
+
+    /// Records the key with sequence id `seq`; where it fell.
+    pub fn see_tone(&mut self, seq: i64) -> ToneOrder {
+        let order = self.tone_order(seq);
+        match order {
+            ToneOrder::Fresh { .. } => {
+                if let Some(last) = self.last_tone {
+                    // A burst of skipped ids is remembered only near `seq`.
+                    let from = (last + 1).max(seq - MISSED_TONES as i64);
+                    self.missed_tones.extend(from..seq);
+                    let over = self.missed_tones.len().saturating_sub(MISSED_TONES);
+                    self.missed_tones.drain(..over);
+                }
+                self.last_tone = Some(seq);
+            }
+            ToneOrder::Late => self.missed_tones.retain(|&m| m != seq),
+            ToneOrder::Repeat => {}
+        }
+        order
+    }
+
     /// A leg with only a tag and a role.
     pub fn new(tag: impl Into<String>, role: LegRole) -> Self {
         Leg {
@@ -107,6 +165,8 @@ impl Leg {
             to: Party::default(),
             tones_subscribed: false,
             last_tone: None,
+            missed_tones: Vec::new(),
+            after_full: None,
             transfer: None,
             hangup_sent: false,
             abandoned: false,

@@ -31,7 +31,7 @@ pub mod leg;
 pub mod outcome;
 mod reactions;
 pub mod request_line;
-mod ring;
+pub mod ring;
 pub mod rules;
 mod run;
 pub mod scope;

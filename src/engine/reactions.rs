@@ -18,6 +18,7 @@ use crate::graph::wire::{
 
 use super::command::{CommandId, RequestKind};
 use super::event::{Event, IncomingCall, OperationUpdate, StateChange};
+use super::leg::ToneOrder;
 use super::run::{Progress, Run, Transition};
 use super::session::{EventJson, Leg, LegRole, Outcome, PendingRequest, Waiting};
 use super::timeline::Entry;
@@ -151,8 +152,7 @@ impl Run<'_> {
                 let repeat = sequence_id.is_some_and(|n| {
                     self.s
                         .leg_index(call_id)
-                        .and_then(|i| self.s.legs[i].last_tone)
-                        .is_some_and(|last| n <= last)
+                        .is_some_and(|i| self.s.legs[i].tone_order(n) == ToneOrder::Repeat)
                 });
                 let key = if repeat || self.collecting_secret() {
                     "•".to_owned()
@@ -204,7 +204,8 @@ impl Run<'_> {
                 ..
             } => format!("recording saved: {location} ({bytes} bytes, {duration_seconds}s)"),
             Event::Fetched { answer, .. } => format!("the service answered {}", answer.status),
-            Event::RequestFailed { .. } | Event::Fault { .. } => return,
+            // The step's note says which target the turn starts at.
+            Event::Turn { .. } | Event::RequestFailed { .. } | Event::Fault { .. } => return,
         };
         self.entry(Entry::Event(text));
     }
@@ -277,6 +278,10 @@ impl Run<'_> {
             Event::Fetched { command, answer } => {
                 self.take_pending(command);
                 self.fetched(command, answer)
+            }
+            Event::Turn { command, turn } => {
+                self.take_pending(command);
+                self.ring_turn(command, turn)
             }
             Event::RequestFailed {
                 command,
@@ -644,22 +649,45 @@ impl Run<'_> {
     ) -> Option<Transition> {
         let i = self.s.leg_index(call_id)?;
         let leg = &mut self.s.legs[i];
-        if let Some(seq) = sequence {
-            if leg.last_tone.is_some_and(|last| seq <= last) {
-                let tag = leg.tag.clone();
+        let tag = leg.tag.clone();
+        let after_full = leg.after_full.take();
+        let order = sequence.map(|seq| leg.see_tone(seq));
+        match order {
+            Some(ToneOrder::Repeat) => {
+                leg.after_full = after_full;
+                let seq = sequence.unwrap_or_default();
                 self.note(format!("{tag}: repeated key press #{seq} ignored"));
                 return None;
             }
-            leg.last_tone = Some(seq);
+            // Pressed before the current menu or collect began, overtaken
+            // by the keys that ended the step it was meant for.
+            Some(ToneOrder::Late)
+                if sequence.zip(self.s.key_floor).is_some_and(|(n, f)| n <= f) =>
+            {
+                let seq = sequence.unwrap_or_default();
+                self.note(format!(
+                    "{tag}: key press #{seq} arrived after the step it was for: ignored"
+                ));
+                return None;
+            }
+            _ => {}
         }
         let key = key?;
+        let in_turn = matches!(order, None | Some(ToneOrder::Fresh { next: true }));
+        if after_full == Some(key) && in_turn {
+            self.note(format!(
+                "{tag}: key {key} after an entry already complete: ignored"
+            ));
+            return None;
+        }
         let attempt = match self.s.waiting.clone() {
             Waiting::Menu { attempt, .. } => attempt,
             Waiting::Collect { attempt, .. } => {
                 if self.s.legs[i].role != LegRole::Main {
                     return None;
                 }
-                return self.collect_key(attempt, key);
+                let late = order == Some(ToneOrder::Late);
+                return self.collect_key(attempt, key, sequence, late);
             }
             _ => {
                 self.note(format!("key {key} pressed outside a menu: ignored"));
@@ -684,27 +712,46 @@ impl Run<'_> {
 
     // ----- restarts -------------------------------------------------------
 
-    /// The runtime came back with this session: a menu whose timeout has
+    /// The runtime came back with this session, whose caller heard nothing
+    /// while the server was down: a menu or a collect whose timeout has
     /// not run out plays its prompt again (same attempt, a fresh timeout
-    /// after it), since the caller heard nothing while the server was down
-    /// and may have missed the choices. A menu whose timeout passed while
-    /// the server was down is left to its timer, which fires at once.
+    /// after it; a collect's digits keyed before are dropped, the caller
+    /// keys them again), and a ring group's hold music starts again. A
+    /// menu or collect whose timeout passed while the server was down is
+    /// left to its timer, which fires at once.
     fn resumed(&mut self) -> Option<Transition> {
         if self.s.is_ended() {
             return None;
         }
-        let Waiting::Menu { attempt, .. } = self.s.waiting.clone() else {
-            return None;
+        let attempt = match self.s.waiting.clone() {
+            Waiting::Menu { attempt, .. } | Waiting::Collect { attempt, .. } => attempt,
+            Waiting::RingGroup(_) => return self.ring_resumed(),
+            _ => return None,
         };
         if self.s.timer.is_some_and(|t| t.at <= self.now) {
             return None;
         }
         let step = self.current()?;
-        let Action::Menu(m) = &step.action else {
-            return None;
+        let progress = match &step.action {
+            Action::Menu(m) => {
+                self.note("the menu plays its prompt again");
+                self.menu_prompt(step, &m.prompt, None, attempt)
+            }
+            Action::Collect(c) => {
+                let keyed = self.collected(c.secret);
+                let dropped = !keyed.is_empty();
+                keyed.clear();
+                self.s.key_ids.clear();
+                self.note(if dropped {
+                    "the collect plays its prompt again; the digits keyed before the restart are dropped"
+                } else {
+                    "the collect plays its prompt again"
+                });
+                self.collect_prompt(step, c, false, attempt)
+            }
+            _ => return None,
         };
-        self.note("the menu plays its prompt again");
-        match self.menu_prompt(step, &m.prompt, None, attempt) {
+        match progress {
             Progress::Then(t) => Some(t),
             Progress::Wait | Progress::Ended => None,
         }
@@ -751,7 +798,13 @@ impl Run<'_> {
             )),
             Waiting::Menu { attempt, .. } => self.menu_retry(attempt, false),
             Waiting::Collect { attempt, .. } => self.collect_end(attempt),
-            Waiting::Invite { .. } => Some(Transition::Timeout),
+            Waiting::Invite { .. } => {
+                if let Action::Invite(v) = &step.action {
+                    let waited = humantime::format_duration(v.timeout);
+                    self.note(format!("nobody invited joined within {waited}"));
+                }
+                Some(Transition::Timeout)
+            }
             Waiting::Fetch { .. } | Waiting::FetchRetry { .. } => self.fetch_timer(),
             Waiting::Record { .. } => Some(Transition::Failure(
                 "the recording did not finish in time".into(),
@@ -870,7 +923,8 @@ impl Run<'_> {
             | RequestKind::Hangup
             | RequestKind::KeepAlive
             | RequestKind::CancelMediaProcessing
-            | RequestKind::Fetch => {
+            | RequestKind::Fetch
+            | RequestKind::TakeTurn => {
                 self.take_pending(command);
                 None
             }
@@ -895,24 +949,56 @@ impl Run<'_> {
             let why = format!("the fetch failed: {code}: {message}");
             return self.fetch_request_failed(command, status, code, why);
         }
+        if p.kind == RequestKind::TakeTurn {
+            return self.ring_turn_failed(command, code, &why);
+        }
         let waiting = self.s.waiting.clone();
-        // A menu's prompt or tone subscription that may not have reached
-        // Graph is not a failure of the menu: its prompt is played again
-        // (at a resume, or when its guard timer runs out), subscribing first.
+        // A ring group's attempt that may not have been placed is an
+        // attempt not answered, not a failure of the group: the next round
+        // rings again.
+        if code == "MaybeSent"
+            && p.kind == RequestKind::CreateCall
+            && matches!(waiting, Waiting::RingGroup(_))
+            && self.ring_attempt(p.leg)
+        {
+            if let Some(l) = self.s.legs.get_mut(p.leg) {
+                l.state = Some(CallState::Terminated);
+                l.abandoned = false;
+            }
+            self.note(format!("{why}; the attempt counts as not answered"));
+            self.ring_attempt_ended(p.leg);
+            return None;
+        }
+        // A menu's or a collect's prompt or tone subscription, or the hold
+        // music of a ring group, that may not have reached Graph is not a
+        // failure of the step: the prompt is played again (at a resume, or
+        // when its guard timer runs out), subscribing first.
         if code == "MaybeSent"
             && matches!(
                 p.kind,
                 RequestKind::PlayPrompt | RequestKind::SubscribeToTone
             )
-            && matches!(waiting, Waiting::Menu { .. })
         {
-            if p.kind == RequestKind::SubscribeToTone
-                && let Some(l) = self.s.legs.get_mut(p.leg)
-            {
-                l.tones_subscribed = false;
+            let again = match &waiting {
+                Waiting::Menu { .. } => Some("the menu will play its prompt again"),
+                Waiting::Collect { .. } => Some("the collect will play its prompt again"),
+                Waiting::RingGroup(r)
+                    if p.kind == RequestKind::PlayPrompt
+                        && p.client_context.as_deref() == Some(r.hold.as_str()) =>
+                {
+                    Some("the hold music will play again")
+                }
+                _ => None,
+            };
+            if let Some(again) = again {
+                if p.kind == RequestKind::SubscribeToTone
+                    && let Some(l) = self.s.legs.get_mut(p.leg)
+                {
+                    l.tones_subscribed = false;
+                }
+                self.note(format!("{why}; {again}"));
+                return None;
             }
-            self.note(format!("{why}; the menu will play its prompt again"));
-            return None;
         }
         let t = self.failed_request(&p, command, why.clone(), waiting);
         if t.is_none() {
@@ -1001,7 +1087,8 @@ impl Run<'_> {
             | RequestKind::Hangup
             | RequestKind::KeepAlive
             | RequestKind::CancelMediaProcessing
-            | RequestKind::Fetch => None,
+            | RequestKind::Fetch
+            | RequestKind::TakeTurn => None,
         }
     }
 
@@ -1174,6 +1261,7 @@ impl Run<'_> {
                     context: c,
                     prompt_done: false,
                     cut,
+                    finished,
                 },
             ) if Some(c.as_str()) == context => {
                 if !ok && !cut {
@@ -1187,6 +1275,7 @@ impl Run<'_> {
                     context: c,
                     prompt_done: true,
                     cut,
+                    finished,
                 };
                 let step = self.current()?;
                 if let Action::Collect(col) = &step.action {

@@ -148,6 +148,10 @@ pub enum Waiting {
         /// is the prompt's end, not a failure.
         #[serde(default)]
         cut: bool,
+        /// Whether the finish key came while a key before it had not
+        /// arrived: the entry ends once that one does (or its pause does).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        finished: bool,
     },
     /// A `recordResponse` to finish.
     Record {
@@ -206,6 +210,18 @@ pub struct RingState {
     pub announce_due: bool,
     /// The client context of the prompt playing to the caller.
     pub hold: String,
+    /// The turn a `round_robin` group asked the runtime for and awaits:
+    /// nothing rings until it comes (or [`TURN_WAIT`](super::ring::TURN_WAIT) passes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asking: Option<CommandId>,
+    /// Plays of the hold music that failed in a row (it is played again up
+    /// to [`HOLD_RETRIES`](super::ring::HOLD_RETRIES) times).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hold_failures: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The timer the current step set.
@@ -309,6 +325,14 @@ pub struct Session {
     /// Keys pressed in the current menu (`digits`).
     #[serde(default)]
     pub digits: String,
+    /// The tone sequence ids of the current collect's digits, in order: a
+    /// key that was overtaken takes its place by its id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_ids: Vec<i64>,
+    /// The main call's highest tone id when the current menu or collect
+    /// prompt began: a late key at or below it was pressed before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_floor: Option<i64>,
     /// The last notification's `resourceData` (`event`).
     #[serde(default)]
     pub last_event: EventJson,
@@ -394,6 +418,8 @@ impl Session {
                 .collect(),
             params: Map::new(),
             digits: String::new(),
+            key_ids: Vec::new(),
+            key_floor: None,
             last_event: EventJson::default(),
             timer: None,
             pending: Vec::new(),

@@ -723,3 +723,497 @@ fn a_serial_ring_group_cycles_through_its_targets_then_gives_up() {
     );
     assert_eq!(h.step_name(), Some("sorry"), "on_timeout");
 }
+
+fn hold_context(h: &Harness) -> String {
+    match &h.s.waiting {
+        Waiting::RingGroup(r) => r.hold.clone(),
+        w => panic!("not holding in a ring group: {w:?}"),
+    }
+}
+
+fn hold_op(h: &mut Harness, context: &str, status: OperationStatus) -> Vec<Command> {
+    h.requests(Event::Operation(OperationUpdate {
+        call_id: "c1".into(),
+        operation_id: Some(format!("op-{context}")),
+        status: Some(status),
+        client_context: Some(context.into()),
+        result: None,
+        completion_reason: None,
+        recording: None,
+    }))
+}
+
+fn turn_asked(sent: &[Command]) -> (CommandId, String) {
+    sent.iter()
+        .find_map(|c| match c {
+            Command::TakeTurn { id, group } => Some((*id, group.clone())),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("the group asks for its turn: {sent:?}"))
+}
+
+fn rung(sent: &[Command]) -> Vec<String> {
+    sent.iter()
+        .filter_map(|c| match c {
+            Command::CreateCall { body, .. } => body.targets.as_deref()?[0]
+                .identity
+                .phone
+                .as_ref()
+                .map(|p| p.id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_round_robin_group_rings_from_the_target_its_turn_names_and_wraps() {
+    let (mut h, sent) = ring_harness("round_robin");
+    assert!(matches!(sent.first(), Some(Command::PlayPrompt { call_id, .. }) if call_id == "c1"));
+    let (asked, group) = turn_asked(&sent);
+    assert_eq!(group, "t/team", "the counter is the flow's and the step's");
+    assert!(
+        rung(&sent).is_empty(),
+        "nothing rings before the turn comes"
+    );
+    // Turn 3 of a group of two starts at its second target.
+    let sent = h.requests(Event::Turn {
+        command: asked,
+        turn: 3,
+    });
+    assert_eq!(rung(&sent), ["+14255550182"]);
+    let text = h.s.timeline.render(chrono_tz::Tz::UTC);
+    assert!(
+        text.contains("take_turn {group: t/team} on store"),
+        "{text}"
+    );
+    assert!(
+        text.contains("turn 3: ringing from target 2 of 2, +14255550182"),
+        "{text}"
+    );
+    // Its ring timeout over, the next is the first: it wraps.
+    let tag = created_tags(&sent)[0].clone();
+    h.requests(Event::CallCreated {
+        tag,
+        call_id: "k1".into(),
+    });
+    let timer = h.s.timer.expect("the round's timer");
+    h.now = timer.at - Duration::milliseconds(100);
+    let sent = h.requests(Event::TimerFired { timer: timer.id });
+    assert_eq!(rung(&sent), ["+14255550181"], "{sent:?}");
+    // A second answer to the same question changes nothing.
+    assert!(
+        h.requests(Event::Turn {
+            command: asked,
+            turn: 4
+        })
+        .is_empty()
+    );
+}
+
+#[test]
+fn a_turn_that_does_not_come_in_time_rings_from_the_first_target() {
+    let (mut h, sent) = ring_harness("round_robin");
+    let (asked, _) = turn_asked(&sent);
+    let timer = h.s.timer.expect("the wait for the turn");
+    assert_eq!(
+        timer.at,
+        h.now + Duration::from_std(ring::TURN_WAIT).expect("5 s")
+    );
+    h.now = timer.at - Duration::milliseconds(100);
+    let sent = h.requests(Event::TimerFired { timer: timer.id });
+    assert_eq!(rung(&sent), ["+14255550181"]);
+    assert!(
+        h.s.timeline
+            .render(chrono_tz::Tz::UTC)
+            .contains("no turn came within 5s: ringing from the first target")
+    );
+    // The late turn is not used: the ringing has begun.
+    assert!(
+        h.requests(Event::Turn {
+            command: asked,
+            turn: 1
+        })
+        .is_empty()
+    );
+    // A store that cannot give a turn rings from the first target too.
+    let (mut h, sent) = ring_harness("round_robin");
+    let (asked, _) = turn_asked(&sent);
+    let sent = h.requests(Event::RequestFailed {
+        command: asked,
+        status: 0,
+        code: "StoreFailed".into(),
+        message: "the store is closed".into(),
+    });
+    assert_eq!(rung(&sent), ["+14255550181"]);
+    assert!(h.s.timeline.render(chrono_tz::Tz::UTC).contains(
+        "no turn (take_turn failed: 0 StoreFailed: the store is closed): ringing from the first target"
+    ));
+}
+
+#[test]
+fn a_turn_asked_before_a_restart_is_asked_again_and_the_caller_hears_the_music_again() {
+    let (mut h, sent) = ring_harness("round_robin");
+    let (asked, _) = turn_asked(&sent);
+    let first_hold = hold_context(&h);
+    // The restart settles the question in flight as `MaybeSent`.
+    let sent = h.requests(Event::RequestFailed {
+        command: asked,
+        status: 0,
+        code: "MaybeSent".into(),
+        message: "the server stopped".into(),
+    });
+    let (again, group) = turn_asked(&sent);
+    assert_ne!(again, asked, "a new question");
+    assert_eq!(group, "t/team");
+    assert!(rung(&sent).is_empty());
+    let sent = h.requests(Event::Resumed);
+    assert!(
+        matches!(sent.as_slice(), [Command::PlayPrompt { call_id, body, .. }]
+            if call_id == "c1" && body.prompts[0].media_info.uri == "https://cdn/hold.wav"),
+        "the hold music plays again: {sent:?}"
+    );
+    assert_ne!(hold_context(&h), first_hold);
+    // The answer to the lost question is not used; the new one is.
+    assert!(
+        h.requests(Event::Turn {
+            command: asked,
+            turn: 0
+        })
+        .is_empty()
+    );
+    let sent = h.requests(Event::Turn {
+        command: again,
+        turn: 1,
+    });
+    assert_eq!(rung(&sent), ["+14255550182"]);
+}
+
+#[test]
+fn the_hold_music_plays_on_after_an_attempt_fails_and_after_it_failed_itself() {
+    let (mut h, sent) = ring_harness("serial");
+    let tag = created_tags(&sent)[0].clone();
+    h.requests(Event::CallCreated {
+        tag,
+        call_id: "k1".into(),
+    });
+    // The agent is busy: the attempt ends, the music goes on.
+    let busy = StateChange::new("k1", CallState::Terminated).with_result(ResultInfo {
+        code: Some(crate::graph::wire::Code::Number(486)),
+        ..ResultInfo::default()
+    });
+    assert!(h.requests(Event::CallState(busy)).is_empty());
+    let hold = hold_context(&h);
+    let sent = hold_op(&mut h, &hold, OperationStatus::Completed);
+    assert!(
+        matches!(sent.as_slice(), [Command::PlayPrompt { call_id, .. }] if call_id == "c1"),
+        "the music plays again after the failed attempt: {sent:?}"
+    );
+    // A play that fails is played again, up to 3 times in a row...
+    for n in 1..=ring::HOLD_RETRIES {
+        let hold = hold_context(&h);
+        let sent = hold_op(&mut h, &hold, OperationStatus::Failed);
+        assert!(
+            matches!(sent.as_slice(), [Command::PlayPrompt { .. }]),
+            "failure {n}: played again: {sent:?}"
+        );
+    }
+    // ...then the caller holds in silence; the group still rings.
+    let hold = hold_context(&h);
+    assert!(hold_op(&mut h, &hold, OperationStatus::Failed).is_empty());
+    assert!(h.s.timeline.render(chrono_tz::Tz::UTC).contains(
+        "the hold music failed 4 times in a row; the caller holds in silence while the targets ring"
+    ));
+    assert!(matches!(h.s.waiting, Waiting::RingGroup(_)));
+    // A success in between starts the count again.
+    let (mut h, _) = ring_harness("serial");
+    for _ in 0..ring::HOLD_RETRIES {
+        let hold = hold_context(&h);
+        hold_op(&mut h, &hold, OperationStatus::Failed);
+    }
+    let hold = hold_context(&h);
+    hold_op(&mut h, &hold, OperationStatus::Completed);
+    let hold = hold_context(&h);
+    assert!(
+        !hold_op(&mut h, &hold, OperationStatus::Failed).is_empty(),
+        "played again: the failures were not in a row"
+    );
+}
+
+#[test]
+fn a_hold_music_play_in_flight_at_a_restart_is_not_a_failure_of_the_group() {
+    let (mut h, sent) = ring_harness("serial");
+    let play = sent
+        .iter()
+        .find_map(|c| match c {
+            Command::PlayPrompt { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("the hold music");
+    let sent = h.requests(Event::RequestFailed {
+        command: play,
+        status: 0,
+        code: "MaybeSent".into(),
+        message: "the server stopped".into(),
+    });
+    assert!(sent.is_empty(), "{sent:?}");
+    assert_eq!(h.step_name(), Some("team"), "still holding");
+    let sent = h.requests(Event::Resumed);
+    assert!(
+        matches!(sent.as_slice(), [Command::PlayPrompt { .. }]),
+        "{sent:?}"
+    );
+}
+
+const COLLECT: &str = r#"
+flow: t
+trigger:
+  incoming_call:
+    to: ["+14255550100"]
+start: greet
+steps:
+  greet:
+    answer: {}
+    next: account
+  account:
+    collect:
+      prompt: https://cdn/account.wav
+      into: account
+      min_digits: 6
+      max_digits: 6
+      retries: 1
+    next: done
+  done:
+    log: "account ${vars.account}"
+"#;
+
+#[test]
+fn a_collect_waiting_at_a_restart_plays_its_prompt_again_and_takes_the_digits_anew() {
+    let mut h = Harness::with(COLLECT);
+    h.incoming();
+    let sent = h.state("c1", CallState::Established);
+    let Some(Command::PlayPrompt { body, .. }) = sent.last() else {
+        panic!("the collect plays its prompt: {sent:?}");
+    };
+    let context = body.client_context.clone().expect("a client context");
+    h.prompt_done(&context);
+    h.key('4', 1);
+    h.key('1', 2);
+    let sent = h.requests(Event::Resumed);
+    let Some(Command::PlayPrompt { body, .. }) = sent.last() else {
+        panic!("the collect plays its prompt again: {sent:?}");
+    };
+    assert_eq!(body.prompts[0].media_info.uri, "https://cdn/account.wav");
+    let again = body.client_context.clone().expect("a client context");
+    assert!(
+        matches!(&h.s.waiting, Waiting::Collect { attempt: 0, context, prompt_done: false, .. } if *context == again),
+        "the same attempt: {:?}",
+        h.s.waiting
+    );
+    assert!(h.s.digits.is_empty(), "the digits keyed before are dropped");
+    assert!(h.s.timeline.render(chrono_tz::Tz::UTC).contains(
+        "the collect plays its prompt again; the digits keyed before the restart are dropped"
+    ));
+    // The whole number keyed again is taken.
+    for (n, k) in "412345".chars().enumerate() {
+        h.key(k, 3 + n as i64);
+    }
+    assert_eq!(h.step_name(), Some("done"));
+    assert_eq!(h.s.vars.get("account"), Some(&Value::from("412345")));
+    // A collect whose timeout passed while the server was down is left to
+    // its timer; a prompt in flight at the stop is not a failure.
+    let mut h = Harness::with(COLLECT);
+    h.incoming();
+    let sent = h.state("c1", CallState::Established);
+    let play = sent
+        .iter()
+        .rev()
+        .find_map(|c| match c {
+            Command::PlayPrompt { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("the prompt");
+    assert!(
+        h.requests(Event::RequestFailed {
+            command: play,
+            status: 0,
+            code: "MaybeSent".into(),
+            message: "the server stopped".into(),
+        })
+        .is_empty()
+    );
+    assert_eq!(h.step_name(), Some("account"));
+    h.now = h.s.timer.expect("the prompt's guard").at;
+    assert!(h.requests(Event::Resumed).is_empty());
+}
+
+#[test]
+fn an_attempt_placed_as_the_server_stopped_counts_as_not_answered() {
+    let (mut h, sent) = ring_harness("serial");
+    let create = sent
+        .iter()
+        .find_map(|c| match c {
+            Command::CreateCall { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("the first attempt");
+    let sent = h.requests(Event::RequestFailed {
+        command: create,
+        status: 0,
+        code: "MaybeSent".into(),
+        message: "the server stopped".into(),
+    });
+    assert!(sent.is_empty(), "nothing stops: {sent:?}");
+    assert_eq!(h.step_name(), Some("team"), "the group goes on");
+    assert!(
+        h.s.timeline
+            .render(chrono_tz::Tz::UTC)
+            .contains("the attempt counts as not answered")
+    );
+    // The round's end rings the next target.
+    let timer = h.s.timer.expect("the round's timer");
+    h.now = timer.at - Duration::milliseconds(100);
+    let sent = h.requests(Event::TimerFired { timer: timer.id });
+    assert_eq!(rung(&sent), ["+14255550182"], "{sent:?}");
+}
+
+const KEYED: &str = r##"
+flow: t
+trigger:
+  incoming_call:
+    to: ["+14255550100"]
+start: greet
+steps:
+  greet:
+    answer: {}
+    next: account
+  account:
+    collect:
+      prompt: https://cdn/account.wav
+      into: account
+      min_digits: 4
+      max_digits: 4
+      finish_on: "#"
+      digit_timeout: 3s
+    next: pin
+    on_timeout: bye
+    on_invalid: bye
+  pin:
+    collect:
+      prompt: https://cdn/pin.wav
+      into: pin
+      min_digits: 2
+      max_digits: 6
+      finish_on: "#"
+    next: bye
+    on_timeout: bye
+    on_invalid: bye
+  bye:
+    hangup: {}
+"##;
+
+/// Answered and in `account`, its prompt finished; returns the harness.
+fn collecting() -> Harness {
+    let mut h = Harness::with(KEYED);
+    h.incoming();
+    let sent = h.state("c1", CallState::Established);
+    let Some(Command::PlayPrompt { body, .. }) = sent.last() else {
+        panic!("the collect plays its prompt: {sent:?}");
+    };
+    let context = body.client_context.clone().expect("a client context");
+    h.prompt_done(&context);
+    h
+}
+
+fn timeline(h: &Harness) -> String {
+    h.s.timeline.render(chrono_tz::UTC)
+}
+
+fn assert_noted(h: &Harness, text: &str) {
+    let t = timeline(h);
+    assert!(t.contains(text), "`{text}` is not in\n{t}");
+}
+
+#[test]
+fn keys_that_overtake_each_other_are_collected_in_the_order_pressed() {
+    let mut h = collecting();
+    // Graph's notifications of 1 2 3 4 arrive as 1 3 2 4.
+    for (key, seq) in [('1', 1), ('3', 3), ('2', 2), ('4', 4)] {
+        h.key(key, seq);
+    }
+    assert_eq!(h.s.vars["account"], "1234", "{}", timeline(&h));
+    assert_eq!(h.step_name(), Some("pin"));
+}
+
+#[test]
+fn a_full_entry_waits_for_an_overtaken_key_and_takes_it_in_its_place() {
+    let mut h = collecting();
+    // 1 2 3 4 pressed; 2 arrives last: four keys have come only then.
+    for (key, seq) in [('1', 1), ('3', 3), ('4', 4)] {
+        h.key(key, seq);
+    }
+    assert_eq!(h.step_name(), Some("account"));
+    h.key('2', 2);
+    assert_eq!(h.s.vars["account"], "1234", "{}", timeline(&h));
+    // The finish key the caller pressed after a full entry does not reach `pin`.
+    h.key('#', 5);
+    for (key, seq) in [('7', 6), ('8', 7), ('#', 8)] {
+        h.key(key, seq);
+    }
+    assert_eq!(h.s.vars["pin"], "78", "{}", timeline(&h));
+    assert_noted(&h, "main: key # after an entry already complete: ignored");
+}
+
+#[test]
+fn a_finish_key_that_overtakes_a_digit_waits_for_it() {
+    let mut h = collecting();
+    h.key('1', 1);
+    h.key('2', 2);
+    h.key('#', 4);
+    assert_eq!(h.step_name(), Some("account"));
+    assert_noted(&h, "waiting for key press #3, overtaken by later ones");
+    // A key pressed after the finish key is not part of this entry.
+    h.key('9', 5);
+    h.key('3', 3);
+    assert_eq!(h.s.vars.get("account"), None, "three digits are too few");
+    assert_noted(&h, "key 9 after the finish key of `account`: ignored");
+    assert_noted(&h, "`123` is fewer than 4 digits in `account`");
+}
+
+#[test]
+fn an_overtaken_key_that_never_arrives_ends_the_entry_at_the_pause() {
+    let mut h = collecting();
+    h.key('1', 1);
+    h.key('#', 3);
+    assert_eq!(h.step_name(), Some("account"));
+    // The pause between digits ends the wait with what came.
+    let timer =
+        h.s.timer
+            .map(|t| t.id)
+            .expect("the pause between digits runs");
+    let fired = h.feed(Event::TimerFired { timer });
+    assert!(
+        timeline(&h).contains("`1` is fewer than 4 digits in `account`"),
+        "{}: {fired:?}",
+        timeline(&h)
+    );
+}
+
+#[test]
+fn a_late_key_of_an_earlier_step_and_a_repeat_are_ignored() {
+    let mut h = collecting();
+    // 1 2 3 4 keyed, then `#`; key 2's notification is repeated, key 0
+    // (pressed before the prompt, #0) arrives late.
+    for (key, seq) in [('1', 1), ('2', 2), ('2', 2), ('3', 3), ('4', 4)] {
+        h.key(key, seq);
+    }
+    assert_eq!(h.s.vars["account"], "1234", "{}", timeline(&h));
+    assert_noted(&h, "main: repeated key press #2 ignored");
+    // `pin` began after #4: #5 is its first key; a #0 nobody saw is late.
+    h.s.legs[0].missed_tones.push(0);
+    h.key('0', 0);
+    assert_noted(
+        &h,
+        "main: key press #0 arrived after the step it was for: ignored",
+    );
+    assert!(h.s.digits.is_empty(), "{}", h.s.digits);
+}

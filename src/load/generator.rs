@@ -28,10 +28,24 @@ pub async fn place(
     callback: &str,
     n: usize,
 ) -> Result<String, ControlError> {
+    place_to(control, callback, n, DIALLED).await
+}
+
+/// [`place`], dialling `dialled`.
+///
+/// # Errors
+///
+/// [`ControlError`] when sim-graph does not place it.
+pub async fn place_to(
+    control: &SimGraphControl,
+    callback: &str,
+    n: usize,
+    dialled: &str,
+) -> Result<String, ControlError> {
     control
         .place_call(
             &Party::phone(format!("+3316{n:07}")),
-            Some(&Party::phone(DIALLED)),
+            Some(&Party::phone(dialled)),
             callback,
         )
         .await
@@ -49,6 +63,22 @@ pub async fn place_many(
     count: usize,
     parallel: usize,
 ) -> Result<Vec<String>, String> {
+    place_many_to(control, callback, first, count, parallel, DIALLED).await
+}
+
+/// [`place_many`], dialling `dialled`.
+///
+/// # Errors
+///
+/// The first [`ControlError`].
+pub async fn place_many_to(
+    control: &SimGraphControl,
+    callback: &str,
+    first: usize,
+    count: usize,
+    parallel: usize,
+    dialled: &str,
+) -> Result<Vec<String>, String> {
     if count == 0 {
         return Ok(Vec::new());
     }
@@ -56,6 +86,7 @@ pub async fn place_many(
     let mut tasks = Vec::new();
     for _ in 0..parallel.clamp(1, count) {
         let (control, callback, next) = (control.clone(), callback.to_owned(), next.clone());
+        let dialled = dialled.to_owned();
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             loop {
@@ -64,7 +95,7 @@ pub async fn place_many(
                     return Ok::<_, String>(ids);
                 }
                 ids.push(
-                    place(&control, &callback, first + n)
+                    place_to(&control, &callback, first + n, &dialled)
                         .await
                         .map_err(|e| e.to_string())?,
                 );

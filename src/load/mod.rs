@@ -20,6 +20,7 @@
 //! the same number of server threads. Loopback only; it stops by itself.
 //! What it measures is written to a [`std::io::Write`] the caller gives.
 
+pub mod balancer;
 pub mod child;
 pub mod generator;
 pub mod memory;
@@ -52,6 +53,8 @@ macro_rules! say {
         let _ = writeln!($out, $($arg)*);
     }};
 }
+
+pub mod cluster;
 
 /// The flow every load call runs: answer, then wait an hour (the session stays live).
 const FLOW: &str = "flow: load
@@ -99,6 +102,12 @@ pub struct LoadOptions {
     /// store, the server is also restarted on it at the end and the time
     /// until it serves again is measured.
     pub sqlite: Option<std::path::PathBuf>,
+    /// Several `callflow serve` processes on one PostgreSQL instead of
+    /// the server in this process (then `sqlite` is not read).
+    pub postgres: Option<cluster::PostgresLoad>,
+    /// With a store: idle sessions are evicted after this long, and memory
+    /// is read once the placed sessions are evicted (`None`: never).
+    pub evict_after: Option<Duration>,
 }
 
 /// Opens the SQLite store at `path` (retrying a few seconds while a
@@ -147,7 +156,10 @@ pub fn run(args: &LoadOptions, out: &mut (dyn Write + Send)) -> Result<bool, Str
             return Err(format!("the async runtime would not start: {e}"));
         }
     };
-    let outcome = load_rt.block_on(go(args, &sim, server_rt.handle().clone(), out));
+    let outcome = match &args.postgres {
+        Some(pg) => load_rt.block_on(cluster::go(args, pg, &sim, server_rt.handle().clone(), out)),
+        None => load_rt.block_on(go(args, &sim, server_rt.handle().clone(), out)),
+    };
     drop(sim);
     load_rt.shutdown_timeout(Duration::from_secs(2));
     server_rt.shutdown_timeout(Duration::from_secs(2));
@@ -184,6 +196,18 @@ async fn live_and_settled(
     }
     settle(server_rt, runtime).await?;
     Ok(runtime.live_sessions())
+}
+
+/// With eviction on, waits (`evict_after` and 30 s at most) until `count`
+/// sessions are evicted, and a little more for the allocator to give their
+/// pages back.
+async fn evicted(runtime: &Runtime, evict_after: Option<Duration>, count: usize) {
+    let Some(after) = evict_after else { return };
+    let deadline = Instant::now() + after + Duration::from_secs(30);
+    while runtime.evicted_sessions() < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
 /// A loopback sink that keeps the first bearer token sim-graph sends it
@@ -248,15 +272,22 @@ async fn start_sink(
 }
 
 /// The bodies the generator cycles through: for every call, a duplicated
-/// `established`, a tone, an operation update and a media update.
+/// `established`, a tone, an operation update and a media update. Each
+/// round takes the calls in an order of its own (shuffled, with a fixed
+/// seed), so that behind a round-robin balancer the notifications of one
+/// call land on one instance or another at random, never on one always.
 fn bodies(calls: &[String], callback: &str) -> Vec<axum::body::Bytes> {
     let notifier = Notifier {
         callback_uri: callback.to_owned(),
         legacy: false,
     };
     let mut out = Vec::with_capacity(calls.len() * 4);
+    let mut rng = fastrand::Rng::with_seed(12);
+    let mut order: Vec<usize> = (0..calls.len()).collect();
     for round in 0..4 {
-        for (k, id) in calls.iter().enumerate() {
+        rng.shuffle(&mut order);
+        for &k in &order {
+            let id = &calls[k];
             let body = match round {
                 0 => notifier.state(id, &CallState::Established, None, None, None),
                 1 => notifier.tone(id, '5', k as i64),
@@ -298,6 +329,7 @@ async fn start_server(
     base: String,
     max_sessions: usize,
     store: crate::runtime::StoreHandle,
+    evict_after: Option<Duration>,
 ) -> Result<ServerSide, String> {
     let flows = temporary_flows()?;
     let listener = TcpListener::bind("127.0.0.1:0")
@@ -313,6 +345,7 @@ async fn start_server(
             admin_token: None,
             max_sessions,
             store,
+            evict_after,
             recordings: None,
             fetch: None,
         },
@@ -397,8 +430,9 @@ async fn go(
         .saturating_add(usize::try_from(duration.as_millis() / 5).unwrap_or(usize::MAX))
         .saturating_add(WARM_UP)
         .saturating_add(1_000);
+    let evict_after = args.evict_after.filter(|_| args.sqlite.is_some());
     let server = server_rt
-        .spawn(start_server(base.clone(), max_sessions, store))
+        .spawn(start_server(base.clone(), max_sessions, store, evict_after))
         .await
         .map_err(|e| e.to_string())??;
     let runtime = server.runtime.clone();
@@ -441,13 +475,23 @@ async fn go(
             None => "memory (nothing stored)".to_owned(),
         }
     );
+    if let Some(after) = evict_after {
+        say!(
+            out,
+            "  eviction      idle sessions evicted after {} (memory read once they are)",
+            humantime::format_duration(after)
+        );
+    }
 
     // Warm-up calls first (connection buffers, allocator pools: costs that do
     // not grow with the sessions), then the calls, each with a live session,
     // in two halves: this process's RSS is read after the warm-up, at half
     // and at the end (sim-graph's memory is its own process's).
+    // With eviction, each reading waits until the sessions placed are
+    // evicted (what an idle session costs then).
     place_many(&control, &server.callback, WARM_UP_FIRST, WARM_UP, 32).await?;
     live_and_settled(&runtime, &server_rt, WARM_UP).await?;
+    evicted(&runtime, evict_after, WARM_UP).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let rss_before = rss_bytes();
     let placing = Instant::now();
@@ -456,19 +500,27 @@ async fn go(
     let live_half = live_and_settled(&runtime, &server_rt, WARM_UP + half)
         .await?
         .saturating_sub(WARM_UP);
+    evicted(&runtime, evict_after, WARM_UP + half).await;
     let rss_half = rss_bytes();
     ids.extend(place_many(&control, &server.callback, half, args.calls - half, 32).await?);
     let live = live_and_settled(&runtime, &server_rt, WARM_UP + args.calls)
         .await?
         .saturating_sub(WARM_UP);
     let placed_in = placing.elapsed();
+    evicted(&runtime, evict_after, WARM_UP + args.calls).await;
     let rss_after = rss_bytes();
+    let evicted_now = runtime.evicted_sessions();
     let sim_rss = rss_of(&sim.pid().to_string());
     say!(
         out,
-        "  calls         {} placed through sim-graph in {:.2} s, {live} live sessions",
+        "  calls         {} placed through sim-graph in {:.2} s, {live} live sessions{}",
         ids.len(),
-        placed_in.as_secs_f64()
+        placed_in.as_secs_f64(),
+        if evict_after.is_some() {
+            format!(" ({evicted_now} of them and the warm-up's evicted when memory was read)")
+        } else {
+            String::new()
+        }
     );
 
     let bodies = Arc::new(bodies(&ids, &server.callback));
@@ -573,7 +625,7 @@ async fn go(
             let restarting = Instant::now();
             let store = open_sqlite(path).await?;
             let again = server_rt
-                .spawn(start_server(base.clone(), max_sessions, store))
+                .spawn(start_server(base.clone(), max_sessions, store, evict_after))
                 .await
                 .map_err(|e| e.to_string())??;
             let serving_in = restarting.elapsed();

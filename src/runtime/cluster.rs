@@ -43,7 +43,7 @@ use tokio_postgres::AsyncMessage;
 
 use crate::engine::Event;
 
-use super::store::postgres::{COLUMNS, JournalColumns, record};
+use super::store::postgres::{COLUMNS, Job, Queue, record};
 use super::store::{JournalEntry, SessionRecord, StoreError};
 use super::worker::Journaled;
 use super::{Inner, lock};
@@ -55,6 +55,11 @@ pub const LANE_BITS: u32 = 10;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(7);
 /// Sessions taken over in one sweep, at most.
 const SWEEP_BATCH: i64 = 200;
+/// How long a node remembers which other node holds a session (within
+/// that session's lease).
+const OWNER_CACHE: Duration = Duration::from_secs(1);
+/// Sessions whose holder a node remembers, at most.
+const OWNER_CACHE_SIZE: usize = 100_000;
 
 /// A node's view of the cluster.
 pub struct Cluster {
@@ -76,6 +81,10 @@ pub struct Cluster {
     claims: tokio::sync::Mutex<()>,
     inner: OnceLock<Weak<Inner>>,
     draining: AtomicBool,
+    /// The store's writer: journal entries are committed in its groups.
+    writer: OnceLock<Queue>,
+    /// Sessions other nodes hold, as last found: holder and until when.
+    owners: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -213,6 +222,8 @@ impl Cluster {
             claims: tokio::sync::Mutex::new(()),
             inner: OnceLock::new(),
             draining: AtomicBool::new(false),
+            writer: OnceLock::new(),
+            owners: Mutex::new(HashMap::new()),
         });
         Ok(cluster)
     }
@@ -220,6 +231,17 @@ impl Cluster {
     /// This node's name.
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// The store's writer, which commits the journal entries written here
+    /// with its groups (set once, when the store opens).
+    pub(super) fn set_writer(&self, queue: Queue) {
+        let _ = self.writer.set(queue);
+    }
+
+    /// The channel the holders of sessions are told on (one per schema).
+    pub(super) fn channel(&self) -> &str {
+        &self.channel
     }
 
     /// The lease.
@@ -291,7 +313,7 @@ impl Cluster {
         let _ = self.inner.set(Arc::downgrade(inner));
         self.heartbeat().await;
         self.sweep().await;
-        self.replay_own_orphans().await;
+        self.adopt_orphans(inner, true).await;
         let me = self.clone();
         let mut stopping = inner.stopping.subscribe();
         tokio::spawn(async move {
@@ -302,6 +324,11 @@ impl Cluster {
                 }
                 me.heartbeat().await;
                 me.sweep().await;
+                if !me.draining.load(Ordering::Acquire)
+                    && let Some(inner) = me.inner()
+                {
+                    me.adopt_orphans(&inner, false).await;
+                }
             }
         });
         let me = self.clone();
@@ -346,9 +373,15 @@ impl Cluster {
                 }
                 let rows = conn
                     .query(
-                        "UPDATE sessions s SET lease_until = now() + make_interval(secs => $3)
-                         FROM UNNEST($1::text[], $2::bigint[]) AS u (id, epoch)
-                         WHERE s.id = u.id AND s.owner = $4 AND s.epoch = u.epoch AND s.live
+                        // The rows are locked in id order, as the writer's
+                        // upsert takes them: the two never deadlock.
+                        "WITH locked AS MATERIALIZED (
+                           SELECT id FROM sessions WHERE id = ANY($1::text[]) AND owner = $4
+                           ORDER BY id FOR UPDATE)
+                         UPDATE sessions s SET lease_until = now() + make_interval(secs => $3)
+                         FROM UNNEST($1::text[], $2::bigint[]) AS u (id, epoch), locked l
+                         WHERE s.id = u.id AND l.id = u.id AND s.owner = $4
+                           AND s.epoch = u.epoch AND s.live
                          RETURNING s.id",
                         &[&asked, &epochs, &lease, &node],
                     )
@@ -377,6 +410,7 @@ impl Cluster {
                     metrics_inc(&inner.metrics.sessions_fenced);
                     tracing::warn!(session = %id, node = %self.node,
                         "another node holds this session's lease now: dropped here");
+                    self.nudge(&id);
                 }
                 self.forget(&id);
             }
@@ -391,6 +425,36 @@ impl Cluster {
         }
         let Some(inner) = self.inner() else { return };
         let _claims = self.claims.lock().await;
+        // A batch at a time, until one comes back short: the sessions of a
+        // node that died all carry on within this sweep, however many.
+        loop {
+            let claimed = self.claim_expired(&inner).await;
+            let full = claimed.len() >= usize::try_from(SWEEP_BATCH).unwrap_or(usize::MAX);
+            for row in claimed {
+                let (record, epoch) = (record(&row), row.get::<_, i64>(7));
+                if inner.runs_here(&record.id) {
+                    // Already running here (a restart under the same name raced
+                    // its own sweep): it carries on under the new epoch.
+                    lock(&self.held).insert(
+                        record.id.clone(),
+                        Held {
+                            epoch,
+                            stored: true,
+                        },
+                    );
+                    continue;
+                }
+                self.restore(&inner, record, epoch).await;
+            }
+            if !full || self.draining.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+
+    /// Takes up to [`SWEEP_BATCH`] live sessions whose lease is free or
+    /// expired (or this node's own, after a restart), none that runs here.
+    async fn claim_expired(&self, inner: &Arc<Inner>) -> Vec<tokio_postgres::Row> {
         let pool = self.pool.clone();
         let node = self.node.clone();
         let lease = secs(self.lease);
@@ -402,45 +466,28 @@ impl Cluster {
             .keys()
             .map(|k| k.to_string())
             .collect();
-        let claimed = self
-            .on_store(async move {
-                let conn = pool.get().await.ok()?;
-                conn.query(
-                    &format!(
-                        "UPDATE sessions SET owner = $1, epoch = epoch + 1,
-                           lease_until = now() + make_interval(secs => $2)
-                         WHERE id IN (SELECT id FROM sessions
-                           WHERE live AND (owner IS NULL OR owner = $1 OR lease_until IS NULL
-                             OR lease_until < now())
-                             AND NOT (id = ANY($3::text[]))
-                           ORDER BY lease_until NULLS FIRST LIMIT {SWEEP_BATCH}
-                           FOR UPDATE SKIP LOCKED)
-                         RETURNING {COLUMNS}, epoch"
-                    ),
-                    &[&node, &lease, &running],
-                )
-                .await
-                .ok()
-            })
+        self.on_store(async move {
+            let conn = pool.get().await.ok()?;
+            conn.query(
+                &format!(
+                    "UPDATE sessions SET owner = $1, epoch = epoch + 1,
+                       lease_until = now() + make_interval(secs => $2)
+                     WHERE id IN (SELECT id FROM sessions
+                       WHERE live AND (owner IS NULL OR owner = $1 OR lease_until IS NULL
+                         OR lease_until < now())
+                         AND NOT (id = ANY($3::text[]))
+                       ORDER BY lease_until NULLS FIRST LIMIT {SWEEP_BATCH}
+                       FOR UPDATE SKIP LOCKED)
+                     RETURNING {COLUMNS}, epoch"
+                ),
+                &[&node, &lease, &running],
+            )
             .await
-            .flatten()
-            .unwrap_or_default();
-        for row in claimed {
-            let (record, epoch) = (record(&row), row.get::<_, i64>(7));
-            if inner.runs_here(&record.id) {
-                // Already running here (a restart under the same name raced
-                // its own sweep): it carries on under the new epoch.
-                lock(&self.held).insert(
-                    record.id.clone(),
-                    Held {
-                        epoch,
-                        stored: true,
-                    },
-                );
-                continue;
-            }
-            self.restore(&inner, record, epoch).await;
-        }
+            .ok()
+        })
+        .await
+        .flatten()
+        .unwrap_or_default()
     }
 
     /// Restores a session this node just took (epoch `epoch`), then routes
@@ -465,7 +512,92 @@ impl Cluster {
     }
 
     /// Where the session `key` runs; takes it over when its lease is free.
+    ///
+    /// A session another live node holds a valid lease on (the common case
+    /// behind a balancer with no affinity) is found without the take-over
+    /// lock, and remembered for at most [`OWNER_CACHE`] within its lease:
+    /// an event journaled for it is applied by whichever node holds it when
+    /// it is told, so a holder that changed since is no harm.
     pub(super) async fn locate(self: &Arc<Self>, inner: &Arc<Inner>, key: &str) -> Located {
+        if inner.runs_here(key) {
+            return Located::Here;
+        }
+        if let Some(owner) = self.cached_owner(key) {
+            return Located::Elsewhere(owner);
+        }
+        let pool = self.pool.clone();
+        let id = key.to_owned();
+        let node = self.node.clone();
+        // (owner, seconds of lease left) when another live node holds it;
+        // `None` when no live session has that id; else `Some(None)`.
+        let found = self
+            .on_store(async move {
+                let conn = pool.get().await.ok()?;
+                let q = conn
+                    .prepare_cached(
+                        "SELECT s.owner,
+                           extract(epoch FROM s.lease_until - now())::float8,
+                           s.owner IS NOT NULL AND s.owner <> $2 AND s.lease_until > now()
+                             AND i.id IS NOT NULL AND NOT i.draining
+                         FROM sessions s LEFT JOIN instances i ON i.id = s.owner
+                         WHERE s.id = $1 AND s.live",
+                    )
+                    .await
+                    .ok()?;
+                let row = conn.query_opt(&q, &[&id, &node]).await.ok()?;
+                Some(row.map(|row| {
+                    row.get::<_, bool>(2).then(|| {
+                        (
+                            row.get::<_, String>(0),
+                            row.get::<_, Option<f64>>(1).unwrap_or(0.0),
+                        )
+                    })
+                }))
+            })
+            .await;
+        match found {
+            // No live session of that id: nothing to take over either.
+            Some(Some(None)) => return Located::Nowhere,
+            Some(Some(Some(Some((owner, left))))) => {
+                let valid = Duration::from_secs_f64(left.max(0.0)).min(OWNER_CACHE);
+                self.remember_owner(key, &owner, valid);
+                return Located::Elsewhere(owner);
+            }
+            _ => {}
+        }
+        self.locate_or_take(inner, key).await
+    }
+
+    fn cached_owner(&self, key: &str) -> Option<String> {
+        let mut owners = lock(&self.owners);
+        match owners.get(key) {
+            Some((owner, until)) if *until > std::time::Instant::now() => Some(owner.clone()),
+            Some(_) => {
+                owners.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember_owner(&self, key: &str, owner: &str, valid: Duration) {
+        let mut owners = lock(&self.owners);
+        if owners.len() >= OWNER_CACHE_SIZE {
+            let now = std::time::Instant::now();
+            owners.retain(|_, (_, until)| *until > now);
+            if owners.len() >= OWNER_CACHE_SIZE {
+                owners.clear();
+            }
+        }
+        owners.insert(
+            key.to_owned(),
+            (owner.to_owned(), std::time::Instant::now() + valid),
+        );
+    }
+
+    /// [`Cluster::locate`] under the take-over lock: takes the session
+    /// when its lease is free or expired.
+    async fn locate_or_take(self: &Arc<Self>, inner: &Arc<Inner>, key: &str) -> Located {
         let _claims = self.claims.lock().await;
         if inner.runs_here(key) {
             return Located::Here;
@@ -541,78 +673,59 @@ impl Cluster {
     }
 
     /// Inserts `entries` (each with its target session) and, when
-    /// `notify` names a session, tells its holder, in one statement.
+    /// `notify` names a session, tells its holder: in the store writer's
+    /// next group commit (the entries and the `NOTIFY` commit together).
     async fn write_journal(
         &self,
         entries: Vec<(JournalEntry, Option<String>)>,
         notify: Option<&str>,
     ) -> Result<(), StoreError> {
-        let pool = self.pool.clone();
-        let (channel, notified) = match notify {
-            Some(target) => (self.channel.clone(), target.to_owned()),
-            None => (String::new(), String::new()),
-        };
-        let mut columns = JournalColumns::default();
-        let mut target = Vec::new();
-        for (e, t) in entries {
-            columns.push(e);
-            target.push(t);
-        }
-        let JournalColumns {
-            seq,
-            event,
-            at,
-            body,
-        } = columns;
-        self.on_store(async move {
-            let conn = connection(&pool).await?;
-            let q = conn
-                .prepare_cached(
-                    "WITH written AS (
-                       INSERT INTO journal (seq, event, received_at, body, target)
-                       SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[],
-                         $4::text[], $5::text[])
-                       RETURNING 1)
-                     SELECT pg_notify($6, $7) FROM (SELECT count(*) FROM written) AS w
-                     WHERE $6 <> ''",
-                )
-                .await
-                .map_err(|e| failed(&e))?;
-            conn.execute(
-                &q,
-                &[&seq, &event, &at, &body, &target, &channel, &notified],
-            )
-            .await
-            .map_err(|e| failed(&e))?;
-            Ok(())
-        })
-        .await
-        .unwrap_or(Err(StoreError::Closed))
+        let queue = self.writer.get().ok_or(StoreError::Closed)?;
+        let (reply, done) = tokio::sync::oneshot::channel();
+        queue
+            .send((
+                Job::Routed {
+                    entries,
+                    notify: notify.map(str::to_owned),
+                },
+                reply,
+            ))
+            .map_err(|_| StoreError::Closed)?;
+        done.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Routes to `session` (held here) the entries journaled for it that it
     /// has not had, in sequence order.
     async fn pull(&self, inner: &Arc<Inner>, session: &str) {
+        self.pull_all(inner, vec![session.to_owned()]).await;
+    }
+
+    /// [`Cluster::pull`] for several sessions, in one query.
+    async fn pull_all(&self, inner: &Arc<Inner>, sessions: Vec<String>) {
+        if sessions.is_empty() {
+            return;
+        }
         let pool = self.pool.clone();
-        let id = session.to_owned();
         let rows = self
             .on_store(async move {
                 let conn = pool.get().await.ok()?;
-                conn.query(
-                    "SELECT seq, event FROM journal
-                     WHERE target = $1 AND session IS NULL ORDER BY seq",
-                    &[&id],
-                )
-                .await
-                .ok()
+                let q = conn
+                    .prepare_cached(
+                        "SELECT seq, event, target FROM journal
+                         WHERE target = ANY($1::text[]) AND session IS NULL ORDER BY received_at, seq",
+                    )
+                    .await
+                    .ok()?;
+                conn.query(&q, &[&sessions]).await.ok()
             })
             .await
             .flatten()
             .unwrap_or_default();
         for row in rows {
             let seq = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+            let session: String = row.get(2);
             let fresh = lock(&self.routed)
-                .entry(session.to_owned())
+                .entry(session.clone())
                 .or_default()
                 .insert(seq);
             if !fresh {
@@ -626,28 +739,73 @@ impl Cluster {
                 event,
                 tokio::time::Instant::now(),
                 Some(journaled),
-                Some(session),
+                Some(&session),
             );
         }
     }
 
-    /// After a crash: the entries this node journaled (its lane) that no
-    /// session applied and no live session is the target of (an incoming
-    /// call killed before its session was first stored) are applied again.
-    async fn replay_own_orphans(&self) {
-        let Some(inner) = self.inner() else { return };
+    /// Takes over the *orphans* of dead nodes: entries a node journaled
+    /// (and acknowledged) for a session that was never stored, an incoming
+    /// call killed between its `202` and its first step, and did not apply.
+    /// No session row means no lease to take, so each orphan's session is
+    /// claimed by a row of `claims` (one statement: the claim and the
+    /// entries it gives, `INSERT … ON CONFLICT DO UPDATE WHERE` the claim's
+    /// holder is dead), and the entries are applied here in sequence order,
+    /// at the time they were received: exactly one node takes each, and
+    /// another takes it again only if that one dies too. The first write of
+    /// the session it starts claims its row as any new session does.
+    /// This node's own orphans a lease old (a new session stopped because
+    /// its first state could not be stored: the store went away between the
+    /// `202` and the first step) are claimed and applied again the same way,
+    /// once. At start (`own`), this node's own orphans and claims from
+    /// before a crash are taken back too.
+    async fn adopt_orphans(&self, inner: &Arc<Inner>, own: bool) {
         let pool = self.pool.clone();
+        let node = self.node.clone();
+        let lease = secs(self.lease);
         let lane = i64::try_from(self.lane).unwrap_or(0);
         let mask = (1i64 << LANE_BITS) - 1;
         let rows = self
             .on_store(async move {
                 let conn = pool.get().await.ok()?;
+                let dead = conn
+                    .query(
+                        "SELECT id, lane::bigint FROM instances
+                         WHERE id <> $1 AND seen_at < now() - make_interval(secs => $2)",
+                        &[&node, &lease],
+                    )
+                    .await
+                    .ok()?;
+                let mut nodes: Vec<String> = dead.iter().map(|r| r.get(0)).collect();
+                let mut lanes: Vec<i64> = dead.iter().map(|r| r.get(1)).collect();
+                if own {
+                    nodes.push(node.clone());
+                    lanes.push(lane);
+                }
                 conn.query(
-                    "SELECT j.seq, j.event, j.target FROM journal j
-                     WHERE j.session IS NULL AND (j.seq & $2) = $1
-                       AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = j.target)
-                     ORDER BY j.seq",
-                    &[&lane, &mask],
+                    &format!(
+                        "WITH orphans AS (
+                           SELECT DISTINCT j.target FROM journal j
+                           LEFT JOIN claims c ON c.target = j.target
+                           WHERE j.session IS NULL AND j.target IS NOT NULL
+                             AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = j.target)
+                             AND (((j.seq & $1) = ANY($2::bigint[])
+                                   AND (c.owner IS NULL OR c.owner = ANY($3::text[])))
+                               OR ((j.seq & $1) = $5 AND c.owner IS NULL
+                                   AND j.received_at < now() - make_interval(secs => $6)))
+                           LIMIT {SWEEP_BATCH}),
+                         claimed AS (
+                           INSERT INTO claims (target, owner, claimed_at)
+                           SELECT target, $4, now() FROM orphans
+                           ON CONFLICT (target) DO UPDATE SET owner = EXCLUDED.owner,
+                             claimed_at = EXCLUDED.claimed_at
+                           WHERE claims.owner = ANY($3::text[])
+                           RETURNING target)
+                         SELECT j.seq, j.event, j.target, j.received_at FROM journal j
+                         WHERE j.session IS NULL AND j.target IN (SELECT target FROM claimed)
+                         ORDER BY j.seq"
+                    ),
+                    &[&mask, &lanes, &nodes, &node, &lane, &lease],
                 )
                 .await
                 .ok()
@@ -655,18 +813,43 @@ impl Cluster {
             .await
             .flatten()
             .unwrap_or_default();
+        let mut adopted = 0u64;
         for row in rows {
             let seq = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+            let target: String = row.get(2);
+            if inner.runs_here(&target) {
+                continue;
+            }
+            let fresh = lock(&self.routed)
+                .entry(target.clone())
+                .or_default()
+                .insert(seq);
+            if !fresh {
+                continue;
+            }
             let Ok(event) = serde_json::from_str::<Event>(row.get(1)) else {
                 continue;
             };
-            let target: Option<String> = row.get(2);
+            let journaled = Journaled {
+                seq,
+                at: Some(row.get(3)),
+            };
             let _ = inner.route(
                 event,
                 tokio::time::Instant::now(),
-                Some(Journaled { seq, at: None }),
-                target.as_deref(),
+                Some(journaled),
+                Some(&target),
             );
+            adopted += 1;
+        }
+        if adopted > 0 {
+            inner
+                .metrics
+                .events_adopted
+                .fetch_add(adopted, Ordering::Relaxed);
+            tracing::info!(node = %self.node, events = adopted,
+                "journal entries acknowledged by an instance that stopped before applying them: \
+                 applied here");
         }
     }
 
@@ -703,18 +886,23 @@ impl Cluster {
             if let Some(client) = connected {
                 if let Some(inner) = self.inner() {
                     let held: Vec<String> = lock(&self.held).keys().cloned().collect();
-                    for id in held {
-                        self.pull(&inner, &id).await;
-                    }
+                    self.pull_all(&inner, held).await;
                 }
                 loop {
                     tokio::select! {
                         payload = rx.recv() => match payload {
                             Some(id) => {
                                 let Some(inner) = self.inner() else { return };
-                                if inner.runs_here(&id) {
-                                    self.pull(&inner, &id).await;
+                                // Every notification waiting, in one pull
+                                // (under load they come faster than one
+                                // query each could answer).
+                                let mut ids = vec![id];
+                                while let Ok(more) = rx.try_recv() {
+                                    ids.push(more);
                                 }
+                                let mut seen = HashSet::new();
+                                ids.retain(|id| seen.insert(id.clone()) && inner.runs_here(id));
+                                self.pull_all(&inner, ids).await;
                             }
                             None => break,
                         },
@@ -728,6 +916,23 @@ impl Cluster {
                 _ = stopping.changed() => return,
             }
         }
+    }
+
+    /// Tells the holder of `session` to pull its journal entries: this node
+    /// stopped the session (another node holds it: its first write lost a
+    /// race, or its lease was taken), and what was journaled here for it
+    /// and not applied must be applied there (a duplicate changes nothing).
+    pub(super) fn nudge(&self, session: &str) {
+        let pool = self.pool.clone();
+        let channel = self.channel.clone();
+        let session = session.to_owned();
+        self.handle.spawn(async move {
+            if let Ok(conn) = pool.get().await {
+                let _ = conn
+                    .execute("SELECT pg_notify($1, $2)", &[&channel, &session])
+                    .await;
+            }
+        });
     }
 
     /// Draining: takes no session over from now on.

@@ -237,17 +237,26 @@ fn redacted(url: &reqwest::Url) -> String {
     u.to_string()
 }
 
-/// The error and its causes, without the URL reqwest adds.
+/// What went wrong, in a few words: the innermost cause (`connection
+/// refused`, `invalid peer certificate: …`), since the layers above it only
+/// repeat the request, which the message already names.
 fn describe(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
+    let mut root: &dyn std::error::Error = e;
+    while let Some(s) = root.source() {
+        root = s;
+    }
+    let mut cause = root.to_string();
+    // `Connection refused (os error 111)`: the number tells a reader nothing.
+    if let Some(at) = cause.find(" (os error ") {
+        cause.truncate(at);
+    }
     if let Some(u) = e.url() {
-        out = out.replace(u.as_str(), &redacted(u));
+        cause = cause.replace(u.as_str(), &redacted(u));
     }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
+    let cause = cause.to_lowercase();
+    if e.is_connect() {
+        format!("no connection ({cause})")
+    } else {
+        cause
     }
-    out
 }

@@ -213,6 +213,17 @@ pub struct Metrics {
     pub sessions_fenced: AtomicU64,
     /// Events journaled here for a session another instance holds.
     pub events_forwarded: AtomicU64,
+    /// Journal entries another instance acknowledged and never applied (it
+    /// died before their session was first stored), applied here.
+    pub events_adopted: AtomicU64,
+    /// Gauge: live sessions evicted now (stored, waiting, not in memory;
+    /// see [`RuntimeConfig::evict_after`](super::RuntimeConfig::evict_after)).
+    pub sessions_evicted: AtomicU64,
+    /// Evictions: idle sessions dropped from memory (their state stored).
+    pub evictions: AtomicU64,
+    /// Evicted sessions loaded back from the store (a notification or a
+    /// timer for them).
+    pub sessions_woken: AtomicU64,
 }
 
 fn zeros<const N: usize>() -> [AtomicU64; N] {
@@ -233,6 +244,10 @@ impl Default for Metrics {
             sessions_taken_over: AtomicU64::new(0),
             sessions_fenced: AtomicU64::new(0),
             events_forwarded: AtomicU64::new(0),
+            events_adopted: AtomicU64::new(0),
+            sessions_evicted: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            sessions_woken: AtomicU64::new(0),
             unmatched_incoming: AtomicU64::new(0),
             sessions_started: AtomicU64::new(0),
             sessions_live: AtomicU64::new(0),

@@ -26,12 +26,14 @@
 //! - `params`: checking an `api` start's parameters.
 //! - `reload`: loading, checking and swapping the flow set; the folder watcher.
 //! - `table`: live sessions, the calls they own, events held for unknown calls.
+//! - `evict`: idle sessions out of memory and back (`evict_after`).
 //! - `trigger`: which flow takes a call nobody owns.
 //! - `status` and `error`: what the runtime shows and why it refuses.
 
 mod clock;
 pub mod cluster;
 mod error;
+mod evict;
 pub mod fetch;
 mod graph_control;
 pub mod metrics;
@@ -69,7 +71,7 @@ pub use status::{
 };
 pub use store::{StoreHandle, StoreUrl};
 pub use table::MAX_ORPHANS;
-use table::{Orphans, Route, Table};
+use table::{Orphans, ParkedState, Route, Table};
 use trigger::{pick_flow, pick_state_flow};
 use worker::{Input, Journaled, SessionCell};
 
@@ -95,6 +97,12 @@ pub fn session_hint(query: Option<&str>) -> Option<String> {
         .find(|(k, _)| k == SESSION_HINT)
         .map(|(_, v)| v.into_owned())
 }
+
+/// `serve`'s default [`RuntimeConfig::evict_after`]: well past a menu's
+/// wait for a key and the 2 s a state write may be deferred, well short of
+/// the 15 minutes between keepAlives (a call on hold or handed over waits
+/// that long and longer).
+pub const DEFAULT_EVICT_AFTER: Duration = Duration::from_secs(30);
 
 /// How the runtime is set up.
 #[derive(Clone, Debug)]
@@ -134,6 +142,14 @@ pub struct RuntimeConfig {
     /// This instance's part in a cluster of instances on one PostgreSQL
     /// (`None`: the only instance on its store).
     pub cluster: Option<Arc<cluster::Cluster>>,
+    /// A session with nothing in flight and nothing happening for this long
+    /// is evicted: its state is in the store, so its task, queue and
+    /// `Session` leave memory, leaving only its calls' routes and its next
+    /// deadline; a notification or that deadline loads it back. Only on a
+    /// durable store this instance has alone (not in a cluster, where a
+    /// session's lease must be renewed by the instance running it); `None`
+    /// keeps every session in memory.
+    pub evict_after: Option<Duration>,
 }
 
 impl Default for RuntimeConfig {
@@ -151,6 +167,7 @@ impl Default for RuntimeConfig {
             keep_ended: Duration::from_secs(7 * 24 * 3600),
             fetch: None,
             cluster: None,
+            evict_after: None,
         }
     }
 }
@@ -206,6 +223,9 @@ struct Inner {
     stopping: tokio::sync::watch::Sender<bool>,
     /// The next journal sequence number.
     seq: AtomicU64,
+    /// An evicted session's deadline earlier than any before: the task
+    /// that wakes evicted sessions plans again.
+    wheel_changed: Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -239,9 +259,13 @@ impl Runtime {
                 tasks_done: Notify::new(),
                 creates_in_flight: AtomicUsize::new(0),
                 seq: AtomicU64::new(0),
+                wheel_changed: Notify::new(),
                 config,
             }),
         };
+        if runtime.inner.evict_after().is_some() {
+            tokio::spawn(evict::wheel(runtime.inner.clone()));
+        }
         Ok(runtime)
     }
 
@@ -355,7 +379,9 @@ impl Runtime {
             return self.submit_events(events, None, hint);
         }
         if let Some(cluster) = &inner.config.cluster {
-            return self.submit_clustered(cluster, events, hint, body).await;
+            return self
+                .submit_clustered(cluster, events, hint, body, apply)
+                .await;
         }
         let now = inner.clock.now();
         let mut entries = Vec::with_capacity(events.len());
@@ -388,12 +414,15 @@ impl Runtime {
     /// events of a session another instance holds are journaled for it
     /// (it is told); the others are journaled and applied here, a session
     /// whose lease is free being taken over first (see [`cluster`]).
+    /// Without `apply` (the test hold), those journaled for a session here
+    /// are not applied: as if this instance died right after journaling.
     async fn submit_clustered(
         &self,
         cluster: &Arc<cluster::Cluster>,
         events: Vec<Event>,
         hint: Option<&str>,
         mut body: Option<String>,
+        apply: bool,
     ) -> Result<(), Overloaded> {
         let inner = &self.inner;
         let now = inner.clock.now();
@@ -449,6 +478,9 @@ impl Runtime {
             if let Err(e) = cluster.journal(targets).await {
                 return Err(inner.not_journaled(&e, total));
             }
+        }
+        if !apply {
+            return Ok(());
         }
         let (events, seqs): (Vec<Event>, Vec<u64>) = here.into_iter().unzip();
         self.submit_events(events, Some(seqs), hint)
@@ -590,18 +622,48 @@ impl Runtime {
         if let Some(cluster) = self.inner.config.cluster.clone() {
             return self.cluster_page(&cluster, offset, limit).await;
         }
-        let live: Vec<SessionSummary> = {
-            let cells: Vec<Arc<SessionCell>> = lock(&self.inner.table)
+        // The live ones: in memory, then evicted (read from the store).
+        let (cells, parked, live) = {
+            let table = lock(&self.inner.table);
+            let cells: Vec<Arc<SessionCell>> = table
                 .sessions
                 .values()
+                .skip(offset)
+                .take(limit)
                 .map(|r| r.cell.clone())
                 .collect();
-            cells.iter().map(|c| c.summary()).collect()
+            let parked: Vec<(String, Arc<Flow>)> = table
+                .parked
+                .iter()
+                .skip(offset.saturating_sub(table.sessions.len()))
+                .take(limit - cells.len())
+                .map(|(id, p)| (id.to_string(), p.flow.clone()))
+                .collect();
+            (cells, parked, table.live())
         };
-        let mut sessions: Vec<SessionSummary> =
-            live.iter().skip(offset).take(limit).cloned().collect();
-        let ended_offset = offset.saturating_sub(live.len());
-        let want = limit - sessions.len();
+        let mut sessions: Vec<SessionSummary> = cells.iter().map(|c| c.summary()).collect();
+        let taken = cells.len() + parked.len();
+        if !parked.is_empty() {
+            let ids: Vec<String> = parked.iter().map(|(id, _)| id.clone()).collect();
+            let store = store.clone();
+            let records = tokio::task::spawn_blocking(move || store.sessions_by_id(&ids))
+                .await
+                .map_err(|e| store::StoreError::Failed(e.to_string()))
+                .and_then(|r| r)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "evicted sessions could not be read from the store");
+                    Vec::new()
+                });
+            let mut by_id: std::collections::HashMap<String, store::SessionRecord> =
+                records.into_iter().map(|r| (r.id.clone(), r)).collect();
+            for (id, flow) in &parked {
+                if let Some(s) = by_id.remove(id).as_ref().and_then(stored_session) {
+                    sessions.push(worker::evicted_summary(&s, flow));
+                }
+            }
+        }
+        let ended_offset = offset.saturating_sub(live);
+        let want = limit - taken;
         let page = tokio::task::spawn_blocking(move || store.ended(ended_offset, want))
             .await
             .map_err(|e| store::StoreError::Failed(e.to_string()))
@@ -619,13 +681,13 @@ impl Runtime {
                 sessions.push(worker::stored_detail(&s, tz).summary);
             }
         }
-        let total = live.len() + page.total;
+        let total = live + page.total;
         // Where the next page starts: after the live ones taken, or after
         // the stored ones read.
         let (end, more) = if want == 0 {
             (offset + limit, offset + limit < total)
         } else {
-            (live.len() + ended_offset + page.records.len(), page.more)
+            (live + ended_offset + page.records.len(), page.more)
         };
         SessionsPage {
             sessions,
@@ -704,6 +766,10 @@ impl Runtime {
         if !store.durable() {
             return self.session(id);
         }
+        let evicted = lock(&self.inner.table)
+            .parked
+            .get(id)
+            .map(|p| p.flow.clone());
         let key = id.to_owned();
         let (record, rows) = tokio::task::spawn_blocking(move || {
             let record = store.session(&key)?;
@@ -719,6 +785,9 @@ impl Runtime {
         let record = record?;
         let mut s = stored_session(&record)?;
         recover::with_timeline(&mut s, rows);
+        if let Some(flow) = evicted.filter(|_| record.live) {
+            return Some(worker::evicted_detail(&s, &flow));
+        }
         let set = self.inner.flows.load();
         let tz = set
             .flows
@@ -809,9 +878,14 @@ impl Runtime {
         &self.inner.metrics
     }
 
-    /// Live sessions now.
+    /// Live sessions now, in memory or evicted.
     pub fn live_sessions(&self) -> usize {
-        lock(&self.inner.table).sessions.len()
+        lock(&self.inner.table).live()
+    }
+
+    /// Live sessions evicted now (their state in the store, not in memory).
+    pub fn evicted_sessions(&self) -> usize {
+        lock(&self.inner.table).parked.len()
     }
 
     /// Watches `flows_dir`; once changes have been quiet for
@@ -833,10 +907,14 @@ impl Runtime {
     /// flight (for tests and graceful stops; sessions stay alive).
     pub async fn settle(&self) {
         loop {
-            let busy = lock(&self.inner.table)
-                .sessions
-                .values()
-                .any(|r| r.tx.capacity() < r.tx.max_capacity() || r.cell.is_busy());
+            let busy = {
+                let table = lock(&self.inner.table);
+                table.waking > 0
+                    || table
+                        .sessions
+                        .values()
+                        .any(|r| r.tx.capacity() < r.tx.max_capacity() || r.cell.is_busy())
+            };
             if !busy {
                 return;
             }
@@ -869,6 +947,11 @@ impl Runtime {
             }
             table.orphans = Orphans::default();
             inner.metrics.orphans_held.store(0, Ordering::Relaxed);
+            // Sessions being loaded back get no more events: once loaded,
+            // each applies what it has queued and stops, stored.
+            table
+                .parked
+                .retain(|_, p| !matches!(p.state, ParkedState::Waking { .. }));
             table.sessions.drain().map(|(_, r)| r).collect()
         };
         drop(routes);
@@ -886,6 +969,15 @@ impl Runtime {
 }
 
 impl Inner {
+    /// How long an idle session stays in memory, when sessions are evicted
+    /// at all: only on a durable store this instance has alone.
+    fn evict_after(&self) -> Option<Duration> {
+        self.config
+            .evict_after
+            .filter(|d| !d.is_zero())
+            .filter(|_| self.config.store.durable() && self.config.cluster.is_none())
+    }
+
     /// A journal write failed: counted, logged, and the batch refused (`503`).
     fn not_journaled(&self, e: &store::StoreError, refused: usize) -> Overloaded {
         metrics::inc(&self.metrics.store_errors);
@@ -943,6 +1035,10 @@ impl Inner {
         if let Some(route) = table.route(&call_id) {
             return self.send(route, Box::new(Input::Event(event, received, seq)));
         }
+        if let Some(id) = table.parked_owner(&call_id) {
+            let input = Box::new(Input::Event(event, received, seq));
+            return evict::wake(self, &mut table, &id, Some(input));
+        }
         if table.ended.contains(&call_id) {
             self.metrics.count_dropped(Dropped::EndedCall, 1);
             tracing::debug!(
@@ -992,6 +1088,10 @@ impl Inner {
             // The call may have been claimed while the lock was free.
             if let Some(route) = table.route(&call_id) {
                 return self.send(route, Box::new(Input::Event(event, received, seq)));
+            }
+            if let Some(id) = table.parked_owner(&call_id) {
+                let input = Box::new(Input::Event(event, received, seq));
+                return evict::wake(self, &mut table, &id, Some(input));
             }
         }
         // Nothing names the session (a submit without a hint): while some
@@ -1094,7 +1194,7 @@ impl Inner {
         let (tx, rx) = mpsc::channel(self.config.queue_per_call.max(1));
         {
             let mut table = lock(&self.table);
-            if table.sessions.len() >= self.config.max_sessions {
+            if table.live() >= self.config.max_sessions {
                 return Err("too many live sessions");
             }
             if self.closing.load(Ordering::Acquire) {
@@ -1104,6 +1204,10 @@ impl Inner {
                 // A duplicate of the incoming call won the race: it owns the call.
                 if let Some(route) = table.route(call_id) {
                     return self.send(route, Box::new(Input::Event(first, received, seq)));
+                }
+                if let Some(id) = table.parked_owner(call_id) {
+                    let input = Box::new(Input::Event(first, received, seq));
+                    return evict::wake(self, &mut table, &id, Some(input));
                 }
                 table.calls.insert(call_id.into(), cell.id.clone());
             }

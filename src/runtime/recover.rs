@@ -267,6 +267,7 @@ fn register_restored(
         timers: p.timers,
         inflight: p.inflight,
         owned: p.owned,
+        resume: true,
     };
     let cell = Arc::new(SessionCell::new(flow, p.session));
     let (tx, rx) = mpsc::channel(inner.config.queue_per_call.max(1));

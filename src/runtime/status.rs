@@ -83,6 +83,11 @@ pub struct SessionSummary {
     pub started_at: Option<DateTime<Utc>>,
     /// The Graph ids of the session's calls.
     pub calls: Vec<String>,
+    /// Live, and evicted: its state is in the store, not in memory, until
+    /// a notification or its next deadline loads it back (shown only
+    /// when `true`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub evicted: bool,
 }
 
 /// One page of `GET /api/sessions`.

@@ -1,13 +1,15 @@
-//! The session table: live sessions by id, the calls each owns, events
-//! held for calls nobody owns yet, and the calls of recently ended sessions.
+//! The session table: live sessions by id (in memory, or evicted to the
+//! store with their next deadline), the calls each owns, events held for
+//! calls nobody owns yet, and the calls of recently ended sessions.
 //! Only data: the runtime takes its lock and decides.
 
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::worker::{Input, SessionCell};
+use crate::flow::Flow;
 
 #[derive(Default)]
 pub(super) struct Table {
@@ -20,6 +22,29 @@ pub(super) struct Table {
     /// Calls of recently retired sessions: a late or repeated notification
     /// (Graph retrying a batch) must not start a new session for them.
     pub(super) ended: RecentCalls,
+    /// Live sessions not in memory: evicted (their state is in the store),
+    /// or being loaded back. Their calls stay in `calls`.
+    pub(super) parked: HashMap<Arc<str>, Parked>,
+    /// The next deadline of each evicted session, earliest first: when it
+    /// falls due, the session is loaded back and its timer fires.
+    pub(super) wheel: BTreeSet<(DateTime<Utc>, Arc<str>)>,
+    /// How many of `parked` are being loaded back.
+    pub(super) waking: usize,
+}
+
+/// A live session out of memory: what routes to it and wakes it.
+pub(super) struct Parked {
+    /// The flow version it is pinned to (shared with the sessions on it).
+    pub(super) flow: Arc<Flow>,
+    pub(super) state: ParkedState,
+}
+
+pub(super) enum ParkedState {
+    /// Stored and waiting; its next deadline (also in [`Table::wheel`]).
+    Evicted { deadline: Option<DateTime<Utc>> },
+    /// Being loaded back: events for it queue here, in order, until its
+    /// worker starts.
+    Waking { tx: mpsc::Sender<Box<Input>> },
 }
 
 /// How many ended calls are remembered.
@@ -53,6 +78,19 @@ impl RecentCalls {
 impl Table {
     pub(super) fn route(&self, call_id: &str) -> Option<&Route> {
         self.calls.get(call_id).and_then(|s| self.sessions.get(s))
+    }
+
+    /// The evicted (or waking) session that owns `call_id`.
+    pub(super) fn parked_owner(&self, call_id: &str) -> Option<Arc<str>> {
+        self.calls
+            .get(call_id)
+            .filter(|s| self.parked.contains_key(*s))
+            .cloned()
+    }
+
+    /// Live sessions, in memory or not.
+    pub(super) fn live(&self) -> usize {
+        self.sessions.len() + self.parked.len()
     }
 }
 

@@ -27,6 +27,7 @@ use crate::engine::{self, CallControl, Command, CommandId, Event, Session, State
 use crate::flow::Flow;
 use crate::graph::wire::{Call, CallState};
 
+use super::table::{Parked, ParkedState};
 use super::{Inner, SessionDetail, SessionSummary, lock, metrics};
 
 /// What a session's queue carries.
@@ -185,7 +186,20 @@ fn summary(s: &Session, step: Option<String>) -> SessionSummary {
         end: s.end.as_ref().and_then(|e| e.name.clone()),
         started_at: s.started_at,
         calls: s.legs.iter().filter_map(|l| l.call_id.clone()).collect(),
+        evicted: false,
     }
+}
+
+/// An evicted session as the store holds it, on its pinned `flow`.
+pub(super) fn evicted_summary(s: &Session, flow: &Flow) -> SessionSummary {
+    let mut summary = summary(s, s.step_name(flow).map(str::to_owned));
+    summary.evicted = true;
+    summary
+}
+
+/// [`evicted_summary`] with the timeline (in the flow's time zone).
+pub(super) fn evicted_detail(s: &Session, flow: &Flow) -> SessionDetail {
+    detail(s, evicted_summary(s, flow), flow.timezone)
 }
 
 fn detail(s: &Session, summary: SessionSummary, tz: chrono_tz::Tz) -> SessionDetail {
@@ -228,6 +242,11 @@ struct Worker {
     save_by: Option<Instant>,
     /// How many of the timeline's entries the store holds as rows.
     timeline_stored: usize,
+    /// Whether the store holds the session as it is now (its last write
+    /// succeeded and nothing changed since).
+    clean: bool,
+    /// When the session is evicted if nothing happens until then.
+    evict_at: Option<Instant>,
 }
 
 /// A [`super::store::Persisted`] by reference: serialised to the same JSON.
@@ -246,6 +265,10 @@ pub(super) struct Restored {
     pub(super) timers: Vec<(TimerId, DateTime<Utc>)>,
     pub(super) inflight: Vec<Command>,
     pub(super) owned: Vec<String>,
+    /// Back after a stop (a restart, a take-over): reconciled with Graph,
+    /// then the engine hears [`Event::Resumed`]. `false` for a session
+    /// loaded back after an eviction: it never stopped.
+    pub(super) resume: bool,
 }
 
 /// The request a result event settles.
@@ -254,6 +277,7 @@ fn settles(event: &Event, inflight: &[Command]) -> Option<CommandId> {
         Event::Accepted { command, .. }
         | Event::RequestFailed { command, .. }
         | Event::Fetched { command, .. }
+        | Event::Turn { command, .. }
         | Event::RecordingSaved { command, .. } => Some(*command),
         Event::CallCreated { tag: created, .. } => inflight.iter().find_map(|c| match c {
             Command::CreateCall { id, tag, .. } if tag == created => Some(*id),
@@ -283,32 +307,45 @@ pub(super) async fn run(
         reaped: false,
         save_by: None,
         timeline_stored: 0,
+        clean: false,
+        evict_at: None,
     };
-    if let Some(r) = restored {
-        w.timers = r.timers;
-        w.inflight = r.inflight;
-        w.owned = r.owned;
-        w.timeline_stored = r.timeline_stored;
-        // The journal's events this session had applied before the stop and
-        // whose state was not stored yet (it may wait, see [`DEFER_STATE`])
-        // were queued before this task started: applied first, they bring
-        // the session back to where it was; then it is reconciled.
-        let mut replayed = 0;
-        while let Ok(input) = rx.try_recv() {
-            let Input::Event(event, received, journaled) = *input;
-            w.applied.extend(journaled.map(|j| j.seq));
-            Box::pin(w.drain(VecDeque::from([event]), Some(received), journaled)).await;
-            replayed += 1;
-        }
-        Box::pin(w.reconcile()).await;
-        w.inner.pending.fetch_sub(1 + replayed, Ordering::AcqRel);
-    }
-    let mut finished = false;
     // Events handled since the last turn, and the deadline being handled:
     // both are released only once the next sleep is registered, so that a
     // manual clock never sees this task idle with its next deadline unknown.
     let mut handled = 0;
     let mut _woken = None;
+    if let Some(r) = restored {
+        w.timers = r.timers;
+        w.inflight = r.inflight;
+        w.owned = r.owned;
+        w.timeline_stored = r.timeline_stored;
+        if r.resume {
+            // The journal's events this session had applied before the stop and
+            // whose state was not stored yet (it may wait, see [`DEFER_STATE`])
+            // were queued before this task started: applied first, they bring
+            // the session back to where it was; then it is reconciled.
+            let mut replayed = 0;
+            while let Ok(input) = rx.try_recv() {
+                let Input::Event(event, received, journaled) = *input;
+                w.applied.extend(journaled.map(|j| j.seq));
+                Box::pin(w.drain(VecDeque::from([event]), Some(received), journaled)).await;
+                replayed += 1;
+            }
+            Box::pin(w.reconcile()).await;
+            w.inner.pending.fetch_sub(1 + replayed, Ordering::AcqRel);
+        } else {
+            // Loaded back after an eviction, as it was stored: what queued
+            // meanwhile is handled in order below. The load was work in
+            // flight, released like a handled event.
+            w.clean = true;
+            handled = 1;
+        }
+    }
+    let mut finished = false;
+    let evict_after = w.inner.evict_after();
+    let idle_until = || evict_after.map(|d| Instant::now() + d);
+    w.evict_at = idle_until();
     loop {
         let sleep = match w.next_deadline() {
             Some(at) => w.inner.clock.sleep_until(at),
@@ -320,6 +357,7 @@ pub(super) async fn run(
         }
         _woken = None;
         let save_by = w.save_by;
+        let evict_at = w.evict_at;
         tokio::select! {
             biased;
             input = rx.recv() => match input {
@@ -329,6 +367,7 @@ pub(super) async fn run(
                     // Boxed: the task's idle footprint stays small.
                     Box::pin(w.drain(VecDeque::from([event]), Some(received), journaled)).await;
                     handled += 1;
+                    w.evict_at = idle_until();
                 }
                 None => break,
             },
@@ -342,6 +381,21 @@ pub(super) async fn run(
                     finished = true;
                     break;
                 }
+                w.evict_at = idle_until();
+            }
+            () = async { tokio::time::sleep_until(evict_at.unwrap_or_else(Instant::now)).await },
+                if evict_at.is_some() => {
+                if Box::pin(w.evict(&rx)).await {
+                    // Out of memory now: its state is stored and its calls
+                    // route to it; a notification or its deadline loads it.
+                    metrics::inc(&w.inner.metrics.evictions);
+                    w.inner.metrics.sessions_evicted.fetch_add(1, Ordering::Relaxed);
+                    if w.inner.tasks.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        w.inner.tasks_done.notify_waiters();
+                    }
+                    return;
+                }
+                w.evict_at = idle_until();
             }
         }
         if w.reaped {
@@ -398,6 +452,69 @@ impl Worker {
             .min()
     }
 
+    /// Evicts the session if it may go (nothing queued, in flight or
+    /// unstored, no create, no secret, its run not over): stores it first
+    /// if the store does not hold it as it is, then, under the table's lock
+    /// (so that no event can be queued meanwhile), swaps its route for its
+    /// next deadline. `true` when it is evicted: the task ends.
+    async fn evict(&mut self, rx: &mpsc::Receiver<Box<Input>>) -> bool {
+        {
+            let s = self.cell.lock();
+            // Secrets live in memory only: evicted, they would be lost.
+            if s.is_ended() || !s.secrets.vars.is_empty() || !s.secrets.digits.is_empty() {
+                return false;
+            }
+        }
+        if self.reaped
+            || self.faulted
+            || self.ended_at.is_some()
+            || !self.inflight.is_empty()
+            || self.cell.creating()
+            || self.cell.dropped.load(Ordering::Acquire)
+            || !rx.is_empty()
+        {
+            return false;
+        }
+        if !self.clean || self.save_by.is_some() || !self.applied.is_empty() {
+            // A deferred write (or one that failed) first: evicted only once stored.
+            Box::pin(self.save(true)).await;
+            if !self.clean {
+                return false;
+            }
+        }
+        let deadline = self.next_deadline();
+        let id = self.cell.id.clone();
+        let mut table = lock(&self.inner.table);
+        if !rx.is_empty() || self.inner.closing.load(Ordering::Acquire) {
+            return false;
+        }
+        let ours = table
+            .sessions
+            .get(&id)
+            .is_some_and(|r| Arc::ptr_eq(&r.cell, &self.cell));
+        if !ours {
+            return false;
+        }
+        table.sessions.remove(&id);
+        let earliest = table.wheel.first().map(|(at, _)| *at);
+        if let Some(at) = deadline {
+            table.wheel.insert((at, id.clone()));
+        }
+        table.parked.insert(
+            id,
+            Parked {
+                flow: self.cell.flow.clone(),
+                state: ParkedState::Evicted { deadline },
+            },
+        );
+        drop(table);
+        if deadline.is_some_and(|at| earliest.is_none_or(|e| at < e)) {
+            self.inner.wheel_changed.notify_one();
+        }
+        tracing::debug!(session = %self.cell.id, next = ?deadline, "idle session evicted: stored, out of memory");
+        true
+    }
+
     /// Handles whatever deadline passed; `false` to stop the session.
     async fn on_deadline(&mut self) -> bool {
         let now = self.inner.clock.now();
@@ -427,6 +544,7 @@ impl Worker {
         journaled: Option<Journaled>,
     ) {
         self.cell.busy.store(true, Ordering::Release);
+        self.clean = false;
         // Whether only journaled events were applied: a request's result,
         // a timer or a fault is in no journal, so its state is stored now.
         let mut replayable = journaled.is_some();
@@ -601,8 +719,10 @@ impl Worker {
                 if let Some(total) = stored {
                     self.timeline_stored = total;
                 }
+                self.clean = true;
             }
             Err(e) => {
+                self.clean = false;
                 let fenced = matches!(e, super::store::StoreError::Fenced(_));
                 if fenced || self.inner.config.cluster.is_some() {
                     // Another instance took the session (its lease had
@@ -620,6 +740,9 @@ impl Worker {
                     self.cell.dropped.store(true, Ordering::Release);
                     metrics::inc(&self.inner.metrics.sessions_fenced);
                     self.inner.drop_session(&self.cell.id);
+                    if fenced && let Some(cluster) = &self.inner.config.cluster {
+                        cluster.nudge(&self.cell.id);
+                    }
                     return;
                 }
                 metrics::inc(&self.inner.metrics.store_errors);
@@ -694,6 +817,33 @@ impl Worker {
                         .into(),
                 });
             }
+        }
+        // A call that came up while the server was down (an agent who
+        // picked up a ring group's or a consultation's call) is told as
+        // Graph's lost notification would have told it.
+        let answered: Vec<String> = {
+            let s = self.cell.lock();
+            seen.iter()
+                .filter(|(_, state)| *state == Some(CallState::Established))
+                .filter(|(id, _)| {
+                    let known = s.leg_index(id).and_then(|i| s.legs[i].state.clone());
+                    matches!(
+                        known,
+                        None | Some(
+                            CallState::Incoming | CallState::Establishing | CallState::Ringing
+                        )
+                    )
+                })
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for call_id in answered {
+            tracing::info!(session = %self.cell.id, call = %call_id,
+                "a call came up while the server was down");
+            queue.push_back(Event::CallState(StateChange::new(
+                call_id,
+                CallState::Established,
+            )));
         }
         for (call_id, result) in ended {
             tracing::info!(session = %self.cell.id, call = %call_id,
@@ -832,6 +982,25 @@ impl Worker {
                                 code: e.code,
                                 message: e.message,
                             },
+                        }))
+                    }
+                    // The turn comes from the store's counter, which every
+                    // session (and, on PostgreSQL, every instance) shares.
+                    (Command::TakeTurn { id, group }, _) => {
+                        let taken = self.inner.config.store.take_turn(group).await;
+                        Ok(Some(match taken {
+                            Ok(turn) => Event::Turn { command: *id, turn },
+                            Err(e) => {
+                                metrics::inc(&self.inner.metrics.store_errors);
+                                tracing::warn!(session = %self.cell.id, %group, error = %e,
+                                    "a ring group's turn could not be taken; it rings from its first target");
+                                Event::RequestFailed {
+                                    command: *id,
+                                    status: 0,
+                                    code: "StoreFailed".into(),
+                                    message: e.to_string(),
+                                }
+                            }
                         }))
                     }
                     _ => {

@@ -121,6 +121,7 @@ async fn demo(
             admin_token: Some(admin_token.clone()),
             max_sessions: 100_000,
             store: crate::runtime::StoreHandle::memory(),
+            evict_after: None,
             recordings: Some(s.recordings.clone()),
             fetch: (!s.fetch.allow.is_empty())
                 .then(|| {
@@ -480,6 +481,7 @@ mod tests {
                 end: None,
                 started_at: Some(at),
                 calls: vec!["call-1".into()],
+                evicted: false,
             },
             reason: None,
             timezone: chrono_tz::Tz::UTC,

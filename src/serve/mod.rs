@@ -146,6 +146,17 @@ pub async fn production(s: Settings) -> Result<(), ServeError> {
     config.store = store;
     config.cluster = cluster;
     config.keep_ended = s.keep_ended;
+    config.evict_after = s.evict_after;
+    match (s.evict_after, &config.cluster, config.store.durable()) {
+        (Some(after), None, true) => tracing::info!(
+            after = %humantime::format_duration(after),
+            "idle sessions are evicted to the store after this long (--evict-after)"
+        ),
+        (Some(_), Some(_), _) => tracing::info!(
+            "idle sessions stay in memory with PostgreSQL (--evict-after applies to SQLite)"
+        ),
+        _ => {}
+    }
     let fetch = s.fetch.clone().with_env_secrets(std::env::vars());
     if fetch.allow.is_empty() {
         tracing::info!("no host allowed for fetch steps (--fetch-allow): they take on_failure");
@@ -356,6 +367,9 @@ pub struct SimWiring {
     pub recordings: Option<crate::graph::client::recordings::RecordingDelivery>,
     /// Who makes `fetch` requests (`None`: they take `on_failure`).
     pub fetch: Option<Arc<crate::runtime::Fetcher>>,
+    /// How long an idle session stays in memory (a durable store only;
+    /// `None`: always).
+    pub evict_after: Option<Duration>,
 }
 
 /// The real Graph client, notification verifier, runtime and server state,
@@ -392,6 +406,7 @@ pub async fn wire_to_sim_graph(
     config.max_sessions = w.max_sessions;
     config.store = w.store.clone();
     config.fetch = w.fetch.clone();
+    config.evict_after = w.evict_after;
     let runtime = Runtime::start(config, Arc::new(client))
         .await
         .map_err(|diagnostics| ServeError::Flows {

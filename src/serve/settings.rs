@@ -116,6 +116,9 @@ pub struct ServeOptions {
     /// How long ended sessions are kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_ended: Option<String>,
+    /// How long an idle session stays in memory (`0` or `off`: always).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evict_after: Option<String>,
     /// Where `record` steps deliver recordings: a folder, or an http(s) URL to POST to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recordings: Option<String>,
@@ -183,6 +186,9 @@ pub struct Settings {
     pub store: crate::runtime::StoreUrl,
     /// How long ended sessions are kept in the store.
     pub keep_ended: std::time::Duration,
+    /// How long an idle session stays in memory before it is evicted to
+    /// the store (`None`: always in memory).
+    pub evict_after: Option<std::time::Duration>,
     /// Where `record` steps deliver recordings.
     pub recordings: crate::graph::client::recordings::RecordingDelivery,
     /// What `fetch` steps may ask, and the secrets they read (without the
@@ -319,6 +325,15 @@ impl Settings {
                 .map_err(|e| format!("keep-ended {text:?}: {e}"))?,
             None => std::time::Duration::from_secs(7 * 24 * 3600),
         };
+        let evict_after = match o.evict_after.as_deref().map(str::trim) {
+            Some("off" | "0") => None,
+            Some(text) => Some(
+                humantime::parse_duration(text)
+                    .map_err(|e| format!("evict-after {text:?}: {e} (or 0, off)"))?,
+            )
+            .filter(|d| !d.is_zero()),
+            None => Some(crate::runtime::DEFAULT_EVICT_AFTER),
+        };
         let fetch_max_bytes = match &o.fetch_max_bytes {
             Some(Size::Bytes(n)) => usize::try_from(*n).unwrap_or(usize::MAX),
             Some(Size::Text(text)) => parse_size(text)?,
@@ -388,6 +403,7 @@ impl Settings {
             insecure_no_auth: o.insecure_no_auth.unwrap_or(false),
             store,
             keep_ended,
+            evict_after,
             recordings,
             fetch,
             node,
@@ -556,6 +572,30 @@ mod tests {
         let e = Settings::layered(&ServeOptions::default(), Some(&path)).expect_err("bad type");
         assert!(e.contains("max-body") && e.contains("serve.toml"), "{e}");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn evict_after_defaults_to_30s_and_0_or_off_keeps_sessions_in_memory() {
+        let with = |text: Option<&str>| {
+            Settings::layered(
+                &ServeOptions {
+                    evict_after: text.map(str::to_owned),
+                    ..ServeOptions::default()
+                },
+                None,
+            )
+            .map(|s| s.evict_after)
+        };
+        assert_eq!(with(None), Ok(Some(std::time::Duration::from_secs(30))));
+        assert_eq!(
+            with(Some("2m")),
+            Ok(Some(std::time::Duration::from_secs(120)))
+        );
+        assert_eq!(with(Some("0")), Ok(None));
+        assert_eq!(with(Some("0s")), Ok(None));
+        assert_eq!(with(Some("off")), Ok(None));
+        let e = with(Some("soon")).expect_err("not a duration");
+        assert!(e.starts_with("evict-after \"soon\""), "{e}");
     }
 
     #[test]

@@ -67,6 +67,21 @@ pub(crate) fn render(state: &ServerState) -> String {
             get(&m.events_forwarded),
         ),
         (
+            "callflow_events_adopted_total",
+            "Journal entries an instance that died acknowledged and never applied, applied here.",
+            get(&m.events_adopted),
+        ),
+        (
+            "callflow_sessions_evictions_total",
+            "Idle sessions dropped from memory, their state stored (--evict-after).",
+            get(&m.evictions),
+        ),
+        (
+            "callflow_sessions_woken_total",
+            "Evicted sessions loaded back from the store by a notification or a timer.",
+            get(&m.sessions_woken),
+        ),
+        (
             "callflow_unmatched_incoming_total",
             "Incoming calls no flow takes.",
             get(&m.unmatched_incoming),
@@ -107,6 +122,17 @@ pub(crate) fn render(state: &ServerState) -> String {
         "Sessions alive now.",
     );
     let _ = writeln!(out, "callflow_sessions_live {}", get(&m.sessions_live));
+    family(
+        &mut out,
+        "callflow_sessions_evicted",
+        "gauge",
+        "Live sessions evicted now: stored, waiting, not in memory (counted in callflow_sessions_live).",
+    );
+    let _ = writeln!(
+        out,
+        "callflow_sessions_evicted {}",
+        get(&m.sessions_evicted)
+    );
 
     family(
         &mut out,

@@ -288,6 +288,11 @@ pub struct GraphBehaviour {
     /// top-level `http:` section (not part of `graph:`).
     #[serde(skip)]
     pub http: HttpAnswers,
+    /// The turn `round_robin` ring groups hand out first in this run (how
+    /// many calls they took before it): the scenario's top-level
+    /// `ring_turn` (not part of `graph:`). Default 0: the first target.
+    #[serde(skip)]
+    pub ring_turn: u64,
 }
 
 impl GraphBehaviour {

@@ -67,6 +67,7 @@ impl SimGraph {
                 invites: 0,
                 agent_calls: IndexMap::new(),
                 fetches: IndexMap::new(),
+                turns: IndexMap::new(),
                 recorded: IndexMap::new(),
                 recordings_base: DEFAULT_RECORDINGS_BASE.to_owned(),
                 delivered: Vec::new(),
@@ -466,5 +467,9 @@ impl CallControl for SimGraph {
         request: &crate::engine::fetch::FetchRequest,
     ) -> Result<crate::engine::fetch::FetchAnswer, ControlError> {
         self.lock().fetch(request)
+    }
+
+    async fn take_turn(&self, group: &str) -> Result<u64, ControlError> {
+        Ok(self.lock().take_turn(group))
     }
 }

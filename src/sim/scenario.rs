@@ -143,6 +143,11 @@ pub struct ScenarioFile {
     /// delay, timeout, unreachable}`, or a list, one per request.
     #[serde(default)]
     pub http: super::behaviour::HttpAnswers,
+    /// The turn each `round_robin` ring group of the flow takes in this
+    /// call: how many calls it took before (default 0: it rings from its
+    /// first target; 1 from its second, …).
+    #[serde(default)]
+    pub ring_turn: u64,
     /// The requests and end expected, in order.
     #[serde(default)]
     pub expect: Vec<Value>,
@@ -329,6 +334,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
             .map_or_else(default_identity, BotDef::identity),
         graph: GraphBehaviour {
             http: file.http,
+            ring_turn: file.ring_turn,
             ..file.graph
         },
         expect,
@@ -418,6 +424,8 @@ impl ParamsAt {
 /// requests and end it made, expected in order (not strictly: a replay
 /// answers every request at once, and `keep_alive`s are left out, as are
 /// prompts played again after a restart, which a replay has no reason to).
+/// A `round_robin` ring group's turn is written as `ring_turn`, so that the
+/// replay rings from the target the call rang from.
 pub fn replay_scenario(
     name: &str,
     flow: &str,
@@ -433,9 +441,17 @@ pub fn replay_scenario(
     use crate::engine::{Entry, RequestKind};
     let mut lines = Vec::new();
     let mut resumed = false;
+    let mut turn = None;
     for e in timeline {
         match &e.what {
             Entry::Event(t) if t == crate::engine::RESUMED => resumed = true,
+            // The ring group's note: `turn N: ringing from target …`.
+            Entry::Note(t) if turn.is_none() && t.contains(": ringing from target") => {
+                turn = t
+                    .strip_prefix("turn ")
+                    .and_then(|r| r.split(':').next())
+                    .and_then(|n| n.parse::<u64>().ok());
+            }
             Entry::Request(r) if r.request == RequestKind::KeepAlive => {}
             Entry::Request(r) if resumed && r.request == RequestKind::PlayPrompt => resumed = false,
             Entry::Request(r) => lines.push(Actual::Request(r.clone())),
@@ -443,8 +459,11 @@ pub fn replay_scenario(
             _ => {}
         }
     }
+    let ring_turn = turn
+        .filter(|n| *n > 0)
+        .map_or_else(String::new, |n| format!("ring_turn: {n}\n"));
     format!(
-        "scenario: {}\nflow: {}\nreplay: {}\n{}",
+        "scenario: {}\nflow: {}\nreplay: {}\n{ring_turn}{}",
         text(name),
         text(flow),
         text(recording),
@@ -702,4 +721,34 @@ pub fn run_paths(paths: &[PathBuf]) -> TestReport {
     }
     report.flows = flows;
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call that took turn 2 of the sales line's group is exported with
+    /// `ring_turn: 2`, so that its replay rings from the same agent.
+    #[test]
+    fn a_replay_scenario_keeps_the_turn_the_call_took() {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("flows/sales.yaml"))
+                .expect("the sales flow");
+        let flow = crate::flow::load_str("sales.yaml", &text)
+            .flow
+            .expect("it loads");
+        let mut options = super::super::SimulateOptions::for_flow(&flow, default_clock(&flow));
+        options.graph.ring_turn = 2;
+        let run = super::super::runner::run(&flow, &options);
+        let scenario = replay_scenario("a call", "sales", "r.jsonl", &run.session.timeline.entries);
+        assert!(scenario.contains("\nring_turn: 2\n"), "{scenario}");
+        assert!(scenario.contains("take_turn"), "{scenario}");
+        options.graph.ring_turn = 0;
+        let run = super::super::runner::run(&flow, &options);
+        let scenario = replay_scenario("a call", "sales", "r.jsonl", &run.session.timeline.entries);
+        assert!(
+            !scenario.contains("ring_turn"),
+            "turn 0 is the default: {scenario}"
+        );
+    }
 }

@@ -120,6 +120,9 @@ pub(super) struct World {
     pub(super) agent_calls: IndexMap<String, usize>,
     /// Requests to each entry of the `http:` answers so far (its attempt).
     pub(super) fetches: IndexMap<String, usize>,
+    /// Turns each `round_robin` ring group has handed out in this run (from
+    /// the scenario's `ring_turn`).
+    pub(super) turns: IndexMap<String, u64>,
     /// Recordings made, by operation id: their access token and length in seconds.
     pub(super) recorded: IndexMap<String, (String, u32)>,
     /// The URL recordings are downloaded from (`{base}/{operation id}`).
@@ -1102,6 +1105,16 @@ impl World {
             status: answer.status,
             body: answer.body,
         })
+    }
+
+    /// The next turn of ring group `group`: the scenario's `ring_turn` for
+    /// its first, one more for each later one in the same run.
+    pub(super) fn take_turn(&mut self, group: &str) -> u64 {
+        let first = self.behaviour.ring_turn;
+        let count = self.turns.entry(group.to_owned()).or_insert(first);
+        let turn = *count;
+        *count += 1;
+        turn
     }
 
     /// `cancelMediaProcessing`: the prompts still playing on the call end

@@ -601,7 +601,8 @@ async fn live(State(s): State<Studio>) -> Answer {
             "this studio is not attached to a running server (`callflow serve` has it under /ui)",
         )
     })?;
-    let sessions = rt.sessions();
+    // Live sessions (evicted ones read from the store), then ended ones.
+    let sessions = rt.sessions_page(0, 1000).await.sessions;
     let live = sessions.iter().filter(|x| x.state != "ended").count();
     Ok(Json(json!({ "live": live, "sessions": sessions })).into_response())
 }
@@ -615,7 +616,8 @@ async fn live_session(State(s): State<Studio>, UrlPath(id): UrlPath<String>) -> 
         .as_ref()
         .ok_or_else(|| missing("notLive", "this studio is not attached to a running server"))?;
     let detail = rt
-        .session(&id)
+        .session_anywhere(&id)
+        .await
         .ok_or_else(|| missing("unknownSession", format!("no session {id:?}")))?;
     let set = rt.flow_set();
     let flow = set.get(&detail.summary.flow).cloned();

@@ -92,6 +92,8 @@ pub fn requests(
                     request.url.clone(),
                     request.body.clone(),
                 ),
+                // Not Graph either: the server's turn counter of the group.
+                Command::TakeTurn { group, .. } => ("TAKE", group.clone(), None),
                 _ => {
                     let (method, path) = kind.map_or(("POST", String::new()), |k| {
                         k.route(c.call_id().unwrap_or("{id}"))

@@ -15,8 +15,8 @@ use callflow::sim::http::SimGraphServer;
 use serde_json::Value;
 
 use crate::store::{
-    ADMIN, MENU_NUMBER, Serve, flows, free_port, menu_waiting, metric, no_request_twice, place,
-    press, requests, serve_command_behind, sim_with,
+    ADMIN, MENU_NUMBER, Serve, drive, flows, free_port, menu_waiting, metric, no_request_twice,
+    place, press, requests, serve_command_behind, sim_with,
 };
 use crate::support::balancer::Balancer;
 use crate::support::pg::fresh_schema;
@@ -24,18 +24,20 @@ use crate::support::poll::eventually;
 use crate::support::require;
 
 /// Instances on one store behind one balancer.
-struct Nodes {
-    sim: SimGraphServer,
-    graph: String,
+pub(crate) struct Nodes {
+    pub(crate) sim: SimGraphServer,
+    pub(crate) graph: String,
     _dir: tempfile::TempDir,
-    balancer: Balancer,
-    nodes: Vec<Option<Serve>>,
-    callback: String,
-    /// Each node's port and store, its flows and the lease: to start it again.
+    pub(crate) balancer: Balancer,
+    pub(crate) nodes: Vec<Option<Serve>>,
+    pub(crate) callback: String,
+    /// Each node's port and store, its flows, the lease and its extra
+    /// environment: to start it again.
     ports: Vec<u16>,
-    stores: Vec<String>,
+    pub(crate) stores: Vec<String>,
     flows: std::path::PathBuf,
     lease: String,
+    env: Vec<Vec<(String, String)>>,
 }
 
 impl Nodes {
@@ -56,13 +58,27 @@ impl Nodes {
         faults: callflow::sim::http::Faults,
         store_of: impl Fn(usize, &str) -> String,
     ) -> Nodes {
-        callflow::graph::client::install_tls_provider();
-        let store = fresh_schema(schema).await;
-        let sim = sim_with(callflow::sim::http::SimGraphConfig {
+        let sim = callflow::sim::http::SimGraphConfig {
             faults,
             ..Default::default()
-        })
-        .await;
+        };
+        Nodes::start_with(schema, count, lease, mirror, sim, store_of, |_| Vec::new()).await
+    }
+
+    /// [`Nodes::start_on`] with sim-graph configured as `sim` and node `i`
+    /// started with the environment `env_of(i)` too.
+    pub(crate) async fn start_with(
+        schema: &str,
+        count: usize,
+        lease: &str,
+        mirror: bool,
+        sim: callflow::sim::http::SimGraphConfig,
+        store_of: impl Fn(usize, &str) -> String,
+        env_of: impl Fn(usize) -> Vec<(String, String)>,
+    ) -> Nodes {
+        callflow::graph::client::install_tls_provider();
+        let store = fresh_schema(schema).await;
+        let sim = sim_with(sim).await;
         let graph = sim.base_url().to_owned();
         let dir = tempfile::tempdir().expect("tempdir");
         let flows = flows(dir.path());
@@ -78,6 +94,7 @@ impl Nodes {
         let callback = format!("{}/api/calls", balancer.url);
         let mut nodes = Nodes {
             stores: (0..count).map(|i| store_of(i, &store)).collect(),
+            env: (0..count).map(env_of).collect(),
             sim,
             graph,
             _dir: dir,
@@ -96,7 +113,7 @@ impl Nodes {
     }
 
     /// Starts node `i` (again: the same name, port and store).
-    async fn spawn(&self, i: usize) -> Serve {
+    pub(crate) async fn spawn(&self, i: usize) -> Serve {
         let port = self.ports[i];
         let mut cmd = serve_command_behind(
             &self.graph,
@@ -105,16 +122,17 @@ impl Nodes {
             &self.flows,
             &self.stores[i],
         );
-        cmd.args(["--node", &format!("node-{i}"), "--lease", &self.lease]);
+        cmd.args(["--node", &format!("node-{i}"), "--lease", &self.lease])
+            .envs(self.env[i].iter().map(|(k, v)| (k, v)));
         Serve::spawn(&mut cmd, port).await
     }
 
     /// The admin API through the balancer: any instance.
-    fn any(&self) -> Serve {
+    pub(crate) fn any(&self) -> Serve {
         Serve::at(&self.balancer.url)
     }
 
-    async fn in_menu(&self) -> String {
+    pub(crate) async fn in_menu(&self) -> String {
         let call = place(&self.graph, MENU_NUMBER, &self.callback).await;
         let any = self.any();
         eventually(Duration::from_secs(60), || async {
@@ -122,6 +140,18 @@ impl Nodes {
         })
         .await
         .unwrap_or_else(|| panic!("call {call} never waited in its menu"));
+        call
+    }
+
+    /// A call placed and driven (sim-graph on a manual clock) until it
+    /// waits in its menu.
+    pub(crate) async fn in_menu_manual(&self) -> String {
+        let call = place(&self.graph, MENU_NUMBER, &self.callback).await;
+        let any = self.any();
+        drive(&self.sim, "in its menu", || {
+            menu_waiting(&any, &self.graph, &call)
+        })
+        .await;
         call
     }
 
@@ -134,13 +164,42 @@ impl Nodes {
         calls
     }
 
-    async fn ended(&self, call: &str) -> Value {
+    pub(crate) async fn ended(&self, call: &str) -> Value {
         self.any()
             .wait_session(call, "ended", |s| s["state"] == "ended")
             .await
     }
 
-    async fn nodes_view(&self) -> Value {
+    /// Node `i`'s own view of the cluster (asked directly, not through
+    /// the balancer).
+    pub(crate) async fn view_at(&self, i: usize) -> Value {
+        let node = self.nodes[i].as_ref().expect("a running node");
+        reqwest::Client::new()
+            .get(format!("{}/api/cluster", node.public))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("cluster view")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// The node holding session `id`, as the cluster lists it.
+    pub(crate) async fn holder(&self, id: &str) -> Option<usize> {
+        let view = self.nodes_view().await;
+        let name = view["nodes"].as_array()?.iter().find_map(|n| {
+            n["sessions"]
+                .as_array()?
+                .iter()
+                .any(|s| s == id)
+                .then(|| n["node"].as_str().map(str::to_owned))
+                .flatten()
+        })?;
+        name.strip_prefix("node-")?.parse().ok()
+    }
+
+    pub(crate) async fn nodes_view(&self) -> Value {
         reqwest::Client::new()
             .get(format!("{}/api/cluster", self.balancer.url))
             .bearer_auth(ADMIN)
@@ -498,4 +557,257 @@ async fn a_timer_of_a_killed_instance_fires_once_on_the_survivor() {
     let survivor = nodes.nodes[1 - holder].as_ref().expect("node");
     assert!(metric(survivor, "callflow_sessions_taken_over_total").await >= 1.0);
     let _ = nodes.sim.shutdown().await;
+}
+
+/// The bot's status for each notification sim-graph posted about `call`
+/// (`None`: no answer).
+async fn statuses(graph: &str, call: &str) -> Vec<Option<u64>> {
+    let Ok(r) = reqwest::get(format!("{graph}/sim/calls/{call}/notifications")).await else {
+        return Vec::new();
+    };
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    v["value"]
+        .as_array()
+        .map(|l| l.iter().map(|d| d["status"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+/// One caller of the steady load: places a call, presses 1 once the menu
+/// waits, and waits for the end; gives up as soon as one of the call's
+/// notifications was not acknowledged (Graph does not post it again).
+async fn caller(graph: String, any: String, callback: String) -> (String, Option<Value>) {
+    let call = place(&graph, MENU_NUMBER, &callback).await;
+    let any = Serve::at(&any);
+    let refused = |s: &[Option<u64>]| s.iter().any(|st| *st != Some(202));
+    let waiting = eventually(Duration::from_secs(40), || async {
+        if refused(&statuses(&graph, &call).await) {
+            return Some(false);
+        }
+        menu_waiting(&any, &graph, &call).await.then_some(true)
+    })
+    .await;
+    if waiting != Some(true) {
+        return (call, None);
+    }
+    press(&graph, &call, "1").await;
+    let ended = eventually(Duration::from_secs(40), || async {
+        if refused(&statuses(&graph, &call).await) {
+            return Some(None);
+        }
+        let s = any.session(&call).await?;
+        (s["state"] == "ended").then_some(Some(s))
+    })
+    .await
+    .flatten();
+    (call, ended)
+}
+
+/// PostgreSQL out of reach of every instance at once under a steady load
+/// of calls (every connection to it cut, new ones refused: what a restart
+/// of the server looks like to its clients, without restarting the server
+/// other tests share), then back. While it is away both instances say they
+/// are not ready and notifications get `503`, never a `202`; nothing that
+/// was acknowledged is lost (every call whose notifications were all
+/// answered `202` is transferred, including those whose sessions stopped
+/// when their state could not be stored and were taken over once their
+/// lease ran out); service resumes by itself (calls placed after it came
+/// back run normally, and calls that waited in their menus all along are
+/// transferred when their callers press 1 afterwards); no request is sent
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_away_from_every_instance_under_load_503_nothing_lost_service_resumes() {
+    use crate::support::proxy::Proxy;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    if !require::postgres() {
+        return;
+    }
+    let url = url::Url::parse(&require::postgres_url()).expect("url");
+    let upstream = std::net::ToSocketAddrs::to_socket_addrs(&(
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432),
+    ))
+    .expect("address")
+    .next()
+    .expect("address");
+    let proxy = Proxy::start(upstream).await;
+    let port = proxy.addr().port();
+    let faults = callflow::sim::http::Faults::default();
+    let nodes = Nodes::start_on("store_away", 2, "3s", false, faults, |_, store| {
+        let mut u = url::Url::parse(store).expect("url");
+        u.set_host(Some("127.0.0.1")).expect("host");
+        u.set_port(Some(port)).expect("port");
+        u.to_string()
+    })
+    .await;
+    let ready = |want: u16| {
+        let nodes = &nodes;
+        async move {
+            for node in nodes.nodes.iter().flatten() {
+                let r = reqwest::get(format!("{}/readyz", node.public)).await.ok()?;
+                if r.status() != want {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    };
+    // Calls waiting in their menus all through, their keys pressed after.
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        waiting.push(place(&nodes.graph, MENU_NUMBER, &nodes.callback).await);
+    }
+    let any = nodes.any();
+    for call in &waiting {
+        eventually(Duration::from_secs(60), || async {
+            menu_waiting(&any, &nodes.graph, call).await.then_some(())
+        })
+        .await
+        .expect("the call waits in its menu");
+    }
+    // The steady load: a call every 150 ms, each pressing 1 in its menu.
+    let loading = Arc::new(AtomicBool::new(true));
+    let placed = Arc::new(AtomicUsize::new(0));
+    let load = {
+        let (graph, any, callback) = (
+            nodes.graph.clone(),
+            nodes.balancer.url.clone(),
+            nodes.callback.clone(),
+        );
+        let (loading, placed) = (loading.clone(), placed.clone());
+        tokio::spawn(async move {
+            let mut callers = Vec::new();
+            while loading.load(Ordering::Acquire) {
+                callers.push(tokio::spawn(caller(
+                    graph.clone(),
+                    any.clone(),
+                    callback.clone(),
+                )));
+                placed.fetch_add(1, Ordering::AcqRel);
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            let mut calls = Vec::new();
+            for c in callers {
+                calls.push(c.await.expect("caller"));
+            }
+            calls
+        })
+    };
+    let placed_by = |n: usize| {
+        let placed = placed.clone();
+        async move {
+            eventually(Duration::from_secs(60), || {
+                let done = placed.load(Ordering::Acquire) >= n;
+                async move { done.then_some(()) }
+            })
+            .await
+            .expect("the load goes on");
+        }
+    };
+    placed_by(8).await;
+    proxy.cut();
+    eventually(Duration::from_secs(20), || ready(503))
+        .await
+        .expect("neither instance is ready while the store is away");
+    let during = placed.load(Ordering::Acquire);
+    // A notification while it is away: refused with 503 and Retry-After.
+    let token = graph_token_real(&nodes).await;
+    let refused = reqwest::Client::new()
+        .post(&nodes.callback)
+        .header("authorization", &token)
+        .json(
+            &callflow::sim::notify::Notifier {
+                callback_uri: nodes.callback.clone(),
+                legacy: false,
+            }
+            .incoming(
+                "call-while-away",
+                &callflow::engine::Party::phone("+15550100"),
+                &callflow::engine::Party::phone(MENU_NUMBER),
+            ),
+        )
+        .send()
+        .await
+        .expect("the balancer answers");
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    placed_by(during + 10).await;
+    proxy.restore();
+    eventually(Duration::from_secs(20), || ready(200))
+        .await
+        .expect("both instances are ready again, by themselves");
+    let back = placed.load(Ordering::Acquire);
+    placed_by(back + 8).await;
+    loading.store(false, Ordering::Release);
+    let calls = load.await.expect("load");
+    for call in &waiting {
+        through_the_menu(&nodes, call).await;
+    }
+
+    let mut acknowledged = 0;
+    let mut refused_calls = 0;
+    let mut after = 0;
+    for (i, (call, ended)) in calls.iter().enumerate() {
+        let st = statuses(&nodes.graph, call).await;
+        assert!(
+            st.iter().all(|s| matches!(s, Some(202 | 503))),
+            "{call}: answered {st:?}"
+        );
+        no_request_twice(&nodes.graph, call).await;
+        if st.iter().all(|s| *s == Some(202)) {
+            acknowledged += 1;
+            let Some(ended) = ended.as_ref() else {
+                panic!(
+                    "{call} (all acknowledged) never ended: {st:?}, requests {:?}, session {:?}",
+                    requests(&nodes.graph, call).await,
+                    nodes.any().session(call).await
+                );
+            };
+            assert_eq!(ended["outcome"], "transferred", "{call}: {ended}");
+            if i >= back {
+                after += 1;
+            }
+        } else {
+            refused_calls += 1;
+        }
+    }
+    eprintln!(
+        "store away under load: {} calls, {acknowledged} acknowledged and transferred, \
+         {refused_calls} refused (503) while it was away, {after} after it came back",
+        calls.len()
+    );
+    assert!(
+        refused_calls >= 5,
+        "the outage refused calls: {refused_calls}"
+    );
+    assert!(after >= 5, "calls placed after it came back ran: {after}");
+    let _ = nodes.sim.shutdown().await;
+}
+
+/// A bearer token sim-graph signs its notifications with, on a real-time
+/// sim-graph: its first notification to a sink of the test's own.
+async fn graph_token_real(nodes: &Nodes) -> String {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let tx = tx.clone();
+        async move {
+            if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                let _ = tx.send(v.to_owned());
+            }
+            axum::http::StatusCode::ACCEPTED
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let sink = format!("http://{}/sink", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    place(&nodes.graph, "+14255550999", &sink).await;
+    let token = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .ok()
+        .flatten()
+        .expect("sim-graph signs a notification to the sink");
+    server.abort();
+    token
 }

@@ -1,6 +1,7 @@
 //! `collect`: the digits a caller keys reach `vars`, and secret ones are
 //! written nowhere (timeline, log lines, the serialised session that the
-//! store and the admin API keep, `Debug`).
+//! store and the admin API keep, `Debug`). And what the timeline says of
+//! the other steps that wait for a person (`invite`).
 
 use std::path::PathBuf;
 
@@ -70,4 +71,18 @@ fn a_pause_ends_the_input_and_too_few_digits_are_invalid() {
     );
     assert!(!sim.session.secrets.vars.contains_key("pin"));
     assert!(timeline.contains("front_desk (on_timeout)"), "{timeline}");
+}
+
+#[test]
+fn an_invitation_nobody_takes_says_so_in_the_timeline() {
+    let flows = load_paths(&[root().join("flows/supervisor.yaml")]).flows;
+    let sc =
+        scenario::load(&root().join("flows/scenarios/supervisor/supervisor-never-answers.yaml"))
+            .expect("the scenario loads");
+    let sim = scenario::simulate(&sc, &flows[0]).expect("it runs");
+    let timeline = sim.session.timeline.render(chrono_tz::UTC);
+    assert!(
+        timeline.contains("nobody invited joined within"),
+        "{timeline}"
+    );
 }

@@ -197,7 +197,7 @@ fixtures! {
     ring_group_too_many => "callflow::ring_group::targets" at 12:7,
     ring_group_no_targets => "callflow::ring_group::targets" at 12:16,
     ring_group_strategy => "callflow::ring_group::strategy" at 13:17,
-    ring_group_round_robin => "callflow::ring_group::strategy" at 13:17,
+    ring_group_round_robin_one => "callflow::ring_group::round_robin" at 13:17,
     ring_group_ring_timeout => "callflow::duration::range" at 13:21,
     ring_group_max_wait => "callflow::duration::range" at 13:17,
     ring_group_every => "callflow::duration::range" at 14:72,

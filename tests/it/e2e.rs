@@ -94,6 +94,21 @@ struct Stack {
     clock: Option<ManualClock>,
     /// Where `record` steps deliver (downloaded from sim-graph over HTTP).
     recordings: tempfile::TempDir,
+    /// Every instance's runtime (`runtime` first); several on PostgreSQL.
+    nodes: Vec<Runtime>,
+    /// The admin API's base URL: the server's, or the balancer's.
+    admin: String,
+    /// The other instances' servers, and the balancer in front of all.
+    others: Vec<Served>,
+    balancer: Option<crate::support::balancer::Balancer>,
+    /// A connection to the instances' PostgreSQL schema.
+    db: Option<tokio_postgres::Client>,
+}
+
+/// A server serving until told to stop.
+struct Served {
+    stop: oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 async fn stack(flows: &Path, sim_config: SimGraphConfig) -> Stack {
@@ -155,6 +170,11 @@ async fn stack_with(
     Stack {
         recordings,
         sim,
+        nodes: vec![runtime.clone()],
+        admin: format!("http://{addr}"),
+        others: Vec::new(),
+        balancer: None,
+        db: None,
         runtime,
         callback,
         base,
@@ -163,6 +183,117 @@ async fn stack_with(
         served,
         addr,
         clock,
+    }
+}
+
+/// [`stack_with`] as `count` instances (runtimes and servers in this
+/// process, so that they share the manual clock with sim-graph) on one
+/// PostgreSQL schema (`schema`), behind the round-robin balancer: the
+/// callback and the admin API are the balancer's.
+async fn cluster_stack(
+    flows: &Path,
+    sim_config: SimGraphConfig,
+    fetch: Option<callflow::runtime::FetchConfig>,
+    count: usize,
+    schema: &str,
+) -> Stack {
+    use callflow::runtime::store::postgres::PostgresStore;
+    let clock = ManualClock::new(sim_config.start.unwrap_or_else(Utc::now));
+    let sim = SimGraphServer::start(
+        sim_config,
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+    )
+    .await
+    .expect("sim-graph");
+    let base = sim.base_url().to_owned();
+    let mut listeners = Vec::new();
+    for _ in 0..count {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    }
+    let urls = listeners
+        .iter()
+        .map(|l| format!("http://{}", l.local_addr().expect("addr")))
+        .collect();
+    let balancer = crate::support::balancer::Balancer::start(urls, false).await;
+    let callback = format!("{}/api/calls", balancer.url);
+    let store = crate::support::pg::fresh_schema(schema).await;
+    let (db, conn) = tokio_postgres::connect(&store, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test PostgreSQL");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let recordings = tempfile::tempdir().expect("a recordings folder");
+    let fetcher = fetch.map(|f| Arc::new(callflow::runtime::Fetcher::new(f).expect("fetcher")));
+    let mut nodes = Vec::new();
+    let mut served = Vec::new();
+    let mut addrs = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let url = store.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            PostgresStore::open_as(&url, &format!("node-{i}"), Duration::from_secs(10))
+        })
+        .await
+        .expect("join")
+        .expect("the store opens");
+        let cluster = opened.cluster();
+        let mut auth = AuthConfig::new(
+            KeySource::OpenIdConfiguration(format!("{base}/.well-known/OpenIdConfiguration")),
+            BOT_APP_ID,
+        );
+        auth.tenant = Some(TENANT.into());
+        let auth = NotificationAuth::Verify(Arc::new(Verifier::start(auth).await.expect("keys")));
+        let mut graph = GraphConfig::new(Cloud::Global, TENANT, BOT_APP_ID, ClientSecret::new("s"))
+            .with_base_urls(&base, &base)
+            .expect("urls");
+        graph.recordings = Some(RecordingDelivery::Folder(recordings.path().to_path_buf()));
+        let client = GraphClient::new(graph).expect("client");
+        let runtime = Runtime::start(
+            RuntimeConfig {
+                flows_dir: flows.to_path_buf(),
+                callback_uri: callback.clone(),
+                clock: Clock::Manual(clock.clone()),
+                bot: callflow::serve::sim_graph_identity(),
+                fetch: fetcher.clone(),
+                store: callflow::runtime::StoreHandle(Arc::new(opened)),
+                cluster: Some(cluster),
+                ..RuntimeConfig::default()
+            },
+            Arc::new(client),
+        )
+        .await
+        .unwrap_or_else(|d| panic!("flows load: {d:?}"));
+        runtime.recover().await.expect("the cluster is joined");
+        let mut config = ServerConfig::new(auth);
+        config.admin_token = Some(ADMIN.into());
+        let state = ServerState::new(config, runtime.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        addrs.push(listener.local_addr().expect("addr"));
+        served.push(Served {
+            stop,
+            served: tokio::spawn(callflow::server::serve(listener, state, async move {
+                let _ = stopped.await;
+            })),
+        });
+        nodes.push(runtime);
+    }
+    let first = served.remove(0);
+    Stack {
+        recordings,
+        sim,
+        runtime: nodes[0].clone(),
+        admin: balancer.url.clone(),
+        nodes,
+        others: served,
+        balancer: Some(balancer),
+        db: Some(db),
+        callback,
+        base,
+        http: reqwest::Client::new(),
+        stop: Some(first.stop),
+        served: first.served,
+        addr: addrs[0],
+        clock: Some(clock),
     }
 }
 
@@ -198,7 +329,7 @@ impl Stack {
     async fn start_run(&self, flow: &str, params: &Value) -> String {
         let response = self
             .http
-            .post(format!("http://{}/api/flows/{flow}/runs", self.addr))
+            .post(format!("{}/api/flows/{flow}/runs", self.admin))
             .bearer_auth(ADMIN)
             .json(&json!({ "params": params }))
             .send()
@@ -212,14 +343,57 @@ impl Stack {
 
     /// Waits until nothing is in flight: every notification answered, every
     /// event handled (with the requests it caused), every woken timer done.
+    /// With several instances, also no journal entry waits for the
+    /// instance holding its session (journaled elsewhere, not yet applied).
     async fn quiet(&self) -> Result<(), String> {
-        let (runtime, sim) = (&self.runtime, &self.sim);
-        eventually(Duration::from_secs(60), || {
-            let idle = runtime.is_idle() && sim.in_flight() == 0;
-            async move { idle.then_some(()) }
+        let idle = || self.nodes.iter().all(Runtime::is_idle) && self.sim.in_flight() == 0;
+        eventually(Duration::from_secs(60), || async {
+            if !idle() {
+                return None;
+            }
+            if let Some(db) = &self.db {
+                let waiting: i64 = db
+                    .query_one(
+                        "SELECT count(*) FROM journal j JOIN sessions s ON s.id = j.target
+                         WHERE j.session IS NULL AND s.live",
+                        &[],
+                    )
+                    .await
+                    .ok()?
+                    .get(0);
+                if waiting > 0 || !idle() {
+                    return None;
+                }
+            }
+            Some(())
         })
         .await
         .ok_or_else(|| "the stack never went quiet".into())
+    }
+
+    /// The session `id` as the instance running it (or that ran it last) has it.
+    fn session(&self, id: &str) -> Option<callflow::runtime::SessionDetail> {
+        let mut found = None;
+        for runtime in &self.nodes {
+            if let Some(d) = runtime.session(id) {
+                if d.summary.state == "ended" {
+                    return Some(d);
+                }
+                found.get_or_insert(d);
+            }
+        }
+        found
+    }
+
+    /// The session on any instance whose calls include `call`.
+    fn session_with(&self, call: &str) -> Option<String> {
+        self.nodes.iter().find_map(|runtime| {
+            runtime
+                .sessions()
+                .into_iter()
+                .find(|x| x.calls.iter().any(|c| c == call))
+                .map(|x| x.id)
+        })
     }
 
     /// Moves simulated time from one deadline to the next (sim-graph's
@@ -321,6 +495,17 @@ impl Stack {
             let _ = stop.send(());
         }
         let _ = self.served.await;
+        for other in self.others.drain(..) {
+            let _ = other.stop.send(());
+            let _ = other.served.await;
+        }
+        drop(self.balancer.take());
+        if self.db.is_some() {
+            // Leaves the cluster: its heartbeat and connections end.
+            for runtime in self.nodes.drain(..) {
+                runtime.shutdown().await;
+            }
+        }
         let _ = self.sim.shutdown().await;
         let _ = self.addr;
     }
@@ -420,12 +605,51 @@ fn plan(
     (scenario, flow, start, clock)
 }
 
-/// Runs one scenario on its own stack; `Err` says what differed.
+/// The turn counters of `flow`'s `round_robin` ring groups (`FLOW/STEP`).
+fn round_robin_groups(flow: &callflow::flow::Flow) -> Vec<String> {
+    use callflow::flow::Action;
+    use callflow::flow::actions::ring_group::Strategy;
+    flow.steps
+        .iter()
+        .filter(|s| matches!(&s.action, Action::RingGroup(g) if g.strategy == Strategy::RoundRobin))
+        .map(|s| callflow::engine::ring::group(&flow.name, &s.name))
+        .collect()
+}
+
+/// Runs one scenario on its own stack; `Err` says what differed. The
+/// runtime's turn counters of `groups` first hand out the scenario's
+/// `ring_turn` turns, as if as many calls had come before.
 async fn run_scenario(
     scenario: Scenario,
     start: Start,
     clock: DateTime<Utc>,
+    groups: Vec<String>,
 ) -> Result<(), String> {
+    run_scenario_on(scenario, start, clock, &groups, None)
+        .await
+        .map(drop)
+}
+
+/// What a scenario's run came to: its end, and the kinds of the requests
+/// Graph carried out (not those it refused with `429`), in order.
+#[derive(Debug, PartialEq)]
+struct Ran {
+    end: String,
+    requests: Vec<&'static str>,
+}
+
+/// How many instances a scenario ran on, and what it came to.
+type RunOn = (usize, Result<Ran, String>);
+
+/// [`run_scenario`] on one instance, or (`cluster`: how many, and the
+/// PostgreSQL schema) on several behind the balancer.
+async fn run_scenario_on(
+    scenario: Scenario,
+    start: Start,
+    clock: DateTime<Utc>,
+    groups: &[String],
+    cluster: Option<(usize, String)>,
+) -> Result<Ran, String> {
     let dir = copy_flows();
     // The designer's service on loopback, where the flows say `CRM_BASE`.
     let designer = Designer::start(scenario.graph.http.clone(), CRM_BASE).await;
@@ -448,7 +672,21 @@ async fn run_scenario(
         start: Some(clock),
         ..SimGraphConfig::default()
     };
-    let s = stack_with(dir.path(), sim_config, Some(fetch)).await;
+    let s = match cluster {
+        None => stack_with(dir.path(), sim_config, Some(fetch)).await,
+        Some((count, schema)) => {
+            cluster_stack(dir.path(), sim_config, Some(fetch), count, &schema).await
+        }
+    };
+    for group in groups {
+        for _ in 0..scenario.graph.ring_turn {
+            s.runtime
+                .store()
+                .take_turn(group)
+                .await
+                .expect("the store takes turns");
+        }
+    }
     let result = check_scenario(&s, &scenario, start, &designer).await;
     s.stop().await;
     result
@@ -495,14 +733,9 @@ async fn begin(s: &Stack, start: Start) -> Result<(String, Option<String>), Stri
                 .to_owned()
         }
     };
-    let runtime = s.runtime.clone();
     let mut id = None;
     s.run_until(chrono::Duration::minutes(1), || {
-        id = runtime
-            .sessions()
-            .into_iter()
-            .find(|x| x.calls.contains(&call))
-            .map(|x| x.id);
+        id = s.session_with(&call);
         id.is_some()
     })
     .await
@@ -515,17 +748,14 @@ async fn check_scenario(
     scenario: &Scenario,
     start: Start,
     designer: &Designer,
-) -> Result<(), String> {
+) -> Result<Ran, String> {
     let (id, call) = begin(s, start).await?;
-    let runtime = s.runtime.clone();
     let ran = s
         .run_until(chrono::Duration::days(1), || {
-            runtime
-                .session(&id)
-                .is_some_and(|d| d.summary.state == "ended")
+            s.session(&id).is_some_and(|d| d.summary.state == "ended")
         })
         .await;
-    let detail = s.runtime.session(&id).ok_or("the session is gone")?;
+    let detail = s.session(&id).ok_or("the session is gone")?;
     if let Err(e) = ran {
         return Err(format!(
             "the session never ended: {e}\n{}",
@@ -599,7 +829,7 @@ async fn check_scenario(
     }
     let shown = match s
         .http
-        .get(format!("http://{}/api/sessions/{id}", s.addr))
+        .get(format!("{}/api/sessions/{id}", s.admin))
         .bearer_auth(ADMIN)
         .send()
         .await
@@ -617,8 +847,11 @@ async fn check_scenario(
         .expect
         .iter()
         .filter_map(|e| match e {
+            // A turn is the runtime's store's, not a request to Graph.
             Expectation::Request { kind, .. }
-                if *kind != RequestKind::SaveRecording && *kind != RequestKind::Fetch =>
+                if *kind != RequestKind::SaveRecording
+                    && *kind != RequestKind::Fetch
+                    && *kind != RequestKind::TakeTurn =>
             {
                 Some(kind.as_str())
             }
@@ -649,11 +882,101 @@ async fn check_scenario(
             ));
         }
     }
+    // The requests Graph carried out (a flow may send the same request
+    // again on purpose: an answer refused, a call nobody answered).
+    let mut carried = Vec::new();
+    for c in &calls {
+        for r in s.requests(c).await {
+            if r["status"] == 429 {
+                continue;
+            }
+            let Some(kind) = kind_of(&r) else { continue };
+            carried.push((r["seq"].as_u64().unwrap_or(0), kind));
+        }
+    }
+    carried.sort_unstable();
     if problems.is_empty() {
-        Ok(())
+        Ok(Ran {
+            end: format!("{:?} {:?}", detail.summary.outcome, detail.summary.end),
+            requests: carried.into_iter().map(|(_, k)| k).collect(),
+        })
     } else {
         Err(format!("{}\n{}", problems.join("\n"), detail.timeline_text))
     }
+}
+
+/// The bundled scenarios over HTTP through two and through three instances
+/// on one PostgreSQL, behind the round-robin balancer (consecutive
+/// notifications of a call land on different instances), with the same
+/// faults (reordering, duplicates, `429`s): each passes its expectations
+/// as on one instance and comes to the same end with the same requests
+/// (so none sent twice). The instances run in this process (each its own
+/// runtime, store connection pool, cluster membership and HTTP server) so
+/// that they share the manual clock with sim-graph, as the one-instance
+/// run does; between two moves of the clock, nothing may be waiting in the
+/// journal for the instance holding its session.
+///
+/// Skipped with one notice when no PostgreSQL answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bundled_scenarios_through_two_and_three_instances() {
+    if !crate::support::require::postgres() {
+        return;
+    }
+    let flows = callflow::flow::load_paths(&[flows_dir()]).flows;
+    let paths = scenario::discover(&[flows_dir().join("scenarios")]);
+    assert!(paths.len() >= 40, "bundled scenarios: {}", paths.len());
+    // A few scenarios at a time: each instance holds PostgreSQL connections.
+    let slots = Arc::new(tokio::sync::Semaphore::new(4));
+    let mut runs = tokio::task::JoinSet::new();
+    for (n, path) in paths.iter().enumerate() {
+        let name = path
+            .strip_prefix(flows_dir())
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        for count in [1, 2, 3] {
+            let (scenario, flow, start, clock) = plan(path, &flows);
+            let groups = round_robin_groups(&flow);
+            let (name, slots) = (name.clone(), slots.clone());
+            runs.spawn(async move {
+                let _slot = slots.acquire_owned().await.expect("slot");
+                let cluster = (count > 1).then(|| (count, format!("sc{n}_{count}")));
+                let ran = run_scenario_on(scenario, start, clock, &groups, cluster).await;
+                (name, count, ran)
+            });
+        }
+    }
+    let mut results: std::collections::BTreeMap<String, Vec<RunOn>> =
+        std::collections::BTreeMap::new();
+    while let Some(joined) = runs.join_next().await {
+        let (name, count, ran) = joined.expect("scenario task");
+        results.entry(name).or_default().push((count, ran));
+    }
+    let mut failed = Vec::new();
+    for (name, mut runs) in results {
+        runs.sort_by_key(|(count, _)| *count);
+        let mut one = None;
+        for (count, ran) in runs {
+            match (ran, &one) {
+                (Err(e), _) => failed.push(format!("{name} on {count}: {e}")),
+                (Ok(ran), None) if count == 1 => one = Some(ran),
+                (Ok(_), None) => failed.push(format!("{name} on {count}: no run on one")),
+                (Ok(ran), Some(single)) => {
+                    if ran != *single {
+                        failed.push(format!(
+                            "{name} on {count} instances: {ran:?}\n  on one: {single:?}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    eprintln!(
+        "{} scenarios through 1, 2 and 3 instances, {} differences",
+        paths.len(),
+        failed.len()
+    );
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -668,8 +991,9 @@ async fn bundled_scenarios_over_http() {
             .unwrap_or(path)
             .display()
             .to_string();
-        let (scenario, _flow, start, clock) = plan(path, &flows);
-        runs.spawn(async move { (name, run_scenario(scenario, start, clock).await) });
+        let (scenario, flow, start, clock) = plan(path, &flows);
+        let groups = round_robin_groups(&flow);
+        runs.spawn(async move { (name, run_scenario(scenario, start, clock, groups).await) });
     }
     let mut ran = 0;
     let mut failed = Vec::new();
@@ -1080,4 +1404,93 @@ async fn a_secret_pin_is_not_in_the_admin_api() {
             "a PIN key is shown: {body}"
         );
     }
+}
+
+/// Who sim-graph was asked to call for the session's calls (the user id or
+/// the number of each `POST /communications/calls`), in the order it got them.
+async fn users_rung(s: &Stack, calls: &[String]) -> Vec<String> {
+    let mut rung = Vec::new();
+    for call in calls {
+        for r in s.requests(call).await {
+            if kind_of(&r) == Some("create_call") {
+                let who = &r["body"]["targets"][0]["identity"];
+                let id = who["user"]["id"].as_str().or(who["phone"]["id"].as_str());
+                rung.push((r["seq"].as_u64().unwrap_or(0), id.unwrap_or("?").to_owned()));
+            }
+        }
+    }
+    rung.sort();
+    rung.into_iter().map(|(_, u)| u).collect()
+}
+
+/// The sales line's `round_robin` group over real HTTP: three calls one
+/// after another through the server, the runtime's store handing out the
+/// turns, sim-graph placing the consultation calls; each starts one agent
+/// further along (Ana, Ben, then the sales desk), each agent answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn round_robin_calls_over_http_each_start_one_agent_further() {
+    let dir = copy_flows();
+    let start = DateTime::parse_from_rfc3339("2026-11-18T10:00:00-05:00")
+        .expect("time")
+        .with_timezone(&Utc);
+    let sim_config = SimGraphConfig {
+        faults: scenario_faults(),
+        clock: SimClock::Manual,
+        start: Some(start),
+        ..SimGraphConfig::default()
+    };
+    let s = stack(dir.path(), sim_config).await;
+    let ana = "6e1f3c2a-7b4d-4e9a-9c5f-1a2b3c4d5e61";
+    let ben = "6e1f3c2a-7b4d-4e9a-9c5f-1a2b3c4d5e62";
+    let mut first = Vec::new();
+    let mut notes = Vec::new();
+    for n in 0..3 {
+        let call = s
+            .place(
+                &Party::phone(format!("+120655501{n:02}")),
+                &Party::phone("+14255550107"),
+            )
+            .await;
+        let id = s
+            .session_of(&call, Duration::from_secs(30))
+            .await
+            .expect("a session for the call");
+        let runtime = s.runtime.clone();
+        s.run_until(chrono::Duration::minutes(10), || {
+            runtime
+                .session(&id)
+                .is_some_and(|d| d.summary.state == "ended")
+        })
+        .await
+        .expect("the call ends");
+        let detail = s.runtime.session(&id).expect("the session");
+        assert_eq!(
+            detail.summary.outcome,
+            Some(callflow::engine::Outcome::Transferred),
+            "{}",
+            detail.timeline_text
+        );
+        let mut calls = detail.summary.calls.clone();
+        calls.push(call);
+        let rung = users_rung(&s, &calls).await;
+        first.push(rung.first().cloned().unwrap_or_default());
+        notes.push(
+            detail
+                .timeline_text
+                .lines()
+                .find(|l| l.contains("ringing from target"))
+                .map(|l| l.split("note").last().unwrap_or(l).trim().to_owned())
+                .unwrap_or_default(),
+        );
+    }
+    assert_eq!(first, [ana, ben, "+14255550181"], "{notes:?}");
+    assert_eq!(
+        notes,
+        [
+            "turn 0: ringing from target 1 of 3, Ana (sales)",
+            "turn 1: ringing from target 2 of 3, Ben (sales)",
+            "turn 2: ringing from target 3 of 3, Sales desk",
+        ]
+    );
+    s.stop().await;
 }

@@ -165,6 +165,23 @@ async fn a_large_answer_a_slow_one_and_no_connection_are_failures_of_their_own()
         .expect_err("no answer");
     assert_eq!((e.status, e.code.as_str()), (0, "Transport"), "{e}");
     assert!(!e.to_string().contains(TOKEN));
+    // Nobody listening: the message says so in a few words, as the
+    // timeline shows it (`the fetch failed: Transport: …`).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = closed.local_addr().expect("an address").port();
+    drop(closed);
+    let f = fetcher(&format!("127.0.0.1:{port}"), 1024);
+    let e = f
+        .fetch(&get(format!(
+            "http://127.0.0.1:{port}/api/accounts/1?key=k"
+        )))
+        .await
+        .expect_err("no connection");
+    assert_eq!(
+        e.message,
+        format!("GET http://127.0.0.1:{port}/api/accounts/1: no connection (connection refused)"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

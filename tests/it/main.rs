@@ -15,6 +15,8 @@ mod collect;
 mod diagnostics;
 mod e2e;
 mod every_action;
+mod evict;
+mod failover;
 mod fetch;
 mod fuzz_corpus;
 mod graph_client;

@@ -424,3 +424,98 @@ async fn serve_answers_503_while_postgres_is_cut_off_and_resumes_by_itself() {
     drop(serve);
     let _ = sim.shutdown().await;
 }
+
+/// Takes `per_taker` turns of each of `groups` from each store of
+/// `stores`, every taker at once; the turns each group handed out.
+async fn take_turns_together(
+    stores: &[std::sync::Arc<dyn Store>],
+    groups: &[&str],
+    per_taker: usize,
+) -> std::collections::HashMap<String, Vec<u64>> {
+    let mut takers = tokio::task::JoinSet::new();
+    for store in stores {
+        for group in groups {
+            for _ in 0..4 {
+                let store = store.clone();
+                let group = (*group).to_owned();
+                takers.spawn(async move {
+                    let mut got = Vec::new();
+                    for _ in 0..per_taker {
+                        got.push(store.take_turn(&group).await.expect("a turn"));
+                    }
+                    (group, got)
+                });
+            }
+        }
+    }
+    let mut turns: std::collections::HashMap<String, Vec<u64>> = Default::default();
+    while let Some(done) = takers.join_next().await {
+        let (group, got) = done.expect("taker");
+        turns.entry(group).or_default().extend(got);
+    }
+    for got in turns.values_mut() {
+        got.sort_unstable();
+    }
+    turns
+}
+
+/// Each group handed out `0..n` once each: no turn twice, none skipped.
+fn assert_every_turn_once(turns: &std::collections::HashMap<String, Vec<u64>>, n: u64) {
+    for (group, got) in turns {
+        assert_eq!(
+            got,
+            &(0..n).collect::<Vec<u64>>(),
+            "{group}: every turn handed out exactly once"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_takers_never_get_the_same_turn_on_sqlite_and_postgres() {
+    let groups = ["sales/team", "support/desk"];
+    // SQLite: one process holds the file; 8 takers at once, then the file
+    // opened again goes on from where the counters stood.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("callflow.db");
+    let sqlite: std::sync::Arc<dyn Store> =
+        std::sync::Arc::new(SqliteStore::open(&path).expect("sqlite"));
+    let turns = take_turns_together(std::slice::from_ref(&sqlite), &groups, 25).await;
+    assert_every_turn_once(&turns, 100);
+    drop(sqlite);
+    // The writer thread lets go of the file once it sees the store dropped.
+    let reopened = eventually(Duration::from_secs(10), || {
+        let path = path.clone();
+        async move { SqliteStore::open(&path).ok() }
+    })
+    .await
+    .expect("the file opens again once the first store is closed");
+    assert_eq!(reopened.take_turn("sales/team").await.expect("turn"), 100);
+    assert_eq!(reopened.take_turn("new/group").await.expect("turn"), 0);
+    drop(reopened);
+
+    // PostgreSQL: two instances on one database, 8 takers each at once.
+    if !require::postgres() {
+        return;
+    }
+    let url = fresh_schema("turns").await;
+    let (a, b) = {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            (
+                PostgresStore::open(&url).expect("instance a"),
+                PostgresStore::open(&url).expect("instance b"),
+            )
+        })
+        .await
+        .expect("open")
+    };
+    let stores: Vec<std::sync::Arc<dyn Store>> =
+        vec![std::sync::Arc::new(a), std::sync::Arc::new(b)];
+    let turns = take_turns_together(&stores, &groups, 25).await;
+    assert_every_turn_once(&turns, 200);
+    drop(stores);
+    let later = tokio::task::spawn_blocking(move || PostgresStore::open(&url).expect("instance c"))
+        .await
+        .expect("open");
+    assert_eq!(later.take_turn("support/desk").await.expect("turn"), 200);
+}

@@ -16,10 +16,10 @@ use tokio::net::TcpListener;
 use crate::support::poll::eventually;
 
 pub(crate) const ADMIN: &str = "store-admin-token";
-const TENANT: &str = "sim-tenant";
+pub(crate) const TENANT: &str = "sim-tenant";
 pub(crate) const MENU_NUMBER: &str = "+14255550177";
-const TIMEOUT_NUMBER: &str = "+14255550178";
-const CONSULT_NUMBER: &str = "+14255550179";
+pub(crate) const TIMEOUT_NUMBER: &str = "+14255550178";
+pub(crate) const CONSULT_NUMBER: &str = "+14255550179";
 
 const FLOW: &str = r#"flow: durable
 trigger:
@@ -90,6 +90,65 @@ steps:
     hangup: {}
 "#;
 
+const COLLECT_NUMBER: &str = "+14255550183";
+const RING_NUMBER: &str = "+14255550184";
+/// The two agents of [`RING_FLOW`], who never answer.
+const AGENTS: [&str; 2] = [
+    "550fae72-d251-43ec-868c-373732c27051",
+    "550fae72-d251-43ec-868c-373732c27052",
+];
+
+const COLLECT_FLOW: &str = r#"flow: durable-collect
+trigger:
+  incoming_call:
+    to: ["+14255550183"]
+start: greet
+steps:
+  greet:
+    answer: {}
+    next: account
+  account:
+    collect:
+      prompt: https://cdn.contoso.com/account.wav
+      into: account
+      min_digits: 6
+      max_digits: 6
+      first_digit_timeout: 1m
+      digit_timeout: 1m
+    next: sales
+    on_timeout: bye
+    on_invalid: bye
+  sales:
+    transfer: { to: { phone: "+14255550123" } }
+    on_failure: bye
+  bye:
+    hangup: {}
+"#;
+
+const RING_FLOW: &str = r#"flow: durable-ring
+trigger:
+  incoming_call:
+    to: ["+14255550184"]
+start: greet
+steps:
+  greet:
+    answer: {}
+    next: team
+  team:
+    ring_group:
+      targets:
+        - { user: "550fae72-d251-43ec-868c-373732c27051", tenant: "sim-tenant" }
+        - { user: "550fae72-d251-43ec-868c-373732c27052", tenant: "sim-tenant" }
+      strategy: round_robin
+      ring_timeout: 2m
+      max_wait: 1h
+      hold_prompt: https://cdn.contoso.com/hold.wav
+    on_timeout: bye
+    on_failure: bye
+  bye:
+    hangup: {}
+"#;
+
 pub(crate) fn flows(dir: &Path) -> PathBuf {
     let flows = dir.join("flows");
     std::fs::create_dir_all(&flows).expect("flows dir");
@@ -101,6 +160,8 @@ pub(crate) fn flows(dir: &Path) -> PathBuf {
         .replace("timeout: 1s", "timeout: 3s");
     std::fs::write(flows.join("durable-slow-timeout.yaml"), slow).expect("flow");
     std::fs::write(flows.join("durable-consult.yaml"), CONSULT_FLOW).expect("flow");
+    std::fs::write(flows.join("durable-collect.yaml"), COLLECT_FLOW).expect("flow");
+    std::fs::write(flows.join("durable-ring.yaml"), RING_FLOW).expect("flow");
     let meeting = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("flows/meeting-join.yaml"),
     )
@@ -163,6 +224,27 @@ impl Bench {
 pub(crate) struct Serve {
     child: Option<Child>,
     pub(crate) public: String,
+    /// What it wrote on stderr, read as it goes (a pipe nobody reads fills
+    /// up, and a process logging many errors then blocks).
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+/// Reads `child`'s stderr to its end on a thread of its own.
+fn drain_stderr(child: &mut Child) -> Option<std::thread::JoinHandle<Vec<u8>>> {
+    let mut pipe = child.stderr.take()?;
+    Some(std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut pipe, &mut out);
+        out
+    }))
+}
+
+/// What the drained stderr held, once the process exited.
+fn drained(stderr: Option<std::thread::JoinHandle<Vec<u8>>>) -> String {
+    stderr
+        .and_then(|t| t.join().ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 fn serve_command(graph: &str, port: u16, flows: &Path, store: &str) -> Command {
@@ -215,7 +297,7 @@ impl Serve {
         Serve::start_with(graph, port, flows, store, &[], &[]).await
     }
 
-    async fn start_with(
+    pub(crate) async fn start_with(
         graph: &str,
         port: u16,
         flows: &Path,
@@ -234,11 +316,13 @@ impl Serve {
 
     /// Runs `cmd` (a `serve_command…`) listening on `port`; waits until ready.
     pub(crate) async fn spawn(cmd: &mut Command, port: u16) -> Serve {
-        let child = cmd.spawn().expect("spawn callflow serve");
+        let mut child = cmd.spawn().expect("spawn callflow serve");
         let public = format!("http://127.0.0.1:{port}");
+        let stderr = drain_stderr(&mut child);
         let mut serve = Serve {
             child: Some(child),
             public,
+            stderr,
         };
         let http = reqwest::Client::new();
         let url = format!("{}/readyz", serve.public);
@@ -253,11 +337,8 @@ impl Serve {
         if ready.is_none() {
             let mut child = serve.child.take().expect("child");
             let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "serve never got ready: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let _ = child.wait();
+            panic!("serve never got ready: {}", drained(serve.stderr.take()));
         }
         serve
     }
@@ -267,6 +348,7 @@ impl Serve {
     pub(crate) fn at(public: &str) -> Serve {
         Serve {
             child: None,
+            stderr: None,
             public: public.to_owned(),
         }
     }
@@ -309,21 +391,20 @@ impl Serve {
 
     /// SIGTERM; waits for the exit and returns its status and stderr.
     pub(crate) async fn term(mut self) -> (std::process::ExitStatus, String, Duration) {
-        let child = self.child.take().expect("child");
+        let mut child = self.child.take().expect("child");
         let pid = child.id();
         let started = Instant::now();
         let _ = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status();
-        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-            .await
-            .expect("join")
-            .expect("output");
-        (
-            out.status,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            started.elapsed(),
-        )
+        let stderr = self.stderr.take();
+        let (status, stderr) = tokio::task::spawn_blocking(move || {
+            let status = child.wait().expect("exit status");
+            (status, drained(stderr))
+        })
+        .await
+        .expect("join");
+        (status, stderr, started.elapsed())
     }
 }
 
@@ -742,7 +823,7 @@ where
 
 /// Whether `serve` answered `202` to a notification of `call` whose body
 /// contains `text`.
-async fn acknowledged(graph: &str, call: &str, text: &str) -> bool {
+pub(crate) async fn acknowledged(graph: &str, call: &str, text: &str) -> bool {
     let Ok(r) = reqwest::get(format!("{graph}/sim/calls/{call}/notifications")).await else {
         return false;
     };
@@ -774,7 +855,7 @@ pub(crate) async fn press(graph: &str, call: &str, digits: &str) {
     assert!((200..300).contains(&status), "press: {status}");
 }
 
-async fn set_call_faults(graph: &str, call: &str, faults: Option<Value>) {
+pub(crate) async fn set_call_faults(graph: &str, call: &str, faults: Option<Value>) {
     let http = reqwest::Client::new();
     let url = format!("{graph}/sim/calls/{call}/faults");
     let r = match faults {
@@ -793,15 +874,18 @@ async fn in_menu(sim: &SimGraphServer, serve: &Serve, callback: &str) -> String 
     call
 }
 
-async fn drive_to_end(sim: &SimGraphServer, serve: &Serve, call: &str) -> Value {
+pub(crate) async fn drive_to_end(sim: &SimGraphServer, serve: &Serve, call: &str) -> Value {
+    let ended = std::sync::Mutex::new(None);
     drive(sim, "ended", || async {
-        serve
-            .session(call)
-            .await
-            .is_some_and(|s| s["state"] == "ended")
+        let s = serve.session(call).await.filter(|s| s["state"] == "ended");
+        let found = s.is_some();
+        if let Some(s) = s {
+            *ended.lock().expect("lock") = Some(s);
+        }
+        found
     })
     .await;
-    serve.session(call).await.expect("session")
+    ended.into_inner().expect("lock").expect("session")
 }
 
 /// Blind transfers, with sim-graph on a manual clock. One call is killed
@@ -936,7 +1020,7 @@ async fn kill_9_during_a_consultative_transfer_with_both_legs_up() {
     let _ = sim.shutdown().await;
 }
 
-async fn start_meeting(serve: &Serve) -> String {
+pub(crate) async fn start_meeting(serve: &Serve) -> String {
     let r: Value = reqwest::Client::new()
         .post(format!("{}/api/flows/meeting-join/runs", serve.public))
         .bearer_auth(ADMIN)
@@ -950,14 +1034,18 @@ async fn start_meeting(serve: &Serve) -> String {
     r["session"].as_str().expect("session id").to_owned()
 }
 
-async fn meeting_call(serve: &Serve, id: &str) -> Option<String> {
+pub(crate) async fn meeting_call(serve: &Serve, id: &str) -> Option<String> {
     let s = serve.session(id).await?;
     s["calls"].get(0).and_then(Value::as_str).map(str::to_owned)
 }
 
 /// Drives a meeting run until it stays in the meeting, ends the meeting,
 /// and drives it to its end.
-async fn meeting_to_end(sim: &SimGraphServer, serve: &Serve, id: &str) -> (Value, String) {
+pub(crate) async fn meeting_to_end(
+    sim: &SimGraphServer,
+    serve: &Serve,
+    id: &str,
+) -> (Value, String) {
     let graph = sim.base_url().to_owned();
     drive(sim, "staying in the meeting", || async {
         serve.session(id).await.is_some_and(|s| s["step"] == "stay")
@@ -1358,18 +1446,11 @@ async fn a_full_disk_turns_notifications_into_503_until_space_returns() {
     })
     .await
     .expect("a call after the space returned runs");
-    let mut serve = serve;
-    let child = serve.child.take().expect("child");
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let out = child.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, stderr, _) = serve.term().await;
     assert!(
         stderr.contains("could not be journaled") && stderr.contains("full"),
         "logged: {stderr}"
     );
-    drop(serve);
     drop(disk);
     let _ = sim.shutdown().await;
 }
@@ -1377,7 +1458,7 @@ async fn a_full_disk_turns_notifications_into_503_until_space_returns() {
 /// A bearer token sim-graph signs its notifications with: a call placed to
 /// a loopback sink of the test's own, whose first notification carries it.
 /// What the test needs to post a notification again, as Graph would.
-async fn graph_token(sim: &SimGraphServer) -> String {
+pub(crate) async fn graph_token(sim: &SimGraphServer) -> String {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
         let tx = tx.clone();
@@ -1409,7 +1490,7 @@ async fn graph_token(sim: &SimGraphServer) -> String {
 
 /// POSTs a notification body to the callback with `authorization`: its
 /// status and `Retry-After`, or why it got none.
-async fn post_notification(
+pub(crate) async fn post_notification(
     callback: &str,
     authorization: &str,
     body: &Value,
@@ -1429,7 +1510,7 @@ async fn post_notification(
     Ok((r.status().as_u16(), retry))
 }
 
-fn count(list: &[String], what: &str) -> usize {
+pub(crate) fn count(list: &[String], what: &str) -> usize {
     list.iter().filter(|r| *r == what).count()
 }
 
@@ -1755,7 +1836,8 @@ async fn a_store_of_schema_2_with_timelines_in_the_state_is_migrated() {
             )
             .expect("update");
         }
-        conn.execute_batch("DROP TABLE timeline; PRAGMA user_version = 2;")
+        // What schema 2 did not have: the timeline rows and the turn counters.
+        conn.execute_batch("DROP TABLE timeline; DROP TABLE ring_turns; PRAGMA user_version = 2;")
             .expect("version 2");
     }
     let serve = Serve::start(&graph, port, &flows, &store).await;
@@ -1800,5 +1882,276 @@ async fn a_store_of_schema_2_with_timelines_in_the_state_is_migrated() {
         json!([]),
         "{state}"
     );
+    let _ = sim.shutdown().await;
+}
+
+/// The session's timeline, as the admin API shows it.
+async fn timeline(serve: &Serve, call: &str) -> String {
+    serve
+        .session(call)
+        .await
+        .and_then(|s| s["timeline_text"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// A call keying its account number is killed with `kill -9` after two
+/// digits: after the restart the collect plays its prompt again (the
+/// caller heard silence), the two digits dropped, and the whole number
+/// keyed again is taken (the caller is transferred).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_a_collect_waits_plays_its_prompt_again() {
+    callflow::graph::client::install_tls_provider();
+    let Bench {
+        sim,
+        graph,
+        dir: _dir,
+        flows,
+        store,
+        port,
+        callback,
+    } = Bench::new(sim().await);
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let call = place(&graph, COLLECT_NUMBER, &callback).await;
+    eventually(Duration::from_secs(60), || async {
+        timeline(&serve, &call)
+            .await
+            .contains("main: operation")
+            .then_some(())
+    })
+    .await
+    .expect("the collect's prompt played");
+    let press = |digits: &'static str| {
+        let (graph, call) = (graph.clone(), call.clone());
+        async move {
+            sim_post(
+                &graph,
+                &format!("/sim/calls/{call}/press"),
+                json!({ "digits": digits }),
+            )
+            .await
+        }
+    };
+    assert!((200..300).contains(&press("41").await));
+    eventually(Duration::from_secs(30), || async {
+        (timeline(&serve, &call).await.matches(": key ").count() >= 2).then_some(())
+    })
+    .await
+    .expect("two keys taken");
+    let prompts_before = requests(&graph, &call)
+        .await
+        .iter()
+        .filter(|r| *r == "POST playPrompt")
+        .count();
+    serve.kill9();
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let text = eventually(Duration::from_secs(60), || async {
+        let t = timeline(&serve, &call).await;
+        t.contains("resumed after a restart").then_some(t)
+    })
+    .await
+    .expect("the session resumed");
+    assert!(
+        text.contains(
+            "the collect plays its prompt again; the digits keyed before the restart are dropped"
+        ),
+        "{text}"
+    );
+    let prompts_after = requests(&graph, &call)
+        .await
+        .iter()
+        .filter(|r| *r == "POST playPrompt")
+        .count();
+    assert_eq!(prompts_after, prompts_before + 1, "the prompt played again");
+    assert!((200..300).contains(&press("412345").await));
+    let ended = serve
+        .wait_session(&call, "ended", |s| s["state"] == "ended")
+        .await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    let text = timeline(&serve, &call).await;
+    assert!(text.contains("collected `412345`"), "{text}");
+    no_request_twice(&graph, &call).await;
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
+
+/// A caller held by a `round_robin` ring group when `serve` is killed
+/// with `kill -9` hears the hold music again after the restart, and the
+/// group's counter, in the SQLite file, survived: the next call takes the
+/// next turn and rings the other agent first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_held_in_a_ring_group_plays_the_music_again_and_keeps_the_turns() {
+    callflow::graph::client::install_tls_provider();
+    let behaviour: callflow::sim::behaviour::GraphBehaviour = serde_saphyr::from_str(&format!(
+        "agents: {{\"{}\": no_answer, \"{}\": no_answer}}\n",
+        AGENTS[0], AGENTS[1]
+    ))
+    .expect("behaviour");
+    let Bench {
+        sim,
+        graph,
+        dir: _dir,
+        flows,
+        store,
+        port,
+        callback,
+    } = Bench::new(
+        sim_with(SimGraphConfig {
+            behaviour,
+            ..SimGraphConfig::default()
+        })
+        .await,
+    );
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let held = place(&graph, RING_NUMBER, &callback).await;
+    let rings = eventually(Duration::from_secs(60), || async {
+        let t = timeline(&serve, &held).await;
+        t.contains("consultation created").then_some(t)
+    })
+    .await;
+    let Some(text) = rings else {
+        panic!("the group never rings:\n{}", timeline(&serve, &held).await);
+    };
+    assert!(
+        text.contains(&format!(
+            "turn 0: ringing from target 1 of 2, {}",
+            AGENTS[0]
+        )),
+        "{text}"
+    );
+    serve.kill9();
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let text = eventually(Duration::from_secs(60), || async {
+        let t = timeline(&serve, &held).await;
+        t.contains("resumed after a restart").then_some(t)
+    })
+    .await
+    .expect("the held call resumed");
+    assert!(text.contains("the hold music plays again"), "{text}");
+    let s = serve.session(&held).await.expect("session");
+    assert_eq!(s["step"], "team", "still held: {s}");
+    // The counter is in the file: the next call takes turn 1.
+    let next = place(&graph, RING_NUMBER, &callback).await;
+    let text = eventually(Duration::from_secs(60), || async {
+        let t = timeline(&serve, &next).await;
+        t.contains("ringing from target").then_some(t)
+    })
+    .await
+    .expect("the next call rings");
+    assert!(
+        text.contains(&format!(
+            "turn 1: ringing from target 2 of 2, {}",
+            AGENTS[1]
+        )),
+        "{text}"
+    );
+    for call in [&held, &next] {
+        assert!(
+            (200..300)
+                .contains(&sim_post(&graph, &format!("/sim/calls/{call}/hangup"), json!({})).await)
+        );
+        let ended = serve
+            .wait_session(call, "ended", |s| s["state"] == "ended")
+            .await;
+        assert_eq!(ended["outcome"], "caller_hung_up", "{ended}");
+    }
+    no_request_twice(&graph, &held).await;
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
+
+/// An agent who picks up a ring group's call while `serve` is down (its
+/// `established` never reaches the bot: nobody listens) gets the caller
+/// after the restart, since the restart asks Graph about every call: the
+/// agent's call is up, so the caller is transferred, not left ringing until
+/// `ring_timeout` and the agent hung up on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_who_answers_while_the_server_is_down_gets_the_caller() {
+    callflow::graph::client::install_tls_provider();
+    let behaviour: callflow::sim::behaviour::GraphBehaviour = serde_saphyr::from_str(&format!(
+        "agents: {{\"{}\": answer, \"{}\": answer}}\n",
+        AGENTS[0], AGENTS[1]
+    ))
+    .expect("behaviour");
+    let Bench {
+        sim,
+        graph,
+        dir: _dir,
+        flows,
+        store,
+        port,
+        callback,
+    } = Bench::new(
+        sim_with(SimGraphConfig {
+            behaviour,
+            ..SimGraphConfig::default()
+        })
+        .await,
+    );
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let held = place(&graph, RING_NUMBER, &callback).await;
+    let rings = eventually(Duration::from_secs(60), || async {
+        let t = timeline(&serve, &held).await;
+        t.contains("consultation created").then_some(t)
+    })
+    .await;
+    assert!(
+        rings.is_some(),
+        "the group never rings:\n{}",
+        timeline(&serve, &held).await
+    );
+    serve.kill9();
+    // sim-graph's agent picks up with nobody to tell.
+    let agent = eventually(Duration::from_secs(30), || async {
+        let calls: Value = reqwest::get(format!("{graph}/sim/calls"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        calls["value"].as_array()?.iter().find_map(|c| {
+            (c["id"] != held.as_str() && c["state"] == "established")
+                .then(|| c["id"].as_str().unwrap_or_default().to_owned())
+        })
+    })
+    .await;
+    let Some(agent) = agent else {
+        let calls = reqwest::get(format!("{graph}/sim/calls"))
+            .await
+            .expect("sim-graph")
+            .text()
+            .await
+            .expect("text");
+        panic!("the agent never picked up while the server was down: {calls}");
+    };
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let ended = serve
+        .wait_session(&held, "ended", |s| s["state"] == "ended")
+        .await;
+    let text = timeline(&serve, &held).await;
+    assert_eq!(ended["outcome"], "transferred", "{text}");
+    assert!(text.contains("resumed after a restart"), "{text}");
+    assert!(!text.contains("hangup on consultation"), "{text}");
+    let requests: Value = reqwest::get(format!("{graph}/sim/calls/{held}/requests"))
+        .await
+        .expect("requests")
+        .json()
+        .await
+        .expect("JSON");
+    let transfers: Vec<&Value> = requests["value"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/transfer")))
+        .collect();
+    assert_eq!(transfers.len(), 1, "{requests}");
+    assert_eq!(
+        transfers[0]["body"]["transferTarget"]["replacesCallId"], agent,
+        "the transfer replaces the agent's call: {requests}"
+    );
+    no_request_twice(&graph, &held).await;
+    drop(serve);
     let _ = sim.shutdown().await;
 }

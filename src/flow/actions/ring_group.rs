@@ -1,8 +1,8 @@
 //! `ring_group`: a hunt group with hold music. The caller, already
 //! answered, hears a looping hold prompt (and an announcement now and then)
 //! while the bot rings a list of Teams users or numbers, one at a time
-//! (`serial`) or all at once (`simultaneous`), each attempt a consultation
-//! call; the first who answers gets the caller (`cancelMediaProcessing` on
+//! (`serial`, or `round_robin`: serial from the next target across calls)
+//! or all at once (`simultaneous`), each attempt a consultation call; the first who answers gets the caller (`cancelMediaProcessing` on
 //! the caller's call, then a transfer with `replacesCallId`).
 
 use std::time::Duration;
@@ -38,8 +38,9 @@ pub struct RingGroupAction {
     /// Who to ring, in order: Teams users (`{user: …}`) or numbers (`{phone: …}`), at most 10.
     pub targets: Spanned<Vec<Spanned<TargetDef>>>,
     /// `serial` (default): one target at a time, each for `ring_timeout`,
-    /// cycling through the list; `simultaneous`: every target at once, for
-    /// `ring_timeout`, again and again.
+    /// cycling through the list; `round_robin`: the same, each call starting
+    /// one target further than the call before (a counter the server keeps);
+    /// `simultaneous`: every target at once, for `ring_timeout`, again and again.
     #[serde(default)]
     pub strategy: Option<Text>,
     /// How long each attempt rings, 5s to 120s. Default 20s.
@@ -71,6 +72,9 @@ pub struct AnnouncementDef {
 pub enum Strategy {
     /// One at a time, in order, cycling.
     Serial,
+    /// One at a time, cycling, each call starting one target further than
+    /// the call before (the turn the runtime hands out).
+    RoundRobin,
     /// All at once.
     Simultaneous,
 }
@@ -80,6 +84,7 @@ impl Strategy {
     pub const fn name(self) -> &'static str {
         match self {
             Strategy::Serial => "serial",
+            Strategy::RoundRobin => "round_robin",
             Strategy::Simultaneous => "simultaneous",
         }
     }
@@ -176,19 +181,28 @@ impl CheckAction for RingGroup {
         }
         let targets: Vec<Target> = defs.iter().filter_map(|t| cx.target(t, cals)).collect();
         ok &= targets.len() == defs.len();
+        const NAMES: [&str; 3] = ["serial", "round_robin", "simultaneous"];
         let strategy = match &g.strategy {
             None => Some(Strategy::Serial),
             Some(t) => match t.value.as_str() {
                 "serial" => Some(Strategy::Serial),
+                "round_robin" => {
+                    if defs.len() == 1 {
+                        cx.warning(
+                            "callflow::ring_group::round_robin",
+                            t.span,
+                            "a round_robin group of one target rings it first on every call",
+                        )
+                        .label("one target")
+                        .help("add the other targets, or write `strategy: serial`");
+                    }
+                    Some(Strategy::RoundRobin)
+                }
                 "simultaneous" => Some(Strategy::Simultaneous),
                 other => {
-                    let hint = if other == "round_robin" {
-                        "`round_robin` is not supported yet: use `serial` or `simultaneous`".to_owned()
-                    } else {
-                        match crate::flow::suggest::closest(other, ["serial", "simultaneous"]) {
-                            Some(s) => format!("did you mean `{s}`?"),
-                            None => "use `serial` or `simultaneous`".to_owned(),
-                        }
+                    let hint = match crate::flow::suggest::closest(other, NAMES) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => "use `serial`, `round_robin` or `simultaneous`".to_owned(),
                     };
                     cx.error(
                         "callflow::ring_group::strategy",

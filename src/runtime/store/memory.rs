@@ -1,13 +1,20 @@
-//! The in-memory store: keeps nothing. For tests and the demo; `serve`
-//! says at start that nothing survives a restart with it.
+//! The in-memory store: keeps nothing but the ring groups' turn counters,
+//! for as long as the process lives. For tests and the demo; `serve` says
+//! at start that nothing survives a restart with it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
-use super::{Done, Page, Recovered, SessionRecord, Store, StoreError, Write};
+use super::{Done, Page, Recovered, SessionRecord, Store, StoreError, Taken, Write};
 
-/// A store that forgets everything (every write succeeds at once).
+/// A store that forgets everything (every write succeeds at once) but the
+/// turn counters, which live in memory.
 #[derive(Debug, Default)]
-pub struct MemoryStore;
+pub struct MemoryStore {
+    turns: Mutex<HashMap<String, u64>>,
+}
 
 impl Store for MemoryStore {
     fn kind(&self) -> &'static str {
@@ -40,5 +47,16 @@ impl Store for MemoryStore {
 
     fn ended(&self, _offset: usize, _limit: usize) -> Result<Page, StoreError> {
         Ok(Page::default())
+    }
+
+    fn take_turn(&self, group: &str) -> Taken {
+        let mut turns = self
+            .turns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = turns.entry(group.to_owned()).or_insert(0);
+        let turn = *count;
+        *count += 1;
+        Box::pin(std::future::ready(Ok(turn)))
     }
 }

@@ -17,7 +17,10 @@
 //!   `Session`, its timers as deadlines, the Graph requests in flight, the
 //!   calls it created), written before any Graph request it causes is sent;
 //! - **flow sources** by content hash, so that a call pinned to a flow
-//!   version finishes on it across a restart even after the file changed.
+//!   version finishes on it across a restart even after the file changed;
+//! - the **turn counters** of `round_robin` ring groups ([`Store::take_turn`]):
+//!   one atomic statement per turn, so that no two calls, on this instance
+//!   or another on the same database, ever get the same turn.
 //!
 //! The trait is shaped for a shared database (PostgreSQL, several
 //! instances): writes are batches applied atomically, completion is a future
@@ -178,6 +181,10 @@ pub enum StoreError {
 /// A write's completion.
 pub type Done = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'static>>;
 
+/// A turn taken ([`Store::take_turn`]): how many the group's counter had
+/// handed out before it.
+pub type Taken = Pin<Box<dyn Future<Output = Result<u64, StoreError>> + Send + 'static>>;
+
 /// A page of stored sessions.
 #[derive(Debug, Default)]
 pub struct Page {
@@ -220,6 +227,12 @@ pub trait Store: Send + Sync + 'static {
     fn recording(&self, id: &str) -> Result<Vec<(DateTime<Utc>, String)>, StoreError>;
     /// Ended sessions, newest first, from `offset`, at most `limit`.
     fn ended(&self, offset: usize, limit: usize) -> Result<Page, StoreError>;
+    /// Takes the next turn of the `round_robin` ring group `group`
+    /// (`FLOW/STEP`): the number of turns its counter had handed out before
+    /// (`0` for the first), moving it on by one, atomically and durably
+    /// (for a durable store) before it resolves. Every taker, in this
+    /// process or another on the same database, gets a different turn.
+    fn take_turn(&self, group: &str) -> Taken;
     /// Whether the store answers now (`false` while a database server is
     /// unreachable: `/readyz` says not ready). Local stores always do.
     fn ready(&self) -> bool {
@@ -249,6 +262,32 @@ pub trait Store: Send + Sync + 'static {
     /// The timeline rows of every live session, by session id, in order.
     fn live_timelines(&self) -> Result<HashMap<String, Vec<String>>, StoreError> {
         Ok(HashMap::new())
+    }
+    /// One stored session with its timeline rows (empty unless
+    /// [`Store::timeline_rows`]), read together: what waking an evicted
+    /// session loads.
+    fn session_with_timeline(
+        &self,
+        id: &str,
+    ) -> Result<Option<(SessionRecord, Vec<String>)>, StoreError> {
+        let Some(record) = self.session(id)? else {
+            return Ok(None);
+        };
+        let rows = if self.timeline_rows() {
+            self.timeline(id)?
+        } else {
+            Vec::new()
+        };
+        Ok(Some((record, rows)))
+    }
+    /// The stored sessions of `ids` (those the store has), in no
+    /// particular order: the evicted sessions of a page of `/api/sessions`.
+    fn sessions_by_id(&self, ids: &[String]) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            records.extend(self.session(id)?);
+        }
+        Ok(records)
     }
 }
 
@@ -294,7 +333,7 @@ impl StoreUrl {
     /// Opens the store (creating the file and its folder if needed).
     pub fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
         match self {
-            StoreUrl::Memory => Ok(Arc::new(memory::MemoryStore)),
+            StoreUrl::Memory => Ok(Arc::new(memory::MemoryStore::default())),
             StoreUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
             StoreUrl::Postgres(url) => Ok(Arc::new(postgres::PostgresStore::open(url)?)),
         }
@@ -318,7 +357,7 @@ pub struct StoreHandle(pub Arc<dyn Store>);
 impl StoreHandle {
     /// The in-memory store.
     pub fn memory() -> Self {
-        StoreHandle(Arc::new(memory::MemoryStore))
+        StoreHandle(Arc::new(memory::MemoryStore::default()))
     }
 }
 

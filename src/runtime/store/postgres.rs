@@ -99,12 +99,57 @@ pub const MIGRATIONS: &[&str] = &[
         draining BOOLEAN NOT NULL DEFAULT false,
         flows TEXT NOT NULL DEFAULT '{}'
     );",
+    // 3: the turn counters of `round_robin` ring groups (`FLOW/STEP`),
+    // shared by every instance: how many turns each has handed out.
+    "CREATE TABLE ring_turns (
+        grp TEXT PRIMARY KEY,
+        taken BIGINT NOT NULL
+    );",
+    // 4: claims on the sessions of a dead instance's orphan journal
+    // entries (acknowledged, never applied, no session stored): who
+    // applies them (see `runtime::cluster`).
+    "CREATE TABLE claims (
+        target TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        claimed_at TIMESTAMPTZ NOT NULL
+    );",
 ];
+
+/// Takes a turn: one statement, so one atomic step of the counter, whatever
+/// instance runs it (two upserts of one row are serialised by its lock).
+const TAKE_TURN: &str = "INSERT INTO ring_turns (grp, taken) VALUES ($1, 1)
+     ON CONFLICT (grp) DO UPDATE SET taken = ring_turns.taken + 1
+     RETURNING taken - 1";
 
 /// The advisory lock key migrations are applied under (`callflow` in ASCII).
 const MIGRATION_LOCK: i64 = 0x6361_6c6c_666c_6f77;
 
-type Reply = oneshot::Sender<Result<(), StoreError>>;
+pub(crate) type Reply = oneshot::Sender<Result<(), StoreError>>;
+
+/// What the writer commits, grouped with whatever else is waiting.
+pub(crate) enum Job {
+    /// A batch of [`Store::write`].
+    Writes(Vec<Write>),
+    /// Journal entries from the cluster, each with the session it is for;
+    /// with `notify`, the holder of that session is told (`NOTIFY`, sent
+    /// when the group commits).
+    Routed {
+        entries: Vec<(JournalEntry, Option<String>)>,
+        notify: Option<String>,
+    },
+}
+
+impl Job {
+    fn is_empty(&self) -> bool {
+        match self {
+            Job::Writes(w) => w.is_empty(),
+            Job::Routed { entries, .. } => entries.is_empty(),
+        }
+    }
+}
+
+/// The writer's queue.
+pub(crate) type Queue = mpsc::UnboundedSender<(Job, Reply)>;
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
@@ -112,7 +157,7 @@ pub struct PostgresStore {
     shown: String,
     handle: tokio::runtime::Handle,
     pool: Pool,
-    tx: mpsc::UnboundedSender<(Vec<Write>, Reply)>,
+    tx: Queue,
     health: Arc<Health>,
     cluster: Arc<Cluster>,
 }
@@ -284,12 +329,17 @@ impl PostgresStore {
         let manager = Manager::from_config(
             config,
             NoTls,
+            // `Fast`: a connection given back is reused unless it closed; a
+            // query on every checkout (`Verified`) cost each write and
+            // lookup one more round trip. A connection that breaks is
+            // dropped by `with_conn`, and the health check asks every second.
             ManagerConfig {
-                recycling_method: RecyclingMethod::Verified,
+                recycling_method: RecyclingMethod::Fast,
             },
         );
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (tx, rx) = mpsc::unbounded_channel();
+        let queue = tx.clone();
         let health = Arc::new(Health {
             up: AtomicBool::new(false),
             shown: shown.clone(),
@@ -344,6 +394,7 @@ impl PostgresStore {
                             return;
                         }
                     };
+                    cluster.set_writer(queue);
                     task_health.set(true, "");
                     let _ = ready_tx.send(Ok((handle, pool.clone(), cluster.clone())));
                     tokio::spawn(check(pool.clone(), task_health.clone()));
@@ -471,7 +522,7 @@ async fn check(pool: Pool, health: Arc<Health>) {
 
 async fn writer(
     pool: Pool,
-    mut rx: mpsc::UnboundedReceiver<(Vec<Write>, Reply)>,
+    mut rx: mpsc::UnboundedReceiver<(Job, Reply)>,
     health: Arc<Health>,
     cluster: Arc<Cluster>,
 ) {
@@ -487,16 +538,18 @@ async fn writer(
         // instance holds fails as fenced; the others are committed.
         let sessions: Vec<Vec<String>> = group
             .iter()
-            .map(|(w, _)| {
-                w.iter()
+            .map(|(job, _)| match job {
+                Job::Writes(w) => w
+                    .iter()
                     .filter_map(|w| match w {
                         Write::Session { record, .. } => Some(record.id.clone()),
                         _ => None,
                     })
-                    .collect()
+                    .collect(),
+                Job::Routed { .. } => Vec::new(),
             })
             .collect();
-        let result = if group.iter().all(|(w, _)| w.is_empty()) {
+        let result = if group.iter().all(|(job, _)| job.is_empty()) {
             Ok(HashSet::new())
         } else if !health.up.load(Ordering::Acquire) {
             Err(StoreError::Failed(format!(
@@ -504,14 +557,48 @@ async fn writer(
                 health.shown
             )))
         } else {
-            let writes: Vec<Write> = group.iter_mut().flat_map(|(w, _)| w.drain(..)).collect();
-            let cluster = cluster.clone();
-            with_conn(&pool, &health, |conn| async move {
-                let mut conn = conn.lock().await;
-                commit(&mut conn, writes, &cluster).await
-            })
-            .await
-            .map_err(|e| e.store_error(&health.shown))
+            let mut writes = Vec::new();
+            let mut routed = Routed::default();
+            for (job, _) in &mut group {
+                match job {
+                    Job::Writes(w) => writes.append(w),
+                    Job::Routed { entries, notify } => {
+                        for (e, target) in entries.drain(..) {
+                            routed.entries.push(e);
+                            routed.target.push(target);
+                        }
+                        if let Some(n) = notify.take()
+                            && !routed.notify.contains(&n)
+                        {
+                            routed.notify.push(n);
+                        }
+                    }
+                }
+            }
+            let rows = Rows::of(writes, &cluster);
+            // A deadlock (this group against another node's, or against
+            // this node's lease renewal) rolls the group back whole: it is
+            // tried again, a few times, before it fails.
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let done = with_conn(&pool, &health, |conn| {
+                    let (rows, routed, cluster) = (&rows, &routed, &cluster);
+                    async move {
+                        let mut conn = conn.lock().await;
+                        commit(&mut conn, rows, routed, cluster).await
+                    }
+                })
+                .await;
+                match done {
+                    Err(OpError::Pg(e))
+                        if tries < 4 && e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) =>
+                    {
+                        tracing::debug!(tries, "a group commit deadlocked: tried again");
+                    }
+                    other => break other.map_err(|e| e.store_error(&health.shown)),
+                }
+            }
         };
         if let Err(e) = &result {
             tracing::error!(error = %e, batches = group.len(), "the store refused a write");
@@ -527,6 +614,15 @@ async fn writer(
             let _ = done.send(answer);
         }
     }
+}
+
+/// The cluster's journal entries of a group: each with its target
+/// session, and the sessions whose holders are told.
+#[derive(Default)]
+struct Routed {
+    entries: JournalColumns,
+    target: Vec<Option<String>>,
+    notify: Vec<String>,
 }
 
 /// The columns of a batch of rows, one array per column.
@@ -647,12 +743,52 @@ impl Rows {
 /// not marked.
 async fn commit(
     conn: &mut Object,
-    writes: Vec<Write>,
+    rows: &Rows,
+    routed: &Routed,
     cluster: &Cluster,
 ) -> Result<HashSet<String>, OpError> {
-    let rows = Rows::of(writes, cluster);
-    let tx = conn.transaction().await?;
-    if !rows.journal.seq.is_empty() {
+    let txn = conn.transaction().await?;
+    let tx = &txn;
+    // The statements that do not depend on each other are sent together
+    // (tokio-postgres pipelines the statements of one connection, in the
+    // order they were issued): one round trip for them all, not one each.
+    let routed_rows = async {
+        if routed.entries.seq.is_empty() {
+            return Ok::<(), tokio_postgres::Error>(());
+        }
+        let JournalColumns {
+            seq,
+            event,
+            at,
+            body,
+        } = &routed.entries;
+        let q = tx
+            .prepare_cached(
+                "INSERT INTO journal (seq, event, received_at, body, target)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[], $4::text[],
+                   $5::text[])",
+            )
+            .await?;
+        tx.execute(&q, &[seq, event, at, body, &routed.target])
+            .await
+            .map(drop)
+    };
+    let notified = async {
+        if routed.notify.is_empty() {
+            return Ok::<(), tokio_postgres::Error>(());
+        }
+        // Sent when the transaction commits, with the entries.
+        let q = tx
+            .prepare_cached("SELECT pg_notify($1, t) FROM UNNEST($2::text[]) AS t")
+            .await?;
+        tx.execute(&q, &[&cluster.channel(), &routed.notify])
+            .await
+            .map(drop)
+    };
+    let journal = async {
+        if rows.journal.seq.is_empty() {
+            return Ok::<(), tokio_postgres::Error>(());
+        }
         let JournalColumns {
             seq,
             event,
@@ -667,9 +803,12 @@ async fn commit(
                    received_at = EXCLUDED.received_at, body = EXCLUDED.body, session = NULL",
             )
             .await?;
-        tx.execute(&q, &[seq, event, at, body]).await?;
-    }
-    if !rows.flows.0.is_empty() {
+        tx.execute(&q, &[seq, event, at, body]).await.map(drop)
+    };
+    let flows = async {
+        if rows.flows.0.is_empty() {
+            return Ok::<(), tokio_postgres::Error>(());
+        }
         let (hash, name, source) = &rows.flows;
         let q = tx
             .prepare_cached(
@@ -678,11 +817,13 @@ async fn commit(
                  ON CONFLICT (hash) DO NOTHING",
             )
             .await?;
-        tx.execute(&q, &[hash, name, source]).await?;
-    }
+        tx.execute(&q, &[hash, name, source]).await.map(drop)
+    };
     let s = &rows.sessions;
-    let mut fenced = HashSet::new();
-    if !s.id.is_empty() {
+    let sessions = async {
+        if s.id.is_empty() {
+            return Ok(HashSet::new());
+        }
         let q = tx
             .prepare_cached(
                 "INSERT INTO sessions (id, flow, flow_version, live, state, updated_at, ended_at,
@@ -692,6 +833,7 @@ async fn commit(
                  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[],
                    $6::timestamptz[], $7::timestamptz[], $8::bigint[])
                    AS u (id, flow, version, live, state, updated, ended, epoch)
+                 ORDER BY u.id
                  ON CONFLICT (id) DO UPDATE SET flow = EXCLUDED.flow,
                    flow_version = EXCLUDED.flow_version, live = EXCLUDED.live,
                    state = EXCLUDED.state, updated_at = EXCLUDED.updated_at,
@@ -702,8 +844,8 @@ async fn commit(
             .await?;
         let lease = cluster.lease().as_secs_f64();
         let node = cluster.node().to_owned();
-        let written: HashSet<String> = tx
-            .query(
+        Ok::<HashSet<String>, tokio_postgres::Error>(
+            tx.query(
                 &q,
                 &[
                     &s.id, &s.flow, &s.version, &s.live, &s.state, &s.updated, &s.ended, &s.epoch,
@@ -713,13 +855,17 @@ async fn commit(
             .await?
             .iter()
             .map(|r| r.get(0))
-            .collect();
-        for ((id, epoch), live) in s.id.iter().zip(&s.epoch).zip(&s.live) {
-            if written.contains(id) {
-                cluster.stored(id, *epoch, *live);
-            } else {
-                fenced.insert(id.clone());
-            }
+            .collect(),
+        )
+    };
+    let ((), (), (), (), written) =
+        tokio::try_join!(routed_rows, notified, journal, flows, sessions)?;
+    let mut fenced = HashSet::new();
+    for ((id, epoch), live) in s.id.iter().zip(&s.epoch).zip(&s.live) {
+        if written.contains(id) {
+            cluster.stored(id, *epoch, *live);
+        } else {
+            fenced.insert(id.clone());
         }
     }
     if !rows.applied.0.is_empty() {
@@ -751,8 +897,14 @@ async fn commit(
             &[&journal_before],
         )
         .await?;
+        tx.execute(
+            "DELETE FROM claims c WHERE NOT EXISTS
+               (SELECT 1 FROM journal j WHERE j.target = c.target AND j.session IS NULL)",
+            &[],
+        )
+        .await?;
     }
-    tx.commit().await?;
+    txn.commit().await?;
     Ok(fenced)
 }
 
@@ -785,11 +937,30 @@ impl Store for PostgresStore {
 
     fn write(&self, writes: Vec<Write>) -> Done {
         let (tx, rx) = oneshot::channel();
-        let sent = self.tx.send((writes, tx));
+        let sent = self.tx.send((Job::Writes(writes), tx));
         Box::pin(async move {
             sent.map_err(|_| StoreError::Closed)?;
             rx.await.map_err(|_| StoreError::Closed)?
         })
+    }
+
+    fn take_turn(&self, group: &str) -> super::Taken {
+        let (tx, rx) = oneshot::channel();
+        let pool = self.pool.clone();
+        let health = self.health.clone();
+        let group = group.to_owned();
+        self.handle.spawn(async move {
+            let taken = with_conn(&pool, &health, |conn| async move {
+                let conn = conn.lock().await;
+                let q = conn.prepare_cached(TAKE_TURN).await?;
+                let n: i64 = conn.query_one(&q, &[&group]).await?.get(0);
+                Ok(u64::try_from(n).unwrap_or(0))
+            })
+            .await
+            .map_err(|e| e.store_error(&health.shown));
+            let _ = tx.send(taken);
+        });
+        Box::pin(async move { rx.await.map_err(|_| StoreError::Closed)? })
     }
 
     fn recover(&self) -> Result<Recovered, StoreError> {
@@ -806,7 +977,7 @@ impl Store for PostgresStore {
                 .collect();
             let journal = conn
                 .query(
-                    "SELECT seq, event, received_at FROM journal WHERE session IS NULL ORDER BY seq",
+                    "SELECT seq, event, received_at FROM journal WHERE session IS NULL ORDER BY received_at, seq",
                     &[],
                 )
                 .await?
@@ -857,7 +1028,7 @@ impl Store for PostgresStore {
                 .await
                 .query(
                     "SELECT received_at, body FROM journal
-                     WHERE session = $1 AND body IS NOT NULL ORDER BY seq",
+                     WHERE session = $1 AND body IS NOT NULL ORDER BY received_at, seq",
                     &[&id],
                 )
                 .await?;

@@ -10,9 +10,10 @@
 //! thread of their own, so that the writer never waits for the database
 //! file's sync. An exclusive `flock` on the file, held until the writer
 //! stops, makes a second `callflow serve` on the same store refused at
-//! start. Reads (recovery, export, paging ended sessions) run on the
-//! writer's thread, between groups, after every write submitted before
-//! them.
+//! start. Reads (recovery, export, paging ended sessions) and the ring
+//! groups' turns (one `INSERT … ON CONFLICT … RETURNING`, committed on its
+//! own) run on the writer's thread, between groups, after every write
+//! submitted before them.
 //!
 //! The schema is versioned with `PRAGMA user_version`: [`MIGRATIONS`] are
 //! applied in order; a store whose version is newer than this binary knows
@@ -75,7 +76,18 @@ pub const MIGRATIONS: &[&str] = &[
         entry TEXT NOT NULL,
         PRIMARY KEY (session, n)
     ) WITHOUT ROWID;",
+    // 4: the turn counters of `round_robin` ring groups (`FLOW/STEP`): how
+    // many turns each has handed out.
+    "CREATE TABLE ring_turns (
+        grp TEXT PRIMARY KEY,
+        taken INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
+
+/// Takes a turn: one statement, so one atomic step of the counter.
+const TAKE_TURN: &str = "INSERT INTO ring_turns (grp, taken) VALUES (?1, 1)
+     ON CONFLICT (grp) DO UPDATE SET taken = taken + 1
+     RETURNING taken - 1";
 
 type Read = Box<dyn FnOnce(&Connection) + Send>;
 
@@ -795,6 +807,38 @@ impl Store for SqliteStore {
         })
     }
 
+    fn take_turn(&self, group: &str) -> super::Taken {
+        let (tx, rx) = oneshot::channel();
+        let group = group.to_owned();
+        // A read's place: after every write submitted before it, outside any
+        // transaction, so the statement commits (and syncs) itself.
+        let read: Read = Box::new(move |conn| {
+            let taken = conn
+                .prepare_cached(TAKE_TURN)
+                .and_then(|mut q| q.query_row([group], |r| r.get::<_, i64>(0)))
+                .map(|n| u64::try_from(n).unwrap_or(0))
+                .map_err(|e| classify(&e));
+            if let Err(e) = &taken {
+                tracing::error!(error = %e, "the store could not take a ring group's turn");
+            }
+            let _ = tx.send(taken);
+        });
+        let closed = {
+            let mut q = self.shared.lock();
+            if !q.closed {
+                q.reads.push_back(read);
+            }
+            q.closed
+        };
+        self.shared.ready.notify_one();
+        Box::pin(async move {
+            if closed {
+                return Err(StoreError::Closed);
+            }
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
     fn timeline_rows(&self) -> bool {
         true
     }
@@ -821,6 +865,39 @@ impl Store for SqliteStore {
                 out.entry(session).or_default().push(row.get(1)?);
             }
             Ok(out)
+        })
+    }
+
+    fn session_with_timeline(
+        &self,
+        id: &str,
+    ) -> Result<Option<(SessionRecord, Vec<String>)>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let mut q =
+                conn.prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"))?;
+            let Some(record) = q.query_row([&id], record).optional()? else {
+                return Ok(None);
+            };
+            let mut q =
+                conn.prepare_cached("SELECT entry FROM timeline WHERE session = ?1 ORDER BY n")?;
+            let rows = q
+                .query_map([&id], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(Some((record, rows)))
+        })
+    }
+
+    fn sessions_by_id(&self, ids: &[String]) -> Result<Vec<SessionRecord>, StoreError> {
+        let ids = ids.to_vec();
+        self.read(move |conn| {
+            let mut q =
+                conn.prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"))?;
+            let mut records = Vec::with_capacity(ids.len());
+            for id in &ids {
+                records.extend(q.query_row([id], record).optional()?);
+            }
+            Ok(records)
         })
     }
 

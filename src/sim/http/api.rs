@@ -673,6 +673,7 @@ mod tests {
             if let (_, Some(action)) = kind.http()
                 && kind != RequestKind::SaveRecording
                 && kind != RequestKind::Fetch
+                && kind != RequestKind::TakeTurn
                 && !action.is_empty()
                 && !action.contains('/')
             {
