@@ -23,6 +23,7 @@
 //! assert_eq!(problem.help.as_deref(), Some("did you mean `bye`?"));
 //! ```
 
+pub mod alloc;
 pub mod cli;
 pub mod engine;
 pub mod flow;

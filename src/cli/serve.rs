@@ -210,10 +210,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::alloc::runtime_builder().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: the async runtime would not start: {e}");

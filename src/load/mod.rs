@@ -141,10 +141,9 @@ pub fn run(args: &LoadOptions, out: &mut (dyn Write + Send)) -> Result<bool, Str
     }
     let sim = SimGraphChild::spawn()?;
     let build = |threads: usize, name: &str| {
-        tokio::runtime::Builder::new_multi_thread()
+        crate::alloc::runtime_builder()
             .worker_threads(threads.max(1))
             .thread_name(name)
-            .enable_all()
             .build()
     };
     let (server_rt, load_rt) = match (
