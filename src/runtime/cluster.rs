@@ -39,11 +39,12 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use serde::Serialize;
+use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 
 use crate::engine::Event;
 
-use super::store::postgres::{COLUMNS, Job, Queue, record};
+use super::store::postgres::{COLUMNS, Job, Queue, Reply, record};
 use super::store::{JournalEntry, SessionRecord, StoreError};
 use super::worker::Journaled;
 use super::{Inner, lock};
@@ -82,7 +83,9 @@ pub struct Cluster {
     inner: OnceLock<Weak<Inner>>,
     draining: AtomicBool,
     /// The store's writer: journal entries are committed in its groups.
-    writer: OnceLock<Queue>,
+    /// Weak: the writer holds this cluster, and ends when the store (which
+    /// holds the queue) is dropped.
+    writer: OnceLock<mpsc::WeakUnboundedSender<(Job, Reply)>>,
     /// Sessions other nodes hold, as last found: holder and until when.
     owners: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
@@ -235,8 +238,8 @@ impl Cluster {
 
     /// The store's writer, which commits the journal entries written here
     /// with its groups (set once, when the store opens).
-    pub(super) fn set_writer(&self, queue: Queue) {
-        let _ = self.writer.set(queue);
+    pub(super) fn set_writer(&self, queue: &Queue) {
+        let _ = self.writer.set(queue.downgrade());
     }
 
     /// The channel the holders of sessions are told on (one per schema).
@@ -680,7 +683,11 @@ impl Cluster {
         entries: Vec<(JournalEntry, Option<String>)>,
         notify: Option<&str>,
     ) -> Result<(), StoreError> {
-        let queue = self.writer.get().ok_or(StoreError::Closed)?;
+        let queue = self
+            .writer
+            .get()
+            .and_then(mpsc::WeakUnboundedSender::upgrade)
+            .ok_or(StoreError::Closed)?;
         let (reply, done) = tokio::sync::oneshot::channel();
         queue
             .send((

@@ -925,8 +925,10 @@ async fn bundled_scenarios_through_two_and_three_instances() {
     let flows = callflow::flow::load_paths(&[flows_dir()]).flows;
     let paths = scenario::discover(&[flows_dir().join("scenarios")]);
     assert!(paths.len() >= 40, "bundled scenarios: {}", paths.len());
-    // A few scenarios at a time: each instance holds PostgreSQL connections.
-    let slots = Arc::new(tokio::sync::Semaphore::new(4));
+    // A few instances at a time: each holds up to nine PostgreSQL
+    // connections (its pool and its listener), and the server's default
+    // `max_connections` is 100, shared with the test running beside this one.
+    let slots = Arc::new(tokio::sync::Semaphore::new(6));
     let mut runs = tokio::task::JoinSet::new();
     for (n, path) in paths.iter().enumerate() {
         let name = path
@@ -939,7 +941,8 @@ async fn bundled_scenarios_through_two_and_three_instances() {
             let groups = round_robin_groups(&flow);
             let (name, slots) = (name.clone(), slots.clone());
             runs.spawn(async move {
-                let _slot = slots.acquire_owned().await.expect("slot");
+                let instances = if count > 1 { count as u32 } else { 0 };
+                let _slot = slots.acquire_many_owned(instances).await.expect("slot");
                 let cluster = (count > 1).then(|| (count, format!("sc{n}_{count}")));
                 let ran = run_scenario_on(scenario, start, clock, &groups, cluster).await;
                 (name, count, ran)

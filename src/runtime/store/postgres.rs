@@ -394,7 +394,8 @@ impl PostgresStore {
                             return;
                         }
                     };
-                    cluster.set_writer(queue);
+                    cluster.set_writer(&queue);
+                    drop(queue);
                     task_health.set(true, "");
                     let _ = ready_tx.send(Ok((handle, pool.clone(), cluster.clone())));
                     tokio::spawn(check(pool.clone(), task_health.clone()));
