@@ -2155,3 +2155,63 @@ async fn an_agent_who_answers_while_the_server_is_down_gets_the_caller() {
     drop(serve);
     let _ = sim.shutdown().await;
 }
+
+/// The README's backup: SQLite's online backup of the store while `serve`
+/// runs and a call waits in its menu (the server is not stopped, nothing
+/// waits for a lock), then the copy moved to another folder, where a
+/// server started on it finishes the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_store_is_backed_up_online_and_the_copy_carries_the_call() {
+    callflow::graph::client::install_tls_provider();
+    let sim = sim().await;
+    let graph = sim.base_url().to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = flows(dir.path());
+    let live = dir.path().join("data/callflow.db");
+    let store = format!("sqlite:{}", live.display());
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/api/calls");
+
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let call = place(&graph, MENU_NUMBER, &callback).await;
+    eventually(Duration::from_secs(60), || async {
+        menu_waiting(&serve, &graph, &call).await.then_some(())
+    })
+    .await
+    .expect("the call waits in its menu");
+
+    // `sqlite3 callflow.db ".backup copy.db"` is this API.
+    let moved = dir.path().join("moved");
+    std::fs::create_dir_all(&moved).expect("mkdir");
+    let copy = moved.join("callflow.db");
+    {
+        let src = rusqlite::Connection::open(&live).expect("open the live store");
+        let mut dst = rusqlite::Connection::open(&copy).expect("open the copy");
+        rusqlite::backup::Backup::new(&src, &mut dst)
+            .expect("backup")
+            .run_to_completion(1000, Duration::from_millis(1), None)
+            .expect("an online backup of the running store");
+    }
+    // The server served on through the backup.
+    assert!(
+        serve.session(&call).await.is_some(),
+        "serve answers after the backup"
+    );
+    serve.kill9();
+
+    let moved_store = format!("sqlite:{}", copy.display());
+    let serve = Serve::start(&graph, port, &flows, &moved_store).await;
+    serve
+        .wait_session(&call, "recovered from the copy in its menu", |s| {
+            s["step"] == "menu" && s["state"] == "running"
+        })
+        .await;
+    press(&graph, &call, "1").await;
+    let ended = serve
+        .wait_session(&call, "ended", |s| s["state"] == "ended")
+        .await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    no_request_twice(&graph, &call).await;
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
