@@ -36,7 +36,10 @@ thread_local! {
 pub fn collect_when_idle() {
     COLLECTED.with(|last| {
         let now = Instant::now();
-        if last.get().is_some_and(|t| now.duration_since(t) < COLLECT_EVERY) {
+        if last
+            .get()
+            .is_some_and(|t| now.duration_since(t) < COLLECT_EVERY)
+        {
             return;
         }
         last.set(Some(now));
