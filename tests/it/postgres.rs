@@ -519,3 +519,60 @@ async fn concurrent_takers_never_get_the_same_turn_on_sqlite_and_postgres() {
         .expect("open");
     assert_eq!(later.take_turn("support/desk").await.expect("turn"), 200);
 }
+
+/// How many server connections have `application_name` `name`.
+async fn connections_named(name: &str) -> i64 {
+    let (client, conn) = tokio_postgres::connect(&require::postgres_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test PostgreSQL");
+    let task = tokio::spawn(conn);
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&name],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .get(0);
+    drop(client);
+    let _ = task.await;
+    n
+}
+
+/// A store dropped in a process that goes on (a test, an embedder) closes
+/// its connections: none is left holding a server slot.
+#[test]
+fn a_dropped_store_closes_its_connections() {
+    if !require::postgres() {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let name = format!("callflow_dropped_{}", std::process::id());
+    let url = format!(
+        "{}&application_name={name}",
+        rt.block_on(fresh_schema("dropped"))
+    );
+    let store = PostgresStore::open(&url).expect("postgres");
+    let at = Utc
+        .with_ymd_and_hms(2026, 12, 1, 9, 0, 0)
+        .single()
+        .expect("time");
+    rt.block_on(store.write(vec![Write::Journal(vec![JournalEntry {
+        seq: 1,
+        event: "{}".into(),
+        received_at: at,
+        body: None,
+    }])]))
+    .expect("a write");
+    let open = rt.block_on(connections_named(&name));
+    assert!(open >= 1, "the open store holds connections: {open}");
+    drop(store);
+    let closed = rt.block_on(eventually(Duration::from_secs(20), || async {
+        (connections_named(&name).await == 0).then_some(())
+    }));
+    assert!(
+        closed.is_some(),
+        "the dropped store's connections stay open: {}",
+        rt.block_on(connections_named(&name))
+    );
+}
