@@ -418,10 +418,17 @@ async fn kill_9_of_the_holder_at_each_point_of_a_call_and_the_others_finish_it()
     no_request_twice(&graph, &waiting).await;
     let list = requests(&graph, &waiting).await;
     assert_eq!(without_prompts(&list), without_prompts(&plain_menu));
-    assert_eq!(
+    // The key was pressed while the holder was dead: a survivor that takes
+    // the session over before the key comes plays the prompt again, one
+    // that finds the key journaled applies it first and has no prompt to
+    // play again. Either way, at most once more.
+    let (prompts, plain_prompts) = (
         count(&list, "POST playPrompt"),
-        count(&plain_menu, "POST playPrompt") + 1,
-        "the survivor plays the menu's prompt again: {list:?}"
+        count(&plain_menu, "POST playPrompt"),
+    );
+    assert!(
+        (plain_prompts..=plain_prompts + 1).contains(&prompts),
+        "the survivor plays the menu's prompt again at most once: {list:?}"
     );
     nodes.nodes[h] = Some(nodes.spawn(h).await);
 
