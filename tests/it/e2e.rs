@@ -1229,6 +1229,23 @@ async fn hot_reload_under_load() {
             .unwrap_or_else(|| panic!("call {} started no session", p.call));
         sessions.push(id);
     }
+    // Every answer at sim-graph before its clock moves: a call still
+    // unanswered when the clock jumps is past Graph's answer deadline.
+    let placed = &tracked;
+    let answered = eventually(Duration::from_secs(60), || {
+        let s = Arc::clone(&s);
+        async move {
+            for p in placed {
+                let requests = s.requests(&p.call).await;
+                if !requests.iter().any(|r| kind_of(r) == Some("answer")) {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    assert!(answered.is_some(), "some calls were never answered");
     let all_ended = eventually(Duration::from_secs(180), || {
         let s = Arc::clone(&s);
         let sessions = sessions.clone();
