@@ -1975,6 +1975,16 @@ async fn kill_9_while_a_collect_waits_plays_its_prompt_again() {
     let _ = sim.shutdown().await;
 }
 
+/// sim-graph's behaviour with both [`AGENTS`] answering their calls as
+/// `how` says (`answer`, `no_answer`, ...).
+fn both_agents(how: &str) -> callflow::sim::behaviour::GraphBehaviour {
+    serde_saphyr::from_str(&format!(
+        "agents: {{\"{}\": {how}, \"{}\": {how}}}\n",
+        AGENTS[0], AGENTS[1]
+    ))
+    .expect("behaviour")
+}
+
 /// A caller held by a `round_robin` ring group when `serve` is killed
 /// with `kill -9` hears the hold music again after the restart, and the
 /// group's counter, in the SQLite file, survived: the next call takes the
@@ -1982,11 +1992,7 @@ async fn kill_9_while_a_collect_waits_plays_its_prompt_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_held_in_a_ring_group_plays_the_music_again_and_keeps_the_turns() {
     callflow::graph::client::install_tls_provider();
-    let behaviour: callflow::sim::behaviour::GraphBehaviour = serde_saphyr::from_str(&format!(
-        "agents: {{\"{}\": no_answer, \"{}\": no_answer}}\n",
-        AGENTS[0], AGENTS[1]
-    ))
-    .expect("behaviour");
+    let behaviour = both_agents("no_answer");
     let Bench {
         sim,
         graph,
@@ -2069,11 +2075,7 @@ async fn kill_9_while_held_in_a_ring_group_plays_the_music_again_and_keeps_the_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_who_answers_while_the_server_is_down_gets_the_caller() {
     callflow::graph::client::install_tls_provider();
-    let behaviour: callflow::sim::behaviour::GraphBehaviour = serde_saphyr::from_str(&format!(
-        "agents: {{\"{}\": answer, \"{}\": answer}}\n",
-        AGENTS[0], AGENTS[1]
-    ))
-    .expect("behaviour");
+    let behaviour = both_agents("answer");
     let Bench {
         sim,
         graph,
