@@ -54,8 +54,11 @@ const LINGER: Duration = Duration::from_secs(10);
 /// How long the state a journaled notification changed may wait before it
 /// is stored, when the notification caused no Graph request: until then the
 /// journal holds it (a restart applies it again), and the writes of many
-/// notifications of one call become one.
-const DEFER_STATE: Duration = Duration::from_secs(2);
+/// notifications of one call become one. With [`DEFER_EVENTS`], the store's
+/// snapshot policy: a state is stored before every Graph request it causes,
+/// after at most 16 journaled events, and at most 10 s after the first
+/// (2 s before: under load, about one state write for two notifications).
+const DEFER_STATE: Duration = Duration::from_secs(10);
 
 /// The most journaled events whose state is deferred (a restart applies
 /// at most this many again per session; well under its queue's bound).

@@ -1334,6 +1334,73 @@ fn a_store_of_the_previous_schema_is_migrated() {
     assert_eq!(version as usize, sqlite::MIGRATIONS.len());
 }
 
+/// A store of schema 4 (journal entries marked in their own rows with the
+/// session that applied them) is migrated to the tables of version 5: the
+/// entry no session applied is replayed, the others stay the session's
+/// (its recording), and a purge removes them with it.
+#[test]
+fn a_store_of_schema_4_keeps_its_applied_and_pending_entries() {
+    use callflow::runtime::store::{Store, Write, sqlite};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v4.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("sqlite");
+        for sql in &sqlite::MIGRATIONS[..4] {
+            conn.execute_batch(sql).expect("schema 4");
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 4;
+             INSERT INTO sessions VALUES ('s1', 'f', 'h', 0, '{}', '2026-01-01T00:00:00Z',
+               '2026-01-01T00:00:00Z');
+             INSERT INTO journal VALUES (1, '\"a\"', '2026-01-01T00:00:00Z', 's1', 'body 1');
+             INSERT INTO journal VALUES (2, '\"b\"', '2026-01-01T00:00:01Z', 's1', NULL);
+             INSERT INTO journal VALUES (3, '\"c\"', '2026-01-01T00:00:02Z', NULL, 'body 3');",
+        )
+        .expect("v4 rows");
+    }
+    let store = sqlite::SqliteStore::open(&path).expect("migrated");
+    let recovered = store.recover().expect("recover");
+    assert_eq!(
+        recovered.journal.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [3],
+        "only the entry no session applied is replayed"
+    );
+    let recording = store.recording("s1").expect("recording");
+    assert_eq!(
+        recording
+            .iter()
+            .map(|(_, b)| b.as_str())
+            .collect::<Vec<_>>(),
+        ["body 1"],
+        "the bodies s1 applied stay its own"
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let far = chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
+    rt.block_on(store.write(vec![Write::Purge {
+        ended_before: far,
+        journal_before: far,
+    }]))
+    .expect("purge");
+    assert_eq!(store.session("s1").expect("read"), None);
+    assert!(store.recover().expect("recover").journal.is_empty());
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("sqlite");
+    let left: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM journal) + (SELECT count(*) FROM pending)
+               + (SELECT count(*) FROM applied) + (SELECT count(*) FROM unpend)",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(
+        left, 0,
+        "the purge leaves no journal row, pending or applied mark"
+    );
+}
+
 /// A small filesystem of its own (`tmpfs`, `size=`), for the full-disk
 /// test; `None` (with one notice) where mounting is not permitted.
 struct SmallDisk {
@@ -1836,9 +1903,16 @@ async fn a_store_of_schema_2_with_timelines_in_the_state_is_migrated() {
             )
             .expect("update");
         }
-        // What schema 2 did not have: the timeline rows and the turn counters.
-        conn.execute_batch("DROP TABLE timeline; DROP TABLE ring_turns; PRAGMA user_version = 2;")
-            .expect("version 2");
+        // What schema 2 did not have: the timeline rows, the turn counters,
+        // and the tables of applied and pending entries (it marked the
+        // journal rows).
+        conn.execute_batch(
+            "UPDATE journal SET session = (SELECT a.session FROM applied a WHERE a.seq = journal.seq);
+             DROP TABLE pending; DROP TABLE unpend; DROP TABLE applied;
+             CREATE INDEX journal_by_session ON journal (session, seq);
+             DROP TABLE timeline; DROP TABLE ring_turns; PRAGMA user_version = 2;",
+        )
+        .expect("version 2");
     }
     let serve = Serve::start(&graph, port, &flows, &store).await;
     let s = serve
