@@ -56,13 +56,26 @@ const LINGER: Duration = Duration::from_secs(10);
 /// journal holds it (a restart applies it again), and the writes of many
 /// notifications of one call become one. With [`DEFER_EVENTS`], the store's
 /// snapshot policy: a state is stored before every Graph request it causes,
-/// after at most 16 journaled events, and at most 10 s after the first
-/// (2 s before: under load, about one state write for two notifications).
+/// after at most 16 journaled events, and 5 to 10 s after the first (by the
+/// session's id: [`deferral`]; 2 s before schema 5: under load, about one
+/// state write for two notifications).
 const DEFER_STATE: Duration = Duration::from_secs(10);
 
 /// The most journaled events whose state is deferred (a restart applies
 /// at most this many again per session; well under its queue's bound).
 const DEFER_EVENTS: usize = 16;
+
+/// How long this session's replayable state waits: between half of
+/// [`DEFER_STATE`] and all of it, by its id. Sessions that all changed at
+/// once (every call after a restart, or a load's first burst) then do not
+/// all come due in the same instant.
+fn deferral(id: &str) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    let half = DEFER_STATE / 2;
+    half + half.mul_f64((h.finish() % 1024) as f64 / 1024.0)
+}
 
 /// What a panic said, if it said it as text.
 fn panic_message(panic: &(dyn Any + Send)) -> String {
@@ -611,8 +624,9 @@ impl Worker {
             && self.inner.config.cluster.is_none()
             && self.applied.len() < DEFER_EVENTS
         {
+            let id = &self.cell.id;
             self.save_by
-                .get_or_insert_with(|| Instant::now() + DEFER_STATE);
+                .get_or_insert_with(|| Instant::now() + deferral(id));
         } else if !dropped {
             self.save(true).await;
         }

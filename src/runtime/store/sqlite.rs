@@ -153,8 +153,10 @@ const UNPEND_BATCH: u64 = 2048;
 /// The longest applied entries wait in `unpend` (while any do).
 const UNPEND_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The most deferred batches in one group (every urgent one is taken).
-const DEFERRED_PER_GROUP: usize = 256;
+/// The most deferred batches in one group (every urgent one is taken): a
+/// state is about 1.6 KB of JSON and its new timeline rows; 256 of them
+/// made a group of up to 100 ms, every `202` in it waiting.
+const DEFERRED_PER_GROUP: usize = 32;
 
 /// WAL pages after which the checkpointer copies the WAL into the database
 /// file (SQLite's own `wal_autocheckpoint` is 1,000, on the committing
