@@ -959,6 +959,79 @@ async fn kill_9_during_a_blind_transfer_and_before_its_answer() {
     let _ = sim.shutdown().await;
 }
 
+/// A `play` step's flow: its prompt, then a transfer.
+const PLAY_FLOW: &str = r#"flow: durable-play
+trigger:
+  incoming_call:
+    to: ["+14255550181"]
+start: greet
+steps:
+  greet:
+    answer: {}
+    next: welcome
+  welcome:
+    play: { prompt: https://cdn.contoso.com/welcome.wav }
+    next: sales
+  sales:
+    transfer: { to: { phone: "+14255550123" } }
+"#;
+
+/// Killed with `kill -9` while a `play` step's prompt plays, and the
+/// prompt finishes while the server is down: its completion reaches no
+/// one, and Graph does not send it again. After the restart the prompt
+/// plays again (the README's "Try it" found the call silent for the
+/// prompt's five-minute guard, then failed), and the call goes on to its
+/// transfer, no request sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_a_prompt_plays_and_its_completion_is_lost() {
+    callflow::graph::client::install_tls_provider();
+    let Bench {
+        sim,
+        graph,
+        dir: _dir,
+        flows,
+        store,
+        port,
+        callback,
+    } = Bench::manual().await;
+    std::fs::write(flows.join("durable-play.yaml"), PLAY_FLOW).expect("flow");
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let call = place(&graph, "+14255550181", &callback).await;
+    drive(&sim, "the prompt playing", || async {
+        requests(&graph, &call)
+            .await
+            .contains(&"POST playPrompt".to_owned())
+    })
+    .await;
+    serve.kill9();
+    // The prompt finishes while nothing answers: its completion is lost.
+    drive(&sim, "the prompt's completion posted to no one", || async {
+        let Ok(r) = reqwest::get(format!("{graph}/sim/calls/{call}/notifications")).await else {
+            return false;
+        };
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        v["value"].as_array().is_some_and(|list| {
+            list.iter()
+                .any(|d| d["status"] != 202 && d["body"].to_string().contains("completed"))
+        })
+    })
+    .await;
+    let serve = Serve::start(&graph, port, &flows, &store).await;
+    let ended = drive_to_end(&sim, &serve, &call).await;
+    assert_eq!(ended["outcome"], "transferred", "{ended}");
+    let text = ended["timeline_text"].as_str().unwrap_or("").to_owned();
+    assert!(text.contains("the prompt plays again"), "{text}");
+    let sent = requests(&graph, &call).await;
+    assert_eq!(
+        sent.iter().filter(|r| *r == "POST playPrompt").count(),
+        2,
+        "the prompt once before the stop and once after: {sent:?}"
+    );
+    no_request_twice(&graph, &call).await;
+    drop(serve);
+    let _ = sim.shutdown().await;
+}
+
 /// A consultative transfer killed with `kill -9` while both legs are up
 /// (the caller held, the target answered and hearing the announcement):
 /// after the restart both calls are reconciled and the transfer completes,
