@@ -528,7 +528,7 @@ impl Run<'_> {
         }
     }
 
-    pub(super) fn play(&mut self, prompt: &Template) -> Progress {
+    fn play(&mut self, prompt: &Template) -> Progress {
         let i = match self.answered_main("play a prompt") {
             Ok(i) => i,
             Err(t) => return Progress::Then(t),

@@ -726,7 +726,6 @@ impl Run<'_> {
         let attempt = match self.s.waiting.clone() {
             Waiting::Menu { attempt, .. } | Waiting::Collect { attempt, .. } => attempt,
             Waiting::RingGroup(_) => return self.ring_resumed(),
-            Waiting::Prompt { .. } => return self.prompt_resumed(),
             _ => return None,
         };
         if self.s.timer.is_some_and(|t| t.at <= self.now) {
@@ -753,27 +752,6 @@ impl Run<'_> {
             _ => return None,
         };
         match progress {
-            Progress::Then(t) => Some(t),
-            Progress::Wait | Progress::Ended => None,
-        }
-    }
-
-    /// A `play` whose prompt was playing when the server stopped: whether
-    /// it finished meanwhile is not known (its completion may have been
-    /// sent while nothing answered, and Graph does not send it again), so
-    /// it plays again, told apart from the first by its client context; a
-    /// late completion of the first changes nothing. Left to its guard
-    /// timer when that ran out while the server was down.
-    fn prompt_resumed(&mut self) -> Option<Transition> {
-        if self.s.timer.is_some_and(|t| t.at <= self.now) {
-            return None;
-        }
-        let step = self.current()?;
-        let Action::Play(p) = &step.action else {
-            return None;
-        };
-        self.note("the prompt plays again");
-        match self.play(&p.prompt) {
             Progress::Then(t) => Some(t),
             Progress::Wait | Progress::Ended => None,
         }

@@ -496,66 +496,6 @@ fn a_menu_resumed_after_a_restart_plays_its_prompt_again_unless_its_timeout_pass
     assert!(h.requests(Event::Resumed).is_empty());
 }
 
-/// A prompt, then a hang-up.
-const PLAY: &str = r#"
-flow: t
-trigger:
-  incoming_call: {}
-start: greet
-steps:
-  greet:
-    answer: {}
-    next: welcome
-  welcome:
-    play: { prompt: https://cdn/welcome.wav }
-    next: bye
-  bye:
-    hangup: {}
-"#;
-
-/// A `play` step's prompt playing when the server stopped plays again at
-/// the restart (its completion may have been lost while nothing answered);
-/// the first prompt's late completion changes nothing, the new one's moves
-/// on.
-#[test]
-fn a_prompt_resumed_after_a_restart_plays_again() {
-    let mut h = Harness::with(PLAY);
-    h.incoming();
-    let sent = h.state("c1", CallState::Established);
-    let Some(Command::PlayPrompt { body, .. }) = sent.last() else {
-        panic!("the welcome prompt plays: {sent:?}");
-    };
-    let first = body.client_context.clone().expect("a client context");
-    let sent = h.requests(Event::Resumed);
-    let Some(Command::PlayPrompt { body, .. }) = sent.last() else {
-        panic!("the prompt plays again: {sent:?}");
-    };
-    let again = body.client_context.clone().expect("a client context");
-    assert_ne!(again, first, "a fresh prompt, told apart from the first");
-    let text = h.s.timeline.render(chrono_tz::Tz::UTC);
-    assert!(text.contains("the prompt plays again"), "{text}");
-    assert!(
-        h.prompt_done(&first)
-            .iter()
-            .all(|c| !matches!(c, Command::Hangup { .. })),
-        "the first prompt's late completion changes nothing"
-    );
-    assert_eq!(h.step_name(), Some("welcome"));
-    assert!(
-        h.prompt_done(&again)
-            .iter()
-            .any(|c| matches!(c, Command::Hangup { .. })),
-        "the new prompt's completion moves on"
-    );
-
-    // Its guard ran out while the server was down: left to the timer.
-    let mut h2 = Harness::with(PLAY);
-    h2.incoming();
-    h2.state("c1", CallState::Established);
-    h2.now = h2.s.timer.expect("the prompt's guard").at;
-    assert!(h2.requests(Event::Resumed).is_empty());
-}
-
 #[test]
 fn the_rules_are_timers_in_the_session_and_decided_by_step() {
     let mut h = Harness::new();
